@@ -1,0 +1,459 @@
+//! Broker configuration with Kafka's property names (`server.properties`).
+//!
+//! Every key a Kafka broker accepts is accepted here; the ones Potok acts on are
+//! parsed into [`ServerConfig`], the others are kept and reported by
+//! DescribeConfigs. A key Kafka does not know, or a value that does not parse,
+//! stops start-up with a [`ConfigError`] naming it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// A configuration problem, with the key and where it came from.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The key is not a Kafka broker setting.
+    #[error("unknown setting '{key}' ({origin})")]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// Where it was given.
+        origin: String,
+    },
+    /// The value does not parse or is out of range.
+    #[error("invalid value '{value}' for '{key}' ({origin}): {reason}")]
+    InvalidValue {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// Where it was given.
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A line is not `key=value`.
+    #[error("malformed line '{line}' ({origin}): expected key=value")]
+    Malformed {
+        /// The line.
+        line: String,
+        /// Where it was given.
+        origin: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A listener: `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Listener name, e.g. `PLAINTEXT`.
+    pub name: String,
+    /// Host to bind or advertise; empty means all interfaces.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl Listener {
+    fn parse_list(key: &str, value: &str, origin: &str) -> Result<Vec<Listener>, ConfigError> {
+        let invalid = |reason: &str| ConfigError::InvalidValue {
+            key: key.into(),
+            value: value.into(),
+            origin: origin.into(),
+            reason: reason.into(),
+        };
+        let mut listeners = Vec::new();
+        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, rest) = item.split_once("://").ok_or_else(|| invalid("expected NAME://host:port"))?;
+            let (host, port) = rest.rsplit_once(':').ok_or_else(|| invalid("expected NAME://host:port"))?;
+            let port = port.parse::<u16>().map_err(|_| invalid("port is not a number from 0 to 65535"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            listeners.push(Listener { name: name.to_string(), host, port });
+        }
+        if listeners.is_empty() {
+            return Err(invalid("no listener given"));
+        }
+        Ok(listeners)
+    }
+}
+
+/// The broker's configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `node.id`.
+    pub node_id: i32,
+    /// `listeners` (client listeners only; controller listeners are left out).
+    pub listeners: Vec<Listener>,
+    /// `advertised.listeners` (defaults to `listeners`).
+    pub advertised_listeners: Vec<Listener>,
+    /// `log.dirs` (or `log.dir`).
+    pub log_dirs: Vec<PathBuf>,
+    /// `num.partitions`.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `log.segment.bytes`.
+    pub log_segment_bytes: u64,
+    /// `log.roll.ms` (or `log.roll.hours`).
+    pub log_roll_ms: u64,
+    /// `log.index.interval.bytes`.
+    pub log_index_interval_bytes: u64,
+    /// `log.index.size.max.bytes`.
+    pub log_index_size_max_bytes: u64,
+    /// `log.flush.interval.messages`.
+    pub log_flush_interval_messages: u64,
+    /// `log.flush.interval.ms`; None: the OS decides (as in Kafka).
+    pub log_flush_interval_ms: Option<u64>,
+    /// `log.retention.ms` (or `.minutes` / `.hours`); -1 is unlimited.
+    pub log_retention_ms: i64,
+    /// `log.retention.bytes`; -1 is unlimited.
+    pub log_retention_bytes: i64,
+    /// `message.max.bytes`.
+    pub message_max_bytes: usize,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: usize,
+    /// `log.message.timestamp.type`: true for LogAppendTime.
+    pub log_append_time: bool,
+    /// `controller.listener.names`.
+    pub controller_listener_names: Vec<String>,
+    /// Every key given, as given (for DescribeConfigs).
+    pub given: BTreeMap<String, String>,
+}
+
+/// Where data lives when `log.dirs` is not set.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("potok");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/potok"),
+        None => PathBuf::from("potok-data"),
+    }
+}
+
+impl ServerConfig {
+    /// Reads an optional properties file, then applies `key=value` overrides.
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<ServerConfig, ConfigError> {
+        let mut entries: Vec<(String, String, String)> = Vec::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                    continue;
+                }
+                let origin = format!("{}:{}", path.display(), n + 1);
+                let (k, v) = split_property(line)
+                    .ok_or_else(|| ConfigError::Malformed { line: line.into(), origin: origin.clone() })?;
+                entries.push((k, v, origin));
+            }
+        }
+        for item in overrides {
+            let origin = "--override".to_string();
+            let (k, v) = split_property(item)
+                .ok_or_else(|| ConfigError::Malformed { line: item.clone(), origin: origin.clone() })?;
+            entries.push((k, v, origin));
+        }
+        Self::from_entries(entries)
+    }
+
+    /// Builds a config from `(key, value, origin)` entries; later entries win.
+    pub fn from_entries(entries: Vec<(String, String, String)>) -> Result<ServerConfig, ConfigError> {
+        let mut given = BTreeMap::new();
+        let mut origins = BTreeMap::new();
+        for (key, value, origin) in entries {
+            if !is_known_key(&key) {
+                return Err(ConfigError::UnknownKey { key, origin });
+            }
+            origins.insert(key.clone(), origin);
+            given.insert(key, value);
+        }
+        let p = Parser { given: &given, origins: &origins };
+
+        let controller_listener_names: Vec<String> = p
+            .get("controller.listener.names")
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        let listeners = match p.get("listeners") {
+            Some(v) => Listener::parse_list("listeners", v, p.origin("listeners"))?,
+            None => vec![Listener { name: "PLAINTEXT".into(), host: "localhost".into(), port: 9092 }],
+        };
+        let listeners: Vec<Listener> =
+            listeners.into_iter().filter(|l| !controller_listener_names.contains(&l.name)).collect();
+        if listeners.is_empty() {
+            return Err(p.invalid("listeners", "no client listener besides controller.listener.names"));
+        }
+        let advertised_listeners = match p.get("advertised.listeners") {
+            Some(v) => Listener::parse_list("advertised.listeners", v, p.origin("advertised.listeners"))?,
+            None => listeners.clone(),
+        };
+        let log_dirs: Vec<PathBuf> = match p.get("log.dirs").or_else(|| p.get("log.dir")) {
+            Some(v) => v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
+            None => vec![default_data_dir()],
+        };
+        if log_dirs.is_empty() {
+            return Err(p.invalid("log.dirs", "no directory given"));
+        }
+        let hours = |h: i64| h.saturating_mul(3_600_000);
+        let log_roll_ms = match p.opt_num::<u64>("log.roll.ms")? {
+            Some(ms) => ms,
+            None => p.num::<u64>("log.roll.hours", 168)?.saturating_mul(3_600_000),
+        };
+        let log_retention_ms = match p.opt_num::<i64>("log.retention.ms")? {
+            Some(ms) => ms,
+            None => match p.opt_num::<i64>("log.retention.minutes")? {
+                Some(m) => m.saturating_mul(60_000),
+                None => hours(p.num::<i64>("log.retention.hours", 168)?),
+            },
+        };
+        let log_append_time = match p.get("log.message.timestamp.type").unwrap_or("CreateTime") {
+            "CreateTime" => false,
+            "LogAppendTime" => true,
+            _ => return Err(p.invalid("log.message.timestamp.type", "expected CreateTime or LogAppendTime")),
+        };
+        let config = ServerConfig {
+            node_id: p.num("node.id", 1)?,
+            listeners,
+            advertised_listeners,
+            log_dirs,
+            num_partitions: p.positive("num.partitions", 1)?,
+            default_replication_factor: p.positive("default.replication.factor", 1)?,
+            auto_create_topics: p.boolean("auto.create.topics.enable", true)?,
+            log_segment_bytes: p.min("log.segment.bytes", 1_073_741_824u64, 14)?,
+            log_roll_ms: log_roll_ms.max(1),
+            log_index_interval_bytes: p.num("log.index.interval.bytes", 4096)?,
+            log_index_size_max_bytes: p.min("log.index.size.max.bytes", 10_485_760u64, 8)?,
+            log_flush_interval_messages: p.min("log.flush.interval.messages", u64::MAX, 1)?,
+            log_flush_interval_ms: p.opt_num("log.flush.interval.ms")?,
+            log_retention_ms,
+            log_retention_bytes: p.num("log.retention.bytes", -1)?,
+            message_max_bytes: p.min("message.max.bytes", 1_048_588usize, 0)?,
+            socket_request_max_bytes: p.min("socket.request.max.bytes", 104_857_600usize, 1)?,
+            log_append_time,
+            controller_listener_names,
+            given: given.clone(),
+        };
+        Ok(config)
+    }
+}
+
+/// Splits `key=value` (or Java's `key: value` / `key value`), trimming both.
+fn split_property(line: &str) -> Option<(String, String)> {
+    let idx = line.find(['=', ':']).or_else(|| line.find(char::is_whitespace))?;
+    let key = line[..idx].trim();
+    if key.is_empty() {
+        return None;
+    }
+    Some((key.to_string(), line[idx + 1..].trim().to_string()))
+}
+
+struct Parser<'a> {
+    given: &'a BTreeMap<String, String>,
+    origins: &'a BTreeMap<String, String>,
+}
+
+impl Parser<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.given.get(key).map(String::as_str)
+    }
+
+    fn origin(&self, key: &str) -> &str {
+        self.origins.get(key).map(String::as_str).unwrap_or("default")
+    }
+
+    fn invalid(&self, key: &str, reason: &str) -> ConfigError {
+        ConfigError::InvalidValue {
+            key: key.into(),
+            value: self.get(key).unwrap_or_default().into(),
+            origin: self.origin(key).into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn opt_num<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.parse::<T>().map(Some).map_err(|_| self.invalid(key, "not a valid number")),
+        }
+    }
+
+    fn num<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, ConfigError> {
+        Ok(self.opt_num(key)?.unwrap_or(default))
+    }
+
+    fn min<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        key: &str,
+        default: T,
+        min: T,
+    ) -> Result<T, ConfigError> {
+        let v = self.num(key, default)?;
+        if v < min {
+            return Err(self.invalid(key, &format!("must be at least {min}")));
+        }
+        Ok(v)
+    }
+
+    fn positive<T: std::str::FromStr + PartialOrd + Default + Copy>(
+        &self,
+        key: &str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let v = self.num(key, default)?;
+        if v <= T::default() {
+            return Err(self.invalid(key, "must be at least 1"));
+        }
+        Ok(v)
+    }
+
+    fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(_) => Err(self.invalid(key, "expected true or false")),
+        }
+    }
+}
+
+/// Kafka broker settings Potok acts on.
+const ACTED_ON: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.roll.hours",
+    "log.index.interval.bytes",
+    "log.index.size.max.bytes",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "message.max.bytes",
+    "socket.request.max.bytes",
+    "log.message.timestamp.type",
+    "controller.listener.names",
+];
+
+/// Kafka broker settings accepted so that a Kafka `server.properties` starts a
+/// Potok broker, but not (yet) acted on.
+const ACCEPTED: &[&str] = &[
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "security.inter.broker.protocol",
+    "num.network.threads",
+    "num.io.threads",
+    "num.replica.fetchers",
+    "num.recovery.threads.per.data.dir",
+    "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes",
+    "offsets.topic.replication.factor",
+    "offsets.topic.num.partitions",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "share.coordinator.state.topic.replication.factor",
+    "share.coordinator.state.topic.min.isr",
+    "group.initial.rebalance.delay.ms",
+    "log.retention.check.interval.ms",
+    "log.cleaner.enable",
+    "log.cleanup.policy",
+    "log.flush.scheduler.interval.ms",
+    "log.flush.offset.checkpoint.interval.ms",
+    "zookeeper.connect",
+    "zookeeper.connection.timeout.ms",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+    "compression.type",
+    "delete.topic.enable",
+    "replica.lag.time.max.ms",
+    "replica.fetch.max.bytes",
+    "offsets.retention.minutes",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "log.preallocate",
+    "log.segment.delete.delay.ms",
+    "metadata.log.dir",
+    "cluster.id",
+    "broker.rack",
+    "auto.leader.rebalance.enable",
+    "confluent.support.metrics.enable",
+];
+
+fn is_known_key(key: &str) -> bool {
+    ACTED_ON.contains(&key) || ACCEPTED.contains(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(items: &[(&str, &str)]) -> Vec<(String, String, String)> {
+        items.iter().map(|(k, v)| (k.to_string(), v.to_string(), "test".to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_serve_a_developer_on_localhost_9092() {
+        let c = ServerConfig::from_entries(vec![]).expect("defaults");
+        assert_eq!(c.listeners, vec![Listener { name: "PLAINTEXT".into(), host: "localhost".into(), port: 9092 }]);
+        assert_eq!(c.num_partitions, 1);
+        assert!(c.auto_create_topics);
+        assert_eq!(c.message_max_bytes, 1_048_588);
+        assert_eq!(c.log_roll_ms, 168 * 3_600_000);
+    }
+
+    #[test]
+    fn unknown_key_is_named_in_the_error() {
+        let err = ServerConfig::from_entries(entries(&[("log.dirz", "/x")])).expect_err("must fail");
+        assert!(err.to_string().contains("log.dirz"), "{err}");
+    }
+
+    #[test]
+    fn malformed_number_is_named_in_the_error() {
+        let err = ServerConfig::from_entries(entries(&[("num.partitions", "three")])).expect_err("must fail");
+        assert!(err.to_string().contains("num.partitions"), "{err}");
+    }
+
+    #[test]
+    fn kraft_server_properties_start_with_controller_listener_left_out() {
+        let c = ServerConfig::from_entries(entries(&[
+            ("process.roles", "broker,controller"),
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("log.roll.hours", "1"),
+        ]))
+        .expect("kraft config");
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].host, "");
+        assert_eq!(c.log_roll_ms, 3_600_000);
+    }
+
+    #[test]
+    fn properties_lines_split_on_equals_or_colon() {
+        assert_eq!(split_property("a.b = c=d"), Some(("a.b".into(), "c=d".into())));
+        assert_eq!(split_property("a.b: c"), Some(("a.b".into(), "c".into())));
+    }
+}

@@ -1,0 +1,49 @@
+//! DescribeCluster and FindCoordinator: on a single node, this broker is every
+//! coordinator.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+};
+
+use super::str_bytes;
+use crate::Broker;
+
+/// The advertised host and port clients should use.
+fn advertised(broker: &Broker) -> (String, i32) {
+    broker
+        .config
+        .advertised_listeners
+        .first()
+        .map(|l| (if l.host.is_empty() { "localhost".to_string() } else { l.host.clone() }, i32::from(l.port)))
+        .unwrap_or_else(|| ("localhost".to_string(), 9092))
+}
+
+pub(crate) fn describe(broker: &Arc<Broker>) -> DescribeClusterResponse {
+    let (host, port) = advertised(broker);
+    DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(broker.config.node_id))
+            .with_host(str_bytes(host))
+            .with_port(port)])
+}
+
+pub(crate) fn find_coordinator(broker: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+    let (host, port) = advertised(broker);
+    let node = BrokerId(broker.config.node_id);
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| Coordinator::default().with_key(key).with_node_id(node).with_host(str_bytes(host.clone())).with_port(port))
+            .collect();
+        FindCoordinatorResponse::default().with_coordinators(coordinators)
+    } else {
+        FindCoordinatorResponse::default().with_node_id(node).with_host(str_bytes(host)).with_port(port)
+    }
+}

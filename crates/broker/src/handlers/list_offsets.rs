@@ -1,0 +1,62 @@
+//! ListOffsets: earliest, latest, max timestamp, and the first offset at or
+//! after a timestamp.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use crate::partition::{Partition, TimestampAndOffset};
+use crate::Broker;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+/// First ListOffsets version with leader epochs.
+const LEADER_EPOCH_VERSION: i16 = 4;
+
+pub(crate) fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let Some(partition) = broker.replicas.partition(topic.name.0.as_str(), p.partition_index) else {
+                        return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    match lookup(&partition, p.timestamp) {
+                        Ok(found) => {
+                            let (timestamp, offset) = found.map_or((-1, -1), |f| (f.timestamp, f.offset));
+                            let response = response.with_timestamp(timestamp).with_offset(offset);
+                            if version >= LEADER_EPOCH_VERSION {
+                                response.with_leader_epoch(partition.leader_epoch())
+                            } else {
+                                response
+                            }
+                        }
+                        Err(e) => response.with_error_code(e.code()),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn lookup(partition: &Partition, timestamp: i64) -> crate::error::Result<Option<TimestampAndOffset>> {
+    let at = |offset| Ok(Some(TimestampAndOffset { timestamp: -1, offset }));
+    match timestamp {
+        LATEST => at(partition.high_watermark()),
+        EARLIEST | EARLIEST_LOCAL => at(partition.log_start_offset()),
+        MAX_TIMESTAMP => partition.max_timestamp(),
+        ts if ts >= 0 => partition.offset_for_timestamp(ts),
+        _ => Ok(None),
+    }
+}

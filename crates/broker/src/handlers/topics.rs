@@ -1,0 +1,126 @@
+//! CreateTopics, DeleteTopics and CreatePartitions.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
+use kafka_protocol::error::ResponseError;
+
+use super::str_bytes;
+use crate::error::BrokerError;
+use crate::topic_config;
+use crate::topics::NewTopic;
+use crate::Broker;
+
+/// Config source codes of DescribeConfigs / CreateTopics.
+pub(crate) const SOURCE_TOPIC: i8 = 1;
+pub(crate) const SOURCE_STATIC_BROKER: i8 = 4;
+pub(crate) const SOURCE_DEFAULT: i8 = 5;
+/// First CreateTopics version whose response carries the topic's configs.
+const CONFIGS_IN_RESPONSE_VERSION: i16 = 5;
+
+pub(crate) fn create(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let mut seen = std::collections::HashSet::new();
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let result = CreatableTopicResult::default().with_name(topic.name.clone());
+            if !seen.insert(name.clone()) {
+                return with_error(result, &BrokerError::kafka(ResponseError::InvalidRequest, format!("Duplicate topic name {name} in request.")));
+            }
+            let new = NewTopic {
+                name,
+                num_partitions: topic.num_partitions,
+                replication_factor: topic.replication_factor,
+                assignments: topic
+                    .assignments
+                    .iter()
+                    .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+                    .collect(),
+                configs: topic
+                    .configs
+                    .iter()
+                    .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                    .collect(),
+            };
+            match broker.create_topic(new, req.validate_only) {
+                Ok(created) => {
+                    let configs = topic_config::describe(&created.configs, &broker.config)
+                        .into_iter()
+                        .map(|c| {
+                            CreatableTopicConfigs::default()
+                                .with_name(str_bytes(c.name))
+                                .with_value(Some(str_bytes(c.value)))
+                                .with_config_source(if c.is_topic_override {
+                                    SOURCE_TOPIC
+                                } else if c.broker_synonym.is_some() {
+                                    SOURCE_STATIC_BROKER
+                                } else {
+                                    SOURCE_DEFAULT
+                                })
+                        })
+                        .collect();
+                    let rf = created.partitions.values().next().map_or(1, |p| p.replicas.len() as i16);
+                    result
+                        .with_topic_id(created.id)
+                        .with_num_partitions(created.partitions.len() as i32)
+                        .with_replication_factor(rf)
+                        .with_configs(if version >= CONFIGS_IN_RESPONSE_VERSION { Some(configs) } else { None })
+                }
+                Err(e) => with_error(result, &e),
+            }
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+fn with_error(result: CreatableTopicResult, e: &BrokerError) -> CreatableTopicResult {
+    result
+        .with_error_code(e.code())
+        .with_error_message(Some(str_bytes(e.to_string())))
+        .with_configs(None)
+}
+
+pub(crate) fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest, _version: i16) -> DeleteTopicsResponse {
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> =
+        req.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect();
+    targets.extend(req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)));
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let name = name.or_else(|| broker.replicas.topic_name(id));
+            let result = DeletableTopicResult::default().with_topic_id(id);
+            let Some(name) = name else {
+                return result.with_error_code(ResponseError::UnknownTopicId.code());
+            };
+            let result = result.with_name(Some(TopicName(str_bytes(name.clone()))));
+            match broker.delete_topic(&name) {
+                Ok(id) => result.with_topic_id(id),
+                Err(e) => result.with_error_code(e.code()).with_error_message(Some(str_bytes(e.to_string()))),
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub(crate) fn create_partitions(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let results = req
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+            match broker.create_partitions(topic.name.0.as_str(), topic.count, req.validate_only) {
+                Ok(()) => result,
+                Err(e) => result.with_error_code(e.code()).with_error_message(Some(str_bytes(e.to_string()))),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,192 @@
+//! The Kafka-protocol broker: the network server, the request handlers and the
+//! services they call (hosted partitions, topic lifecycle, fetch sessions).
+//!
+//! [`Broker::open`] recovers the log dirs and the metadata log; [`Broker::serve`]
+//! runs the listeners until shutdown; [`Broker::shutdown`] flushes and marks the
+//! log dirs clean.
+
+pub mod config;
+pub mod error;
+mod fetch_session;
+mod handlers;
+mod log_dirs;
+mod net;
+pub mod partition;
+mod producer_state;
+pub mod replica_manager;
+pub mod topic_config;
+pub mod topics;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metadata::MetadataLog;
+use parking_lot::Mutex;
+use thiserror::Error;
+use tokio::sync::Notify;
+
+pub use config::{ConfigError, ServerConfig};
+pub use log_dirs::LogDirError;
+
+use fetch_session::FetchSessions;
+use log_dirs::LogDirs;
+use replica_manager::ReplicaManager;
+
+/// Why the broker could not start or stopped with an error; each names what and where.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A log directory problem.
+    #[error(transparent)]
+    LogDir(#[from] LogDirError),
+    /// The metadata log could not be recovered.
+    #[error(transparent)]
+    Metadata(#[from] metadata::MetadataError),
+    /// A partition could not be opened.
+    #[error("cannot open partition {topic}-{partition}: {source}")]
+    Partition {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The cause.
+        source: error::BrokerError,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running broker's state, shared by every connection.
+pub struct Broker {
+    /// The configuration it was started with.
+    pub config: ServerConfig,
+    /// The cluster id (from meta.properties).
+    pub cluster_id: String,
+    log_dirs: LogDirs,
+    metadata: Mutex<MetadataLog>,
+    /// The partitions this broker hosts.
+    pub replicas: ReplicaManager,
+    /// Woken on every append, so waiting fetches answer as soon as data arrives.
+    data_arrived: Notify,
+    fetch_sessions: Mutex<FetchSessions>,
+    /// Producer ids reserved in the metadata log and not yet handed out.
+    producer_ids: Mutex<std::ops::Range<i64>>,
+}
+
+/// Producer ids reserved per metadata record.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Broker {
+    /// Opens the log dirs, replays the metadata log and opens every hosted partition.
+    pub fn open(config: ServerConfig) -> Result<Arc<Broker>, StartError> {
+        let log_dirs = LogDirs::open(&config.log_dirs, config.node_id)?;
+        if !log_dirs.clean_shutdown {
+            tracing::info!("log dirs were not shut down cleanly: recovering active segments");
+        }
+        let metadata = MetadataLog::open(&log_dirs.metadata_dir(), log_dirs.clean_shutdown)?;
+        let topics: Vec<_> = metadata.image().topics().cloned().collect();
+        let broker = Arc::new(Broker {
+            cluster_id: log_dirs.cluster_id.clone(),
+            config,
+            log_dirs,
+            metadata: Mutex::new(metadata),
+            replicas: ReplicaManager::default(),
+            data_arrived: Notify::new(),
+            fetch_sessions: Mutex::new(FetchSessions::default()),
+            producer_ids: Mutex::new(0..0),
+        });
+        for topic in &topics {
+            broker.host_topic(topic).map_err(|source| StartError::Partition {
+                topic: topic.name.clone(),
+                partition: -1,
+                source,
+            })?;
+        }
+        tracing::info!(topics = topics.len(), cluster_id = %broker.cluster_id, "broker opened");
+        Ok(broker)
+    }
+
+    /// Binds every listener and serves clients until `shutdown` completes.
+    pub async fn serve(self: &Arc<Self>, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
+        let mut listeners = Vec::new();
+        for listener in &self.config.listeners {
+            let host = if listener.host.is_empty() { "0.0.0.0" } else { listener.host.as_str() };
+            let address = format!("{host}:{}", listener.port);
+            let socket = tokio::net::TcpListener::bind(&address)
+                .await
+                .map_err(|source| StartError::Bind { address: address.clone(), source })?;
+            tracing::info!(listener = %listener.name, %address, "listening");
+            listeners.push(socket);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for socket in listeners {
+            tasks.spawn(net::accept_loop(Arc::clone(self), socket));
+        }
+        tasks.spawn(flush_by_time(Arc::clone(self)));
+        shutdown.await;
+        tasks.abort_all();
+        Ok(())
+    }
+
+    /// Flushes every partition and the metadata log, and marks the log dirs clean.
+    pub fn shutdown(&self) -> Result<(), StartError> {
+        let mut ok = true;
+        for partition in self.replicas.all_partitions() {
+            if let Err(e) = partition.close() {
+                ok = false;
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "cannot close partition");
+            }
+        }
+        if ok {
+            self.log_dirs.mark_clean_shutdown()?;
+        }
+        tracing::info!("broker shut down");
+        Ok(())
+    }
+
+    /// Hands out a new producer id, reserving a block in the metadata log when
+    /// the current one is used up, so ids are never reused after a restart.
+    pub fn allocate_producer_id(&self) -> Result<i64, error::BrokerError> {
+        let mut ids = self.producer_ids.lock();
+        if ids.is_empty() {
+            let mut metadata = self.metadata.lock();
+            let start = metadata.image().next_producer_id();
+            let end = start + PRODUCER_ID_BLOCK;
+            metadata.append(&[metadata::MetadataRecord::ProducerIds { next_producer_id: end }], now_ms())?;
+            *ids = start..end;
+        }
+        let id = ids.start;
+        ids.start += 1;
+        Ok(id)
+    }
+
+    /// Wakes fetches waiting for data.
+    fn notify_data_arrived(&self) {
+        self.data_arrived.notify_waiters();
+    }
+}
+
+/// Fsyncs partitions whose `flush.ms` has passed.
+async fn flush_by_time(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let now = now_ms();
+        for partition in broker.replicas.all_partitions() {
+            if let Err(e) = partition.flush_if_due(now) {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! One partition this broker hosts: its log, leader epoch and high watermark.
+
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::error::ResponseError;
+use parking_lot::Mutex;
+use storage::batch::BatchHeader;
+use storage::{Log, LogConfig};
+use uuid::Uuid;
+
+use crate::error::{BrokerError, Result};
+use crate::producer_state::{ProducerStates, SequenceCheck};
+
+/// A hosted partition. On a single node this broker is always the leader and the
+/// high watermark equals the log end; replication will move the high watermark
+/// only when the in-sync replicas have the records.
+pub struct Partition {
+    /// The topic's name.
+    pub topic: String,
+    /// The topic's id.
+    pub topic_id: Uuid,
+    /// The partition index.
+    pub index: i32,
+    log: Mutex<Option<PartitionLog>>,
+    leader_epoch: AtomicI32,
+    high_watermark: AtomicI64,
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+}
+
+/// The log and the producer state that must change together with it.
+struct PartitionLog {
+    log: Log,
+    producers: ProducerStates,
+}
+
+/// Where a produced batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// The broker's timestamp, if the topic uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+}
+
+/// An offset and the timestamp of the record there, for ListOffsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampAndOffset {
+    /// The record's timestamp.
+    pub timestamp: i64,
+    /// The record's offset.
+    pub offset: i64,
+}
+
+impl Partition {
+    /// Wraps an opened log.
+    pub fn new(topic: String, topic_id: Uuid, index: i32, log: Log, leader_epoch: i32) -> Partition {
+        let start = log.log_start_offset();
+        let end = log.log_end_offset();
+        Partition {
+            topic,
+            topic_id,
+            index,
+            log: Mutex::new(Some(PartitionLog { log, producers: ProducerStates::default() })),
+            leader_epoch: AtomicI32::new(leader_epoch),
+            high_watermark: AtomicI64::new(end),
+            log_start_offset: AtomicI64::new(start),
+            log_end_offset: AtomicI64::new(end),
+        }
+    }
+
+    fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {
+        self.with_state(|state| f(&mut state.log))
+    }
+
+    fn with_state<T>(&self, f: impl FnOnce(&mut PartitionLog) -> Result<T>) -> Result<T> {
+        let mut guard = self.log.lock();
+        match guard.as_mut() {
+            Some(state) => f(state),
+            None => Err(BrokerError::kafka(
+                ResponseError::UnknownTopicOrPartition,
+                format!("partition {}-{} was deleted", self.topic, self.index),
+            )),
+        }
+    }
+
+    /// Validates and appends produced batches (patched in place), advancing the
+    /// high watermark. A retried batch of an idempotent producer is not appended
+    /// again: its original offset is returned.
+    pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<Appended> {
+        let leader_epoch = self.leader_epoch();
+        let idempotent = BatchHeader::parse(records).ok().filter(|h| h.producer_id >= 0);
+        self.with_state(|state| {
+            if let Some(h) = &idempotent {
+                let check = state.producers.check(h.producer_id, h.producer_epoch, h.base_sequence, h.record_count)?;
+                if let SequenceCheck::Duplicate { base_offset } = check {
+                    return Ok(Appended { base_offset, log_append_time: None });
+                }
+            }
+            let info = state.log.append(records, leader_epoch, now_ms)?;
+            if let Some(h) = &idempotent {
+                state.producers.record(h.producer_id, h.producer_epoch, h.base_sequence, h.record_count, info.base_offset);
+            }
+            let end = state.log.log_end_offset();
+            self.log_end_offset.store(end, Ordering::Release);
+            self.high_watermark.store(end, Ordering::Release);
+            Ok(Appended { base_offset: info.base_offset, log_append_time: info.log_append_time })
+        })
+    }
+
+    /// Whole batches from the one holding `offset`, at most `max_bytes` (but at
+    /// least one batch), never past the high watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
+        self.with_log(|log| Ok(log.read(offset, max_bytes)?))
+    }
+
+    /// The current leader epoch.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// The high watermark: the end of the records every in-sync replica has.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    /// The offset the next record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// The first record with a timestamp at or after `ts`.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampAndOffset>> {
+        let batch = self.with_log(|log| Ok(log.batch_at_or_after_timestamp(ts)?))?;
+        Ok(batch.and_then(|b| find_record(b, |t| t >= ts, false)))
+    }
+
+    /// The record with the largest timestamp (the first one on ties, as Kafka).
+    pub fn max_timestamp(&self) -> Result<Option<TimestampAndOffset>> {
+        let batch = self.with_log(|log| Ok(log.batch_with_max_timestamp()?))?;
+        Ok(batch.and_then(|b| find_record(b, |_| true, true)))
+    }
+
+    /// Applies new log settings (a topic config change).
+    pub fn set_log_config(&self, config: LogConfig) -> Result<()> {
+        self.with_log(|log| {
+            log.set_config(config);
+            Ok(())
+        })
+    }
+
+    /// Fsyncs if `flush.ms` has passed.
+    pub fn flush_if_due(&self, now_ms: i64) -> Result<()> {
+        self.with_log(|log| Ok(log.maybe_flush_by_time(now_ms)?))
+    }
+
+    /// Fsyncs everything written so far.
+    pub fn flush(&self) -> Result<()> {
+        self.with_log(|log| Ok(log.flush()?))
+    }
+
+    /// Flushes and closes the log; later calls fail with UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn close(&self) -> Result<()> {
+        match self.log.lock().take() {
+            Some(state) => Ok(state.log.close()?),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the log and removes its directory.
+    pub fn delete(&self) -> Result<()> {
+        match self.log.lock().take() {
+            Some(state) => Ok(state.log.delete()?),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Decodes one batch (decompressing if needed) and finds a record: the first whose
+/// timestamp matches, or with `max` the one with the largest timestamp.
+fn find_record(mut batch: Bytes, matches: impl Fn(i64) -> bool, max: bool) -> Option<TimestampAndOffset> {
+    let set = RecordBatchDecoder::decode(&mut batch).ok()?;
+    let mut best: Option<TimestampAndOffset> = None;
+    for record in set.records {
+        let found = TimestampAndOffset { timestamp: record.timestamp, offset: record.offset };
+        if max {
+            if best.is_none_or(|b| found.timestamp > b.timestamp) {
+                best = Some(found);
+            }
+        } else if matches(record.timestamp) {
+            return Some(found);
+        }
+    }
+    best
+}

@@ -1,0 +1,276 @@
+//! Topic lifecycle: create, delete and grow topics through the metadata log, and
+//! host their partitions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use metadata::{MetadataRecord, PartitionRecord, TopicImage, TopicRecord};
+use storage::Log;
+use uuid::Uuid;
+
+use crate::error::{BrokerError, Result};
+use crate::partition::Partition;
+use crate::replica_manager::HostedTopic;
+use crate::{now_ms, topic_config, Broker};
+
+/// Kafka's longest legal topic name.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Checks a topic name against Kafka's rules.
+pub fn validate_topic_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(format!(
+            "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters, topic name: {name}"
+        ));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return Err(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// True for Kafka's internal topics.
+pub fn is_internal(name: &str) -> bool {
+    name == "__consumer_offsets" || name == "__transaction_state"
+}
+
+/// A request to create one topic.
+pub struct NewTopic {
+    /// The name.
+    pub name: String,
+    /// Partition count; -1 for `num.partitions`.
+    pub num_partitions: i32,
+    /// Replication factor; -1 for `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Explicit replica assignment by partition, if any.
+    pub assignments: Vec<(i32, Vec<i32>)>,
+    /// Topic configs.
+    pub configs: Vec<(String, Option<String>)>,
+}
+
+fn invalid(error: ResponseError, message: impl Into<String>) -> BrokerError {
+    BrokerError::kafka(error, message)
+}
+
+impl Broker {
+    /// Creates a topic (or only checks it, with `validate_only`) and returns it.
+    pub fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<TopicImage> {
+        validate_topic_name(&new.name).map_err(|m| invalid(ResponseError::InvalidTopicException, m))?;
+        let mut metadata = self.metadata.lock();
+        if metadata.image().topic(&new.name).is_some() {
+            return Err(invalid(
+                ResponseError::TopicAlreadyExists,
+                format!("Topic '{}' already exists.", new.name),
+            ));
+        }
+        let collision_key = new.name.replace('.', "_");
+        if let Some(other) = metadata.image().topics().find(|t| t.name.replace('.', "_") == collision_key) {
+            return Err(invalid(
+                ResponseError::InvalidTopicException,
+                format!("Topic '{}' collides with existing topic: {}", new.name, other.name),
+            ));
+        }
+        let (num_partitions, replicas) = if new.assignments.is_empty() {
+            let n = if new.num_partitions == -1 { self.config.num_partitions } else { new.num_partitions };
+            if n <= 0 {
+                return Err(invalid(ResponseError::InvalidPartitions, "Number of partitions must be larger than 0."));
+            }
+            let rf = if new.replication_factor == -1 {
+                self.config.default_replication_factor
+            } else {
+                new.replication_factor
+            };
+            if rf <= 0 {
+                return Err(invalid(
+                    ResponseError::InvalidReplicationFactor,
+                    "Replication factor must be larger than 0.",
+                ));
+            }
+            if rf > 1 {
+                return Err(invalid(
+                    ResponseError::InvalidReplicationFactor,
+                    format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
+                ));
+            }
+            (n, vec![vec![self.config.node_id]; n as usize])
+        } else {
+            if new.num_partitions != -1 || new.replication_factor != -1 {
+                return Err(invalid(
+                    ResponseError::InvalidRequest,
+                    "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+                ));
+            }
+            let mut assignments = new.assignments.clone();
+            assignments.sort_by_key(|(p, _)| *p);
+            for (i, (p, brokers)) in assignments.iter().enumerate() {
+                if *p != i as i32 {
+                    return Err(invalid(ResponseError::InvalidReplicaAssignment, "Partitions should be consecutive and start from 0."));
+                }
+                if brokers.is_empty() || brokers.iter().any(|b| *b != self.config.node_id) {
+                    return Err(invalid(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("Replica assignment {brokers:?} names brokers that are not registered."),
+                    ));
+                }
+            }
+            (assignments.len() as i32, assignments.into_iter().map(|(_, b)| b).collect())
+        };
+        let mut configs = BTreeMap::new();
+        for (name, value) in &new.configs {
+            let Some(value) = value else { continue };
+            topic_config::validate(name, value).map_err(|m| invalid(ResponseError::InvalidConfig, m))?;
+            configs.insert(name.clone(), value.clone());
+        }
+        let topic_id = Uuid::new_v4();
+        let mut records = vec![MetadataRecord::Topic(TopicRecord { name: new.name.clone(), topic_id })];
+        for (partition, replicas) in replicas.into_iter().enumerate() {
+            records.push(MetadataRecord::Partition(PartitionRecord {
+                topic_id,
+                partition: partition as i32,
+                isr: replicas.clone(),
+                leader: replicas[0],
+                replicas,
+                leader_epoch: 0,
+            }));
+        }
+        for (name, value) in &configs {
+            records.push(MetadataRecord::TopicConfig {
+                topic: new.name.clone(),
+                name: name.clone(),
+                value: Some(value.clone()),
+            });
+        }
+        if validate_only {
+            let mut image = metadata::Image::default();
+            for record in &records {
+                image.apply(record);
+            }
+            return image
+                .topic(&new.name)
+                .cloned()
+                .ok_or_else(|| invalid(ResponseError::UnknownServerError, "validation produced no topic"));
+        }
+        let _ = num_partitions;
+        metadata.append(&records, now_ms())?;
+        let topic = metadata
+            .image()
+            .topic(&new.name)
+            .cloned()
+            .ok_or_else(|| invalid(ResponseError::UnknownServerError, "created topic is missing"))?;
+        self.host_topic(&topic)?;
+        tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic by name and removes its data.
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid> {
+        let mut metadata = self.metadata.lock();
+        let topic_id = metadata
+            .image()
+            .topic(name)
+            .map(|t| t.id)
+            .ok_or_else(|| invalid(ResponseError::UnknownTopicOrPartition, "This server does not host this topic-partition."))?;
+        metadata.append(&[MetadataRecord::RemoveTopic { topic_id }], now_ms())?;
+        if let Some(hosted) = self.replicas.remove_topic(name) {
+            for partition in &hosted.partitions {
+                if let Err(e) = partition.delete() {
+                    tracing::error!(topic = name, partition = partition.index, error = %e, "cannot remove partition data");
+                }
+            }
+        }
+        self.fetch_sessions.lock().forget_topic(topic_id);
+        tracing::info!(topic = name, "deleted topic");
+        Ok(topic_id)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
+        let mut metadata = self.metadata.lock();
+        let topic = metadata
+            .image()
+            .topic(name)
+            .cloned()
+            .ok_or_else(|| invalid(ResponseError::UnknownTopicOrPartition, format!("The topic '{name}' does not exist.")))?;
+        let current = topic.partitions.len() as i32;
+        if count < current {
+            return Err(invalid(
+                ResponseError::InvalidPartitions,
+                format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
+            ));
+        }
+        if count == current {
+            return Err(invalid(
+                ResponseError::InvalidPartitions,
+                format!("Topic already has {current} partitions."),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let records: Vec<MetadataRecord> = (current..count)
+            .map(|p| {
+                MetadataRecord::Partition(PartitionRecord {
+                    topic_id: topic.id,
+                    partition: p,
+                    replicas: vec![self.config.node_id],
+                    isr: vec![self.config.node_id],
+                    leader: self.config.node_id,
+                    leader_epoch: 0,
+                })
+            })
+            .collect();
+        metadata.append(&records, now_ms())?;
+        let topic = metadata.image().topic(name).cloned();
+        if let Some(topic) = topic {
+            self.host_topic(&topic)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the logs of a topic's partitions this broker leads, keeping those
+    /// already open.
+    pub(crate) fn host_topic(&self, topic: &TopicImage) -> Result<()> {
+        let existing = self.replicas.topic(&topic.name).filter(|h| h.id == topic.id);
+        let log_config = topic_config::log_config(&topic.configs, &self.config);
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for (&index, image) in &topic.partitions {
+            if let Some(open) = existing.as_ref().and_then(|h| h.partitions.get(index as usize)) {
+                partitions.push(Arc::clone(open));
+                continue;
+            }
+            let dir = self
+                .log_dirs
+                .partition_dir(&topic.name, index, topic.id)
+                .map_err(|e| invalid(ResponseError::KafkaStorageError, e.to_string()))?;
+            let log = Log::open(&dir, log_config.clone(), self.log_dirs.clean_shutdown)?;
+            partitions.push(Arc::new(Partition::new(topic.name.clone(), topic.id, index, log, image.leader_epoch)));
+        }
+        self.replicas.put_topic(topic.name.clone(), HostedTopic { id: topic.id, partitions });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("my-topic.v1_x").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name(".").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("bad/name").is_err());
+        assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+}

@@ -1,0 +1,396 @@
+//! Topic administration: create, delete, list, describe, configs, partitions.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use crate::cluster::{Client, ClientConfig, TopicMetadata};
+use crate::error::{check, Error, KafkaError, Result};
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions; -1 for the broker's `num.partitions`.
+    pub num_partitions: i32,
+    /// Replication factor; -1 for the broker's `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Topic configs, e.g. `("cleanup.policy", "compact")`.
+    pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    /// A topic with the given partitions and replication factor (-1: broker default).
+    pub fn new(name: impl Into<String>, num_partitions: i32, replication_factor: i16) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            num_partitions,
+            replication_factor,
+            configs: Vec::new(),
+        }
+    }
+
+    /// Adds a topic config.
+    pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// One partition of a described topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDescription {
+    /// Partition index.
+    pub partition: i32,
+    /// Leader node id, `None` when there is no leader.
+    pub leader: Option<i32>,
+    /// Replica node ids.
+    pub replicas: Vec<i32>,
+    /// In-sync replica node ids.
+    pub isr: Vec<i32>,
+    /// Offline replica node ids.
+    pub offline_replicas: Vec<i32>,
+}
+
+/// A described topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// Topic name.
+    pub name: String,
+    /// Topic id (nil if the broker reports none).
+    pub id: Uuid,
+    /// Whether it is an internal topic.
+    pub is_internal: bool,
+    /// Partitions by index.
+    pub partitions: Vec<PartitionDescription>,
+}
+
+impl TopicDescription {
+    /// The replication factor: the replica count of partition 0 (as Kafka's tools show it).
+    pub fn replication_factor(&self) -> usize {
+        self.partitions.first().map_or(0, |p| p.replicas.len())
+    }
+}
+
+impl From<TopicMetadata> for TopicDescription {
+    fn from(t: TopicMetadata) -> Self {
+        TopicDescription {
+            name: t.name,
+            id: t.id,
+            is_internal: t.is_internal,
+            partitions: t
+                .partitions
+                .into_iter()
+                .map(|p| PartitionDescription {
+                    partition: p.partition,
+                    leader: (p.leader >= 0).then_some(p.leader),
+                    replicas: p.replicas,
+                    isr: p.isr,
+                    offline_replicas: p.offline_replicas,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Where a config value comes from (Kafka's `ConfigSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigSource {
+    /// Set on the topic.
+    DynamicTopic,
+    /// Set dynamically for this broker.
+    DynamicBroker,
+    /// Set dynamically for all brokers.
+    DynamicDefaultBroker,
+    /// Set in the broker's configuration file.
+    StaticBroker,
+    /// The built-in default.
+    Default,
+    /// Any other or unknown source.
+    Other(i8),
+}
+
+impl From<i8> for ConfigSource {
+    fn from(v: i8) -> Self {
+        match v {
+            1 => ConfigSource::DynamicTopic,
+            2 => ConfigSource::DynamicBroker,
+            3 => ConfigSource::DynamicDefaultBroker,
+            4 => ConfigSource::StaticBroker,
+            5 => ConfigSource::Default,
+            other => ConfigSource::Other(other),
+        }
+    }
+}
+
+/// One config of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Config name, e.g. `retention.ms`.
+    pub name: String,
+    /// Value; `None` if unset or sensitive.
+    pub value: Option<String>,
+    /// Where the value comes from.
+    pub source: ConfigSource,
+    /// Whether the config cannot be changed.
+    pub read_only: bool,
+    /// Whether the value is hidden because it is sensitive.
+    pub sensitive: bool,
+}
+
+impl ConfigEntry {
+    /// Whether the value is the built-in default (Kafka's tools hide these).
+    pub fn is_default(&self) -> bool {
+        self.source == ConfigSource::Default
+    }
+}
+
+/// The admin client.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    client: Client,
+}
+
+/// `ConfigResource.Type.TOPIC`.
+const RESOURCE_TOPIC: i8 = 2;
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+impl Admin {
+    /// Connects to the cluster at `bootstrap` (`host:port[,host:port]`).
+    pub async fn connect(bootstrap: &str) -> Result<Admin> {
+        Ok(Admin::new(
+            Client::connect(ClientConfig::new(bootstrap)?).await?,
+        ))
+    }
+
+    /// An admin client sharing an existing cluster client.
+    pub fn new(client: Client) -> Admin {
+        Admin { client }
+    }
+
+    /// The underlying cluster client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn timeout_ms(&self) -> i32 {
+        i32::try_from(self.client.config().connection.request_timeout.as_millis())
+            .unwrap_or(i32::MAX)
+    }
+
+    /// Creates one topic; fails with e.g. `TOPIC_ALREADY_EXISTS`.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        num_partitions: i32,
+        replication_factor: i16,
+        configs: Vec<(String, String)>,
+        validate_only: bool,
+    ) -> Result<()> {
+        let topic = NewTopic {
+            name: name.to_owned(),
+            num_partitions,
+            replication_factor,
+            configs,
+        };
+        let mut results = self.create_topics(vec![topic], validate_only).await?;
+        match results.pop() {
+            Some((_, r)) => r,
+            None => Err(Error::protocol("CreateTopics response has no result")),
+        }
+    }
+
+    /// Creates topics; returns each topic's own outcome.
+    pub async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Result<Vec<(String, Result<()>)>> {
+        let mut req = CreateTopicsRequest::default();
+        req.timeout_ms = self.timeout_ms();
+        req.validate_only = validate_only;
+        for t in &topics {
+            let mut ct = CreatableTopic::default();
+            ct.name = topic_name(&t.name);
+            ct.num_partitions = t.num_partitions;
+            ct.replication_factor = t.replication_factor;
+            for (k, v) in &t.configs {
+                let mut c = CreatableTopicConfig::default();
+                c.name = StrBytes::from_string(k.clone());
+                c.value = Some(StrBytes::from_string(v.clone()));
+                ct.configs.push(c);
+            }
+            req.topics.push(ct);
+        }
+        let conn = self.client.controller().await?;
+        let resp = conn.send(&req).await?;
+        let results = topics
+            .iter()
+            .map(|t| {
+                let r = match resp.topics.iter().find(|r| r.name.0.as_str() == t.name) {
+                    Some(r) => check(r.error_code, r.error_message.as_deref()),
+                    None => Err(Error::protocol(format!(
+                        "CreateTopics response has no result for {}",
+                        t.name
+                    ))),
+                };
+                (t.name.clone(), r)
+            })
+            .collect();
+        Ok(results)
+    }
+
+    /// Deletes one topic; fails with `UNKNOWN_TOPIC_OR_PARTITION` if it does not exist.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let mut results = self.delete_topics(&[name.to_owned()]).await?;
+        match results.pop() {
+            Some((_, r)) => r,
+            None => Err(Error::protocol("DeleteTopics response has no result")),
+        }
+    }
+
+    /// Deletes topics by name; returns each topic's own outcome.
+    pub async fn delete_topics(&self, names: &[String]) -> Result<Vec<(String, Result<()>)>> {
+        let mut req = DeleteTopicsRequest::default();
+        req.timeout_ms = self.timeout_ms();
+        // v6+ carries names in `topics`, older versions in `topic_names`; the encoder
+        // writes whichever the negotiated version has.
+        req.topic_names = names.iter().map(|n| topic_name(n)).collect();
+        req.topics = names
+            .iter()
+            .map(|n| {
+                let mut s = DeleteTopicState::default();
+                s.name = Some(topic_name(n));
+                s
+            })
+            .collect();
+        let conn = self.client.controller().await?;
+        let resp = conn.send(&req).await?;
+        let results = names
+            .iter()
+            .map(|n| {
+                let r = match resp
+                    .responses
+                    .iter()
+                    .find(|r| r.name.as_ref().is_some_and(|rn| rn.0.as_str() == n))
+                {
+                    Some(r) => check(r.error_code, r.error_message.as_deref()),
+                    None => Err(Error::protocol(format!(
+                        "DeleteTopics response has no result for {n}"
+                    ))),
+                };
+                (n.clone(), r)
+            })
+            .collect();
+        Ok(results)
+    }
+
+    /// Topic names, sorted; internal topics only if `include_internal`.
+    pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<String>> {
+        let md = self.client.refresh_metadata(None).await?;
+        Ok(md
+            .topics
+            .values()
+            .filter(|t| include_internal || !t.is_internal)
+            .map(|t| t.name.clone())
+            .collect())
+    }
+
+    /// Describes the named topics, in the order given; fails if one does not exist.
+    pub async fn describe_topics(&self, names: &[String]) -> Result<Vec<TopicDescription>> {
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            out.push(TopicDescription::from(self.client.fetch_topic(name).await?));
+        }
+        Ok(out)
+    }
+
+    /// Describes every topic, sorted by name; internal ones only if `include_internal`.
+    pub async fn describe_all_topics(
+        &self,
+        include_internal: bool,
+    ) -> Result<Vec<TopicDescription>> {
+        let md = self.client.refresh_metadata(None).await?;
+        Ok(md
+            .topics
+            .values()
+            .filter(|t| include_internal || !t.is_internal)
+            .cloned()
+            .map(TopicDescription::from)
+            .collect())
+    }
+
+    /// Every config of a topic, with its source.
+    pub async fn describe_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>> {
+        let mut req = DescribeConfigsRequest::default();
+        let mut res = DescribeConfigsResource::default();
+        res.resource_type = RESOURCE_TOPIC;
+        res.resource_name = StrBytes::from_string(topic.to_owned());
+        res.configuration_keys = None;
+        req.resources.push(res);
+        let conn = self.client.any_connection().await?;
+        let resp = conn.send(&req).await?;
+        let result = resp
+            .results
+            .into_iter()
+            .find(|r| r.resource_type == RESOURCE_TOPIC && r.resource_name.as_str() == topic)
+            .ok_or_else(|| {
+                Error::protocol(format!(
+                    "DescribeConfigs response has no result for {topic}"
+                ))
+            })?;
+        check(result.error_code, result.error_message.as_deref())?;
+        Ok(result
+            .configs
+            .into_iter()
+            .map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.map(|v| v.to_string()),
+                source: ConfigSource::from(c.config_source),
+                read_only: c.read_only,
+                sensitive: c.is_sensitive,
+            })
+            .collect())
+    }
+
+    /// Raises a topic's partition count to `total_count`.
+    pub async fn create_partitions(
+        &self,
+        topic: &str,
+        total_count: i32,
+        validate_only: bool,
+    ) -> Result<()> {
+        let mut req = CreatePartitionsRequest::default();
+        req.timeout_ms = self.timeout_ms();
+        req.validate_only = validate_only;
+        let mut t = CreatePartitionsTopic::default();
+        t.name = topic_name(topic);
+        t.count = total_count;
+        t.assignments = None;
+        req.topics.push(t);
+        let conn = self.client.controller().await?;
+        let resp = conn.send(&req).await?;
+        match resp.results.iter().find(|r| r.name.0.as_str() == topic) {
+            Some(r) => check(r.error_code, r.error_message.as_deref()),
+            None => Err(Error::Kafka(KafkaError {
+                code: ResponseError::UnknownServerError,
+                message: Some(format!(
+                    "CreatePartitions response has no result for {topic}"
+                )),
+            })),
+        }
+    }
+}

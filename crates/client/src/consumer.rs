@@ -1,0 +1,809 @@
+//! The consumer: manually assigned partitions, seeking, and polling with Fetch.
+//!
+//! There are no consumer groups yet: [`Consumer::assign`] picks the partitions and
+//! positions live only in the consumer. Fetched record batches are decoded with
+//! `kafka_protocol`'s decoder, which keeps headers in a map: **duplicate header keys
+//! collapse to the last value**.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::compression::{self as codec, Decompressor};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ListOffsetsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression as WireCompression, RecordBatchDecoder};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::cluster::{Client, ClientConfig};
+use crate::error::{Error, KafkaError, Result};
+
+/// A position to seek to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offset {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (only records produced from now on).
+    Latest,
+    /// This exact offset.
+    At(i64),
+    /// The first offset whose timestamp is at or after this time (ms since the epoch);
+    /// the log end if there is none.
+    Timestamp(i64),
+}
+
+/// `auto.offset.reset`: where to start when there is no position or it is out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoOffsetReset {
+    /// Start at the log start.
+    Earliest,
+    /// Start at the log end (Kafka's default).
+    Latest,
+    /// Fail with OFFSET_OUT_OF_RANGE.
+    None,
+}
+
+impl FromStr for AutoOffsetReset {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "earliest" => Ok(AutoOffsetReset::Earliest),
+            "latest" => Ok(AutoOffsetReset::Latest),
+            "none" => Ok(AutoOffsetReset::None),
+            other => Err(Error::InvalidConfig(format!(
+                "auto.offset.reset must be earliest, latest or none, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// `isolation.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// See every record, including those of open or aborted transactions.
+    #[default]
+    ReadUncommitted,
+    /// See records only up to the last stable offset.
+    ReadCommitted,
+}
+
+/// What a record's timestamp means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    /// Set by the producer.
+    CreateTime,
+    /// Set by the broker when it appended the record.
+    LogAppendTime,
+}
+
+impl fmt::Display for TimestampType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Kafka's TimestampType.toString().
+        f.write_str(match self {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        })
+    }
+}
+
+/// Consumer settings; defaults are Kafka's.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Cluster and connection settings.
+    pub client: ClientConfig,
+    /// `auto.offset.reset` (default latest).
+    pub auto_offset_reset: AutoOffsetReset,
+    /// `fetch.max.wait.ms` (default 500 ms).
+    pub fetch_max_wait: Duration,
+    /// `fetch.min.bytes` (default 1).
+    pub fetch_min_bytes: i32,
+    /// `fetch.max.bytes` (default 50 MiB).
+    pub fetch_max_bytes: i32,
+    /// `max.partition.fetch.bytes` (default 1 MiB).
+    pub max_partition_fetch_bytes: i32,
+    /// `isolation.level` (default read_uncommitted).
+    pub isolation_level: IsolationLevel,
+    /// `retry.backoff.ms` (default 100 ms): pause after a failed fetch.
+    pub retry_backoff: Duration,
+}
+
+impl ConsumerConfig {
+    /// Kafka's defaults for the cluster at `bootstrap` (`host:port[,host:port]`).
+    pub fn new(bootstrap: &str) -> Result<ConsumerConfig> {
+        Ok(ConsumerConfig {
+            client: ClientConfig::new(bootstrap)?,
+            auto_offset_reset: AutoOffsetReset::Latest,
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_min_bytes: 1,
+            fetch_max_bytes: 50 * 1024 * 1024,
+            max_partition_fetch_bytes: 1024 * 1024,
+            isolation_level: IsolationLevel::ReadUncommitted,
+            retry_backoff: Duration::from_millis(100),
+        })
+    }
+}
+
+/// A consumed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Timestamp in ms since the epoch.
+    pub timestamp: i64,
+    /// What the timestamp means.
+    pub timestamp_type: TimestampType,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value.
+    pub value: Option<Bytes>,
+    /// Headers in order (duplicate keys collapsed; see the module docs).
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+type TopicPartition = (String, i32);
+
+/// A consumer of manually assigned partitions.
+pub struct Consumer {
+    client: Client,
+    config: ConsumerConfig,
+    /// Next offset to fetch per assigned partition; `None` until reset.
+    positions: BTreeMap<TopicPartition, Option<i64>>,
+}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("positions", &self.positions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// Connects to the cluster.
+    pub async fn connect(config: ConsumerConfig) -> Result<Consumer> {
+        let client = Client::connect(config.client.clone()).await?;
+        Ok(Consumer {
+            client,
+            config,
+            positions: BTreeMap::new(),
+        })
+    }
+
+    /// The cluster client the consumer uses.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Replaces the assignment. Partitions that stay assigned keep their positions;
+    /// new ones start per `auto_offset_reset` unless sought.
+    pub fn assign(&mut self, partitions: Vec<(String, i32)>) {
+        let mut next = BTreeMap::new();
+        for tp in partitions {
+            let pos = self.positions.get(&tp).copied().flatten();
+            next.insert(tp, pos);
+        }
+        self.positions = next;
+    }
+
+    /// The assigned partitions.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        self.positions.keys().cloned().collect()
+    }
+
+    /// The next offset to be returned for a partition, if known.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.positions
+            .get(&(topic.to_owned(), partition))
+            .copied()
+            .flatten()
+    }
+
+    /// Moves an assigned partition's position.
+    pub async fn seek(&mut self, topic: &str, partition: i32, offset: Offset) -> Result<()> {
+        let tp = (topic.to_owned(), partition);
+        if !self.positions.contains_key(&tp) {
+            return Err(Error::NotAssigned {
+                topic: topic.to_owned(),
+                partition,
+            });
+        }
+        let pos = match offset {
+            Offset::At(o) if o >= 0 => o,
+            other => {
+                let found = self.list_offsets(std::slice::from_ref(&tp), other).await?;
+                found.get(&tp).copied().ok_or_else(|| {
+                    Error::protocol(format!(
+                        "ListOffsets response has no result for {topic}-{partition}"
+                    ))
+                })?
+            }
+        };
+        self.positions.insert(tp, Some(pos));
+        Ok(())
+    }
+
+    /// Looks up offsets with ListOffsets: the log start (`Earliest`), log end
+    /// (`Latest`) or first offset at a timestamp (the log end if none). `At(n)` is
+    /// returned as is.
+    pub async fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        offset: Offset,
+    ) -> Result<HashMap<TopicPartition, i64>> {
+        let timestamp = match offset {
+            Offset::Earliest => -2,
+            Offset::Latest => -1,
+            Offset::Timestamp(t) => t,
+            Offset::At(o) => return Ok(partitions.iter().map(|tp| (tp.clone(), o)).collect()),
+        };
+        let mut found = self.list_offsets_at(partitions, timestamp).await?;
+        // No record at or after the timestamp: Kafka answers -1; Kafka's consumer then
+        // goes to the log end.
+        let past_end: Vec<TopicPartition> = found
+            .iter()
+            .filter(|(_, o)| **o < 0)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if !past_end.is_empty() {
+            found.extend(self.list_offsets_at(&past_end, -1).await?);
+        }
+        Ok(found)
+    }
+
+    async fn list_offsets_at(
+        &self,
+        partitions: &[TopicPartition],
+        timestamp: i64,
+    ) -> Result<HashMap<TopicPartition, i64>> {
+        let mut by_leader: BTreeMap<i32, Vec<&TopicPartition>> = BTreeMap::new();
+        for tp in partitions {
+            let leader = self.client.leader_for(&tp.0, tp.1).await?;
+            by_leader.entry(leader).or_default().push(tp);
+        }
+        let mut out = HashMap::new();
+        for (leader, tps) in by_leader {
+            let mut req = ListOffsetsRequest::default();
+            req.replica_id = (-1).into();
+            req.isolation_level = self.isolation_level();
+            req.timeout_ms =
+                i32::try_from(self.config.client.connection.request_timeout.as_millis())
+                    .unwrap_or(i32::MAX);
+            for tp in &tps {
+                let mut p = ListOffsetsPartition::default();
+                p.partition_index = tp.1;
+                p.timestamp = timestamp;
+                p.current_leader_epoch = -1;
+                match req.topics.iter_mut().find(|t| t.name.0.as_str() == tp.0) {
+                    Some(t) => t.partitions.push(p),
+                    None => {
+                        let mut t = ListOffsetsTopic::default();
+                        t.name = TopicName(StrBytes::from_string(tp.0.clone()));
+                        t.partitions.push(p);
+                        req.topics.push(t);
+                    }
+                }
+            }
+            let conn = self.client.broker(leader).await?;
+            let resp = conn.send(&req).await?;
+            for t in resp.topics {
+                for p in t.partitions {
+                    let tp = (t.name.0.to_string(), p.partition_index);
+                    if let Some(e) = KafkaError::from_code(p.error_code, None) {
+                        if e.code.is_retriable() {
+                            let _ = self.client.fetch_topic(&tp.0).await;
+                        }
+                        let message = format!("Cannot list offsets of {}-{}.", tp.0, tp.1);
+                        return Err(Error::Kafka(KafkaError {
+                            code: e.code,
+                            message: Some(message),
+                        }));
+                    }
+                    out.insert(tp, p.offset);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn isolation_level(&self) -> i8 {
+        match self.config.isolation_level {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
+
+    /// Gives partitions without a position one, per `auto_offset_reset`.
+    async fn reset_positions(&mut self) -> Result<()> {
+        let missing: Vec<TopicPartition> = self
+            .positions
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let offset = match self.config.auto_offset_reset {
+            AutoOffsetReset::Earliest => Offset::Earliest,
+            AutoOffsetReset::Latest => Offset::Latest,
+            AutoOffsetReset::None => {
+                let (t, p) = &missing[0];
+                return Err(Error::Kafka(KafkaError {
+                    code: ResponseError::OffsetOutOfRange,
+                    message: Some(format!(
+                        "no position for {t}-{p} and auto.offset.reset is none"
+                    )),
+                }));
+            }
+        };
+        let found = self.list_offsets(&missing, offset).await?;
+        for (tp, off) in found {
+            if let Some(pos) = self.positions.get_mut(&tp) {
+                *pos = Some(off);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches records from the assigned partitions, waiting up to `timeout` for
+    /// at least one. Positions advance past what is returned.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = Instant::now();
+            if self.positions.is_empty() {
+                tokio::time::sleep_until(deadline).await;
+                return Ok(Vec::new());
+            }
+            let result = match self.reset_positions().await {
+                Ok(()) => {
+                    self.fetch_once(deadline.saturating_duration_since(now))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let records = match result {
+                Ok(r) => r,
+                Err(e) if e.is_retriable() => {
+                    tracing::debug!(error = %e, "fetch failed; retrying");
+                    let _ = self.client.refresh_metadata(Some(&self.topics())).await;
+                    let pause = self
+                        .config
+                        .retry_backoff
+                        .min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(pause).await;
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
+            };
+            if !records.is_empty() || Instant::now() >= deadline {
+                return Ok(records);
+            }
+            // Guard against a broker that answers at once without waiting.
+            if now.elapsed() < Duration::from_millis(5) {
+                let pause = Duration::from_millis(20)
+                    .min(deadline.saturating_duration_since(Instant::now()));
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+
+    fn topics(&self) -> Vec<String> {
+        let mut ts: Vec<String> = self.positions.keys().map(|(t, _)| t.clone()).collect();
+        ts.dedup();
+        ts
+    }
+
+    /// One Fetch round: a request per leader, sent concurrently.
+    async fn fetch_once(&mut self, max_wait: Duration) -> Result<Vec<ConsumerRecord>> {
+        let max_wait = max_wait.min(self.config.fetch_max_wait);
+        let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, i64, Uuid)>> = BTreeMap::new();
+        for (tp, pos) in &self.positions {
+            let Some(pos) = *pos else { continue };
+            let leader = self.client.leader_for(&tp.0, tp.1).await?;
+            let id = self.client.topic(&tp.0).await?.id;
+            by_leader
+                .entry(leader)
+                .or_default()
+                .push((tp.clone(), pos, id));
+        }
+        let mut tasks = Vec::new();
+        for (leader, parts) in by_leader {
+            let conn = self.client.broker(leader).await?;
+            let mut version = conn.version::<FetchRequest>()?;
+            // Fetch v13 names topics by id; a broker that sent no id gets v12.
+            if parts.iter().any(|(_, _, id)| id.is_nil()) {
+                version = version.min(12);
+            }
+            let mut req = FetchRequest::default();
+            req.replica_id = (-1).into();
+            req.max_wait_ms = i32::try_from(max_wait.as_millis()).unwrap_or(i32::MAX);
+            req.min_bytes = self.config.fetch_min_bytes;
+            req.max_bytes = self.config.fetch_max_bytes;
+            req.isolation_level = self.isolation_level();
+            req.session_id = 0;
+            req.session_epoch = -1;
+            let mut ids: HashMap<Uuid, String> = HashMap::new();
+            for ((topic, partition), pos, id) in &parts {
+                let mut fp = FetchPartition::default();
+                fp.partition = *partition;
+                fp.fetch_offset = *pos;
+                fp.partition_max_bytes = self.config.max_partition_fetch_bytes;
+                match req.topics.iter_mut().find(|t| t.topic.0.as_str() == topic) {
+                    Some(t) => t.partitions.push(fp),
+                    None => {
+                        let mut ft = FetchTopic::default();
+                        ft.topic = TopicName(StrBytes::from_string(topic.clone()));
+                        ft.topic_id = *id;
+                        ft.partitions.push(fp);
+                        req.topics.push(ft);
+                    }
+                }
+                ids.insert(*id, topic.clone());
+            }
+            let pending = conn.enqueue(&req, version)?;
+            tasks.push(tokio::spawn(
+                async move { (pending.wait().await, version, ids) },
+            ));
+        }
+        let mut records = Vec::new();
+        let mut first_err = None;
+        for task in tasks {
+            let (resp, version, ids) = match task.await {
+                Ok(r) => r,
+                Err(e) => return Err(Error::protocol(format!("fetch task failed: {e}"))),
+            };
+            match resp {
+                Ok(resp) => {
+                    if let Err(e) = self
+                        .handle_fetch_response(resp, version, &ids, &mut records)
+                        .await
+                    {
+                        first_err.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            // Keep what other partitions returned; the error will recur on the next poll.
+            Some(e) if records.is_empty() => Err(e),
+            _ => Ok(records),
+        }
+    }
+
+    async fn handle_fetch_response(
+        &mut self,
+        resp: FetchResponse,
+        version: i16,
+        ids: &HashMap<Uuid, String>,
+        out: &mut Vec<ConsumerRecord>,
+    ) -> Result<()> {
+        crate::error::check(resp.error_code, None)?;
+        let mut err = None;
+        for t in resp.responses {
+            let topic = if version >= 13 {
+                match ids.get(&t.topic_id) {
+                    Some(name) => name.clone(),
+                    None => continue,
+                }
+            } else {
+                t.topic.0.to_string()
+            };
+            for p in t.partitions {
+                let tp = (topic.clone(), p.partition_index);
+                let Some(Some(pos)) = self.positions.get(&tp).copied() else {
+                    continue;
+                };
+                match KafkaError::from_code(p.error_code, None) {
+                    None => {
+                        let Some(data) = p.records else { continue };
+                        let (recs, next) = decode_records(&topic, p.partition_index, data, pos)?;
+                        out.extend(recs);
+                        self.positions.insert(tp, Some(next));
+                    }
+                    Some(e) if e.code == ResponseError::OffsetOutOfRange => {
+                        if self.config.auto_offset_reset == AutoOffsetReset::None {
+                            return Err(Error::Kafka(KafkaError {
+                                code: e.code,
+                                message: Some(format!(
+                                    "offset {pos} is out of range for {}-{}",
+                                    tp.0, tp.1
+                                )),
+                            }));
+                        }
+                        tracing::info!(topic = %tp.0, partition = tp.1, offset = pos, "offset out of range; resetting");
+                        self.positions.insert(tp, None);
+                    }
+                    Some(e) if e.code.is_retriable() || e.code == ResponseError::UnknownTopicId => {
+                        err.get_or_insert(Error::Kafka(e));
+                    }
+                    Some(e) => return Err(Error::Kafka(e)),
+                }
+            }
+        }
+        match err {
+            Some(e) => {
+                let _ = self.client.refresh_metadata(Some(&self.topics())).await;
+                if out.is_empty() {
+                    Err(e)
+                } else {
+                    Ok(())
+                }
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Header fields of a v2 record batch, read from its first 61 bytes.
+struct BatchHeader {
+    base_offset: i64,
+    /// Bytes after the length field.
+    length: usize,
+    magic: i8,
+    attributes: i16,
+    last_offset_delta: i32,
+    max_timestamp: i64,
+    record_count: i32,
+}
+
+const BATCH_HEADER_LEN: usize = 61;
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    i32::from_be_bytes(a)
+}
+
+/// Decodes the records of a fetched partition at or after `position`; returns them
+/// and the next position. A trailing partial batch (cut by the fetch size) is dropped,
+/// control batches are skipped, and the position moves past every complete batch.
+pub(crate) fn decode_records(
+    topic: &str,
+    partition: i32,
+    mut data: Bytes,
+    position: i64,
+) -> Result<(Vec<ConsumerRecord>, i64)> {
+    let mut out = Vec::new();
+    let mut next = position;
+    while data.len() >= 12 {
+        let length = be_i32(&data, 8);
+        if length < (BATCH_HEADER_LEN - 12) as i32 {
+            // Legacy (magic 0/1) message sets can be shorter; all are unsupported here.
+            return Err(Error::protocol(format!(
+                "record batch at offset {} of {topic}-{partition} has invalid length {length}",
+                be_i64(&data, 0)
+            )));
+        }
+        let total = 12 + length as usize;
+        if data.len() < total {
+            break;
+        }
+        let batch = data.split_to(total);
+        let h = BatchHeader {
+            base_offset: be_i64(&batch, 0),
+            length: length as usize,
+            magic: batch[16] as i8,
+            attributes: i16::from_be_bytes([batch[21], batch[22]]),
+            last_offset_delta: be_i32(&batch, 23),
+            max_timestamp: be_i64(&batch, 35),
+            record_count: be_i32(&batch, 57),
+        };
+        if h.magic != 2 {
+            return Err(Error::protocol(format!(
+                "{topic}-{partition} holds message format v{} at offset {}; only v2 is supported",
+                h.magic, h.base_offset
+            )));
+        }
+        let last = h.base_offset.saturating_add(i64::from(h.last_offset_delta));
+        if last < next {
+            continue;
+        }
+        let control = h.attributes & 0x20 != 0;
+        if !control {
+            let log_append = h.attributes & 0x08 != 0;
+            let record_count = h.record_count;
+            if record_count < 0 {
+                return Err(Error::protocol(format!(
+                    "negative record count in {topic}-{partition}"
+                )));
+            }
+            let guard = move |data: &mut Bytes, c: WireCompression| -> anyhow::Result<Bytes> {
+                let plain = decompress(data, c)?;
+                precheck_records(&plain, record_count)?;
+                Ok(plain)
+            };
+            let set =
+                RecordBatchDecoder::decode_with_custom_compression(&mut batch.clone(), Some(guard))
+                    .map_err(|e| {
+                        Error::protocol(format!(
+                        "cannot decode batch at offset {} of {topic}-{partition} ({} bytes): {e:#}",
+                        h.base_offset, h.length
+                    ))
+                    })?;
+            for r in set.records {
+                if r.offset < next || r.control {
+                    continue;
+                }
+                let (timestamp, timestamp_type) = if log_append {
+                    (h.max_timestamp, TimestampType::LogAppendTime)
+                } else {
+                    (r.timestamp, TimestampType::CreateTime)
+                };
+                out.push(ConsumerRecord {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset: r.offset,
+                    timestamp,
+                    timestamp_type,
+                    key: r.key,
+                    value: r.value,
+                    headers: r
+                        .headers
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                });
+            }
+        }
+        next = next.max(last.saturating_add(1));
+    }
+    Ok((out, next))
+}
+
+fn decompress(data: &mut Bytes, c: WireCompression) -> anyhow::Result<Bytes> {
+    let take = |b: &mut Bytes| -> anyhow::Result<Bytes> { Ok(b.clone()) };
+    match c {
+        WireCompression::None => Ok(data.clone()),
+        WireCompression::Gzip => codec::Gzip::decompress(data, take),
+        WireCompression::Snappy => codec::Snappy::decompress(data, take),
+        WireCompression::Lz4 => codec::Lz4::decompress(data, take),
+        WireCompression::Zstd => codec::Zstd::decompress(data, take),
+    }
+}
+
+/// Reads a zigzag varint (Kafka's `varint`/`varlong`), advancing `at`.
+fn read_varint(b: &[u8], at: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// Checks that the record count and every header count fit in the bytes that hold
+/// them, before the decoder allocates by those counts.
+fn precheck_records(plain: &[u8], record_count: i32) -> anyhow::Result<()> {
+    // The smallest record is 7 bytes (length, attributes, two deltas, key and value
+    // lengths, header count).
+    if (record_count as usize).saturating_mul(7) > plain.len() {
+        anyhow::bail!(
+            "record count {record_count} does not fit in {} bytes",
+            plain.len()
+        );
+    }
+    let mut at = 0usize;
+    let bad = || anyhow::anyhow!("malformed record");
+    for _ in 0..record_count {
+        let len = read_varint(plain, &mut at).ok_or_else(bad)?;
+        let len = usize::try_from(len).map_err(|_| bad())?;
+        let end = at
+            .checked_add(len)
+            .filter(|e| *e <= plain.len())
+            .ok_or_else(bad)?;
+        let rec = &plain[..end];
+        at += 1; // attributes
+        read_varint(rec, &mut at).ok_or_else(bad)?; // timestamp delta
+        read_varint(rec, &mut at).ok_or_else(bad)?; // offset delta
+        for _ in 0..2 {
+            // key, then value: length (-1 for null) and bytes
+            let n = read_varint(rec, &mut at).ok_or_else(bad)?;
+            if n > 0 {
+                at = at
+                    .checked_add(usize::try_from(n).map_err(|_| bad())?)
+                    .ok_or_else(bad)?;
+            }
+        }
+        let headers = read_varint(rec, &mut at).ok_or_else(bad)?;
+        // Each header takes at least two bytes (key length and value length).
+        if headers < 0 || (headers as u64).saturating_mul(2) > end.saturating_sub(at) as u64 {
+            anyhow::bail!("header count {headers} does not fit in its record");
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::producer::{encode_batch, to_wire_record, Compression, ProducerRecord};
+
+    fn batch_at(base: i64, values: &[&str], codec: Compression) -> Vec<u8> {
+        let mut recs: Vec<_> = values
+            .iter()
+            .map(|v| {
+                to_wire_record(
+                    ProducerRecord::new("t", Bytes::from(v.to_string()))
+                        .with_key(Bytes::from_static(b"k"))
+                        .with_header("h", Some(Bytes::from_static(b"x")))
+                        .with_timestamp(1000),
+                )
+            })
+            .collect();
+        let mut bytes = encode_batch(&mut recs, codec).expect("encodes").to_vec();
+        // Brokers assign the base offset; the CRC does not cover it.
+        bytes[0..8].copy_from_slice(&base.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn decoding_skips_records_below_the_position_and_drops_a_partial_tail() {
+        let mut data = batch_at(10, &["a", "b", "c"], Compression::None);
+        data.extend(batch_at(13, &["d", "e"], Compression::Lz4));
+        let partial = batch_at(15, &["f"], Compression::None);
+        data.extend(&partial[..partial.len() - 3]);
+        let (recs, next) = decode_records("t", 0, Bytes::from(data), 11).expect("decodes");
+        let got: Vec<(i64, &[u8])> = recs
+            .iter()
+            .map(|r| (r.offset, r.value.as_deref().unwrap_or(b"")))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(11, &b"b"[..]), (12, b"c"), (13, b"d"), (14, b"e")]
+        );
+        assert_eq!(next, 15);
+        assert_eq!(
+            recs[0].headers,
+            vec![("h".to_owned(), Some(Bytes::from_static(b"x")))]
+        );
+        assert_eq!(recs[0].timestamp_type, TimestampType::CreateTime);
+    }
+
+    #[test]
+    fn control_batches_are_skipped_but_advance_the_position() {
+        let mut control = batch_at(5, &["marker"], Compression::None);
+        control[22] |= 0x20; // control bit (low byte of attributes)
+        let crc = crc32c::crc32c(&control[21..]);
+        control[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mut data = control;
+        data.extend(batch_at(6, &["x"], Compression::None));
+        let (recs, next) = decode_records("t", 0, Bytes::from(data), 5).expect("decodes");
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].offset, 6);
+        assert_eq!(next, 7);
+    }
+
+    #[test]
+    fn a_lying_record_count_is_rejected_before_allocation() {
+        let mut data = batch_at(0, &["a"], Compression::None);
+        data[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&data[21..]);
+        data[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(decode_records("t", 0, Bytes::from(data), 0).is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! `potok-client`: an asynchronous Rust client for Kafka-protocol brokers.
+//!
+//! - [`Connection`]: one broker connection (framing, correlation ids, ApiVersions).
+//! - [`Client`]: the cluster view (bootstrap, metadata, a connection per broker).
+//! - [`Admin`]: create, delete, list and describe topics; describe configs.
+//! - [`Producer`]: partitioning, batching, compression, acks.
+//! - [`Consumer`]: manual assignment, seeking, polling.
+//!
+//! Every request and response is encoded by the `kafka-protocol` crate; the client
+//! speaks the highest version both it and the broker support.
+
+pub mod admin;
+pub mod cluster;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+pub mod partitioner;
+pub mod producer;
+
+pub use admin::{Admin, ConfigEntry, NewTopic, PartitionDescription, TopicDescription};
+pub use cluster::{Client, ClientConfig};
+pub use connection::{Connection, ConnectionConfig};
+pub use consumer::{
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, Offset,
+    TimestampType,
+};
+pub use error::{Error, KafkaError, Result};
+pub use producer::{
+    Acks, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};

@@ -1,0 +1,24 @@
+use thiserror::Error;
+
+/// Errors of the metadata log and image.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    /// The metadata log's storage failed.
+    #[error("metadata log: {0}")]
+    Storage(#[from] storage::StorageError),
+    /// A record in the metadata log could not be decoded.
+    #[error("metadata log: corrupt record at offset {offset}: {reason}")]
+    CorruptRecord {
+        /// Offset of the bad record.
+        offset: i64,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A record could not be encoded.
+    #[error("metadata log: cannot encode record: {0}")]
+    Encode(String),
+}
+
+/// Result of metadata operations.
+pub type Result<T> = std::result::Result<T, MetadataError>;

@@ -1,0 +1,80 @@
+//! The command-line tools: `potok topics|produce|consume` and Kafka's script names.
+//!
+//! Each tool parses its flags into an options struct (`topics::TopicsAction`,
+//! `produce::ProduceOptions`, `consume::ConsumeOptions`); the Kafka-named tools in
+//! `kafka` only translate Kafka's flags into the same structs, so both spellings run
+//! the same code.
+
+mod consume;
+mod encoding;
+mod kafka;
+mod produce;
+mod topics;
+
+use std::process::ExitCode;
+
+/// The broker address every tool uses unless told otherwise.
+pub(crate) const DEFAULT_BOOTSTRAP: &str = "localhost:9092";
+
+/// Tool subcommands, flattened into the `potok` command.
+#[derive(clap::Subcommand)]
+pub(crate) enum ToolCommand {
+    /// Create, list, describe, alter or delete topics.
+    Topics(topics::TopicsArgs),
+    /// Produce one record per line of standard input.
+    Produce(produce::ProduceArgs),
+    /// Print records of a topic.
+    Consume(consume::ConsumeArgs),
+    /// Kafka's kafka-topics.sh, with its flags.
+    #[command(name = "kafka-topics", hide = true)]
+    KafkaTopics(kafka::KafkaTopicsArgs),
+    /// Kafka's kafka-console-producer.sh, with its flags.
+    #[command(name = "kafka-console-producer", hide = true)]
+    KafkaConsoleProducer(kafka::KafkaConsoleProducerArgs),
+    /// Kafka's kafka-console-consumer.sh, with its flags.
+    #[command(name = "kafka-console-consumer", hide = true)]
+    KafkaConsoleConsumer(kafka::KafkaConsoleConsumerArgs),
+}
+
+pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cmd {
+            ToolCommand::Topics(args) => topics::run(args.into_action()).await,
+            ToolCommand::Produce(args) => produce::run(args.into_options()?).await,
+            ToolCommand::Consume(args) => consume::run(args.into_options()?).await,
+            ToolCommand::KafkaTopics(args) => {
+                let translated = args.translate()?;
+                for note in &translated.notes {
+                    eprintln!("{note}");
+                }
+                topics::run(translated.action).await
+            }
+            ToolCommand::KafkaConsoleProducer(args) => {
+                let translated = args.translate()?;
+                for note in &translated.notes {
+                    eprintln!("{note}");
+                }
+                produce::run(translated.options).await
+            }
+            ToolCommand::KafkaConsoleConsumer(args) => {
+                let translated = args.translate()?;
+                for note in &translated.notes {
+                    eprintln!("{note}");
+                }
+                consume::run(translated.options).await
+            }
+        }
+    })
+}
+
+/// Splits `key=value`; a missing `=` is an error naming the flag.
+pub(crate) fn parse_key_value(s: &str, flag: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => anyhow::bail!("{flag} expects key=value, got {s:?}"),
+    }
+}

@@ -1,0 +1,35 @@
+//! Potok storage: a partition's append-only log on disk, in Kafka's layout.
+//!
+//! A [`Log`] lives in one directory and is a sequence of segments, each a
+//! `<20-digit base offset>.log` file of whole Kafka RecordBatches (magic v2)
+//! with a sparse `.index` (relative offset -> file position) and
+//! `.timeindex` (timestamp -> relative offset). Batches stay opaque bytes:
+//! the log reads only their 61-byte headers (see [`batch`]), patches base
+//! offset and leader epoch in place on append, and serves fetches straight
+//! from the files.
+//!
+//! Layout of the crate, one file per step:
+//! * [`batch`]: the v2 batch header (parse, validate, patch, iterate).
+//! * `config`: [`LogConfig`], Kafka-named settings.
+//! * `error`: [`StorageError`], one variant per Kafka error code.
+//! * `index`: the `.index` / `.timeindex` file formats.
+//! * `segment`: one segment: append, lookups, truncation.
+//! * `recovery`: opening a directory, checking and rebuilding segments.
+//! * `log`: [`Log`], the public face: append, read, truncate, flush.
+
+#![warn(missing_docs)]
+
+pub mod batch;
+mod config;
+mod error;
+mod index;
+mod log;
+mod recovery;
+mod segment;
+#[cfg(test)]
+mod test_util;
+
+pub use batch::{BatchHeader, BatchIter, TimestampType};
+pub use config::LogConfig;
+pub use error::{Result, StorageError};
+pub use log::{AppendInfo, Log};

@@ -1,0 +1,555 @@
+//! [`Log`]: a partition's append-only log, a sequence of segments.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tracing::debug;
+
+use crate::batch::{self, BatchHeader, BatchIter, TimestampType};
+use crate::config::LogConfig;
+use crate::error::{io_err, Result, StorageError};
+use crate::recovery::{open_segments, sync_dir};
+use crate::segment::{BatchMeta, HeaderScan, Segment};
+
+/// What [`Log::append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the first record.
+    pub base_offset: i64,
+    /// Offset assigned to the last record.
+    pub last_offset: i64,
+    /// Largest batch max-timestamp of the append (the append time under
+    /// LogAppendTime).
+    pub max_timestamp: i64,
+    /// `Some(now_ms)` when the log uses LogAppendTime (goes into the produce
+    /// response), else `None`.
+    pub log_append_time: Option<i64>,
+    /// Number of records appended.
+    pub record_count: i64,
+    /// Number of batches appended.
+    pub batch_count: usize,
+}
+
+/// A partition's log on disk: segments of whole v2 record batches named by
+/// base offset, each with a sparse offset index and time index.
+///
+/// Mutating methods take `&mut self`; reads take `&self` and use positional
+/// reads, so a `RwLock<Log>` lets fetches run concurrently.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Sorted by base offset; never empty; the last one is active.
+    segments: Vec<Segment>,
+    unflushed_messages: u64,
+    first_unflushed_ms: Option<i64>,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Log {
+    /// Opens the log in `dir` (creating the directory if missing) and
+    /// recovers it.
+    ///
+    /// `clean_shutdown == false` scans the active segment batch by batch
+    /// (framing, magic, CRC-32C, offset order), truncates the torn or corrupt
+    /// tail from the file and indexes, and rebuilds its indexes. In either
+    /// mode, any segment whose `.index`/`.timeindex` is missing or corrupt
+    /// (size not a multiple of the entry size, entries not increasing,
+    /// pointing past the file end or outside the segment) is rebuilt by a
+    /// scan; if such a scan cuts bytes from a non-active segment, the later
+    /// segments are deleted so the log stays contiguous.
+    pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool) -> Result<Log> {
+        let segments = open_segments(dir, &config, clean_shutdown)?;
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            unflushed_messages: 0,
+            first_unflushed_ms: None,
+        };
+        debug!(
+            dir = %log.dir.display(),
+            log_start = log.log_start_offset(),
+            log_end = log.log_end_offset(),
+            segments = log.segments.len(),
+            "log opened"
+        );
+        // Make recovery's rewrites durable (no-op when nothing changed).
+        log.flush()?;
+        Ok(log)
+    }
+
+    /// The log's configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration (topic config change); applies from the
+    /// next append.
+    pub fn set_config(&mut self, config: LogConfig) {
+        for s in &mut self.segments {
+            s.apply_config(&config);
+        }
+        self.config = config;
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// First offset of the log (base offset of the oldest segment).
+    pub fn log_start_offset(&self) -> i64 {
+        self.segments.first().map_or(0, |s| s.base_offset)
+    }
+
+    /// Offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.segments.last().map_or(0, |s| s.next_offset)
+    }
+
+    /// Number of segments (for tests and metrics).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Total bytes of batch data in all segments.
+    pub fn size_in_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    fn active(&mut self) -> Result<&mut Segment> {
+        let dir = &self.dir;
+        self.segments.last_mut().ok_or_else(|| StorageError::Io {
+            path: dir.clone(),
+            source: std::io::Error::other("log has no segments"),
+        })
+    }
+
+    /// Validates, stamps and appends the batches in `records`.
+    ///
+    /// Every batch is validated first (exact length framing with no trailing
+    /// partial batch, magic 2, size <= `max_message_bytes`, known
+    /// compression, record count >= 1 and `last_offset_delta ==
+    /// record_count - 1`, CRC-32C); on any error nothing is appended. Then
+    /// each batch gets, in place, consecutive base offsets from the log end
+    /// and `leader_epoch` (neither is covered by the CRC); under
+    /// LogAppendTime the timestamp-type bit and max timestamp are set to
+    /// `now_ms` and the CRC recomputed. A new segment is rolled first if the
+    /// active one would exceed `segment_bytes`, is older than `segment_ms`
+    /// (since its first append), has a full index, or the offsets would not
+    /// fit its relative-offset range. The bytes are written verbatim.
+    pub fn append(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        // 1. Validate everything before touching anything.
+        let mut found = Vec::new();
+        for b in BatchIter::new(records) {
+            let b = b?;
+            let h = batch::validate(b.bytes, self.config.max_message_bytes)?;
+            found.push((b.position, h));
+        }
+        if found.is_empty() {
+            return Err(StorageError::InvalidRecord(
+                "append contains no record batch".into(),
+            ));
+        }
+        let record_count: i64 = found
+            .iter()
+            .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
+            .sum();
+        let base_offset = self.log_end_offset();
+        let last_offset = base_offset + record_count - 1;
+
+        // 2. Roll if needed.
+        self.maybe_roll(records.len(), last_offset, now_ms)?;
+
+        // 3. Stamp offsets, epoch and (LogAppendTime) timestamps.
+        let append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut metas = Vec::with_capacity(found.len());
+        let mut next = base_offset;
+        let mut max_timestamp = -1;
+        for (pos, h) in &found {
+            let total = h.total_size();
+            let bytes = records
+                .get_mut(*pos..*pos + total)
+                .ok_or_else(|| StorageError::CorruptRecord("batch out of bounds".into()))?;
+            batch::set_base_offset(bytes, next)?;
+            batch::set_partition_leader_epoch(bytes, leader_epoch)?;
+            let ts = if append_time {
+                batch::set_max_timestamp(bytes, TimestampType::LogAppendTime, now_ms)?;
+                now_ms
+            } else {
+                h.max_timestamp
+            };
+            max_timestamp = max_timestamp.max(ts);
+            let last = next + i64::from(h.last_offset_delta);
+            metas.push(BatchMeta {
+                size: total,
+                last_offset: last,
+                max_timestamp: ts,
+            });
+            next = last + 1;
+        }
+
+        self.write(records, &metas, record_count, now_ms)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp,
+            log_append_time: append_time.then_some(now_ms),
+            record_count,
+            batch_count: found.len(),
+        })
+    }
+
+    /// Appends batches that already carry their offsets, epochs and
+    /// timestamps (a follower appending what it fetched from the leader).
+    ///
+    /// Every batch is checked first (framing, magic 2, CRC-32C, size <=
+    /// `max_message_bytes`); offsets must be increasing and the first base
+    /// offset >= the log end (gaps are allowed: compacted leaders have them),
+    /// else [`StorageError::InvalidRecord`]. Nothing is appended on error.
+    /// Bytes are written unchanged.
+    pub fn append_replicated(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        let mut metas = Vec::new();
+        let mut next = self.log_end_offset();
+        let mut first = None;
+        let mut record_count = 0i64;
+        let mut max_timestamp = -1;
+        for b in BatchIter::new(records) {
+            let b = b?;
+            let h = BatchHeader::parse(b.bytes)?;
+            if h.total_size() > self.config.max_message_bytes {
+                return Err(StorageError::RecordTooLarge {
+                    size: h.total_size(),
+                    max: self.config.max_message_bytes,
+                });
+            }
+            h.verify_crc(b.bytes)?;
+            if h.base_offset < next || h.last_offset_delta < 0 {
+                return Err(StorageError::InvalidRecord(format!(
+                    "replicated batch {}..={} does not follow offset {}",
+                    h.base_offset,
+                    h.last_offset(),
+                    next - 1
+                )));
+            }
+            first.get_or_insert(h.base_offset);
+            next = h.next_offset();
+            record_count += i64::from(h.record_count.max(0));
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+            metas.push(BatchMeta {
+                size: h.total_size(),
+                last_offset: h.last_offset(),
+                max_timestamp: h.max_timestamp,
+            });
+        }
+        let Some(base_offset) = first else {
+            return Err(StorageError::InvalidRecord(
+                "append contains no record batch".into(),
+            ));
+        };
+        let last_offset = next - 1;
+        // A gap larger than a segment's offset range starts a new segment there.
+        self.maybe_roll(records.len(), last_offset, now_ms)?;
+        if self.log_end_offset() < base_offset && self.segments.last().is_some_and(|s| s.size == 0)
+        {
+            self.restart_active_at(base_offset)?;
+        }
+        self.write(records, &metas, record_count, now_ms)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp,
+            log_append_time: None,
+            record_count,
+            batch_count: metas.len(),
+        })
+    }
+
+    /// Replaces an empty active segment by one based at `base`.
+    fn restart_active_at(&mut self, base: i64) -> Result<()> {
+        if let Some(old) = self.segments.pop() {
+            old.delete_files()?;
+        }
+        self.segments
+            .push(Segment::create(&self.dir, base, &self.config)?);
+        sync_dir(&self.dir)
+    }
+
+    /// Writes validated, stamped batches to the active segment and applies
+    /// the flush policy (`record_count` counts towards
+    /// `flush_interval_messages`).
+    fn write(
+        &mut self,
+        records: &[u8],
+        metas: &[BatchMeta],
+        record_count: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let interval = self.config.index_interval_bytes;
+        self.active()?.append(records, metas, interval, now_ms)?;
+        self.unflushed_messages = self
+            .unflushed_messages
+            .saturating_add(record_count.max(0) as u64);
+        self.first_unflushed_ms.get_or_insert(now_ms);
+        if self.unflushed_messages >= self.config.flush_interval_messages {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn maybe_roll(&mut self, append_bytes: usize, last_offset: i64, now_ms: i64) -> Result<()> {
+        let config = &self.config;
+        let Some(active) = self.segments.last() else {
+            return Ok(());
+        };
+        if active.size == 0 {
+            return Ok(());
+        }
+        let segment_ms = to_i64(config.segment_ms);
+        // Index positions are u32: never let a segment grow past 4 GiB.
+        let max_size = config.segment_bytes.min(u64::from(u32::MAX));
+        let reason = if active.size.saturating_add(append_bytes as u64) > max_size {
+            "size"
+        } else if active
+            .roll_base_ms
+            .is_some_and(|b| now_ms.saturating_sub(b) > segment_ms)
+        {
+            "time"
+        } else if active.offset_index.is_full() || active.time_index.is_full() {
+            "index full"
+        } else if last_offset - active.base_offset > i64::from(i32::MAX) {
+            "offset range"
+        } else {
+            return Ok(());
+        };
+        self.roll(reason)
+    }
+
+    fn roll(&mut self, reason: &str) -> Result<()> {
+        let new_base = self.log_end_offset();
+        let active = self.active()?;
+        active.seal_time_index()?;
+        active.flush()?;
+        debug!(dir = %self.dir.display(), new_base, reason, "rolling segment");
+        let seg = Segment::create(&self.dir, new_base, &self.config)?;
+        sync_dir(&self.dir)?;
+        self.segments.push(seg);
+        self.unflushed_messages = 0;
+        self.first_unflushed_ms = None;
+        Ok(())
+    }
+
+    fn check_range(&self, offset: i64) -> Result<()> {
+        let (log_start, log_end) = (self.log_start_offset(), self.log_end_offset());
+        if offset < log_start || offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whole batches starting with the one that contains `offset`, up to
+    /// `max_bytes` in total but always at least one whole batch when one
+    /// exists (KIP-74). Reads from one segment only, so it may return less
+    /// than `max_bytes` at a segment boundary. `offset == log_end` gives an
+    /// empty result; outside `[log_start, log_end]` is
+    /// [`StorageError::OffsetOutOfRange`].
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
+        self.check_range(offset)?;
+        if offset == self.log_end_offset() {
+            return Ok(Bytes::new());
+        }
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        for seg in self.segments.get(first..).unwrap_or_default() {
+            if let Some((pos, h)) = seg.find(offset)? {
+                return seg.read_from(pos, &h, max_bytes);
+            }
+        }
+        Ok(Bytes::new())
+    }
+
+    /// Raw bytes of the first batch whose max timestamp is >= `ts` (found via
+    /// the time index), or `None`. Batches with negative timestamps are
+    /// never matched.
+    pub fn batch_at_or_after_timestamp(&self, ts: i64) -> Result<Option<Bytes>> {
+        for seg in &self.segments {
+            if seg.max_timestamp.is_some_and(|(t, _)| t >= ts) {
+                if let Some((pos, h)) = seg.find_timestamp(ts)? {
+                    return seg
+                        .read_exact(pos, h.total_size())
+                        .map(|v| Some(Bytes::from(v)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Raw bytes of the batch with the largest max timestamp (Kafka's
+    /// `MAX_TIMESTAMP` lookup). On ties the first (lowest-offset) batch wins,
+    /// as in Kafka. `None` if the log holds no batch with a timestamp >= 0.
+    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>> {
+        let mut best: Option<(&Segment, i64)> = None;
+        for seg in &self.segments {
+            if let Some((t, _)) = seg.max_timestamp {
+                if best.is_none_or(|(_, bt)| t > bt) {
+                    best = Some((seg, t));
+                }
+            }
+        }
+        let Some((seg, t)) = best else {
+            return Ok(None);
+        };
+        match seg.find_timestamp(t)? {
+            Some((pos, h)) => seg
+                .read_exact(pos, h.total_size())
+                .map(|v| Some(Bytes::from(v))),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes every batch whose last offset is >= `offset` (whole batches:
+    /// a batch straddling `offset` goes too), deleting whole segments and
+    /// truncating files and indexes. The log end becomes the base offset of
+    /// the first removed batch; nothing changes if no batch qualifies.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        // Segments [0, keep) start below `offset`; the rest go entirely.
+        let keep = self.segments.partition_point(|s| s.base_offset < offset);
+        let mut removed_base = None;
+        if let Some(seg) = keep.checked_sub(1).and_then(|i| self.segments.get_mut(i)) {
+            removed_base = seg.truncate_to(offset)?;
+        }
+        if removed_base.is_none() {
+            for seg in self.segments.get(keep..).unwrap_or_default() {
+                let mut scan = HeaderScan::new(&seg.log, &seg.log_path, 0, seg.size);
+                if let Some((_, h)) = scan.next_header()? {
+                    removed_base = Some(h.base_offset);
+                    break;
+                }
+            }
+        }
+        let Some(new_end) = removed_base else {
+            return Ok(());
+        };
+        for seg in self.segments.drain(keep..).rev().collect::<Vec<_>>() {
+            seg.delete_files()?;
+        }
+        if self.segments.is_empty() {
+            self.segments
+                .push(Segment::create(&self.dir, new_end, &self.config)?);
+        }
+        sync_dir(&self.dir)?;
+        debug!(dir = %self.dir.display(), offset, log_end = self.log_end_offset(), "log truncated");
+        Ok(())
+    }
+
+    /// Deletes the oldest segments that retention allows to go, as Kafka's
+    /// `cleanup.policy=delete`, and returns how many were deleted. The log
+    /// start offset moves to the oldest remaining segment.
+    ///
+    /// A segment goes, oldest first, while all its offsets are below
+    /// `upper_bound_offset` (pass the high watermark so unreplicated data
+    /// stays) and either its largest timestamp (or, without timestamps, its
+    /// file's modification time) is more than `retention_ms` before `now_ms`,
+    /// or the log without it is still at least `retention_bytes` large. The
+    /// first segment that may not go stops the deletion. If every segment
+    /// goes, an empty segment at the log end takes over (as Kafka rolls).
+    pub fn delete_retained_segments(
+        &mut self,
+        retention_ms: Option<u64>,
+        retention_bytes: Option<u64>,
+        upper_bound_offset: i64,
+        now_ms: i64,
+    ) -> Result<usize> {
+        let mut excess = retention_bytes.map(|limit| self.size_in_bytes().saturating_sub(limit));
+        let mut count = 0;
+        for seg in &self.segments {
+            if seg.size == 0 || seg.next_offset > upper_bound_offset {
+                break;
+            }
+            let by_time = match retention_ms {
+                Some(ms) => now_ms.saturating_sub(seg.largest_timestamp()?) > to_i64(ms),
+                None => false,
+            };
+            let by_size = excess.is_some_and(|e| e >= seg.size);
+            if !(by_time || by_size) {
+                break;
+            }
+            if let Some(e) = excess.as_mut() {
+                *e = e.saturating_sub(seg.size);
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        if count == self.segments.len() {
+            self.roll("retention")?;
+        }
+        for seg in self.segments.drain(..count).collect::<Vec<_>>() {
+            debug!(segment = %seg.log_path.display(), "deleting segment by retention");
+            seg.delete_files()?;
+        }
+        sync_dir(&self.dir)?;
+        Ok(count)
+    }
+
+    /// fsyncs the `.log` and index files of every segment with unflushed
+    /// writes.
+    pub fn flush(&mut self) -> Result<()> {
+        for seg in &mut self.segments {
+            seg.flush()?;
+        }
+        self.unflushed_messages = 0;
+        self.first_unflushed_ms = None;
+        Ok(())
+    }
+
+    /// Flushes if `flush_interval_ms` is set and the oldest unflushed append
+    /// is at least that old. Call periodically.
+    pub fn maybe_flush_by_time(&mut self, now_ms: i64) -> Result<()> {
+        if let (Some(interval), Some(first)) =
+            (self.config.flush_interval_ms, self.first_unflushed_ms)
+        {
+            if now_ms.saturating_sub(first) >= to_i64(interval) {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the final time-index entry, flushes and closes the files (for a
+    /// clean shutdown; reopen with `clean_shutdown == true`).
+    pub fn close(mut self) -> Result<()> {
+        self.active()?.seal_time_index()?;
+        self.flush()
+    }
+
+    /// Deletes the log's directory and everything in it.
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))
+    }
+}
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;

@@ -1,0 +1,811 @@
+//! Behaviour tests of [`Log`].
+#![allow(clippy::unwrap_used)]
+
+use std::fs::OpenOptions;
+use std::io::Write;
+
+use super::*;
+use crate::batch::BatchHeader;
+use crate::test_util::{batch, batch_with, sized_batch};
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    }
+}
+
+fn append(log: &mut Log, n: usize, ts: i64) -> AppendInfo {
+    log.append(&mut batch(n, ts), 0, ts).unwrap()
+}
+
+fn headers(bytes: &[u8]) -> Vec<BatchHeader> {
+    BatchIter::new(bytes).map(|b| b.unwrap().header).collect()
+}
+
+/// Every batch of the log, read one batch at a time from the start.
+fn all_batches(log: &Log) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let bytes = log.read(offset, 1).unwrap();
+        let b = BatchIter::new(&bytes).next().unwrap().unwrap();
+        offset = b.header.next_offset();
+        out.push(b.bytes.to_vec());
+    }
+    out
+}
+
+fn log_file(log: &Log, base: i64) -> std::path::PathBuf {
+    log.dir().join(format!("{base:020}.log"))
+}
+
+#[test]
+fn append_assigns_contiguous_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), true).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
+    let a = append(&mut log, 3, 10);
+    assert_eq!(
+        (a.base_offset, a.last_offset, a.record_count, a.batch_count),
+        (0, 2, 3, 1)
+    );
+    let b = append(&mut log, 2, 11);
+    assert_eq!((b.base_offset, b.last_offset), (3, 4));
+    // Several batches in one append get consecutive offsets too.
+    let mut two = batch(4, 12);
+    two.extend(batch(1, 13));
+    let c = log.append(&mut two, 0, 13).unwrap();
+    assert_eq!(
+        (c.base_offset, c.last_offset, c.batch_count, c.record_count),
+        (5, 9, 2, 5)
+    );
+    assert_eq!(c.max_timestamp, 13);
+    assert_eq!(log.log_end_offset(), 10);
+    let hs = headers(&log.read(0, usize::MAX).unwrap());
+    let bases: Vec<i64> = hs.iter().map(|h| h.base_offset).collect();
+    assert_eq!(bases, vec![0, 3, 5, 9]);
+}
+
+#[test]
+fn append_patches_the_callers_buffer_with_offset_and_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), true).unwrap();
+    append(&mut log, 2, 0);
+    let mut b = batch(2, 0);
+    log.append(&mut b, 7, 0).unwrap();
+    let h = batch::validate(&b, usize::MAX).unwrap();
+    assert_eq!((h.base_offset, h.partition_leader_epoch), (2, 7));
+    assert_eq!(&log.read(2, 1).unwrap()[..], &b[..]);
+}
+
+#[test]
+fn log_append_time_stamps_batches_and_keeps_crc_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        timestamp_type: TimestampType::LogAppendTime,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    let info = log.append(&mut batch(2, 5), 0, 1_000).unwrap();
+    assert_eq!(info.log_append_time, Some(1_000));
+    assert_eq!(info.max_timestamp, 1_000);
+    let bytes = log.read(0, usize::MAX).unwrap();
+    let h = batch::validate(&bytes, usize::MAX).unwrap();
+    assert_eq!(h.max_timestamp, 1_000);
+    assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+}
+
+#[test]
+fn read_returns_whole_batches_from_the_containing_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), true).unwrap();
+    for _ in 0..50 {
+        append(&mut log, 5, 0);
+    }
+    // Offset 17 is inside the batch 15..=19.
+    let bytes = log.read(17, 3 * batch(5, 0).len() + 10).unwrap();
+    let hs = headers(&bytes);
+    assert_eq!(hs.len(), 3);
+    assert_eq!(hs[0].base_offset, 15);
+    assert_eq!(hs[2].last_offset(), 29);
+    // Every offset reads back starting with its containing batch.
+    for offset in 0..log.log_end_offset() {
+        let h = headers(&log.read(offset, 1).unwrap())[0];
+        assert!(
+            h.base_offset <= offset && offset <= h.last_offset(),
+            "offset {offset}"
+        );
+    }
+}
+
+#[test]
+fn read_returns_at_least_one_batch_larger_than_max_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), true).unwrap();
+    log.append(&mut sized_batch(10_000, 0), 0, 0).unwrap();
+    append(&mut log, 1, 0);
+    let bytes = log.read(0, 100).unwrap();
+    assert_eq!(headers(&bytes).len(), 1);
+    assert!(bytes.len() > 10_000);
+    assert!(log.read(0, 0).unwrap().len() > 10_000);
+}
+
+#[test]
+fn read_at_log_end_is_empty_and_outside_the_log_is_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), true).unwrap();
+    assert!(log.read(0, 100).unwrap().is_empty());
+    append(&mut log, 3, 0);
+    assert!(log.read(3, 100).unwrap().is_empty());
+    assert!(matches!(
+        log.read(4, 100),
+        Err(StorageError::OffsetOutOfRange {
+            offset: 4,
+            log_start: 0,
+            log_end: 3
+        })
+    ));
+    assert!(matches!(
+        log.read(-1, 100),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn bad_crc_appends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), true).unwrap();
+    append(&mut log, 1, 0);
+    let mut records = batch(2, 0);
+    let mut bad = batch(2, 0);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    records.extend(bad);
+    let before = records.clone();
+    assert!(matches!(
+        log.append(&mut records, 0, 0),
+        Err(StorageError::CorruptRecord(_))
+    ));
+    assert_eq!(records, before, "the buffer is untouched");
+    assert_eq!(log.log_end_offset(), 1);
+    assert_eq!(
+        std::fs::metadata(log_file(&log, 0)).unwrap().len(),
+        batch(1, 0).len() as u64
+    );
+}
+
+#[test]
+fn malformed_appends_are_rejected_with_the_matching_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), true).unwrap();
+    let mut partial = batch(2, 0);
+    partial.extend_from_slice(&batch(1, 0)[..20]);
+    assert!(matches!(
+        log.append(&mut partial, 0, 0),
+        Err(StorageError::CorruptRecord(_))
+    ));
+    let mut magic1 = batch(1, 0);
+    magic1[16] = 1;
+    assert!(matches!(
+        log.append(&mut magic1, 0, 0),
+        Err(StorageError::UnsupportedMagic(1))
+    ));
+    assert!(matches!(
+        log.append(&mut [], 0, 0),
+        Err(StorageError::InvalidRecord(_))
+    ));
+    let mut empty_batch = batch_with(0, 0, &[], 0);
+    assert!(matches!(
+        log.append(&mut empty_batch, 0, 0),
+        Err(StorageError::InvalidRecord(_))
+    ));
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.size_in_bytes(), 0);
+}
+
+#[test]
+fn oversized_batch_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        max_message_bytes: 1000,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    let mut big = sized_batch(1000, 0);
+    let size = big.len();
+    assert!(matches!(
+        log.append(&mut big, 0, 0),
+        Err(StorageError::RecordTooLarge { size: s, max: 1000 }) if s == size
+    ));
+    assert_eq!(log.log_end_offset(), 0);
+    log.append(&mut sized_batch(500, 0), 0, 0).unwrap();
+}
+
+#[test]
+fn segments_roll_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(5, 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: one * 3,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    for _ in 0..10 {
+        append(&mut log, 5, 0);
+    }
+    assert_eq!(log.segment_count(), 4);
+    for base in [0, 15, 30, 45] {
+        assert!(log_file(&log, base).exists(), "segment {base}");
+        assert!(std::fs::metadata(log_file(&log, base)).unwrap().len() <= one * 3);
+    }
+    assert_eq!(all_batches(&log).len(), 10);
+    // A read that starts in one segment continues in the next on the next call.
+    let first = headers(&log.read(14, usize::MAX).unwrap());
+    assert_eq!(first.last().unwrap().next_offset(), 15);
+}
+
+#[test]
+fn segments_roll_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_ms: 1_000,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    log.append(&mut batch(1, 0), 0, 10_000).unwrap();
+    log.append(&mut batch(1, 0), 0, 10_900).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    log.append(&mut batch(1, 0), 0, 11_001).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    log.append(&mut batch(1, 0), 0, 11_500).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert!(log_file(&log, 2).exists());
+}
+
+#[test]
+fn segments_roll_when_an_index_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for three offset-index entries (and two time-index entries); an
+    // entry for every batch but the first, all with the same timestamp so
+    // the time index holds one entry.
+    let cfg = LogConfig {
+        segment_index_bytes: 24,
+        index_interval_bytes: 1,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    for _ in 0..5 {
+        append(&mut log, 1, 0);
+    }
+    // Batches 1..=3 are indexed, then the index is full and batch 4 rolls.
+    assert_eq!(log.segment_count(), 2);
+    assert!(log_file(&log, 4).exists());
+    assert_eq!(
+        std::fs::metadata(dir.path().join(format!("{:020}.index", 0)))
+            .unwrap()
+            .len(),
+        24
+    );
+}
+
+#[test]
+fn index_entries_are_sparse() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(5, 0).len() as u64;
+    let cfg = LogConfig {
+        index_interval_bytes: one * 4,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    for i in 0..100 {
+        append(&mut log, 5, i);
+    }
+    let idx = std::fs::read(dir.path().join(format!("{:020}.index", 0))).unwrap();
+    // An entry once more than 4 batches were written since the last: every 5th batch.
+    assert_eq!(idx.len(), 8 * 19);
+    let entries: Vec<(u32, u32)> = idx
+        .chunks(8)
+        .map(|c| {
+            (
+                u32::from_be_bytes(c[..4].try_into().unwrap()),
+                u32::from_be_bytes(c[4..].try_into().unwrap()),
+            )
+        })
+        .collect();
+    // Entry k indexes batch 5(k+1): last offset 25(k+1)+4 at position 5(k+1)*one.
+    for (k, (rel, pos)) in entries.iter().enumerate() {
+        let b = 5 * (k as u32 + 1);
+        assert_eq!((*rel, *pos), (5 * b + 4, b * one as u32));
+    }
+    let tidx = std::fs::read(dir.path().join(format!("{:020}.timeindex", 0))).unwrap();
+    assert_eq!(tidx.len(), 12 * 19);
+}
+
+#[test]
+fn reopen_after_clean_close_finds_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(3, 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: one * 10,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    for i in 0..35 {
+        append(&mut log, 3, 100 + i);
+    }
+    let before = all_batches(&log);
+    let segments = log.segment_count();
+    log.close().unwrap();
+
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    assert_eq!(log.segment_count(), segments);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 105));
+    assert_eq!(all_batches(&log), before);
+    let max = log.batch_with_max_timestamp().unwrap().unwrap();
+    assert_eq!(BatchHeader::parse(&max).unwrap().max_timestamp, 134);
+    assert_eq!(append(&mut log, 1, 0).base_offset, 105);
+}
+
+#[test]
+fn recovery_truncates_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), true).unwrap();
+    for i in 0..20 {
+        append(&mut log, 4, i);
+    }
+    let before = all_batches(&log);
+    let path = log_file(&log, 0);
+    let good_len = std::fs::metadata(&path).unwrap().len();
+    drop(log); // no close: a crash
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(&batch(4, 0)[..40]).unwrap();
+    drop(f);
+
+    let mut log = Log::open(dir.path(), small_config(), false).unwrap();
+    assert_eq!(log.log_end_offset(), 80);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+    assert_eq!(all_batches(&log), before);
+    assert_eq!(append(&mut log, 1, 0).base_offset, 80);
+}
+
+#[test]
+fn recovery_cuts_at_the_first_batch_with_a_bad_crc() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), true).unwrap();
+    for i in 0..10 {
+        append(&mut log, 2, i);
+    }
+    let path = log_file(&log, 0);
+    drop(log);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let one = batch(2, 0).len();
+    bytes[6 * one + 70] ^= 0xff; // inside batch 6's records
+    bytes.extend_from_slice(b"garbage after a crash");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let log = Log::open(dir.path(), small_config(), false).unwrap();
+    assert_eq!(log.log_end_offset(), 12);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 6 * one as u64);
+    assert_eq!(all_batches(&log).len(), 6);
+}
+
+#[test]
+fn recovery_rebuilds_missing_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(3, 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: one * 10,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    for i in 0..25 {
+        append(&mut log, 3, i);
+    }
+    let before = all_batches(&log);
+    log.close().unwrap();
+    let index = dir.path().join(format!("{:020}.index", 0));
+    let timeindex = dir.path().join(format!("{:020}.timeindex", 30));
+    let index_bytes = std::fs::read(&index).unwrap();
+    std::fs::remove_file(&index).unwrap();
+    std::fs::remove_file(&timeindex).unwrap();
+
+    let log = Log::open(dir.path(), cfg, true).unwrap();
+    assert_eq!(std::fs::read(&index).unwrap(), index_bytes);
+    assert!(timeindex.exists());
+    assert_eq!(all_batches(&log), before);
+    let h = BatchHeader::parse(&log.batch_at_or_after_timestamp(12).unwrap().unwrap()).unwrap();
+    assert_eq!(h.base_offset, 36);
+}
+
+#[test]
+fn recovery_rebuilds_corrupt_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config();
+    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    for i in 0..40 {
+        append(&mut log, 3, i);
+    }
+    let before = all_batches(&log);
+    log.close().unwrap();
+    let index = dir.path().join(format!("{:020}.index", 0));
+    let good = std::fs::read(&index).unwrap();
+    assert!(good.len() >= 16);
+
+    // Not a multiple of the entry size.
+    std::fs::write(&index, &good[..good.len() - 3]).unwrap();
+    let log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    assert_eq!(std::fs::read(&index).unwrap(), good);
+    assert_eq!(all_batches(&log), before);
+    log.close().unwrap();
+
+    // Position past the end of the file.
+    let mut bad = good.clone();
+    bad[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+    std::fs::write(&index, &bad).unwrap();
+    let log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    assert_eq!(std::fs::read(&index).unwrap(), good);
+    log.close().unwrap();
+
+    // Entries out of order.
+    let mut bad = good.clone();
+    bad.splice(0..0, good[8..16].iter().copied());
+    bad.truncate(good.len());
+    std::fs::write(&index, &bad).unwrap();
+    let log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    assert_eq!(std::fs::read(&index).unwrap(), good);
+    log.close().unwrap();
+
+    // Well-formed but pointing into the middle of a batch.
+    let mut bad = good.clone();
+    let last = bad.len() - 8;
+    let pos = u32::from_be_bytes(bad[last + 4..].try_into().unwrap());
+    bad[last + 4..].copy_from_slice(&(pos + 5).to_be_bytes());
+    std::fs::write(&index, &bad).unwrap();
+    let log = Log::open(dir.path(), cfg, true).unwrap();
+    assert_eq!(std::fs::read(&index).unwrap(), good);
+    assert_eq!(all_batches(&log), before);
+}
+
+#[test]
+fn unclean_reopen_of_a_multi_segment_log_keeps_every_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(2, 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: one * 4,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    for i in 0..11 {
+        append(&mut log, 2, i);
+    }
+    let before = all_batches(&log);
+    drop(log);
+    let mut log = Log::open(dir.path(), cfg, false).unwrap();
+    assert_eq!(log.segment_count(), 3);
+    assert_eq!(all_batches(&log), before);
+    assert_eq!(append(&mut log, 1, 0).base_offset, 22);
+}
+
+#[test]
+fn truncate_to_removes_tail_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(5, 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: one * 3,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    for i in 0..10 {
+        append(&mut log, 5, i);
+    }
+    assert_eq!(log.segment_count(), 4);
+    let before = all_batches(&log);
+    // 22 is inside batch 20..=24 of the second segment (15..30): it goes too.
+    log.truncate_to(22).unwrap();
+    assert_eq!(log.log_end_offset(), 20);
+    assert_eq!(log.segment_count(), 2);
+    assert!(!log_file(&log, 30).exists());
+    assert!(!log_file(&log, 45).exists());
+    assert_eq!(all_batches(&log), before[..4]);
+    assert_eq!(
+        BatchHeader::parse(&log.batch_with_max_timestamp().unwrap().unwrap())
+            .unwrap()
+            .base_offset,
+        15
+    );
+    assert!(log.batch_at_or_after_timestamp(4).unwrap().is_none());
+    // Appends continue from the new end and survive a reopen.
+    assert_eq!(append(&mut log, 5, 0).base_offset, 20);
+    log.close().unwrap();
+    let log = Log::open(dir.path(), cfg, false).unwrap();
+    assert_eq!(log.log_end_offset(), 25);
+    assert_eq!(all_batches(&log)[..4], before[..4]);
+
+    // Truncating beyond the end changes nothing.
+    let mut log = log;
+    log.truncate_to(100).unwrap();
+    assert_eq!(log.log_end_offset(), 25);
+}
+
+#[test]
+fn truncate_to_a_segment_boundary_drops_whole_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(5, 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: one * 3,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    for _ in 0..10 {
+        append(&mut log, 5, 0);
+    }
+    log.truncate_to(30).unwrap();
+    assert_eq!((log.segment_count(), log.log_end_offset()), (2, 30));
+    log.truncate_to(0).unwrap();
+    assert_eq!(
+        (
+            log.segment_count(),
+            log.log_start_offset(),
+            log.log_end_offset()
+        ),
+        (1, 0, 0)
+    );
+    assert!(log.read(0, 100).unwrap().is_empty());
+    assert_eq!(log.size_in_bytes(), 0);
+    assert_eq!(append(&mut log, 1, 0).base_offset, 0);
+}
+
+#[test]
+fn timestamp_lookup_finds_first_batch_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(2, 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: one * 20,
+        index_interval_bytes: one * 2,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    // Timestamps 0, 10, 20, ... with a dip at batch 30 (ts 5).
+    for i in 0..60i64 {
+        let ts = if i == 30 { 5 } else { i * 10 };
+        append(&mut log, 2, ts);
+    }
+    assert_eq!(log.segment_count(), 3);
+    let at = |log: &Log, ts| {
+        log.batch_at_or_after_timestamp(ts)
+            .unwrap()
+            .map(|b| BatchHeader::parse(&b).unwrap().base_offset)
+    };
+    for ts in [0, 1, 10, 95, 200, 205, 299, 300, 310, 585, 590] {
+        let expect = (0..60i64)
+            .find(|i| (if *i == 30 { 5 } else { i * 10 }) >= ts)
+            .map(|i| i * 2);
+        assert_eq!(at(&log, ts), expect, "ts {ts}");
+    }
+    assert_eq!(at(&log, 591), None);
+    assert_eq!(at(&log, -5), Some(0));
+    log.close().unwrap();
+    let log = Log::open(dir.path(), cfg, true).unwrap();
+    assert_eq!(at(&log, 305), Some(62));
+    assert_eq!(at(&log, 591), None);
+}
+
+#[test]
+fn max_timestamp_batch_is_the_first_with_the_largest_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), true).unwrap();
+    assert!(log.batch_with_max_timestamp().unwrap().is_none());
+    for ts in [5, 50, 7, 50, 3] {
+        append(&mut log, 1, ts);
+    }
+    let find =
+        |log: &Log| BatchHeader::parse(&log.batch_with_max_timestamp().unwrap().unwrap()).unwrap();
+    assert_eq!((find(&log).base_offset, find(&log).max_timestamp), (1, 50));
+    drop(log);
+    let log = Log::open(dir.path(), small_config(), false).unwrap();
+    assert_eq!(find(&log).base_offset, 1);
+}
+
+#[test]
+fn flush_policies_do_not_lose_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        flush_interval_messages: 3,
+        flush_interval_ms: Some(100),
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    append(&mut log, 2, 0);
+    assert_eq!(log.unflushed_messages, 2);
+    append(&mut log, 2, 0);
+    assert_eq!(log.unflushed_messages, 0);
+    log.append(&mut batch(1, 0), 0, 1_000).unwrap();
+    log.maybe_flush_by_time(1_050).unwrap();
+    assert_eq!(log.unflushed_messages, 1);
+    log.maybe_flush_by_time(1_100).unwrap();
+    assert_eq!(log.unflushed_messages, 0);
+    drop(log);
+    assert_eq!(
+        Log::open(dir.path(), cfg, false).unwrap().log_end_offset(),
+        5
+    );
+}
+
+#[test]
+fn set_config_applies_to_later_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), true).unwrap();
+    append(&mut log, 1, 0);
+    log.set_config(LogConfig {
+        max_message_bytes: 10,
+        ..small_config()
+    });
+    assert_eq!(log.config().max_message_bytes, 10);
+    assert!(matches!(
+        log.append(&mut batch(1, 0), 0, 0),
+        Err(StorageError::RecordTooLarge { .. })
+    ));
+}
+
+#[test]
+fn delete_removes_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topic-0");
+    let mut log = Log::open(&path, small_config(), true).unwrap();
+    append(&mut log, 1, 0);
+    assert!(log_file(&log, 0).exists());
+    log.delete().unwrap();
+    assert!(!path.exists());
+}
+
+#[test]
+fn open_ignores_foreign_files_and_removes_orphan_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("leader-epoch-checkpoint"), b"0\n0\n").unwrap();
+    std::fs::write(dir.path().join(format!("{:020}.index", 500)), [0u8; 8]).unwrap();
+    let log = Log::open(dir.path(), small_config(), false).unwrap();
+    assert_eq!(log.log_end_offset(), 0);
+    assert!(dir.path().join("leader-epoch-checkpoint").exists());
+    assert!(!dir.path().join(format!("{:020}.index", 500)).exists());
+}
+
+#[test]
+fn replicated_appends_keep_leader_offsets_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader_dir = tempfile::tempdir().unwrap();
+    let mut leader = Log::open(leader_dir.path(), small_config(), true).unwrap();
+    for i in 0..5 {
+        leader.append(&mut batch(3, i), 4, i).unwrap();
+    }
+    let fetched = leader.read(0, usize::MAX).unwrap();
+    let mut follower = Log::open(dir.path(), small_config(), true).unwrap();
+    let info = follower.append_replicated(&fetched, 0).unwrap();
+    assert_eq!(
+        (
+            info.base_offset,
+            info.last_offset,
+            info.batch_count,
+            info.record_count
+        ),
+        (0, 14, 5, 15)
+    );
+    assert_eq!(follower.read(0, usize::MAX).unwrap(), fetched);
+    assert_eq!(
+        headers(&follower.read(3, 1).unwrap())[0].partition_leader_epoch,
+        4
+    );
+    // Re-appending what the follower already has is refused, nothing written.
+    assert!(matches!(
+        follower.append_replicated(&fetched, 0),
+        Err(StorageError::InvalidRecord(_))
+    ));
+    assert_eq!(follower.log_end_offset(), 15);
+    let mut corrupt = fetched.to_vec();
+    corrupt[100] ^= 1;
+    assert!(follower.append_replicated(&corrupt, 0).is_err());
+}
+
+#[test]
+fn replicated_append_into_an_empty_log_starts_at_the_leaders_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut follower = Log::open(dir.path(), small_config(), true).unwrap();
+    let mut b = batch(2, 0);
+    batch::set_base_offset(&mut b, 1_000).unwrap();
+    follower.append_replicated(&b, 0).unwrap();
+    assert_eq!(
+        (follower.log_start_offset(), follower.log_end_offset()),
+        (1_000, 1_002)
+    );
+    assert!(log_file(&follower, 1_000).exists());
+    assert!(!log_file(&follower, 0).exists());
+    drop(follower);
+    let follower = Log::open(dir.path(), small_config(), false).unwrap();
+    assert_eq!(
+        (follower.log_start_offset(), follower.log_end_offset()),
+        (1_000, 1_002)
+    );
+}
+
+#[test]
+fn retention_deletes_old_segments_below_the_upper_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(5, 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: one * 2,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    for i in 0..8 {
+        append(&mut log, 5, i * 100); // segments hold ts {0,100}, {200,300}, ...
+    }
+    assert_eq!(log.segment_count(), 4);
+    // By time: segments whose newest record is older than 250 ms at t=600.
+    assert_eq!(
+        log.delete_retained_segments(Some(250), None, i64::MAX, 600)
+            .unwrap(),
+        2
+    );
+    assert_eq!((log.log_start_offset(), log.segment_count()), (20, 2));
+    assert!(!log_file(&log, 0).exists());
+    assert!(matches!(
+        log.read(0, 1),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    // The upper bound (high watermark) protects unreplicated segments.
+    assert_eq!(
+        log.delete_retained_segments(None, Some(0), 25, 600)
+            .unwrap(),
+        0
+    );
+    // By size: keep at least `retention_bytes`.
+    assert_eq!(
+        log.delete_retained_segments(None, Some(one * 2), i64::MAX, 600)
+            .unwrap(),
+        1
+    );
+    assert_eq!(log.log_start_offset(), 30);
+    // Everything can go; an empty segment at the log end remains.
+    assert_eq!(
+        log.delete_retained_segments(None, Some(0), i64::MAX, 600)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.segment_count()
+        ),
+        (40, 40, 1)
+    );
+    assert_eq!(append(&mut log, 1, 0).base_offset, 40);
+}
+
+#[test]
+fn recovery_of_a_damaged_older_segment_drops_the_segments_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(2, 0).len();
+    let cfg = LogConfig {
+        segment_bytes: one as u64 * 4,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    for i in 0..12 {
+        append(&mut log, 2, i);
+    }
+    assert_eq!(log.segment_count(), 3);
+    let before = all_batches(&log);
+    log.close().unwrap();
+    // Damage the third batch of the middle segment (offsets 8..16) and lose its index.
+    let middle = dir.path().join(format!("{:020}.log", 8));
+    let mut bytes = std::fs::read(&middle).unwrap();
+    bytes[2 * one + 65] ^= 0xff;
+    std::fs::write(&middle, &bytes).unwrap();
+    std::fs::remove_file(dir.path().join(format!("{:020}.index", 8))).unwrap();
+
+    let log = Log::open(dir.path(), cfg, true).unwrap();
+    assert_eq!((log.segment_count(), log.log_end_offset()), (2, 12));
+    assert!(!dir.path().join(format!("{:020}.log", 16)).exists());
+    assert_eq!(all_batches(&log), before[..6]);
+}

@@ -1,0 +1,250 @@
+//! Opening a log directory: find the segments, check or rebuild their
+//! indexes, and cut torn tails after an unclean shutdown.
+//!
+//! Rules:
+//! * With `clean_shutdown == false` the last segment is always scanned batch
+//!   by batch, checking framing, magic, CRC-32C and offset order; the first
+//!   bad batch and everything after it is cut off and both indexes are
+//!   rebuilt from the scan.
+//! * Any segment whose `.index` or `.timeindex` is missing or fails the
+//!   sanity checks (entry size, monotonic entries, positions inside the file,
+//!   offsets inside the segment), or whose tail disagrees with its index, is
+//!   scanned and rebuilt the same way, clean shutdown or not.
+//! * If a segment other than the last loses bytes in such a scan, the
+//!   segments after it are deleted: the log must stay contiguous.
+
+use std::fs::File;
+use std::path::Path;
+
+use tracing::{info, warn};
+
+use crate::batch::{BatchHeader, ATTRIBUTES_OFFSET, HEADER_SIZE};
+use crate::config::LogConfig;
+use crate::error::{io_err, Result, StorageError};
+use crate::index::{IndexState, OffsetEntry, TimeEntry};
+use crate::segment::{FileWindow, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+
+const SCAN_CHUNK: usize = 1 << 20;
+
+/// fsyncs a directory so created, renamed or deleted entries are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Parses `<20 digits>.<suffix>` file names.
+fn parse_name(name: &str) -> Option<(i64, &str)> {
+    let (stem, suffix) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, suffix))
+}
+
+/// Opens every segment in `dir` (creating the directory and a first empty
+/// segment when needed) and recovers them as described in the module docs.
+pub(crate) fn open_segments(
+    dir: &Path,
+    config: &LogConfig,
+    clean_shutdown: bool,
+) -> Result<Vec<Segment>> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut bases = Vec::new();
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        match parse_name(name) {
+            Some((base, LOG_SUFFIX)) => bases.push(base),
+            Some((base, suffix @ (INDEX_SUFFIX | TIME_INDEX_SUFFIX))) => {
+                others.push((base, suffix.to_owned()))
+            }
+            Some((_, suffix)) if suffix.ends_with("deleted") || suffix.ends_with("cleaned") => {
+                let p = entry.path();
+                std::fs::remove_file(&p).map_err(io_err(&p))?;
+            }
+            _ => {}
+        }
+    }
+    bases.sort_unstable();
+    // Indexes without a log file are leftovers of an interrupted delete.
+    for (base, suffix) in others {
+        if bases.binary_search(&base).is_err() {
+            let p = dir.join(format!("{base:020}.{suffix}"));
+            info!(path = %p.display(), "removing orphan index file");
+            std::fs::remove_file(&p).map_err(io_err(&p))?;
+        }
+    }
+
+    let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+    for (i, &base) in bases.iter().enumerate() {
+        let is_last = i + 1 == bases.len();
+        let limit = bases.get(i + 1).copied();
+        let (mut seg, offset_state, time_state) = Segment::open_files(dir, base, config)?;
+        let mut reason = None;
+        if !clean_shutdown && is_last {
+            reason = Some("unclean shutdown".to_owned());
+        }
+        for (name, state) in [("offset index", &offset_state), ("time index", &time_state)] {
+            if reason.is_none() {
+                match state {
+                    IndexState::Loaded => {}
+                    IndexState::Missing => reason = Some(format!("{name} missing")),
+                    IndexState::Corrupt(why) => reason = Some(format!("{name} corrupt: {why}")),
+                }
+            }
+        }
+        if reason.is_none() {
+            if let Err(why) = seg.offset_index.sanity_check(seg.size, limit) {
+                reason = Some(format!("offset index corrupt: {why}"));
+            } else if let Err(why) = seg.time_index.sanity_check(limit) {
+                reason = Some(format!("time index corrupt: {why}"));
+            }
+        }
+        if reason.is_none() {
+            match seg.load_tail() {
+                Ok(()) => {}
+                Err(e @ StorageError::Io { .. }) => return Err(e),
+                Err(e) => reason = Some(e.to_string()),
+            }
+        }
+        if let Some(reason) = reason {
+            if clean_shutdown || !is_last {
+                warn!(segment = %seg.log_path.display(), %reason, "rebuilding segment indexes");
+            }
+            let cut = rebuild_segment(&mut seg, limit, config.index_interval_bytes)?;
+            if cut > 0 && !is_last {
+                warn!(segment = %seg.log_path.display(), "segment lost bytes; deleting the segments after it");
+                segments.push(seg);
+                for &later in &bases[i + 1..] {
+                    let (s, _, _) = Segment::open_files(dir, later, config)?;
+                    s.delete_files()?;
+                }
+                sync_dir(dir)?;
+                return finish(dir, config, segments);
+            }
+        }
+        segments.push(seg);
+    }
+    finish(dir, config, segments)
+}
+
+fn finish(dir: &Path, config: &LogConfig, mut segments: Vec<Segment>) -> Result<Vec<Segment>> {
+    match segments.last_mut() {
+        Some(active) => active.load_roll_base()?,
+        None => {
+            segments.push(Segment::create(dir, 0, config)?);
+            sync_dir(dir)?;
+        }
+    }
+    Ok(segments)
+}
+
+/// Scans `seg` batch by batch, keeps the longest valid prefix (framing,
+/// magic 2, CRC-32C, increasing offsets below `offset_limit`), truncates the
+/// rest and rewrites both indexes. Returns the number of bytes cut.
+pub(crate) fn rebuild_segment(
+    seg: &mut Segment,
+    offset_limit: Option<i64>,
+    index_interval: u64,
+) -> Result<u64> {
+    let size = seg.size;
+    let base = seg.base_offset;
+    let mut window = FileWindow::new(&seg.log, &seg.log_path, size, SCAN_CHUNK);
+    let mut pos = 0u64;
+    let mut next = base;
+    let mut offset_entries = Vec::new();
+    let mut time_entries: Vec<TimeEntry> = Vec::new();
+    let mut max_ts: Option<(i64, i64)> = None;
+    let mut since_index = 0u64;
+    let mut bad: Option<String> = None;
+    while pos < size {
+        let header = match window.get(pos, HEADER_SIZE).and_then(BatchHeader::parse) {
+            Ok(h) => h,
+            Err(e @ StorageError::Io { .. }) => return Err(e),
+            Err(e) => {
+                bad = Some(e.to_string());
+                break;
+            }
+        };
+        let total = header.total_size() as u64;
+        if pos + total > size {
+            bad = Some(format!("batch of {total} bytes at {pos} is torn"));
+            break;
+        }
+        let last = header.last_offset();
+        if header.base_offset < next
+            || header.last_offset_delta < 0
+            || last - base > i64::from(i32::MAX)
+            || offset_limit.is_some_and(|l| last >= l)
+        {
+            bad = Some(format!(
+                "batch at {pos} has out-of-order offsets {}..={last}",
+                header.base_offset
+            ));
+            break;
+        }
+        let mut crc = 0u32;
+        let mut at = pos + ATTRIBUTES_OFFSET as u64;
+        let end = pos + total;
+        while at < end {
+            let n = usize::try_from(end - at)
+                .unwrap_or(SCAN_CHUNK)
+                .min(SCAN_CHUNK);
+            crc = crc32c::crc32c_append(crc, window.get(at, n)?);
+            at += n as u64;
+        }
+        if crc != header.crc {
+            bad = Some(format!("CRC mismatch in batch at {pos}"));
+            break;
+        }
+        // Index exactly as the append path does.
+        if header.max_timestamp > max_ts.map_or(-1, |t| t.0) {
+            max_ts = Some((header.max_timestamp, last));
+        }
+        if since_index > index_interval {
+            if let (Ok(rel), Ok(position)) = (u32::try_from(last - base), u32::try_from(pos)) {
+                offset_entries.push(OffsetEntry {
+                    relative_offset: rel,
+                    position,
+                });
+                if let Some((ts, off)) = max_ts {
+                    if ts > time_entries.last().map_or(-1, |e| e.timestamp) {
+                        if let Ok(rel) = u32::try_from(off - base) {
+                            time_entries.push(TimeEntry {
+                                timestamp: ts,
+                                relative_offset: rel,
+                            });
+                        }
+                    }
+                }
+            }
+            since_index = 0;
+        }
+        since_index += total;
+        next = header.next_offset();
+        pos = end;
+    }
+    drop(window);
+    let cut = size - pos;
+    if cut > 0 {
+        warn!(
+            segment = %seg.log_path.display(),
+            valid_bytes = pos,
+            cut_bytes = cut,
+            reason = bad.as_deref().unwrap_or(""),
+            "truncating invalid tail of segment"
+        );
+        seg.log.set_len(pos).map_err(io_err(&seg.log_path))?;
+        seg.mark_dirty();
+    }
+    seg.size = pos;
+    seg.next_offset = next;
+    seg.max_timestamp = max_ts;
+    seg.bytes_since_last_index = since_index;
+    seg.offset_index.rewrite(offset_entries)?;
+    seg.time_index.rewrite(time_entries)?;
+    Ok(cut)
+}

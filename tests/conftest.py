@@ -1,0 +1,280 @@
+"""End-to-end harness: starts real `potok server` processes on 127.0.0.1.
+
+Fixtures:
+  broker          a fresh broker (own data dir, free port); configure it with
+                  @pytest.mark.broker_config(**{"kafka.config.name": "value"})
+  broker_factory  make(port=None, overrides=None, name=None) -> Broker, for more
+                  brokers or fixed ports; all are stopped at teardown
+  bin_dir         <repo>/bin (Kafka-style scripts)
+  tool_env        environment for tools/scripts (POTOK_BIN set, potok on PATH)
+
+On a failing test the tail of every broker log is attached to the report.
+The peak RSS (VmHWM) of every broker is logged and summarised at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+POTOK_BIN = Path(os.environ.get("POTOK_BIN", REPO / "target" / "release" / "potok"))
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 30.0
+
+# (test nodeid, broker name, peak RSS kB) for the session summary
+_PEAK_RSS: list[tuple[str, str, int]] = []
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    # also nothing listening on another local address (e.g. 0.0.0.0 / ::)
+    try:
+        with socket.create_connection(("localhost", port), timeout=0.5):
+            return False
+    except OSError:
+        return True
+
+
+def _proc_status(pid: int, field: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class Broker:
+    """One `potok server` process with its own data dir and log file."""
+
+    def __init__(self, workdir: Path, port: int, overrides: dict[str, str] | None = None,
+                 config_file: Path | None = None, name: str = "broker", owner: str = ""):
+        self.name = name
+        self.owner = owner
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = workdir / "data"
+        self.data_dir.mkdir(exist_ok=True)
+        self.log_path = workdir / "broker.log"
+        self.port = port
+        self.bootstrap = f"{HOST}:{port}"
+        self.config_file = config_file
+        self.overrides = {
+            "listeners": f"PLAINTEXT://{HOST}:{port}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+            "log.dirs": str(self.data_dir),
+            "node.id": "1",
+        }
+        self.overrides.update({k: str(v) for k, v in (overrides or {}).items()})
+        self.proc: subprocess.Popen | None = None
+        self.peak_rss_kb: list[int] = []
+        self.starts = 0
+        self.expected_down = True  # False while the harness expects the process to run
+
+    # -- lifecycle ------------------------------------------------------------------
+    def command(self) -> list[str]:
+        cmd = [str(POTOK_BIN), "server"]
+        if self.config_file is not None:
+            cmd.append(str(self.config_file))
+        for k, v in self.overrides.items():
+            cmd += ["--override", f"{k}={v}"]
+        return cmd
+
+    def start(self) -> "Broker":
+        assert self.proc is None or self.proc.poll() is not None, "broker already running"
+        if not POTOK_BIN.exists():
+            pytest.fail(f"broker binary {POTOK_BIN} not found (build it: cargo build --release)")
+        self.starts += 1
+        self.expected_down = False
+        env = dict(os.environ)
+        env.setdefault("RUST_BACKTRACE", "1")
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n[harness] start #{self.starts}: {' '.join(self.command())}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=self.workdir, env=env,
+                                         start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.name} exited with code {self.proc.returncode} during startup; "
+                            f"log tail:\n{self.tail()}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5):
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self._kill()
+                pytest.fail(f"{self.name} did not accept connections on {self.bootstrap} within "
+                            f"{START_TIMEOUT_S}s; log tail:\n{self.tail()}")
+            time.sleep(0.05)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_kb(self) -> int:
+        """Current resident set size (VmRSS) in kB."""
+        assert self.alive(), f"{self.name} is not running"
+        v = _proc_status(self.proc.pid, "VmRSS")
+        assert v is not None
+        return v
+
+    def _record_peak(self) -> None:
+        if not self.alive():
+            return
+        hwm = _proc_status(self.proc.pid, "VmHWM")
+        if hwm is None:
+            return
+        self.peak_rss_kb.append(hwm)
+        _PEAK_RSS.append((self.owner, self.name, hwm))
+        self._log_line(f"peak RSS (VmHWM) {hwm} kB")
+
+    def _log_line(self, text: str) -> None:
+        with open(self.log_path, "ab") as log:
+            log.write(f"[harness] {text}\n".encode())
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM and wait; returns the exit code. Fails if the broker does not exit."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.expected_down = True
+        self._record_peak()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            pytest.fail(f"{self.name} did not exit within {timeout}s of SIGTERM; log tail:\n{self.tail()}")
+        self._log_line(f"exited with code {code} after SIGTERM")
+        return code
+
+    def kill9(self) -> None:
+        """SIGKILL: a crash, nothing gets flushed by the broker."""
+        assert self.alive(), f"{self.name} is not running"
+        self.expected_down = True
+        self._record_peak()
+        self._kill()
+        self._log_line("killed with SIGKILL")
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> "Broker":
+        """Stop (if running) and start again on the same data dir and port."""
+        if self.alive():
+            self.stop()
+        return self.start()
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-n:])
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    yield
+    from e2e_util import close_clients
+    close_clients()
+
+
+@pytest.fixture
+def broker_factory(request, tmp_path):
+    brokers: list[Broker] = []
+    request.node._potok_brokers = brokers
+
+    def make(port: int | None = None, overrides: dict | None = None, name: str | None = None,
+             config_file: Path | None = None, start: bool = True) -> Broker:
+        name = name or f"broker{len(brokers)}"
+        b = Broker(tmp_path / name, port or free_port(), overrides, config_file, name,
+                   owner=request.node.nodeid)
+        brokers.append(b)
+        return b.start() if start else b
+
+    yield make
+    crashed = [b for b in brokers if not b.expected_down and not b.alive()]
+    for b in brokers:
+        if b.alive():
+            b._record_peak()
+            b.proc.send_signal(signal.SIGTERM)
+            try:
+                b.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                b._kill()
+    if crashed:
+        pytest.fail("broker process(es) exited on their own during the test: " + "; ".join(
+            f"{b.name} exit code {b.proc.returncode}, log tail:\n{b.tail()}" for b in crashed))
+
+
+@pytest.fixture
+def broker(request, broker_factory) -> Broker:
+    """A fresh broker; @pytest.mark.broker_config(**overrides) sets Kafka config keys."""
+    overrides: dict[str, str] = {}
+    for mark in request.node.iter_markers("broker_config"):
+        for k, v in mark.kwargs.items():
+            overrides.setdefault(k, v)
+    return broker_factory(overrides=overrides, name="broker")
+
+
+@pytest.fixture
+def bin_dir() -> Path:
+    return REPO / "bin"
+
+
+@pytest.fixture
+def tool_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["POTOK_BIN"] = str(POTOK_BIN)
+    env["PATH"] = f"{POTOK_BIN.parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "broker_config(**overrides): Kafka config overrides for the broker fixture")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and rep.when in ("setup", "call"):
+        for b in getattr(item, "_potok_brokers", []):
+            state = "running" if b.alive() else f"exit code {b.proc.returncode if b.proc else None}"
+            rep.sections.append((f"{b.name} log tail ({b.log_path}, {state})", b.tail()))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _PEAK_RSS:
+        return
+    tr = terminalreporter
+    top = sorted(_PEAK_RSS, key=lambda r: -r[2])
+    tr.write_sep("-", "potok broker peak RSS (VmHWM)")
+    tr.write_line(f"max {top[0][2] / 1024:.1f} MiB ({top[0][0]} {top[0][1]}); "
+                  f"{len(_PEAK_RSS)} broker runs")
+    for owner, name, kb in top[:5]:
+        tr.write_line(f"  {kb / 1024:8.1f} MiB  {owner} [{name}]")

@@ -1,0 +1,260 @@
+"""Minimal hand-built Kafka protocol frames for the bad-input tests.
+
+Only what the tests need: request header v1/v2, ApiVersions v0, Metadata v1,
+Produce v3 and a RecordBatch (magic v2) builder with CRC-32C. Everything is
+struct-packed here so a test can break any byte on purpose.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+API_PRODUCE = 0
+API_METADATA = 3
+API_VERSIONS = 18
+API_CREATE_TOPICS = 19
+
+# ---- CRC-32C (Castagnoli), table-driven ----------------------------------------------
+_CRC32C_TABLE = []
+for _n in range(256):
+    _c = _n
+    for _ in range(8):
+        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+    _CRC32C_TABLE.append(_c)
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    table = _CRC32C_TABLE
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+# ---- primitive encoders ---------------------------------------------------------------
+def i8(v): return struct.pack(">b", v)
+def i16(v): return struct.pack(">h", v)
+def i32(v): return struct.pack(">i", v)
+def i64(v): return struct.pack(">q", v)
+
+
+def string(s: str | None) -> bytes:
+    if s is None:
+        return i16(-1)
+    b = s.encode()
+    return i16(len(b)) + b
+
+
+def nbytes(b: bytes | None) -> bytes:
+    if b is None:
+        return i32(-1)
+    return i32(len(b)) + b
+
+
+def array(items: list[bytes] | None) -> bytes:
+    if items is None:
+        return i32(-1)
+    return i32(len(items)) + b"".join(items)
+
+
+def varint(v: int) -> bytes:
+    """Zig-zag varint (signed), as used inside records."""
+    z = (v << 1) ^ (v >> 63)
+    out = bytearray()
+    while True:
+        byte = z & 0x7F
+        z >>= 7
+        if z:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _vbytes(b: bytes | None) -> bytes:
+    if b is None:
+        return varint(-1)
+    return varint(len(b)) + b
+
+
+# ---- record batch (magic v2) -----------------------------------------------------------
+def record_batch(records: list[tuple[bytes | None, bytes | None]], base_timestamp: int | None = None,
+                 corrupt_crc: bool = False) -> bytes:
+    """A non-transactional, uncompressed RecordBatch v2 of (key, value) records."""
+    if base_timestamp is None:
+        base_timestamp = int(time.time() * 1000)
+    recs = bytearray()
+    for i, (key, value) in enumerate(records):
+        body = i8(0) + varint(0) + varint(i) + _vbytes(key) + _vbytes(value) + varint(0)
+        recs += varint(len(body)) + body
+    after_crc = (i16(0)                      # attributes: no compression, CreateTime
+                 + i32(len(records) - 1)      # lastOffsetDelta
+                 + i64(base_timestamp)        # baseTimestamp
+                 + i64(base_timestamp)        # maxTimestamp
+                 + i64(-1) + i16(-1) + i32(-1)  # producerId, producerEpoch, baseSequence
+                 + i32(len(records)) + bytes(recs))
+    crc = crc32c(after_crc)
+    if corrupt_crc:
+        crc ^= 0xDEADBEEF
+    batch_length = 4 + 1 + 4 + len(after_crc)  # partitionLeaderEpoch + magic + crc + rest
+    return i64(0) + i32(batch_length) + i32(-1) + i8(2) + struct.pack(">I", crc) + after_crc
+
+
+# ---- requests ----------------------------------------------------------------------------
+def request_frame(api_key: int, api_version: int, correlation_id: int, body: bytes,
+                  client_id: str | None = "potok-e2e", flexible_header: bool = False) -> bytes:
+    header = i16(api_key) + i16(api_version) + i32(correlation_id) + string(client_id)
+    if flexible_header:
+        header += b"\x00"  # request header v2: empty tagged fields
+    payload = header + body
+    return i32(len(payload)) + payload
+
+
+def produce_v3_body(topic: str, partition: int, records: bytes, acks: int = 1,
+                    timeout_ms: int = 10000) -> bytes:
+    part = i32(partition) + nbytes(records)
+    return string(None) + i16(acks) + i32(timeout_ms) + array([string(topic) + array([part])])
+
+
+def metadata_v1_body(topics: list[str] | None) -> bytes:
+    return array(None if topics is None else [string(t) for t in topics])
+
+
+# ---- responses ---------------------------------------------------------------------------
+class Reader:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError(f"response too short: need {n} bytes at {self.pos}, have {len(self.data)}")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def i8(self): return struct.unpack(">b", self.take(1))[0]
+    def i16(self): return struct.unpack(">h", self.take(2))[0]
+    def i32(self): return struct.unpack(">i", self.take(4))[0]
+    def i64(self): return struct.unpack(">q", self.take(8))[0]
+
+    def string(self):
+        n = self.i16()
+        return None if n < 0 else self.take(n).decode()
+
+    def array(self, item):
+        n = self.i32()
+        return [] if n < 0 else [item(self) for _ in range(n)]
+
+
+class Connection:
+    """A raw TCP connection to the broker."""
+
+    def __init__(self, bootstrap: str, timeout: float = 15.0):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.next_correlation_id = 1
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send(self, api_key: int, api_version: int, body: bytes, flexible_header: bool = False) -> int:
+        cid = self.next_correlation_id
+        self.next_correlation_id += 1
+        self.send_raw(request_frame(api_key, api_version, cid, body, flexible_header=flexible_header))
+        return cid
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError(f"connection closed by broker after {len(buf)}/{n} bytes")
+            buf += chunk
+        return bytes(buf)
+
+    def recv_frame(self) -> bytes:
+        (size,) = struct.unpack(">i", self._recv_exact(4))
+        assert 0 <= size < 64 * 1024 * 1024, f"bad response size {size}"
+        return self._recv_exact(size)
+
+    def recv_response(self, correlation_id: int) -> Reader:
+        """The response body (after a v0 response header) as a Reader."""
+        r = Reader(self.recv_frame())
+        got = r.i32()
+        assert got == correlation_id, f"correlation id {got}, expected {correlation_id}"
+        return r
+
+    def request(self, api_key: int, api_version: int, body: bytes) -> Reader:
+        return self.recv_response(self.send(api_key, api_version, body))
+
+    def closed_by_peer(self, timeout: float = 10.0) -> bool:
+        """True if the broker closes the connection within `timeout` (reads past any data)."""
+        self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+        return False
+
+
+def parse_produce_v3(r: Reader) -> dict[tuple[str, int], tuple[int, int]]:
+    """{(topic, partition): (error_code, base_offset)}"""
+    out = {}
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            partition = r.i32()
+            err = r.i16()
+            base_offset = r.i64()
+            r.i64()  # log_append_time_ms
+            out[(topic, partition)] = (err, base_offset)
+    r.i32()  # throttle_time_ms
+    return out
+
+
+def parse_metadata_v1_topics(r: Reader) -> dict[str, int]:
+    """{topic: error_code}"""
+    def broker(rr):
+        rr.i32(); rr.string(); rr.i32(); rr.string()
+
+    def partition(rr):
+        rr.i16(); rr.i32(); rr.i32(); rr.array(Reader.i32); rr.array(Reader.i32)
+
+    r.array(broker)
+    r.i32()  # controller_id
+    out = {}
+    for _ in range(r.i32()):
+        err = r.i16()
+        name = r.string()
+        r.i8()  # is_internal
+        r.array(partition)
+        out[name] = err
+    return out
+
+
+def parse_api_versions_v0(r: Reader) -> tuple[int, dict[int, tuple[int, int]]]:
+    """(error_code, {api_key: (min_version, max_version)})"""
+    err = r.i16()
+    keys = {}
+    for _ in range(r.i32()):
+        k, lo, hi = r.i16(), r.i16(), r.i16()
+        keys[k] = (lo, hi)
+    return err, keys
