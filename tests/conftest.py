@@ -217,6 +217,8 @@ def broker_factory(request, tmp_path):
         return b.start() if start else b
 
     yield make
+    from e2e_util import close_clients
+    close_clients()  # before the brokers go, so clients don't log reconnect attempts
     crashed = [b for b in brokers if not b.expected_down and not b.alive()]
     for b in brokers:
         if b.alive():

@@ -3,6 +3,7 @@ round-trip records byte for byte, in every compression codec."""
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import subprocess
@@ -21,8 +22,8 @@ _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789 \t\n\"\\/{}é€😀\x00"
 
 
 def make_messages(n: int, seed: int) -> list[dict]:
-    """Deterministic messages: keys (some null), values (one null, one empty, UTF-8 text of
-    varying length), headers (none / a duplicate key / empty and null values), timestamps."""
+    """Deterministic messages: keys (some null), values (one null, one empty, binary, UTF-8
+    text of varying length), headers (none / a duplicate key / empty and null values), timestamps."""
     rnd = random.Random(seed)
     msgs = []
     for i in range(n):
@@ -31,6 +32,8 @@ def make_messages(n: int, seed: int) -> list[dict]:
             value = None
         elif i == 6:
             value = b""
+        elif i % 10 == 0:  # binary, not UTF-8
+            value = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 300))) + b"\xff"
         else:
             length = rnd.choice([0, 1, 10, 50, 100, 300, 1000])
             value = (f"v{i:06d}:" + "".join(rnd.choice(_ALPHABET) for _ in range(length))).encode()
@@ -102,23 +105,21 @@ def test_records_roundtrip_byte_identical_in_every_codec(broker, codec):
         assert r.timestamp_type == 0, f"kafka-python: timestamp type of offset {i}"
 
 
-def _cli_bytes(v):
-    return None if v is None else v.encode()
+def _cli_bytes(obj: dict, field: str, encoding_field: str) -> bytes | None:
+    """A key/value/header value from `potok consume --output json`: a string when the bytes
+    are valid UTF-8, else base64 with a sibling encoding field set to "base64"."""
+    v = obj[field]
+    if v is None:
+        return None
+    if obj.get(encoding_field) == "base64":
+        return base64.b64decode(v)
+    assert encoding_field not in obj, f"unknown encoding {obj[encoding_field]!r}"
+    return v.encode()
 
 
 def _cli_headers(h) -> list:
-    """Headers from the CLI's JSON: a list of {"key","value"} objects or [key, value] pairs."""
-    if h is None:
-        return []
     assert isinstance(h, list), f"CLI headers should be a list (duplicate keys are legal), got {h!r}"
-    out = []
-    for item in h:
-        if isinstance(item, dict):
-            out.append((item["key"], _cli_bytes(item["value"])))
-        else:
-            k, v = item
-            out.append((k, _cli_bytes(v)))
-    return out
+    return [(item["key"], _cli_bytes(item, "value", "encoding")) for item in h]
 
 
 @pytest.mark.parametrize("codec", ["none", "zstd"])
@@ -127,6 +128,9 @@ def test_potok_consume_cli_prints_records_as_json_lines(broker, tool_env, codec)
     create_topic(broker.bootstrap, topic, partitions=1)
     n = 2000
     msgs = make_messages(n, seed=7)
+    for i in range(11, n, 20):  # binary (non-UTF-8) keys and header values too
+        msgs[i]["key"] = b"\x00\xfe\xffkey"
+        msgs[i]["headers"] = [("bin", b"\x80\x81"), ("bin", b"text")]
     produce_confluent(broker.bootstrap, topic, msgs, {"compression.type": codec})
 
     out = subprocess.run(
@@ -134,7 +138,9 @@ def test_potok_consume_cli_prints_records_as_json_lines(broker, tool_env, codec)
          "--output", "json", "--bootstrap-server", broker.bootstrap],
         env=tool_env, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, f"potok consume failed ({out.returncode}): {out.stderr.decode(errors='replace')}"
-    lines = out.stdout.decode().splitlines()
+    lines = out.stdout.decode().split("\n")
+    assert lines[-1] == "", "output should end with a newline"
+    lines = lines[:-1]
     assert len(lines) == n, f"expected {n} JSON lines, got {len(lines)}"
     for i, (m, line) in enumerate(zip(msgs, lines)):
         rec = json.loads(line)
@@ -142,9 +148,9 @@ def test_potok_consume_cli_prints_records_as_json_lines(broker, tool_env, codec)
         assert rec["partition"] == 0
         assert rec["offset"] == i
         assert rec["timestamp"] == m["timestamp"], f"timestamp of offset {i}"
-        assert _cli_bytes(rec["key"]) == m["key"], f"key of offset {i}"
-        assert _cli_bytes(rec["value"]) == m["value"], f"value of offset {i}"
-        assert _cli_headers(rec.get("headers")) == m["headers"], f"headers of offset {i}"
+        assert _cli_bytes(rec, "key", "key_encoding") == m["key"], f"key of offset {i}: {line}"
+        assert _cli_bytes(rec, "value", "value_encoding") == m["value"], f"value of offset {i}: {line}"
+        assert _cli_headers(rec["headers"]) == m["headers"], f"headers of offset {i}: {line}"
 
 
 def test_producer_auto_creates_topic_on_first_produce(broker):

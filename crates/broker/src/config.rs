@@ -119,6 +119,8 @@ pub struct ServerConfig {
     pub log_retention_ms: i64,
     /// `log.retention.bytes`; -1 is unlimited.
     pub log_retention_bytes: i64,
+    /// `log.retention.check.interval.ms`.
+    pub log_retention_check_interval_ms: u64,
     /// `message.max.bytes`.
     pub message_max_bytes: usize,
     /// `socket.request.max.bytes`.
@@ -239,6 +241,7 @@ impl ServerConfig {
             log_flush_interval_ms: p.opt_num("log.flush.interval.ms")?,
             log_retention_ms,
             log_retention_bytes: p.num("log.retention.bytes", -1)?,
+            log_retention_check_interval_ms: p.min("log.retention.check.interval.ms", 300_000u64, 1)?,
             message_max_bytes: p.min("message.max.bytes", 1_048_588usize, 0)?,
             socket_request_max_bytes: p.min("socket.request.max.bytes", 104_857_600usize, 1)?,
             log_append_time,
@@ -350,6 +353,7 @@ const ACTED_ON: &[&str] = &[
     "log.retention.minutes",
     "log.retention.hours",
     "log.retention.bytes",
+    "log.retention.check.interval.ms",
     "message.max.bytes",
     "socket.request.max.bytes",
     "log.message.timestamp.type",
@@ -378,7 +382,6 @@ const ACCEPTED: &[&str] = &[
     "share.coordinator.state.topic.replication.factor",
     "share.coordinator.state.topic.min.isr",
     "group.initial.rebalance.delay.ms",
-    "log.retention.check.interval.ms",
     "log.cleaner.enable",
     "log.cleanup.policy",
     "log.flush.scheduler.interval.ms",

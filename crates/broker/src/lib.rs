@@ -134,6 +134,7 @@ impl Broker {
             tasks.spawn(net::accept_loop(Arc::clone(self), socket));
         }
         tasks.spawn(flush_by_time(Arc::clone(self)));
+        tasks.spawn(enforce_retention(Arc::clone(self)));
         shutdown.await;
         tasks.abort_all();
         Ok(())
@@ -174,6 +175,36 @@ impl Broker {
     /// Wakes fetches waiting for data.
     fn notify_data_arrived(&self) {
         self.data_arrived.notify_waiters();
+    }
+}
+
+/// Deletes old segments every `log.retention.check.interval.ms`, by each topic's
+/// `retention.ms` and `retention.bytes` (topics with `cleanup.policy=delete`).
+async fn enforce_retention(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(broker.config.log_retention_check_interval_ms));
+    loop {
+        tick.tick().await;
+        let topics: Vec<_> = broker.metadata.lock().image().topics().cloned().collect();
+        let now = now_ms();
+        for topic in topics {
+            let setting = |name| topic_config::effective(name, &topic.configs, &broker.config);
+            if !setting("cleanup.policy").split(',').any(|p| p.trim() == "delete") {
+                continue;
+            }
+            let limit = |name| setting(name).trim().parse::<i64>().ok().filter(|v| *v >= 0).map(|v| v as u64);
+            let (retention_ms, retention_bytes) = (limit("retention.ms"), limit("retention.bytes"));
+            if retention_ms.is_none() && retention_bytes.is_none() {
+                continue;
+            }
+            let Some(hosted) = broker.replicas.topic(&topic.name) else { continue };
+            for partition in &hosted.partitions {
+                match partition.apply_retention(retention_ms, retention_bytes, now) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "deleted segments past retention"),
+                    Err(e) => tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
+                }
+            }
+        }
     }
 }
 

@@ -156,6 +156,17 @@ impl Partition {
         })
     }
 
+    /// Deletes segments past retention (`retention.ms` / `retention.bytes`, None
+    /// for unlimited), never beyond the high watermark; returns how many went.
+    pub fn apply_retention(&self, retention_ms: Option<u64>, retention_bytes: Option<u64>, now_ms: i64) -> Result<usize> {
+        let high_watermark = self.high_watermark();
+        self.with_log(|log| {
+            let deleted = log.delete_retained_segments(retention_ms, retention_bytes, high_watermark, now_ms)?;
+            self.log_start_offset.store(log.log_start_offset(), Ordering::Release);
+            Ok(deleted)
+        })
+    }
+
     /// Fsyncs if `flush.ms` has passed.
     pub fn flush_if_due(&self, now_ms: i64) -> Result<()> {
         self.with_log(|log| Ok(log.maybe_flush_by_time(now_ms)?))

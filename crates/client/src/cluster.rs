@@ -280,7 +280,16 @@ impl Client {
         let found = fetched.topics.get(topic).cloned();
         self.merge(fetched, Some(&names));
         match found {
-            Some(TopicMetadata { error: Some(e), .. }) => Err(Error::Kafka(e)),
+            Some(TopicMetadata {
+                error: Some(mut e), ..
+            }) => {
+                if e.code == kafka_protocol::error::ResponseError::UnknownTopicOrPartition
+                    && e.message.is_none()
+                {
+                    e.message = Some(format!("Topic '{topic}' does not exist."));
+                }
+                Err(Error::Kafka(e))
+            }
             Some(t) => Ok(t),
             None => Err(Error::Kafka(KafkaError {
                 code: kafka_protocol::error::ResponseError::UnknownTopicOrPartition,

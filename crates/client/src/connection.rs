@@ -167,7 +167,7 @@ impl Connection {
                 Ok(Err(source)) => {
                     return Err(Error::Connect {
                         addr: addr.to_owned(),
-                        source: Arc::new(source),
+                        error: Arc::new(source),
                     })
                 }
                 Err(_) => {
@@ -510,7 +510,7 @@ async fn read_frame(read: &mut OwnedReadHalf, addr: &str, max: usize) -> Result<
         Err(source) => {
             return Err(Error::Io {
                 addr: addr.to_owned(),
-                source: Arc::new(source),
+                error: Arc::new(source),
             })
         }
     };
@@ -532,7 +532,61 @@ async fn read_frame(read: &mut OwnedReadHalf, addr: &str, max: usize) -> Result<
         .await
         .map_err(|source| Error::Io {
             addr: addr.to_owned(),
-            source: Arc::new(source),
+            error: Arc::new(source),
         })?;
     Ok(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A peer that answers the first request with `reply` (a whole frame, size included).
+    async fn peer(reply: Vec<u8>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            if let Ok((mut sock, _)) = listener.accept().await {
+                let mut size = [0u8; 4];
+                if sock.read_exact(&mut size).await.is_ok() {
+                    let mut req = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+                    let _ = sock.read_exact(&mut req).await;
+                    let _ = sock.write_all(&reply).await;
+                    // Keep the socket open so only the size check can fail the client.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_oversized_response_frame_is_refused_before_allocation() {
+        let addr = peer(i32::MAX.to_be_bytes().to_vec()).await;
+        let config = ConnectionConfig {
+            max_response_bytes: 1024,
+            ..ConnectionConfig::default()
+        };
+        let err = Connection::connect(&addr, config).await.err();
+        assert!(
+            matches!(err, Some(Error::ResponseTooLarge { size, max: 1024, .. }) if size == i64::from(i32::MAX)),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_response_for_an_unknown_correlation_id_is_not_delivered_to_a_caller() {
+        // size 4 + correlation id 999 (the client's first request uses id 1).
+        let mut reply = 4i32.to_be_bytes().to_vec();
+        reply.extend(999i32.to_be_bytes());
+        let addr = peer(reply).await;
+        let config = ConnectionConfig {
+            request_timeout: Duration::from_millis(300),
+            ..ConnectionConfig::default()
+        };
+        // The stray response is dropped, so the real one never comes.
+        let err = Connection::connect(&addr, config).await.err();
+        assert!(matches!(err, Some(Error::Timeout(..))), "{err:?}");
+    }
 }

@@ -17,22 +17,20 @@ pub enum Error {
     #[error(transparent)]
     Kafka(#[from] KafkaError),
     /// Could not open a TCP connection to a broker.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {error}")]
     Connect {
         /// The `host:port` we tried.
         addr: String,
-        /// What the operating system said.
-        #[source]
-        source: Arc<std::io::Error>,
+        /// What the operating system said (part of the message, so not a `source`).
+        error: Arc<std::io::Error>,
     },
     /// Reading from or writing to an open connection failed.
-    #[error("I/O error talking to {addr}: {source}")]
+    #[error("I/O error talking to {addr}: {error}")]
     Io {
         /// The broker's `host:port`.
         addr: String,
-        /// What the operating system said.
-        #[source]
-        source: Arc<std::io::Error>,
+        /// What the operating system said (part of the message, so not a `source`).
+        error: Arc<std::io::Error>,
     },
     /// The connection closed before the response arrived.
     #[error("connection to {addr} closed")]

@@ -3,13 +3,19 @@
 //! [`Producer::send`] hands a record to a background task (the accumulator) and returns
 //! a [`DeliveryFuture`]. The accumulator appends the record to its partition's open
 //! batch; a batch is sent when it reaches `batch_size`, when it is `linger` old, or on
-//! [`Producer::flush`]. Ready batches for the same leader share one Produce request;
-//! requests are queued on the connection in order, at most `max_in_flight` per broker.
+//! [`Producer::flush`]. Ready batches for the same leader share one Produce request
+//! (one batch per partition per request); requests are queued on the connection in order, at most `max_in_flight` per broker.
 //! Batches failing with a retriable error are retried (after a metadata refresh) until
 //! `delivery_timeout` runs out.
 //!
-//! Record headers go through `kafka_protocol`'s `Record`, which keeps them in a map:
-//! **duplicate header keys collapse to the last value** (Kafka itself allows duplicates).
+//! Limits, for now:
+//! - Not idempotent: a retried batch may be written twice (if the first attempt's
+//!   response was lost) or land after a later batch of the same partition.
+//! - The accumulator waits (up to `max_block`) for the metadata of a topic it has not
+//!   seen yet; records for other topics wait meanwhile.
+//! - Record headers go through `kafka_protocol`'s `Record`, which keeps them in a map:
+//!   **duplicate header keys collapse to the last value** (Kafka itself allows
+//!   duplicates).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -699,7 +705,15 @@ impl Accumulator {
                     }
                 };
                 let last_has_room = request_bytes + bytes.len() <= self.config.max_request_size;
-                if !last_has_room && requests.last().is_some_and(|r| !r.is_empty()) {
+                // One batch per partition per request, as Kafka's producer does: the
+                // response has one result per partition.
+                let partition_taken = requests.last().is_some_and(|r| {
+                    r.iter()
+                        .any(|(o, _)| o.topic == b.topic && o.partition == b.partition)
+                });
+                if (!last_has_room || partition_taken)
+                    && requests.last().is_some_and(|r| !r.is_empty())
+                {
                     requests.push(Vec::new());
                     request_bytes = 0;
                 }

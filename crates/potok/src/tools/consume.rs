@@ -86,7 +86,9 @@ impl Start {
             "latest" => Ok(Start::Latest),
             n => match n.parse::<i64>() {
                 Ok(o) if o >= 0 => Ok(Start::At(o)),
-                _ => anyhow::bail!("--offset must be a non-negative number, earliest or latest, not {s:?}"),
+                _ => anyhow::bail!(
+                    "--offset must be a non-negative number, earliest or latest, not {s:?}"
+                ),
             },
         }
     }
@@ -189,19 +191,33 @@ impl TextFormat {
             Ok(())
         };
         let value_or_null = |v: &Option<bytes::Bytes>| -> Vec<u8> {
-            v.as_deref().map_or_else(|| self.null_literal.clone(), <[u8]>::to_vec)
+            v.as_deref()
+                .map_or_else(|| self.null_literal.clone(), <[u8]>::to_vec)
         };
         if self.print_timestamp {
             write!(out, "{}:{}", r.timestamp_type, r.timestamp)?;
-            sep(out, self.print_partition || self.print_offset || self.print_headers || self.print_key || self.print_value)?;
+            sep(
+                out,
+                self.print_partition
+                    || self.print_offset
+                    || self.print_headers
+                    || self.print_key
+                    || self.print_value,
+            )?;
         }
         if self.print_partition {
             write!(out, "Partition:{}", r.partition)?;
-            sep(out, self.print_offset || self.print_headers || self.print_key || self.print_value)?;
+            sep(
+                out,
+                self.print_offset || self.print_headers || self.print_key || self.print_value,
+            )?;
         }
         if self.print_offset {
             write!(out, "Offset:{}", r.offset)?;
-            sep(out, self.print_headers || self.print_key || self.print_value)?;
+            sep(
+                out,
+                self.print_headers || self.print_key || self.print_value,
+            )?;
         }
         if self.print_headers {
             if r.headers.is_empty() {
@@ -292,9 +308,7 @@ pub(crate) async fn run(opts: ConsumeOptions) -> anyhow::Result<ExitCode> {
     if opts.read_committed {
         config.isolation_level = client::IsolationLevel::ReadCommitted;
     }
-    let mut consumer = Consumer::connect(config)
-        .await
-        .with_context(|| format!("cannot reach the cluster at {}", opts.bootstrap))?;
+    let mut consumer = Consumer::connect(config).await?;
 
     let mut count = 0u64;
     let result = consume(&mut consumer, &opts, &mut count).await;
@@ -302,15 +316,29 @@ pub(crate) async fn run(opts: ConsumeOptions) -> anyhow::Result<ExitCode> {
     result
 }
 
-async fn consume(consumer: &mut Consumer, opts: &ConsumeOptions, count: &mut u64) -> anyhow::Result<ExitCode> {
+async fn consume(
+    consumer: &mut Consumer,
+    opts: &ConsumeOptions,
+    count: &mut u64,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let partitions = if opts.partitions.is_empty() {
-        let topic = wait_for_topic(consumer, &opts.topic, opts.idle_timeout.map(|t| started + t)).await?;
+        let topic = wait_for_topic(
+            consumer,
+            &opts.topic,
+            opts.idle_timeout.map(|t| started + t),
+        )
+        .await?;
         topic.partitions.iter().map(|p| p.partition).collect()
     } else {
         opts.partitions.clone()
     };
-    consumer.assign(partitions.iter().map(|p| (opts.topic.clone(), *p)).collect());
+    consumer.assign(
+        partitions
+            .iter()
+            .map(|p| (opts.topic.clone(), *p))
+            .collect(),
+    );
     if let Start::At(o) = opts.start {
         for p in &partitions {
             consumer.seek(&opts.topic, *p, Offset::At(o)).await?;
@@ -326,7 +354,9 @@ async fn consume(consumer: &mut Consumer, opts: &ConsumeOptions, count: &mut u64
     tokio::pin!(ctrl_c);
     loop {
         let wait = match opts.idle_timeout {
-            Some(t) => (last_record + t).saturating_duration_since(Instant::now()).min(POLL_SLICE),
+            Some(t) => (last_record + t)
+                .saturating_duration_since(Instant::now())
+                .min(POLL_SLICE),
             None => POLL_SLICE,
         };
         let records = tokio::select! {
@@ -360,7 +390,10 @@ async fn consume(consumer: &mut Consumer, opts: &ConsumeOptions, count: &mut u64
         if opts.max_messages.is_some_and(|m| *count >= m) {
             break;
         }
-        if opts.idle_timeout.is_some_and(|t| last_record.elapsed() >= t) {
+        if opts
+            .idle_timeout
+            .is_some_and(|t| last_record.elapsed() >= t)
+        {
             break;
         }
     }
@@ -408,7 +441,10 @@ mod tests {
             timestamp_type: TimestampType::CreateTime,
             key: Some(Bytes::from_static(b"k")),
             value: Some(Bytes::from_static(b"v")),
-            headers: vec![("a".into(), Some(Bytes::from_static(b"1"))), ("b".into(), None)],
+            headers: vec![
+                ("a".into(), Some(Bytes::from_static(b"1"))),
+                ("b".into(), None),
+            ],
         }
     }
 
@@ -430,11 +466,19 @@ mod tests {
             print_key: true,
             ..TextFormat::default()
         };
-        assert_eq!(text(&all, &r), "CreateTime:1234\tPartition:2\tOffset:7\ta:1,b:null\tk\tv\n");
+        assert_eq!(
+            text(&all, &r),
+            "CreateTime:1234\tPartition:2\tOffset:7\ta:1,b:null\tk\tv\n"
+        );
         let mut no_headers = r.clone();
         no_headers.headers.clear();
         no_headers.key = None;
-        let f = TextFormat { print_headers: true, print_key: true, key_separator: b":".to_vec(), ..TextFormat::default() };
+        let f = TextFormat {
+            print_headers: true,
+            print_key: true,
+            key_separator: b":".to_vec(),
+            ..TextFormat::default()
+        };
         assert_eq!(text(&f, &no_headers), "NO_HEADERS:null:v\n");
     }
 

@@ -8,7 +8,11 @@ const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 fn encode(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = chunk.len() + 1;
         for i in 0..4 {
@@ -38,7 +42,15 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc_4648_test_vectors() {
-        let cases = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")];
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
         for (plain, encoded) in cases {
             assert_eq!(base64(plain.as_bytes()), encoded);
         }
@@ -48,7 +60,10 @@ mod tests {
     #[test]
     fn topic_ids_print_as_kafkas_url_safe_base64() {
         // 22 characters, URL-safe alphabet, no padding, like "pQWf3Ii8TFO1Fjz0OZ_Utg".
-        let id = Uuid::from_bytes([0xa5, 0x05, 0x9f, 0xdc, 0x88, 0xbc, 0x4c, 0x53, 0xb5, 0x16, 0x3c, 0xf4, 0x39, 0x9f, 0xd4, 0xb6]);
+        let id = Uuid::from_bytes([
+            0xa5, 0x05, 0x9f, 0xdc, 0x88, 0xbc, 0x4c, 0x53, 0xb5, 0x16, 0x3c, 0xf4, 0x39, 0x9f,
+            0xd4, 0xb6,
+        ]);
         assert_eq!(kafka_uuid(&id), "pQWf3Ii8TFO1Fjz0OZ_Utg");
         assert_eq!(kafka_uuid(&Uuid::nil()), "AAAAAAAAAAAAAAAAAAAAAA");
     }

@@ -17,23 +17,23 @@ use std::process::ExitCode;
 pub(crate) const DEFAULT_BOOTSTRAP: &str = "localhost:9092";
 
 /// Tool subcommands, flattened into the `potok` command.
-#[derive(clap::Subcommand)]
+#[derive(clap::Subcommand, Debug)]
 pub(crate) enum ToolCommand {
     /// Create, list, describe, alter or delete topics.
-    Topics(topics::TopicsArgs),
+    Topics(Box<topics::TopicsArgs>),
     /// Produce one record per line of standard input.
-    Produce(produce::ProduceArgs),
+    Produce(Box<produce::ProduceArgs>),
     /// Print records of a topic.
-    Consume(consume::ConsumeArgs),
+    Consume(Box<consume::ConsumeArgs>),
     /// Kafka's kafka-topics.sh, with its flags.
     #[command(name = "kafka-topics", hide = true)]
-    KafkaTopics(kafka::KafkaTopicsArgs),
+    KafkaTopics(Box<kafka::KafkaTopicsArgs>),
     /// Kafka's kafka-console-producer.sh, with its flags.
     #[command(name = "kafka-console-producer", hide = true)]
-    KafkaConsoleProducer(kafka::KafkaConsoleProducerArgs),
+    KafkaConsoleProducer(Box<kafka::KafkaConsoleProducerArgs>),
     /// Kafka's kafka-console-consumer.sh, with its flags.
     #[command(name = "kafka-console-consumer", hide = true)]
-    KafkaConsoleConsumer(kafka::KafkaConsoleConsumerArgs),
+    KafkaConsoleConsumer(Box<kafka::KafkaConsoleConsumerArgs>),
 }
 
 pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {

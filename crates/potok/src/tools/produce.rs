@@ -100,7 +100,11 @@ pub(crate) struct HeaderFormat {
 
 impl Default for HeaderFormat {
     fn default() -> Self {
-        HeaderFormat { delimiter: "\t".into(), separator: ",".into(), key_separator: ":".into() }
+        HeaderFormat {
+            delimiter: "\t".into(),
+            separator: ",".into(),
+            key_separator: ":".into(),
+        }
     }
 }
 
@@ -219,7 +223,9 @@ impl LineFormat {
                     if !section.is_empty() {
                         for header in split(section, h.separator.as_bytes()) {
                             let (k, v) = match find(header, h.key_separator.as_bytes()) {
-                                Some(j) => (&header[..j], Some(&header[j + h.key_separator.len()..])),
+                                Some(j) => {
+                                    (&header[..j], Some(&header[j + h.key_separator.len()..]))
+                                }
                                 None => (header, None),
                             };
                             let key = String::from_utf8_lossy(k).into_owned();
@@ -231,18 +237,31 @@ impl LineFormat {
                     }
                 }
                 None if self.ignore_error => {}
-                None => anyhow::bail!("No headers delimiter found on line number {line_no}: '{}'", shown()),
+                None => anyhow::bail!(
+                    "No headers delimiter found on line number {line_no}: '{}'",
+                    shown()
+                ),
             }
         }
         let (key, value) = match &self.key_separator {
             Some(sep) => match find(rest, sep.as_bytes()) {
-                Some(i) => (self.nullable(&rest[..i]), self.nullable(&rest[i + sep.len()..])),
+                Some(i) => (
+                    self.nullable(&rest[..i]),
+                    self.nullable(&rest[i + sep.len()..]),
+                ),
                 None if self.ignore_error => (None, self.nullable(rest)),
-                None => anyhow::bail!("No key separator found on line number {line_no}: '{}'", shown()),
+                None => anyhow::bail!(
+                    "No key separator found on line number {line_no}: '{}'",
+                    shown()
+                ),
             },
             None => (None, self.nullable(rest)),
         };
-        Ok(ParsedLine { key, value, headers })
+        Ok(ParsedLine {
+            key,
+            value,
+            headers,
+        })
     }
 }
 
@@ -262,9 +281,7 @@ const MAX_UNACKED: usize = 100_000;
 
 pub(crate) async fn run(opts: ProduceOptions) -> anyhow::Result<ExitCode> {
     let config = opts.producer_config()?;
-    let producer = Producer::connect(config)
-        .await
-        .with_context(|| format!("cannot reach the cluster at {}", opts.bootstrap))?;
+    let producer = Producer::connect(config).await?;
     let mut input = BufReader::new(tokio::io::stdin());
     let mut pending: VecDeque<(u64, DeliveryFuture)> = VecDeque::new();
     let mut failures = Failures::default();
@@ -272,7 +289,10 @@ pub(crate) async fn run(opts: ProduceOptions) -> anyhow::Result<ExitCode> {
     let mut line_no = 0u64;
     loop {
         line.clear();
-        let n = input.read_until(b'\n', &mut line).await.context("reading standard input")?;
+        let n = input
+            .read_until(b'\n', &mut line)
+            .await
+            .context("reading standard input")?;
         if n == 0 {
             break;
         }
@@ -311,7 +331,10 @@ pub(crate) async fn run(opts: ProduceOptions) -> anyhow::Result<ExitCode> {
         None => Ok(ExitCode::SUCCESS),
         Some((no, e)) => {
             let total = line_no;
-            anyhow::bail!("{} of {total} records failed; first, line {no}: {e}", failures.count)
+            anyhow::bail!(
+                "{} of {total} records failed; first, line {no}: {e}",
+                failures.count
+            )
         }
     }
 }
@@ -343,18 +366,38 @@ mod tests {
 
     #[test]
     fn lines_split_at_the_first_key_separator() {
-        let f = LineFormat { key_separator: Some(":".into()), ..Default::default() };
+        let f = LineFormat {
+            key_separator: Some(":".into()),
+            ..Default::default()
+        };
         let p = f.parse(b"k2:value:with:colons", 1).ok();
-        assert_eq!(p, Some(ParsedLine { key: b("k2"), value: b("value:with:colons"), headers: vec![] }));
+        assert_eq!(
+            p,
+            Some(ParsedLine {
+                key: b("k2"),
+                value: b("value:with:colons"),
+                headers: vec![]
+            })
+        );
         let err = f.parse(b"nokey", 7).err().map(|e| e.to_string());
-        assert_eq!(err.as_deref(), Some("No key separator found on line number 7: 'nokey'"));
+        assert_eq!(
+            err.as_deref(),
+            Some("No key separator found on line number 7: 'nokey'")
+        );
     }
 
     #[test]
     fn without_a_separator_the_whole_line_is_the_value() {
         let f = LineFormat::default();
         let p = f.parse(b"  a\tb  ", 1).ok();
-        assert_eq!(p, Some(ParsedLine { key: None, value: b("  a\tb  "), headers: vec![] }));
+        assert_eq!(
+            p,
+            Some(ParsedLine {
+                key: None,
+                value: b("  a\tb  "),
+                headers: vec![]
+            })
+        );
     }
 
     #[test]
@@ -371,7 +414,11 @@ mod tests {
             Some(ParsedLine {
                 key: None,
                 value: b("value"),
-                headers: vec![("h1".into(), b("v1")), ("h2".into(), None), ("h3".into(), None)],
+                headers: vec![
+                    ("h1".into(), b("v1")),
+                    ("h2".into(), None),
+                    ("h3".into(), None)
+                ],
             })
         );
     }

@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use client::admin::TopicDescription;
 use client::{Admin, Error};
 use kafka_protocol::error::ResponseError;
@@ -194,17 +193,28 @@ fn is_code(e: &Error, code: ResponseError) -> bool {
 
 pub(crate) async fn run(action: TopicsAction) -> anyhow::Result<ExitCode> {
     let bootstrap = action.bootstrap().to_owned();
-    let admin = Admin::connect(&bootstrap)
-        .await
-        .with_context(|| format!("cannot reach the cluster at {bootstrap}"))?;
+    let admin = Admin::connect(&bootstrap).await?;
     match action {
-        TopicsAction::Create { topic, partitions, replication_factor, configs, if_not_exists, .. } => {
+        TopicsAction::Create {
+            topic,
+            partitions,
+            replication_factor,
+            configs,
+            if_not_exists,
+            ..
+        } => {
             let configs = configs
                 .iter()
                 .map(|c| parse_key_value(c, "--config"))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let result = admin
-                .create_topic(&topic, partitions.unwrap_or(-1), replication_factor.unwrap_or(-1), configs, false)
+                .create_topic(
+                    &topic,
+                    partitions.unwrap_or(-1),
+                    replication_factor.unwrap_or(-1),
+                    configs,
+                    false,
+                )
                 .await;
             match result {
                 Ok(()) => println!("Created topic {topic}."),
@@ -212,12 +222,18 @@ pub(crate) async fn run(action: TopicsAction) -> anyhow::Result<ExitCode> {
                 Err(e) => return Err(e.into()),
             }
         }
-        TopicsAction::List { exclude_internal, .. } => {
+        TopicsAction::List {
+            exclude_internal, ..
+        } => {
             for name in admin.list_topics(!exclude_internal).await? {
                 println!("{name}");
             }
         }
-        TopicsAction::Describe { topics, exclude_internal, .. } => {
+        TopicsAction::Describe {
+            topics,
+            exclude_internal,
+            ..
+        } => {
             let described = if topics.is_empty() {
                 admin.describe_all_topics(!exclude_internal).await?
             } else {
@@ -228,14 +244,19 @@ pub(crate) async fn run(action: TopicsAction) -> anyhow::Result<ExitCode> {
                 print!("{}", describe_text(t, &configs));
             }
         }
-        TopicsAction::Alter { topic, partitions, if_exists, .. } => {
-            match admin.create_partitions(&topic, partitions, false).await {
-                Ok(()) => {}
-                Err(e) if if_exists && is_code(&e, ResponseError::UnknownTopicOrPartition) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        TopicsAction::Delete { topic, if_exists, .. } => match admin.delete_topic(&topic).await {
+        TopicsAction::Alter {
+            topic,
+            partitions,
+            if_exists,
+            ..
+        } => match admin.create_partitions(&topic, partitions, false).await {
+            Ok(()) => {}
+            Err(e) if if_exists && is_code(&e, ResponseError::UnknownTopicOrPartition) => {}
+            Err(e) => return Err(e.into()),
+        },
+        TopicsAction::Delete {
+            topic, if_exists, ..
+        } => match admin.delete_topic(&topic).await {
             Ok(()) => {}
             Err(e) if if_exists && is_code(&e, ResponseError::UnknownTopicOrPartition) => {}
             Err(e) => return Err(e.into()),
@@ -251,7 +272,11 @@ async fn shown_configs(admin: &Admin, topic: &str) -> anyhow::Result<Vec<(String
             .into_iter()
             .filter(|c| !c.is_default())
             .filter_map(|c| {
-                let value = if c.sensitive { Some("<sensitive>".to_owned()) } else { c.value };
+                let value = if c.sensitive {
+                    Some("<sensitive>".to_owned())
+                } else {
+                    c.value
+                };
                 value.map(|v| (c.name, v))
             })
             .collect()),
@@ -267,7 +292,11 @@ fn join(ids: &[i32]) -> String {
 
 /// Kafka's `kafka-topics.sh --describe` text for one topic.
 fn describe_text(t: &TopicDescription, configs: &[(String, String)]) -> String {
-    let configs = configs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let configs = configs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let mut out = format!(
         "Topic: {}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}\n",
         t.name,
@@ -277,7 +306,9 @@ fn describe_text(t: &TopicDescription, configs: &[(String, String)]) -> String {
         configs
     );
     for p in &t.partitions {
-        let leader = p.leader.map_or_else(|| "none".to_owned(), |l| l.to_string());
+        let leader = p
+            .leader
+            .map_or_else(|| "none".to_owned(), |l| l.to_string());
         let _ = write!(
             out,
             "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
@@ -308,11 +339,29 @@ mod tests {
             id: Uuid::nil(),
             is_internal: false,
             partitions: vec![
-                PartitionDescription { partition: 0, leader: Some(1), replicas: vec![1, 2], isr: vec![1, 2], offline_replicas: vec![] },
-                PartitionDescription { partition: 1, leader: None, replicas: vec![2, 1], isr: vec![], offline_replicas: vec![2] },
+                PartitionDescription {
+                    partition: 0,
+                    leader: Some(1),
+                    replicas: vec![1, 2],
+                    isr: vec![1, 2],
+                    offline_replicas: vec![],
+                },
+                PartitionDescription {
+                    partition: 1,
+                    leader: None,
+                    replicas: vec![2, 1],
+                    isr: vec![],
+                    offline_replicas: vec![2],
+                },
             ],
         };
-        let text = describe_text(&t, &[("cleanup.policy".into(), "compact".into()), ("retention.ms".into(), "1".into())]);
+        let text = describe_text(
+            &t,
+            &[
+                ("cleanup.policy".into(), "compact".into()),
+                ("retention.ms".into(), "1".into()),
+            ],
+        );
         assert_eq!(
             text,
             "Topic: x\tTopicId: AAAAAAAAAAAAAAAAAAAAAA\tPartitionCount: 2\tReplicationFactor: 2\tConfigs: cleanup.policy=compact,retention.ms=1\n\
