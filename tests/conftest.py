@@ -15,6 +15,7 @@ The peak RSS (VmHWM) of every broker is logged and summarised at the end.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,10 @@ POTOK_BIN = Path(os.environ.get("POTOK_BIN", REPO / "target" / "release" / "poto
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 30.0
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_BACKTRACE_FRAME = re.compile(r"^\s+(\d+: |at )")
+_FATAL = re.compile(r"panicked at|memory allocation of|fatal|SIGSEGV|stack overflow", re.I)
 
 # (test nodeid, broker name, peak RSS kB) for the session summary
 _PEAK_RSS: list[tuple[str, str, int]] = []
@@ -108,6 +113,7 @@ class Broker:
         self.expected_down = False
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
         with open(self.log_path, "ab") as log:
             log.write(f"\n[harness] start #{self.starts}: {' '.join(self.command())}\n".encode())
             log.flush()
@@ -188,12 +194,19 @@ class Broker:
             self.stop()
         return self.start()
 
-    def tail(self, n: int = 60) -> str:
+    def tail(self, n: int = 40) -> str:
+        """The last n log lines (colour codes and backtrace frames dropped), preceded by any
+        panic / allocation-failure lines from earlier in the log."""
         try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
+            text = _ANSI.sub("", self.log_path.read_text(errors="replace"))
         except OSError:
             return "(no log)"
-        return "\n".join(lines[-n:])
+        lines = [l for l in text.splitlines() if not _BACKTRACE_FRAME.match(l)]
+        last = lines[-n:]
+        fatal = [l for l in lines[:-n] if _FATAL.search(l)]
+        if fatal:
+            last = fatal[-5:] + ["..."] + last
+        return "\n".join(last)
 
 
 @pytest.fixture(autouse=True)

@@ -37,8 +37,9 @@ class HealthyClient:
         errors = []
         self.producer.produce("healthy", value=value, partition=0,
                               on_delivery=lambda err, msg: err and errors.append(err))
-        flush_all(self.producer, 20)
-        assert not errors, f"well-behaved producer failed after {what}: {errors}"
+        self.producer.flush(20)
+        assert self.broker.alive(), f"broker process died after {what}; exit code {self.broker.proc.returncode}"
+        assert len(self.producer) == 0 and not errors, f"well-behaved producer failed after {what}: {errors}"
         deadline = time.monotonic() + 20
         while True:
             assert time.monotonic() < deadline, f"well-behaved consumer did not get {value!r} after {what}"

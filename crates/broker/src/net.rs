@@ -121,10 +121,13 @@ async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Option<R
         return Err(format!("unsupported version {version} of {api_key:?}"));
     }
     let header_version = api_key.request_header_version(version);
-    let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| format!("bad request header: {e}"))?;
+    RequestHeader::decode(&mut frame, header_version).map_err(|e| format!("bad request header: {e}"))?;
     let request = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| format!("cannot decode {api_key:?} v{version}: {e}"))?;
-    match handlers::handle(broker, &header, request).await {
+    // Release the frame (and the header's slices of it) so a produce request's
+    // records can be patched in place without a copy.
+    drop(frame);
+    match handlers::handle(broker, version, request).await {
         Reply::Response(body) => Ok(Some(Response {
             header: ResponseHeader::default().with_correlation_id(correlation_id),
             header_version: api_key.response_header_version(version),

@@ -1,9 +1,9 @@
 //! The consumer: manually assigned partitions, seeking, and polling with Fetch.
 //!
 //! There are no consumer groups yet: [`Consumer::assign`] picks the partitions and
-//! positions live only in the consumer. Fetched record batches are decoded with
-//! `kafka_protocol`'s decoder, which keeps headers in a map: **duplicate header keys
-//! collapse to the last value**.
+//! positions live only in the consumer. Fetched record batches are decoded by
+//! [`crate::records`], so headers keep their order and duplicate keys; decompression
+//! is bounded per poll (see [`crate::records::DecodeBudget`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -11,18 +11,19 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::compression::{self as codec, Decompressor};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression as WireCompression, RecordBatchDecoder};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::cluster::{Client, ClientConfig};
 use crate::error::{Error, KafkaError, Result};
+use crate::records::{Batches, DecodeBudget};
+
+pub use crate::records::TimestampType;
 
 /// A position to seek to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,25 +72,6 @@ pub enum IsolationLevel {
     ReadUncommitted,
     /// See records only up to the last stable offset.
     ReadCommitted,
-}
-
-/// What a record's timestamp means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampType {
-    /// Set by the producer.
-    CreateTime,
-    /// Set by the broker when it appended the record.
-    LogAppendTime,
-}
-
-impl fmt::Display for TimestampType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Kafka's TimestampType.toString().
-        f.write_str(match self {
-            TimestampType::CreateTime => "CreateTime",
-            TimestampType::LogAppendTime => "LogAppendTime",
-        })
-    }
 }
 
 /// Consumer settings; defaults are Kafka's.
@@ -146,7 +128,7 @@ pub struct ConsumerRecord {
     pub key: Option<Bytes>,
     /// Value.
     pub value: Option<Bytes>,
-    /// Headers in order (duplicate keys collapsed; see the module docs).
+    /// Headers in order; duplicate keys are kept, in order.
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
@@ -158,6 +140,9 @@ pub struct Consumer {
     config: ConsumerConfig,
     /// Next offset to fetch per assigned partition; `None` until reset.
     positions: BTreeMap<TopicPartition, Option<i64>>,
+    /// Counts fetch rounds; rotates the order in which partitions are decoded, so a
+    /// decompression budget that runs out does not starve the same partitions.
+    fetch_round: usize,
 }
 
 impl fmt::Debug for Consumer {
@@ -176,6 +161,7 @@ impl Consumer {
             client,
             config,
             positions: BTreeMap::new(),
+            fetch_round: 0,
         })
     }
 
@@ -458,6 +444,14 @@ impl Consumer {
         }
         let mut records = Vec::new();
         let mut first_err = None;
+        // One decompression budget for the whole poll; the decoding order rotates
+        // from round to round so that running out of it starves nobody.
+        let fetch_max = usize::try_from(self.config.fetch_max_bytes).unwrap_or(0);
+        let mut budget = DecodeBudget::new(MIN_DECODE_BUDGET.max(fetch_max.saturating_mul(2)));
+        let round = self.fetch_round;
+        self.fetch_round = self.fetch_round.wrapping_add(1);
+        let rotate_by = round % tasks.len().max(1);
+        tasks.rotate_left(rotate_by);
         for task in tasks {
             let (resp, version, ids) = match task.await {
                 Ok(r) => r,
@@ -466,7 +460,14 @@ impl Consumer {
             match resp {
                 Ok(resp) => {
                     if let Err(e) = self
-                        .handle_fetch_response(resp, version, &ids, &mut records)
+                        .handle_fetch_response(
+                            resp,
+                            version,
+                            &ids,
+                            &mut records,
+                            &mut budget,
+                            round,
+                        )
                         .await
                     {
                         first_err.get_or_insert(e);
@@ -490,9 +491,11 @@ impl Consumer {
         version: i16,
         ids: &HashMap<Uuid, String>,
         out: &mut Vec<ConsumerRecord>,
+        budget: &mut DecodeBudget,
+        round: usize,
     ) -> Result<()> {
         crate::error::check(resp.error_code, None)?;
-        let mut err = None;
+        let mut parts = Vec::new();
         for t in resp.responses {
             let topic = if version >= 13 {
                 match ids.get(&t.topic_id) {
@@ -503,36 +506,67 @@ impl Consumer {
                 t.topic.0.to_string()
             };
             for p in t.partitions {
-                let tp = (topic.clone(), p.partition_index);
-                let Some(Some(pos)) = self.positions.get(&tp).copied() else {
-                    continue;
-                };
-                match KafkaError::from_code(p.error_code, None) {
-                    None => {
-                        let Some(data) = p.records else { continue };
-                        let (recs, next) = decode_records(&topic, p.partition_index, data, pos)?;
-                        out.extend(recs);
-                        self.positions.insert(tp, Some(next));
-                    }
-                    Some(e) if e.code == ResponseError::OffsetOutOfRange => {
-                        if self.config.auto_offset_reset == AutoOffsetReset::None {
-                            return Err(Error::Kafka(KafkaError {
-                                code: e.code,
-                                message: Some(format!(
-                                    "offset {pos} is out of range for {}-{}",
-                                    tp.0, tp.1
-                                )),
-                            }));
+                parts.push(Some((topic.clone(), p)));
+            }
+        }
+        // Decode in rotated order (see `fetch_once`) but return records in the
+        // response's order.
+        let mut decoded: Vec<Vec<ConsumerRecord>> = vec![Vec::new(); parts.len()];
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        order.rotate_left(round % parts.len().max(1));
+        let mut err = None;
+        let mut fatal = None;
+        for i in order {
+            let Some((topic, p)) = parts.get_mut(i).and_then(Option::take) else {
+                continue;
+            };
+            let tp = (topic.clone(), p.partition_index);
+            let Some(Some(pos)) = self.positions.get(&tp).copied() else {
+                continue;
+            };
+            match KafkaError::from_code(p.error_code, None) {
+                None => {
+                    let Some(data) = p.records else { continue };
+                    match decode_records(&topic, p.partition_index, data, pos, budget) {
+                        Ok((recs, next)) => {
+                            if let Some(slot) = decoded.get_mut(i) {
+                                *slot = recs;
+                            }
+                            self.positions.insert(tp, Some(next));
                         }
-                        tracing::info!(topic = %tp.0, partition = tp.1, offset = pos, "offset out of range; resetting");
-                        self.positions.insert(tp, None);
+                        Err(e) => {
+                            fatal = Some(e);
+                            break;
+                        }
                     }
-                    Some(e) if e.code.is_retriable() || e.code == ResponseError::UnknownTopicId => {
-                        err.get_or_insert(Error::Kafka(e));
+                }
+                Some(e) if e.code == ResponseError::OffsetOutOfRange => {
+                    if self.config.auto_offset_reset == AutoOffsetReset::None {
+                        fatal = Some(Error::Kafka(KafkaError {
+                            code: e.code,
+                            message: Some(format!(
+                                "offset {pos} is out of range for {}-{}",
+                                tp.0, tp.1
+                            )),
+                        }));
+                        break;
                     }
-                    Some(e) => return Err(Error::Kafka(e)),
+                    tracing::info!(topic = %tp.0, partition = tp.1, offset = pos, "offset out of range; resetting");
+                    self.positions.insert(tp, None);
+                }
+                Some(e) if e.code.is_retriable() || e.code == ResponseError::UnknownTopicId => {
+                    err.get_or_insert(Error::Kafka(e));
+                }
+                Some(e) => {
+                    fatal = Some(Error::Kafka(e));
+                    break;
                 }
             }
+        }
+        // Positions have moved past these records: hand them out even on error.
+        out.extend(decoded.into_iter().flatten());
+        if let Some(e) = fatal {
+            return Err(e);
         }
         match err {
             Some(e) => {
@@ -548,194 +582,62 @@ impl Consumer {
     }
 }
 
-/// Header fields of a v2 record batch, read from its first 61 bytes.
-struct BatchHeader {
-    base_offset: i64,
-    /// Bytes after the length field.
-    length: usize,
-    magic: i8,
-    attributes: i16,
-    last_offset_delta: i32,
-    max_timestamp: i64,
-    record_count: i32,
-}
-
-const BATCH_HEADER_LEN: usize = 61;
-
-fn be_i64(b: &[u8], at: usize) -> i64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    i64::from_be_bytes(a)
-}
-
-fn be_i32(b: &[u8], at: usize) -> i32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    i32::from_be_bytes(a)
-}
+/// The smallest decompression budget of a poll (it is at least twice `fetch.max.bytes`).
+const MIN_DECODE_BUDGET: usize = 64 << 20;
 
 /// Decodes the records of a fetched partition at or after `position`; returns them
 /// and the next position. A trailing partial batch (cut by the fetch size) is dropped,
-/// control batches are skipped, and the position moves past every complete batch.
+/// control batches are skipped, and the position moves past every decoded batch.
+/// Decoding stops early when `budget` runs out. A bad batch is an error unless batches
+/// before it made progress; then those are returned and the error recurs at the next
+/// fetch, which starts at the bad batch.
 pub(crate) fn decode_records(
     topic: &str,
     partition: i32,
-    mut data: Bytes,
+    data: Bytes,
     position: i64,
+    budget: &mut DecodeBudget,
 ) -> Result<(Vec<ConsumerRecord>, i64)> {
     let mut out = Vec::new();
     let mut next = position;
-    while data.len() >= 12 {
-        let length = be_i32(&data, 8);
-        if length < (BATCH_HEADER_LEN - 12) as i32 {
-            // Legacy (magic 0/1) message sets can be shorter; all are unsupported here.
-            return Err(Error::protocol(format!(
-                "record batch at offset {} of {topic}-{partition} has invalid length {length}",
-                be_i64(&data, 0)
-            )));
-        }
-        let total = 12 + length as usize;
-        if data.len() < total {
-            break;
-        }
-        let batch = data.split_to(total);
-        let h = BatchHeader {
-            base_offset: be_i64(&batch, 0),
-            length: length as usize,
-            magic: batch[16] as i8,
-            attributes: i16::from_be_bytes([batch[21], batch[22]]),
-            last_offset_delta: be_i32(&batch, 23),
-            max_timestamp: be_i64(&batch, 35),
-            record_count: be_i32(&batch, 57),
+    for batch in Batches::new(data, budget) {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) if next == position => {
+                return Err(match e {
+                    Error::Protocol(m) => Error::Protocol(format!("{topic}-{partition}: {m}")),
+                    e => e,
+                })
+            }
+            Err(e) => {
+                tracing::debug!(topic, partition, offset = next, error = %e, "stopping at a bad batch");
+                break;
+            }
         };
-        if h.magic != 2 {
-            return Err(Error::protocol(format!(
-                "{topic}-{partition} holds message format v{} at offset {}; only v2 is supported",
-                h.magic, h.base_offset
-            )));
-        }
-        let last = h.base_offset.saturating_add(i64::from(h.last_offset_delta));
-        if last < next {
+        if batch.last_offset < next {
             continue;
         }
-        let control = h.attributes & 0x20 != 0;
-        if !control {
-            let log_append = h.attributes & 0x08 != 0;
-            let record_count = h.record_count;
-            if record_count < 0 {
-                return Err(Error::protocol(format!(
-                    "negative record count in {topic}-{partition}"
-                )));
-            }
-            let guard = move |data: &mut Bytes, c: WireCompression| -> anyhow::Result<Bytes> {
-                let plain = decompress(data, c)?;
-                precheck_records(&plain, record_count)?;
-                Ok(plain)
-            };
-            let set =
-                RecordBatchDecoder::decode_with_custom_compression(&mut batch.clone(), Some(guard))
-                    .map_err(|e| {
-                        Error::protocol(format!(
-                        "cannot decode batch at offset {} of {topic}-{partition} ({} bytes): {e:#}",
-                        h.base_offset, h.length
-                    ))
-                    })?;
-            for r in set.records {
-                if r.offset < next || r.control {
+        let batch_end = batch.next_offset();
+        if !batch.is_control {
+            for r in batch.records {
+                if r.offset < next {
                     continue;
                 }
-                let (timestamp, timestamp_type) = if log_append {
-                    (h.max_timestamp, TimestampType::LogAppendTime)
-                } else {
-                    (r.timestamp, TimestampType::CreateTime)
-                };
                 out.push(ConsumerRecord {
                     topic: topic.to_owned(),
                     partition,
                     offset: r.offset,
-                    timestamp,
-                    timestamp_type,
+                    timestamp: r.timestamp,
+                    timestamp_type: r.timestamp_type,
                     key: r.key,
                     value: r.value,
-                    headers: r
-                        .headers
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect(),
+                    headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
                 });
             }
         }
-        next = next.max(last.saturating_add(1));
+        next = next.max(batch_end);
     }
     Ok((out, next))
-}
-
-fn decompress(data: &mut Bytes, c: WireCompression) -> anyhow::Result<Bytes> {
-    let take = |b: &mut Bytes| -> anyhow::Result<Bytes> { Ok(b.clone()) };
-    match c {
-        WireCompression::None => Ok(data.clone()),
-        WireCompression::Gzip => codec::Gzip::decompress(data, take),
-        WireCompression::Snappy => codec::Snappy::decompress(data, take),
-        WireCompression::Lz4 => codec::Lz4::decompress(data, take),
-        WireCompression::Zstd => codec::Zstd::decompress(data, take),
-    }
-}
-
-/// Reads a zigzag varint (Kafka's `varint`/`varlong`), advancing `at`.
-fn read_varint(b: &[u8], at: &mut usize) -> Option<i64> {
-    let mut value: u64 = 0;
-    for shift in (0..70).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
-        }
-    }
-    None
-}
-
-/// Checks that the record count and every header count fit in the bytes that hold
-/// them, before the decoder allocates by those counts.
-fn precheck_records(plain: &[u8], record_count: i32) -> anyhow::Result<()> {
-    // The smallest record is 7 bytes (length, attributes, two deltas, key and value
-    // lengths, header count).
-    if (record_count as usize).saturating_mul(7) > plain.len() {
-        anyhow::bail!(
-            "record count {record_count} does not fit in {} bytes",
-            plain.len()
-        );
-    }
-    let mut at = 0usize;
-    let bad = || anyhow::anyhow!("malformed record");
-    for _ in 0..record_count {
-        let len = read_varint(plain, &mut at).ok_or_else(bad)?;
-        let len = usize::try_from(len).map_err(|_| bad())?;
-        let end = at
-            .checked_add(len)
-            .filter(|e| *e <= plain.len())
-            .ok_or_else(bad)?;
-        let rec = &plain[..end];
-        at += 1; // attributes
-        read_varint(rec, &mut at).ok_or_else(bad)?; // timestamp delta
-        read_varint(rec, &mut at).ok_or_else(bad)?; // offset delta
-        for _ in 0..2 {
-            // key, then value: length (-1 for null) and bytes
-            let n = read_varint(rec, &mut at).ok_or_else(bad)?;
-            if n > 0 {
-                at = at
-                    .checked_add(usize::try_from(n).map_err(|_| bad())?)
-                    .ok_or_else(bad)?;
-            }
-        }
-        let headers = read_varint(rec, &mut at).ok_or_else(bad)?;
-        // Each header takes at least two bytes (key length and value length).
-        if headers < 0 || (headers as u64).saturating_mul(2) > end.saturating_sub(at) as u64 {
-            anyhow::bail!("header count {headers} does not fit in its record");
-        }
-        at = end;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -743,8 +645,12 @@ mod tests {
     use super::*;
     use crate::producer::{encode_batch, to_wire_record, Compression, ProducerRecord};
 
+    fn budget() -> DecodeBudget {
+        DecodeBudget::new(MIN_DECODE_BUDGET)
+    }
+
     fn batch_at(base: i64, values: &[&str], codec: Compression) -> Vec<u8> {
-        let mut recs: Vec<_> = values
+        let recs: Vec<_> = values
             .iter()
             .map(|v| {
                 to_wire_record(
@@ -755,7 +661,7 @@ mod tests {
                 )
             })
             .collect();
-        let mut bytes = encode_batch(&mut recs, codec).expect("encodes").to_vec();
+        let mut bytes = encode_batch(&recs, codec).expect("encodes").to_vec();
         // Brokers assign the base offset; the CRC does not cover it.
         bytes[0..8].copy_from_slice(&base.to_be_bytes());
         bytes
@@ -767,7 +673,8 @@ mod tests {
         data.extend(batch_at(13, &["d", "e"], Compression::Lz4));
         let partial = batch_at(15, &["f"], Compression::None);
         data.extend(&partial[..partial.len() - 3]);
-        let (recs, next) = decode_records("t", 0, Bytes::from(data), 11).expect("decodes");
+        let (recs, next) =
+            decode_records("t", 0, Bytes::from(data), 11, &mut budget()).expect("decodes");
         let got: Vec<(i64, &[u8])> = recs
             .iter()
             .map(|r| (r.offset, r.value.as_deref().unwrap_or(b"")))
@@ -792,7 +699,8 @@ mod tests {
         control[17..21].copy_from_slice(&crc.to_be_bytes());
         let mut data = control;
         data.extend(batch_at(6, &["x"], Compression::None));
-        let (recs, next) = decode_records("t", 0, Bytes::from(data), 5).expect("decodes");
+        let (recs, next) =
+            decode_records("t", 0, Bytes::from(data), 5, &mut budget()).expect("decodes");
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].offset, 6);
         assert_eq!(next, 7);
@@ -804,6 +712,44 @@ mod tests {
         data[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
         let crc = crc32c::crc32c(&data[21..]);
         data[17..21].copy_from_slice(&crc.to_be_bytes());
-        assert!(decode_records("t", 0, Bytes::from(data), 0).is_err());
+        assert!(decode_records("t", 0, Bytes::from(data), 0, &mut budget()).is_err());
+    }
+
+    #[test]
+    fn duplicate_headers_reach_the_consumer_in_order() {
+        let recs = vec![to_wire_record(
+            ProducerRecord::new("t", Bytes::from_static(b"v"))
+                .with_header("a", Some(Bytes::from_static(b"1")))
+                .with_header("a", None)
+                .with_header("a", Some(Bytes::from_static(b"3"))),
+        )];
+        let data = encode_batch(&recs, Compression::Snappy).expect("encodes");
+        let (got, next) = decode_records("t", 0, data, 0, &mut budget()).expect("decodes");
+        assert_eq!(next, 1);
+        assert_eq!(
+            got[0].headers,
+            vec![
+                ("a".to_owned(), Some(Bytes::from_static(b"1"))),
+                ("a".to_owned(), None),
+                ("a".to_owned(), Some(Bytes::from_static(b"3"))),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_batch_after_good_ones_stops_there_and_fails_the_next_fetch() {
+        let mut data = batch_at(0, &["a", "b"], Compression::None);
+        let good = data.len();
+        let mut bad = batch_at(2, &["c"], Compression::Gzip);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        data.extend(&bad);
+        let data = Bytes::from(data);
+        let (recs, next) = decode_records("t", 0, data.clone(), 0, &mut budget()).expect("decodes");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(next, 2);
+        let err =
+            decode_records("t", 0, data.slice(good..), 2, &mut budget()).expect_err("bad CRC");
+        assert!(err.to_string().contains("t-0"), "{err}");
     }
 }

@@ -5,9 +5,10 @@
 //! - [`Admin`]: create, delete, list and describe topics; describe configs.
 //! - [`Producer`]: partitioning, batching, compression, acks.
 //! - [`Consumer`]: manual assignment, seeking, polling.
+//! - [`records`]: the magic-v2 record batch codec (headers kept in order, duplicates too).
 //!
-//! Every request and response is encoded by the `kafka-protocol` crate; the client
-//! speaks the highest version both it and the broker support.
+//! Every request and response is encoded by the `kafka-protocol` crate, record batches
+//! by [`records`]; the client speaks the highest version both it and the broker support.
 
 pub mod admin;
 pub mod cluster;
@@ -16,6 +17,7 @@ pub mod consumer;
 pub mod error;
 pub mod partitioner;
 pub mod producer;
+pub mod records;
 
 pub use admin::{Admin, ConfigEntry, NewTopic, PartitionDescription, TopicDescription};
 pub use cluster::{Client, ClientConfig};

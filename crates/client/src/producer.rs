@@ -13,9 +13,9 @@
 //!   response was lost) or land after a later batch of the same partition.
 //! - The accumulator waits (up to `max_block`) for the metadata of a topic it has not
 //!   seen yet; records for other topics wait meanwhile.
-//! - Record headers go through `kafka_protocol`'s `Record`, which keeps them in a map:
-//!   **duplicate header keys collapse to the last value** (Kafka itself allows
-//!   duplicates).
+//!
+//! Batches are encoded by [`crate::records`], so headers keep their order and
+//! duplicate keys, as in Kafka.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -26,16 +26,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression as WireCompression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
-};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -44,6 +39,9 @@ use uuid::Uuid;
 use crate::cluster::{Client, ClientConfig};
 use crate::error::{Error, KafkaError, Result};
 use crate::partitioner::partition_for_key;
+use crate::records::{BatchOptions, Header, Record, TimestampType};
+
+pub use crate::records::Compression;
 
 /// `acks`: how many replicas must have a record before the broker acknowledges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,50 +74,6 @@ impl FromStr for Acks {
             "-1" | "all" | "ALL" => Ok(Acks::All),
             other => Err(Error::InvalidConfig(format!(
                 "acks must be 0, 1, -1 or all, not {other:?}"
-            ))),
-        }
-    }
-}
-
-/// `compression.type` of produced batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    /// Uncompressed.
-    #[default]
-    None,
-    /// gzip.
-    Gzip,
-    /// Snappy (Kafka's xerial framing).
-    Snappy,
-    /// LZ4 frame.
-    Lz4,
-    /// Zstandard.
-    Zstd,
-}
-
-impl Compression {
-    fn wire(self) -> WireCompression {
-        match self {
-            Compression::None => WireCompression::None,
-            Compression::Gzip => WireCompression::Gzip,
-            Compression::Snappy => WireCompression::Snappy,
-            Compression::Lz4 => WireCompression::Lz4,
-            Compression::Zstd => WireCompression::Zstd,
-        }
-    }
-}
-
-impl FromStr for Compression {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Compression> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "none" | "uncompressed" => Ok(Compression::None),
-            "gzip" => Ok(Compression::Gzip),
-            "snappy" => Ok(Compression::Snappy),
-            "lz4" => Ok(Compression::Lz4),
-            "zstd" => Ok(Compression::Zstd),
-            other => Err(Error::InvalidConfig(format!(
-                "compression must be none, gzip, snappy, lz4 or zstd, not {other:?}"
             ))),
         }
     }
@@ -185,7 +139,7 @@ pub struct ProducerRecord {
     pub key: Option<Bytes>,
     /// Value.
     pub value: Option<Bytes>,
-    /// Headers in order. Duplicate keys collapse to the last one (see the module docs).
+    /// Headers in order; duplicate keys are kept, in order.
     pub headers: Vec<(String, Option<Bytes>)>,
     /// Create time in ms since the epoch; `None` means now.
     pub timestamp: Option<i64>,
@@ -388,50 +342,31 @@ impl Batch {
         if let Some(b) = &self.encoded {
             return Ok(b.clone());
         }
-        let bytes = encode_batch(&mut self.records, compression)?;
+        let bytes = encode_batch(&self.records, compression)?;
         self.encoded = Some(bytes.clone());
         Ok(bytes)
     }
 }
 
 /// Encodes `records` as one magic-v2 record batch (base offset 0, no producer id).
-pub(crate) fn encode_batch(records: &mut [Record], compression: Compression) -> Result<Bytes> {
-    for (i, r) in records.iter_mut().enumerate() {
-        r.offset = i as i64;
-        // The encoder starts a new batch whenever offset - sequence changes, so keep
-        // it constant; this also makes the base sequence -1 (no sequence).
-        r.sequence = i as i32 - 1;
-    }
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: compression.wire(),
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
-        .map_err(|e| Error::protocol(format!("cannot encode record batch: {e:#}")))?;
-    Ok(buf.freeze())
+pub(crate) fn encode_batch(records: &[Record], compression: Compression) -> Result<Bytes> {
+    crate::records::encode_batch(records, &BatchOptions::with_compression(compression))
+        .map(|b| b.freeze())
 }
 
-/// Converts a producer record into kafka_protocol's record (offsets set at encoding).
+/// Converts a producer record into a batch record (offsets are set at encoding).
 pub(crate) fn to_wire_record(rec: ProducerRecord) -> Record {
-    let mut headers = IndexMap::with_capacity(rec.headers.len());
-    for (k, v) in rec.headers {
-        headers.insert(StrBytes::from_string(k), v);
-    }
     Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-        producer_id: NO_PRODUCER_ID,
-        producer_epoch: NO_PRODUCER_EPOCH,
-        timestamp_type: TimestampType::Creation,
         offset: 0,
-        sequence: -1,
         timestamp: rec.timestamp.unwrap_or_else(now_ms),
+        timestamp_type: TimestampType::CreateTime,
         key: rec.key,
         value: rec.value,
-        headers,
+        headers: rec
+            .headers
+            .into_iter()
+            .map(|(key, value)| Header { key, value })
+            .collect(),
     }
 }
 
@@ -440,7 +375,7 @@ fn estimate_size(r: &Record) -> usize {
     let headers: usize = r
         .headers
         .iter()
-        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 10)
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len) + 10)
         .sum();
     21 + r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len) + headers
 }
@@ -915,7 +850,7 @@ fn handle_response(resp: ProduceResponse, batches: Vec<Batch>, version: i16, ret
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::records::RecordBatchDecoder;
+    use crate::records::decode_batches;
 
     fn sample(n: usize) -> Vec<Record> {
         (0..n)
@@ -928,6 +863,7 @@ mod tests {
                     headers: vec![
                         ("h".into(), Some(Bytes::from_static(b"v"))),
                         ("n".into(), None),
+                        ("h".into(), Some(Bytes::from_static(b"again"))),
                     ],
                     timestamp: Some(1_700_000_000_000 + i as i64),
                 })
@@ -944,19 +880,18 @@ mod tests {
             Compression::Lz4,
             Compression::Zstd,
         ] {
-            let mut records = sample(5);
-            let bytes = encode_batch(&mut records, codec).expect("encodes");
-            let mut buf = bytes.clone();
-            let sets = RecordBatchDecoder::decode_all(&mut buf).expect("decodes");
+            let records = sample(5);
+            let bytes = encode_batch(&records, codec).expect("encodes");
+            let sets = decode_batches(bytes.clone(), 1 << 20).expect("decodes");
             assert_eq!(sets.len(), 1, "{codec:?}: one batch");
-            assert_eq!(sets[0].compression, codec.wire());
+            assert_eq!(sets[0].compression, codec);
             let got = &sets[0].records;
             assert_eq!(got.len(), 5);
             for (i, r) in got.iter().enumerate() {
                 assert_eq!(r.offset, i as i64);
                 assert_eq!(r.value.as_deref(), Some(format!("value-{i}").as_bytes()));
                 assert_eq!(r.timestamp, 1_700_000_000_000 + i as i64);
-                assert_eq!(r.headers.len(), 2);
+                assert_eq!(r.headers, records[i].headers, "duplicates kept in order");
             }
             // Base offset 0, magic 2, no producer id, base sequence -1.
             assert_eq!(&bytes[0..8], &[0u8; 8]);

@@ -13,7 +13,7 @@ mod topics;
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
@@ -57,8 +57,7 @@ pub(crate) fn all_supported() -> impl Iterator<Item = (ApiKey, i16, i16)> {
 }
 
 /// Runs the handler for a decoded request.
-pub(crate) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, request: RequestKind) -> Reply {
-    let version = header.request_api_version;
+pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: RequestKind) -> Reply {
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
         RequestKind::Metadata(req) => metadata::handle(broker, req, version).into(),

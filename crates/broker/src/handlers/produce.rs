@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
 use super::str_bytes;
 use crate::{now_ms, Broker};
@@ -15,12 +16,19 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) -
     let acks_valid = matches!(acks, -1..=1);
     let now = now_ms();
     let mut appended = false;
-    let mut responses = Vec::with_capacity(req.topic_data.len());
-    for topic in req.topic_data {
-        let name = topic.name.0.to_string();
-        let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
-        for data in topic.partition_data {
-            let response = PartitionProduceResponse::default().with_index(data.index);
+    // Detach the records from everything else that points into the request
+    // buffer, so that a buffer held by one partition's records alone can be
+    // patched in place instead of copied.
+    let topics: Vec<(String, Vec<(i32, Option<Bytes>)>)> = req
+        .topic_data
+        .into_iter()
+        .map(|t| (t.name.0.to_string(), t.partition_data.into_iter().map(|p| (p.index, p.records)).collect()))
+        .collect();
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, partition_data) in topics {
+        let mut partition_responses = Vec::with_capacity(partition_data.len());
+        for (index, records) in partition_data {
+            let response = PartitionProduceResponse::default().with_index(index);
             let fail = |error: ResponseError, message: String| {
                 response
                     .clone()
@@ -31,20 +39,20 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) -
                 partition_responses.push(fail(ResponseError::InvalidRequiredAcks, format!("acks must be -1, 0 or 1, not {acks}")));
                 continue;
             }
-            let Some(partition) = broker.replicas.partition(&name, data.index) else {
+            let Some(partition) = broker.replicas.partition(&name, index) else {
                 partition_responses.push(fail(
                     ResponseError::UnknownTopicOrPartition,
-                    format!("This server does not host {name}-{}.", data.index),
+                    format!("This server does not host {name}-{}.", index),
                 ));
                 continue;
             };
-            let Some(records) = data.records else {
+            let Some(records) = records else {
                 partition_responses.push(fail(ResponseError::CorruptMessage, "Produce request has no records".into()));
                 continue;
             };
-            // The request buffer is shared, so the batches are copied once to be
-            // patched (base offset, leader epoch) and appended.
-            let mut batches = records.to_vec();
+            // Base offset and leader epoch are patched in place: without a copy
+            // when these bytes are the buffer's only user, else in a copy.
+            let mut batches = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
             match partition.append(&mut batches, now) {
                 Ok(info) => {
                     appended = true;
@@ -56,12 +64,16 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) -
                     );
                 }
                 Err(e) => {
-                    tracing::debug!(topic = %name, partition = data.index, error = %e, "produce rejected");
+                    tracing::debug!(topic = %name, partition = index, error = %e, "produce rejected");
                     partition_responses.push(fail(e.response_error(), e.to_string()));
                 }
             }
         }
-        responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partition_responses));
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(TopicName(str_bytes(name)))
+                .with_partition_responses(partition_responses),
+        );
     }
     if appended {
         broker.notify_data_arrived();
