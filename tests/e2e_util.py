@@ -11,6 +11,22 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 # librdkafka's log lines go to Python logging (shown with a failing test), not to raw stderr
 RDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
+
+class _RepeatFilter(logging.Filter):
+    """Drop a librdkafka line after it was seen 3 times (reconnect loops to a dead broker)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        self.seen[msg] = self.seen.get(msg, 0) + 1
+        return self.seen[msg] <= 3
+
+
+RDKAFKA_LOGGER.addFilter(_RepeatFilter())
 _PRODUCERS: list[Producer] = []
 
 

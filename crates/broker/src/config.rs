@@ -226,7 +226,10 @@ impl ServerConfig {
             _ => return Err(p.invalid("log.message.timestamp.type", "expected CreateTime or LogAppendTime")),
         };
         let config = ServerConfig {
-            node_id: p.num("node.id", 1)?,
+            node_id: match p.opt_num("node.id")? {
+                Some(id) => id,
+                None => p.num("broker.id", 1)?,
+            },
             listeners,
             advertised_listeners,
             log_dirs,

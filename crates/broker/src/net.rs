@@ -135,5 +135,6 @@ async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Option<R
             version,
         })),
         Reply::None => Ok(None),
+        Reply::Close => Err("acks=0 produce failed".into()),
     }
 }

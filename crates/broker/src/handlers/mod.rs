@@ -24,6 +24,8 @@ pub(crate) enum Reply {
     Response(ResponseKind),
     /// Send nothing (acks=0 produce).
     None,
+    /// Close the connection (a failed acks=0 produce).
+    Close,
 }
 
 /// The APIs this broker serves and the highest version of each it implements;
@@ -61,9 +63,10 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: RequestK
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
         RequestKind::Metadata(req) => metadata::handle(broker, req, version).into(),
-        RequestKind::Produce(req) => match produce::handle(broker, req, version) {
-            Some(resp) => resp.into(),
-            None => return Reply::None,
+        RequestKind::Produce(req) => match produce::handle(broker, req) {
+            produce::ProduceOutcome::Respond(resp) => resp.into(),
+            produce::ProduceOutcome::Silent => return Reply::None,
+            produce::ProduceOutcome::Close => return Reply::Close,
         },
         RequestKind::Fetch(req) => fetch::handle(broker, req, version).await.into(),
         RequestKind::ListOffsets(req) => list_offsets::handle(broker, req, version).into(),

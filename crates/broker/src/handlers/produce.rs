@@ -10,8 +10,19 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use super::str_bytes;
 use crate::{now_ms, Broker};
 
-/// Appends every partition's records; None for acks=0, which gets no response.
-pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+/// What a produce request is answered with.
+pub(crate) enum ProduceOutcome {
+    /// acks 1 or -1: this response.
+    Respond(ProduceResponse),
+    /// acks=0 and everything appended: no response.
+    Silent,
+    /// acks=0 and something failed: close the connection, the only way to tell
+    /// a client that expects no response (as Kafka does).
+    Close,
+}
+
+/// Appends every partition's records.
+pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceOutcome {
     let acks = req.acks;
     let acks_valid = matches!(acks, -1..=1);
     let now = now_ms();
@@ -50,6 +61,14 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) -
                 partition_responses.push(fail(ResponseError::CorruptMessage, "Produce request has no records".into()));
                 continue;
             };
+            // Since Produce v3 a partition's records are exactly one batch (Kafka's rule).
+            if storage::batch::frame_size(&records).is_ok_and(|size| size < records.len()) {
+                partition_responses.push(fail(
+                    ResponseError::InvalidRecord,
+                    "Produce requests since v3 must contain exactly one record batch per partition".into(),
+                ));
+                continue;
+            }
             // Base offset and leader epoch are patched in place: without a copy
             // when these bytes are the buffer's only user, else in a copy.
             let mut batches = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
@@ -79,7 +98,8 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) -
         broker.notify_data_arrived();
     }
     if acks == 0 {
-        return None;
+        let failed = responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != 0);
+        return if failed { ProduceOutcome::Close } else { ProduceOutcome::Silent };
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    ProduceOutcome::Respond(ProduceResponse::default().with_responses(responses))
 }
