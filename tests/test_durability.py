@@ -134,6 +134,8 @@ def test_acknowledged_records_survive_kill9_mid_produce(broker):
     n_acked = len(acked)
     assert n_acked >= KILL_AFTER_ACKED
     low, high = watermarks(broker.bootstrap, topic)
+    print(f"kill -9 at {state['acked_at_kill']} acked / {state['produced_at_kill']} produced; "
+          f"{n_acked} acked in all, {failed[0]} failed; log end after recovery {high}")
     assert low == 0
     assert high >= max(acked) + 1, f"log end {high} after recovery, but offset {max(acked)} was acknowledged"
 

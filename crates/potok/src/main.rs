@@ -1,7 +1,11 @@
 //! `potok`: the broker (`potok server`) and the command-line tools.
 
+mod allocator;
 mod server;
 mod tools;
+
+#[global_allocator]
+static GLOBAL: allocator::Allocator = allocator::Allocator;
 
 use clap::{Parser, Subcommand};
 
