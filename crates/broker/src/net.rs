@@ -129,9 +129,9 @@ async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Option<R
     drop(frame);
     match handlers::handle(broker, version, request).await {
         Reply::Response(body) => Ok(Some(Response {
+            body: *body,
             header: ResponseHeader::default().with_correlation_id(correlation_id),
             header_version: api_key.response_header_version(version),
-            body,
             version,
         })),
         Reply::None => Ok(None),

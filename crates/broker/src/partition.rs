@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::error::ResponseError;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use storage::batch::BatchHeader;
 use storage::{Log, LogConfig};
 use uuid::Uuid;
@@ -23,7 +23,8 @@ pub struct Partition {
     pub topic_id: Uuid,
     /// The partition index.
     pub index: i32,
-    log: Mutex<Option<PartitionLog>>,
+    // Fetches read under the read lock, so they run beside each other.
+    log: RwLock<Option<PartitionLog>>,
     leader_epoch: AtomicI32,
     high_watermark: AtomicI64,
     log_start_offset: AtomicI64,
@@ -63,7 +64,7 @@ impl Partition {
             topic,
             topic_id,
             index,
-            log: Mutex::new(Some(PartitionLog { log, producers: ProducerStates::default() })),
+            log: RwLock::new(Some(PartitionLog { log, producers: ProducerStates::default() })),
             leader_epoch: AtomicI32::new(leader_epoch),
             high_watermark: AtomicI64::new(end),
             log_start_offset: AtomicI64::new(start),
@@ -76,14 +77,24 @@ impl Partition {
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut PartitionLog) -> Result<T>) -> Result<T> {
-        let mut guard = self.log.lock();
-        match guard.as_mut() {
+        match self.log.write().as_mut() {
             Some(state) => f(state),
-            None => Err(BrokerError::kafka(
-                ResponseError::UnknownTopicOrPartition,
-                format!("partition {}-{} was deleted", self.topic, self.index),
-            )),
+            None => Err(self.deleted()),
         }
+    }
+
+    fn reading_log<T>(&self, f: impl FnOnce(&Log) -> Result<T>) -> Result<T> {
+        match self.log.read().as_ref() {
+            Some(state) => f(&state.log),
+            None => Err(self.deleted()),
+        }
+    }
+
+    fn deleted(&self) -> BrokerError {
+        BrokerError::kafka(
+            ResponseError::UnknownTopicOrPartition,
+            format!("partition {}-{} was deleted", self.topic, self.index),
+        )
     }
 
     /// Validates and appends produced batches (patched in place), advancing the
@@ -113,7 +124,9 @@ impl Partition {
     /// Whole batches from the one holding `offset`, at most `max_bytes` (but at
     /// least one batch), never past the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
-        self.with_log(|log| Ok(log.read(offset, max_bytes)?))
+        let high_watermark = self.high_watermark();
+        let bytes = self.reading_log(|log| Ok(log.read(offset, max_bytes)?))?;
+        Ok(below_offset(bytes, high_watermark))
     }
 
     /// The current leader epoch.
@@ -138,13 +151,13 @@ impl Partition {
 
     /// The first record with a timestamp at or after `ts`.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampAndOffset>> {
-        let batch = self.with_log(|log| Ok(log.batch_at_or_after_timestamp(ts)?))?;
+        let batch = self.reading_log(|log| Ok(log.batch_at_or_after_timestamp(ts)?))?;
         Ok(batch.and_then(|b| find_record(b, |t| t >= ts, false)))
     }
 
     /// The record with the largest timestamp (the first one on ties, as Kafka).
     pub fn max_timestamp(&self) -> Result<Option<TimestampAndOffset>> {
-        let batch = self.with_log(|log| Ok(log.batch_with_max_timestamp()?))?;
+        let batch = self.reading_log(|log| Ok(log.batch_with_max_timestamp()?))?;
         Ok(batch.and_then(|b| find_record(b, |_| true, true)))
     }
 
@@ -179,7 +192,7 @@ impl Partition {
 
     /// Flushes and closes the log; later calls fail with UNKNOWN_TOPIC_OR_PARTITION.
     pub fn close(&self) -> Result<()> {
-        match self.log.lock().take() {
+        match self.log.write().take() {
             Some(state) => Ok(state.log.close()?),
             None => Ok(()),
         }
@@ -187,10 +200,27 @@ impl Partition {
 
     /// Closes the log and removes its directory.
     pub fn delete(&self) -> Result<()> {
-        match self.log.lock().take() {
+        match self.log.write().take() {
             Some(state) => Ok(state.log.delete()?),
             None => Ok(()),
         }
+    }
+}
+
+/// The leading whole batches of `bytes` that start below `end`: consumers never
+/// see records past the high watermark.
+fn below_offset(bytes: Bytes, end: i64) -> Bytes {
+    let mut position = 0;
+    while let Ok(header) = BatchHeader::parse(&bytes[position..]) {
+        if header.base_offset >= end || position + header.total_size() > bytes.len() {
+            break;
+        }
+        position += header.total_size();
+    }
+    if position == bytes.len() {
+        bytes
+    } else {
+        bytes.slice(..position)
     }
 }
 
@@ -210,4 +240,86 @@ fn find_record(mut batch: Bytes, matches: impl Fn(i64) -> bool, max: bool) -> Op
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+    fn batch(timestamps: &[i64]) -> BytesMut {
+        let records: Vec<Record> = timestamps
+            .iter()
+            .enumerate()
+            .map(|(i, &timestamp)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder starts a new batch when offset - sequence changes.
+                sequence: i as i32,
+                timestamp,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+            .expect("encode");
+        buf
+    }
+
+    fn partition(dir: &std::path::Path) -> Partition {
+        let log = Log::open(dir, LogConfig::default(), true).expect("open");
+        Partition::new("t".into(), Uuid::new_v4(), 0, log, 0)
+    }
+
+    #[test]
+    fn reads_stop_at_the_high_watermark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = partition(dir.path());
+        p.append(&mut batch(&[1, 2]), 0).expect("append");
+        p.append(&mut batch(&[3]), 0).expect("append");
+        assert_eq!(p.high_watermark(), 3);
+        let all = p.read(0, 1 << 20).expect("read");
+        p.high_watermark.store(2, Ordering::Release);
+        let visible = p.read(0, 1 << 20).expect("read");
+        assert!(visible.len() < all.len());
+        assert_eq!(BatchHeader::parse(&visible).expect("header").last_offset(), 1);
+        assert_eq!(visible.len(), BatchHeader::parse(&visible).expect("header").total_size());
+    }
+
+    #[test]
+    fn timestamp_lookup_finds_the_record_inside_a_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = partition(dir.path());
+        p.append(&mut batch(&[100, 200, 300]), 0).expect("append");
+        let found = p.offset_for_timestamp(150).expect("lookup").expect("found");
+        assert_eq!(found, TimestampAndOffset { timestamp: 200, offset: 1 });
+        assert_eq!(p.offset_for_timestamp(301).expect("lookup"), None);
+        assert_eq!(p.max_timestamp().expect("max"), Some(TimestampAndOffset { timestamp: 300, offset: 2 }));
+    }
+
+    #[test]
+    fn retried_idempotent_batch_gets_its_first_offset_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = partition(dir.path());
+        let mut first = batch(&[1, 2]);
+        // producer id 9, epoch 0, base sequence 0: bytes 43..57 of the header.
+        first[43..51].copy_from_slice(&9i64.to_be_bytes());
+        first[51..53].copy_from_slice(&0i16.to_be_bytes());
+        first[53..57].copy_from_slice(&0i32.to_be_bytes());
+        let crc = crc32c::crc32c(&first[21..]);
+        first[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mut retry = first.clone();
+        assert_eq!(p.append(&mut first, 0).expect("append").base_offset, 0);
+        assert_eq!(p.append(&mut retry, 0).expect("retry").base_offset, 0);
+        assert_eq!(p.log_end_offset(), 2, "the retry appended nothing");
+    }
 }

@@ -93,7 +93,9 @@ fn encode(records: &[MetadataRecord], base_offset: i64, now_ms: i64) -> Result<B
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: base_offset + i as i64,
-            sequence: -1,
+            // Equal offset - sequence keeps all records in one batch, so a
+            // change is appended (and recovered) whole or not at all.
+            sequence: i as i32,
             timestamp: now_ms,
             key: None,
             value: Some(Bytes::from(value)),
@@ -115,6 +117,17 @@ mod tests {
     use super::*;
     use crate::record::TopicRecord;
     use uuid::Uuid;
+
+    #[test]
+    fn one_change_is_one_batch_so_it_is_recovered_whole_or_not_at_all() {
+        let records: Vec<MetadataRecord> = (0..3)
+            .map(|i| MetadataRecord::Topic(TopicRecord { name: format!("t{i}"), topic_id: Uuid::new_v4() }))
+            .collect();
+        let buf = encode(&records, 7, 1).expect("encode");
+        let header = storage::batch::BatchHeader::parse(&buf).expect("header");
+        assert_eq!(header.total_size(), buf.len());
+        assert_eq!(header.record_count, 3);
+    }
 
     #[test]
     fn appended_records_are_replayed_on_reopen() {

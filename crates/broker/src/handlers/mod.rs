@@ -20,8 +20,8 @@ use crate::Broker;
 
 /// What a handler gives back.
 pub(crate) enum Reply {
-    /// Send this response.
-    Response(ResponseKind),
+    /// Send this response (boxed: responses are large, the other variants empty).
+    Response(Box<ResponseKind>),
     /// Send nothing (acks=0 produce).
     None,
     /// Close the connection (a failed acks=0 produce).
@@ -83,7 +83,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: RequestK
             return Reply::None;
         }
     };
-    Reply::Response(response)
+    Reply::Response(Box::new(response))
 }
 
 /// A string for a response field.

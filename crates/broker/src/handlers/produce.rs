@@ -10,6 +10,9 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use super::str_bytes;
 use crate::{now_ms, Broker};
 
+/// A partition index and the records produced to it.
+type PartitionRecords = (i32, Option<Bytes>);
+
 /// What a produce request is answered with.
 pub(crate) enum ProduceOutcome {
     /// acks 1 or -1: this response.
@@ -30,7 +33,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceOutcom
     // Detach the records from everything else that points into the request
     // buffer, so that a buffer held by one partition's records alone can be
     // patched in place instead of copied.
-    let topics: Vec<(String, Vec<(i32, Option<Bytes>)>)> = req
+    let topics: Vec<(String, Vec<PartitionRecords>)> = req
         .topic_data
         .into_iter()
         .map(|t| (t.name.0.to_string(), t.partition_data.into_iter().map(|p| (p.index, p.records)).collect()))
