@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-POTOK_BIN = Path(os.environ.get("POTOK_BIN", REPO / "target" / "release" / "potok"))
+# absolute: brokers run with their work dir as cwd, so a relative POTOK_BIN would not resolve
+POTOK_BIN = Path(os.environ.get("POTOK_BIN", REPO / "target" / "release" / "potok")).resolve()
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 30.0
@@ -123,6 +124,7 @@ class Broker:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.proc.poll() is not None:
+                self.expected_down = True  # reported here, not again at teardown
                 pytest.fail(f"{self.name} exited with code {self.proc.returncode} during startup; "
                             f"log tail:\n{self.tail()}")
             try:
@@ -131,6 +133,7 @@ class Broker:
             except OSError:
                 pass
             if time.monotonic() > deadline:
+                self.expected_down = True
                 self._kill()
                 pytest.fail(f"{self.name} did not accept connections on {self.bootstrap} within "
                             f"{START_TIMEOUT_S}s; log tail:\n{self.tail()}")
@@ -232,7 +235,7 @@ def broker_factory(request, tmp_path):
     yield make
     from e2e_util import close_clients
     close_clients()  # before the brokers go, so clients don't log reconnect attempts
-    crashed = [b for b in brokers if not b.expected_down and not b.alive()]
+    crashed = [b for b in brokers if not b.expected_down and b.proc is not None and not b.alive()]
     for b in brokers:
         if b.alive():
             b._record_peak()

@@ -1,8 +1,10 @@
 """Minimal hand-built Kafka protocol frames for the bad-input tests.
 
 Only what the tests need: request header v1/v2, ApiVersions v0, Metadata v1,
-Produce v3 and a RecordBatch (magic v2) builder with CRC-32C. Everything is
-struct-packed here so a test can break any byte on purpose.
+Produce v3, Fetch v11 (the last non-flexible version; it has KIP-227 fetch
+sessions), a RecordBatch (magic v2) builder with CRC-32C and a parser for
+uncompressed batches. Everything is struct-packed here so a test can break any
+byte on purpose.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import struct
 import time
 
 API_PRODUCE = 0
+API_FETCH = 1
 API_METADATA = 3
 API_VERSIONS = 18
 API_CREATE_TOPICS = 19
@@ -116,6 +119,29 @@ def produce_v3_body(topic: str, partition: int, records: bytes, acks: int = 1,
                     timeout_ms: int = 10000) -> bytes:
     part = i32(partition) + nbytes(records)
     return string(None) + i16(acks) + i32(timeout_ms) + array([string(topic) + array([part])])
+
+
+def fetch_v11_body(partitions: list[tuple[str, int, int]], session_id: int = 0, session_epoch: int = -1,
+                   forgotten: list[tuple[str, int]] = (), max_wait_ms: int = 0, min_bytes: int = 1,
+                   max_bytes: int = 50 * 1024 * 1024, partition_max_bytes: int = 1024 * 1024,
+                   isolation_level: int = 0) -> bytes:
+    """Fetch v11 request body. `partitions`: (topic, partition, fetch_offset) in request
+    order; `forgotten`: (topic, partition) to drop from an incremental session."""
+    by_topic: dict[str, list[bytes]] = {}
+    for topic, partition, offset in partitions:
+        by_topic.setdefault(topic, []).append(
+            i32(partition) + i32(-1)          # partition, current_leader_epoch (-1: unknown)
+            + i64(offset) + i64(-1)           # fetch_offset, log_start_offset (-1: consumer)
+            + i32(partition_max_bytes))
+    forgot: dict[str, list[bytes]] = {}
+    for topic, partition in forgotten:
+        forgot.setdefault(topic, []).append(i32(partition))
+    return (i32(-1)                        # replica_id: a consumer
+            + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes) + i8(isolation_level)
+            + i32(session_id) + i32(session_epoch)
+            + array([string(t) + array(ps) for t, ps in by_topic.items()])
+            + array([string(t) + array(ps) for t, ps in forgot.items()])
+            + string(""))                  # rack_id
 
 
 def metadata_v1_body(topics: list[str] | None) -> bytes:
@@ -227,6 +253,136 @@ def parse_produce_v3(r: Reader) -> dict[tuple[str, int], tuple[int, int]]:
             r.i64()  # log_append_time_ms
             out[(topic, partition)] = (err, base_offset)
     r.i32()  # throttle_time_ms
+    return out
+
+
+class FetchPartition:
+    """One partition of a Fetch response."""
+
+    def __init__(self, topic: str, partition: int, error_code: int, high_watermark: int,
+                 last_stable_offset: int, log_start_offset: int, records: bytes | None):
+        self.topic = topic
+        self.partition = partition
+        self.error_code = error_code
+        self.high_watermark = high_watermark
+        self.last_stable_offset = last_stable_offset
+        self.log_start_offset = log_start_offset
+        self.records = records or b""
+
+    def __repr__(self):
+        return (f"FetchPartition({self.topic}-{self.partition} err={self.error_code} "
+                f"hw={self.high_watermark} lso={self.last_stable_offset} "
+                f"log_start={self.log_start_offset} {len(self.records)} record bytes)")
+
+
+class FetchResponse:
+    def __init__(self, throttle_time_ms: int, error_code: int, session_id: int,
+                 partitions: list[FetchPartition]):
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.session_id = session_id
+        self.partitions = partitions
+
+    def partition(self, topic: str, partition: int) -> FetchPartition | None:
+        found = [p for p in self.partitions if (p.topic, p.partition) == (topic, partition)]
+        assert len(found) <= 1, f"{topic}-{partition} appears {len(found)} times in one Fetch response"
+        return found[0] if found else None
+
+    def __repr__(self):
+        return (f"FetchResponse(error={self.error_code} session_id={self.session_id} "
+                f"partitions={self.partitions})")
+
+
+def parse_fetch_v11(r: Reader) -> FetchResponse:
+    throttle = r.i32()
+    error_code = r.i16()
+    session_id = r.i32()
+    partitions = []
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            partition = r.i32()
+            err = r.i16()
+            hw = r.i64()
+            lso = r.i64()
+            log_start = r.i64()
+            r.array(lambda rr: (rr.i64(), rr.i64()))  # aborted_transactions
+            r.i32()  # preferred_read_replica
+            n = r.i32()
+            records = None if n < 0 else r.take(n)
+            partitions.append(FetchPartition(topic, partition, err, hw, lso, log_start, records))
+    return FetchResponse(throttle, error_code, session_id, partitions)
+
+
+class Record:
+    def __init__(self, offset: int, timestamp: int, key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes | None]]):
+        self.offset = offset
+        self.timestamp = timestamp
+        self.key = key
+        self.value = value
+        self.headers = headers
+
+    def __repr__(self):
+        return f"Record(offset={self.offset} key={self.key!r} value={self.value!r} headers={self.headers!r})"
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    shift = 0
+    z = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        z |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    return (z >> 1) ^ -(z & 1), pos
+
+
+def _read_vbytes(data: bytes, pos: int) -> tuple[bytes | None, int]:
+    n, pos = _read_varint(data, pos)
+    if n < 0:
+        return None, pos
+    return data[pos:pos + n], pos + n
+
+
+def parse_record_batches(data: bytes) -> list[Record]:
+    """Records of a run of uncompressed magic-v2 batches (a trailing partial batch, which
+    Kafka allows in a Fetch response, is ignored). Checks each batch's CRC-32C."""
+    out = []
+    pos = 0
+    while pos + 12 <= len(data):
+        base_offset, batch_length = struct.unpack_from(">qi", data, pos)
+        end = pos + 12 + batch_length
+        if end > len(data):
+            break  # partial batch at the end of the response
+        magic = data[pos + 16]
+        assert magic == 2, f"batch at {base_offset}: magic {magic}"
+        (crc,) = struct.unpack_from(">I", data, pos + 17)
+        assert crc == crc32c(data[pos + 21:end]), f"batch at {base_offset}: CRC-32C mismatch"
+        (attributes,) = struct.unpack_from(">h", data, pos + 21)
+        assert attributes & 0x07 == 0, f"batch at {base_offset} is compressed (attributes {attributes:#x})"
+        (base_ts,) = struct.unpack_from(">q", data, pos + 27)
+        (count,) = struct.unpack_from(">i", data, pos + 57)
+        rp = pos + 61
+        for _ in range(count):
+            length, rp = _read_varint(data, rp)
+            rec_end = rp + length
+            rp += 1  # attributes
+            ts_delta, rp = _read_varint(data, rp)
+            off_delta, rp = _read_varint(data, rp)
+            key, rp = _read_vbytes(data, rp)
+            value, rp = _read_vbytes(data, rp)
+            n_headers, rp = _read_varint(data, rp)
+            headers = []
+            for _ in range(n_headers):
+                hk, rp = _read_vbytes(data, rp)
+                hv, rp = _read_vbytes(data, rp)
+                headers.append((hk.decode(), hv))
+            assert rp == rec_end, f"record at {base_offset + off_delta}: length {length} does not match its fields"
+            out.append(Record(base_offset + off_delta, base_ts + ts_delta, key, value, headers))
+        pos = end
     return out
 
 

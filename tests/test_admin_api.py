@@ -22,16 +22,12 @@ def _create(bootstrap: str, topic: NewTopic, validate_only: bool = False) -> Non
     fs[topic.topic].result(timeout=TIMEOUT)
 
 
-def _error_code(excinfo) -> int:
-    err = excinfo.value.args[0]
-    assert isinstance(err, KafkaError), f"expected a KafkaError, got {err!r}"
-    return err.code()
-
-
 def _kafka_error(fn, *args, **kwargs) -> KafkaError:
     with pytest.raises(KafkaException) as excinfo:
         fn(*args, **kwargs)
-    return excinfo.value.args[0]
+    err = excinfo.value.args[0]
+    assert isinstance(err, KafkaError), f"expected a KafkaError, got {err!r}"
+    return err
 
 
 def _topic_id(bootstrap: str, topic: str) -> str:
@@ -65,11 +61,18 @@ def test_kafka_python_create_topics_validate_only_returns_spec_without_creating(
 
     a = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=30000)
     try:
-        res = a.create_topics({"kp-validated": {"num_partitions": 2, "replication_factor": 1}},
+        res = a.create_topics({"kp-validated": {"num_partitions": 2, "replication_factor": 1,
+                                                "configs": {"retention.ms": "999"}}},
                               validate_only=True)
         (topic,) = res["topics"]
         assert (topic["name"], topic["error_code"]) == ("kp-validated", 0), topic
-        assert topic["num_partitions"] == 2, topic
+        assert (topic["num_partitions"], topic["replication_factor"]) == (2, 1), topic
+        # CreateTopics v5+ (KIP-525) returns the topic's resulting configs
+        configs = topic["configs"]
+        assert (configs["retention.ms"]["value"], configs["retention.ms"]["config_source"]) == \
+            ("999", "DYNAMIC_TOPIC_CONFIG"), configs["retention.ms"]
+        assert (configs["segment.bytes"]["value"], configs["segment.bytes"]["config_source"]) == \
+            ("1073741824", "DEFAULT_CONFIG"), configs["segment.bytes"]
         assert "kp-validated" not in a.list_topics()
     finally:
         a.close()
@@ -110,6 +113,27 @@ def test_create_topic_with_more_replicas_than_brokers_fails_with_invalid_replica
     err = _kafka_error(_create, broker.bootstrap, NewTopic("three-replicas", num_partitions=1, replication_factor=3))
     assert err.code() == KafkaError.INVALID_REPLICATION_FACTOR, err
     assert "three-replicas" not in list_topics(broker.bootstrap)
+
+
+@pytest.mark.parametrize("name", ["bad/name", "with space", "..", "x" * 250],
+                         ids=["slash", "space", "dot-dot", "250-chars"])
+def test_create_topic_with_illegal_name_fails_with_invalid_topic(broker, name):
+    err = _kafka_error(_create, broker.bootstrap, NewTopic(name, num_partitions=1, replication_factor=1))
+    assert err.code() == KafkaError.TOPIC_EXCEPTION, err  # INVALID_TOPIC_EXCEPTION (17)
+
+
+@pytest.mark.broker_config(**{"num.partitions": "5"})
+def test_create_topic_without_counts_uses_broker_defaults(broker):
+    from kafka.admin import KafkaAdminClient
+
+    # KIP-464: num_partitions / replication_factor -1 mean "the broker's default"
+    a = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=30000)
+    try:
+        (topic,) = a.create_topics({"defaults": {}})["topics"]
+    finally:
+        a.close()
+    assert (topic["error_code"], topic["num_partitions"], topic["replication_factor"]) == (0, 5, 1), topic
+    assert list_topics(broker.bootstrap)["defaults"] == 5
 
 
 # ---- CreatePartitions -----------------------------------------------------------------------
@@ -208,7 +232,8 @@ def test_describe_configs_of_unknown_topic_fails_with_unknown_topic(broker):
 
 # ---- DescribeCluster ------------------------------------------------------------------------
 def _describe_cluster(bootstrap: str):
-    return admin(bootstrap).describe_cluster(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    a = admin(bootstrap)  # keep the handle alive until the future resolves
+    return a.describe_cluster(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
 
 
 def test_describe_cluster_reports_stable_cluster_id_and_this_node_as_controller(broker):
@@ -281,6 +306,33 @@ def test_delete_topic_removes_it_and_recreation_starts_empty_with_new_id(broker)
     assert _produce(broker.bootstrap, "doomed", [b"new"]) == [0]
     (msg,) = consume_confluent(broker.bootstrap, "doomed", 0, 1)
     assert (msg.offset(), msg.value()) == (0, b"new")
+
+
+def test_kafka_python_delete_topic_by_id(broker):
+    import uuid
+
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import UnknownTopicIdError
+
+    create_topic(broker.bootstrap, "by-id", partitions=1)
+    a = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=30000)
+    try:
+        (desc,) = a.describe_topics(["by-id"])
+        topic_id = uuid.UUID(desc["topic_id"])
+        (res,) = a.delete_topics([topic_id])["topics"]
+        assert (res["name"], res["error_code"]) == ("by-id", 0), res
+        assert "by-id" not in list_topics(broker.bootstrap)
+        with pytest.raises(UnknownTopicIdError):
+            a.delete_topics([topic_id])  # already gone: UNKNOWN_TOPIC_ID (100)
+    finally:
+        a.close()
+
+
+def test_topic_id_is_stable_across_restart(broker):
+    create_topic(broker.bootstrap, "keeps-id", partitions=1)
+    before = _topic_id(broker.bootstrap, "keeps-id")
+    broker.restart()
+    assert _topic_id(broker.bootstrap, "keeps-id") == before
 
 
 def test_delete_unknown_topic_fails_with_unknown_topic(broker):

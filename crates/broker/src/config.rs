@@ -151,15 +151,11 @@ impl ServerConfig {
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                    continue;
-                }
-                let origin = format!("{}:{}", path.display(), n + 1);
-                let (k, v) = split_property(line)
-                    .ok_or_else(|| ConfigError::Malformed { line: line.into(), origin: origin.clone() })?;
-                entries.push((k, v, origin));
+            for (n, line) in logical_lines(&text) {
+                let origin = format!("{}:{}", path.display(), n);
+                let (k, v) = split_property(&line)
+                    .ok_or_else(|| ConfigError::Malformed { line: line.clone(), origin: origin.clone() })?;
+                entries.push((unescape(&k), unescape(&v), origin));
             }
         }
         for item in overrides {
@@ -252,6 +248,104 @@ impl ServerConfig {
             given: given.clone(),
         };
         Ok(config)
+    }
+}
+
+/// The logical lines of a Java properties file with their first line numbers:
+/// comments and blank lines dropped, and a line ending in an odd number of
+/// backslashes joined with the next (whose leading white space is dropped).
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        let (start, mut joined) = match pending.take() {
+            Some((start, so_far)) => (start, so_far),
+            None => {
+                if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                    continue;
+                }
+                (n + 1, String::new())
+            }
+        };
+        let trailing = line.len() - line.trim_end_matches('\\').len();
+        if trailing % 2 == 1 {
+            joined.push_str(&line[..line.len() - 1]);
+            pending = Some((start, joined));
+        } else {
+            joined.push_str(line);
+            out.push((start, joined.trim_end().to_string()));
+        }
+    }
+    if let Some((start, joined)) = pending {
+        out.push((start, joined.trim_end().to_string()));
+    }
+    out
+}
+
+/// Resolves Java properties escapes (`\\`, `\=`, `\:`, `\ `, `\t`, `\n`, …).
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\u{c}'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+impl ServerConfig {
+    /// Every setting with its effective value, for DescribeConfigs of the broker:
+    /// `(name, value, set explicitly)`. Unset values Kafka reports as null are None.
+    pub fn describe(&self) -> Vec<(String, Option<String>, bool)> {
+        let listeners = |ls: &[Listener]| {
+            ls.iter().map(|l| format!("{}://{}:{}", l.name, l.host, l.port)).collect::<Vec<_>>().join(",")
+        };
+        let effective: Vec<(&str, Option<String>)> = vec![
+            ("node.id", Some(self.node_id.to_string())),
+            ("listeners", Some(listeners(&self.listeners))),
+            ("advertised.listeners", Some(listeners(&self.advertised_listeners))),
+            ("log.dirs", Some(self.log_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(","))),
+            ("num.partitions", Some(self.num_partitions.to_string())),
+            ("default.replication.factor", Some(self.default_replication_factor.to_string())),
+            ("auto.create.topics.enable", Some(self.auto_create_topics.to_string())),
+            ("log.segment.bytes", Some(self.log_segment_bytes.to_string())),
+            ("log.roll.ms", Some(self.log_roll_ms.to_string())),
+            ("log.index.interval.bytes", Some(self.log_index_interval_bytes.to_string())),
+            ("log.index.size.max.bytes", Some(self.log_index_size_max_bytes.to_string())),
+            ("log.flush.interval.messages", Some(self.log_flush_interval_messages.min(i64::MAX as u64).to_string())),
+            ("log.flush.interval.ms", self.log_flush_interval_ms.map(|v| v.to_string())),
+            ("log.retention.ms", Some(self.log_retention_ms.to_string())),
+            ("log.retention.bytes", Some(self.log_retention_bytes.to_string())),
+            ("log.retention.check.interval.ms", Some(self.log_retention_check_interval_ms.to_string())),
+            ("message.max.bytes", Some(self.message_max_bytes.to_string())),
+            ("socket.request.max.bytes", Some(self.socket_request_max_bytes.to_string())),
+            (
+                "log.message.timestamp.type",
+                Some(if self.log_append_time { "LogAppendTime" } else { "CreateTime" }.to_string()),
+            ),
+        ];
+        let mut out: Vec<(String, Option<String>, bool)> = effective
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value, self.given.contains_key(name)))
+            .collect();
+        for (name, value) in &self.given {
+            if !out.iter().any(|(n, _, _)| n == name) {
+                out.push((name.clone(), Some(value.clone()), true));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }
 
@@ -455,6 +549,13 @@ mod tests {
         assert_eq!(c.listeners.len(), 1);
         assert_eq!(c.listeners[0].host, "");
         assert_eq!(c.log_roll_ms, 3_600_000);
+    }
+
+    #[test]
+    fn backslash_continues_a_properties_line() {
+        let lines = logical_lines("# c\nlisteners=PLAINTEXT://a:1,\\\n    PLAINTEXT://b:2\n\nx=y\\\\\n");
+        assert_eq!(lines, vec![(2, "listeners=PLAINTEXT://a:1,PLAINTEXT://b:2".to_string()), (5, "x=y\\\\".to_string())]);
+        assert_eq!(unescape("a\\:b\\\\c"), "a:b\\c");
     }
 
     #[test]

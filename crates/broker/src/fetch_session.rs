@@ -89,7 +89,8 @@ impl FetchSessions {
                 return Ok(FetchPlan { session_id: 0, incremental: false, targets: requested });
             }
             if epoch != INITIAL_EPOCH {
-                return Err(ResponseError::InvalidFetchSessionEpoch);
+                // An incremental epoch names a session, and session 0 never exists.
+                return Err(ResponseError::FetchSessionIdNotFound);
             }
             let id = self.open(&requested);
             return Ok(FetchPlan { session_id: id, incremental: false, targets: requested });
@@ -120,6 +121,11 @@ impl FetchSessions {
                     session.partitions.insert(k, (target, None));
                 }
             }
+        }
+        if session.partitions.is_empty() {
+            // A session the client emptied is closed, as Kafka does.
+            self.sessions.remove(&session_id);
+            return Ok(FetchPlan { session_id: 0, incremental: false, targets: Vec::new() });
         }
         let targets = session.partitions.values().map(|(t, _)| t.clone()).collect();
         Ok(FetchPlan { session_id, incremental: true, targets })
@@ -204,6 +210,21 @@ mod tests {
         let full = sessions.plan(0, 0, vec![target(0, 0)], vec![]).expect("open");
         assert_eq!(sessions.plan(full.session_id, 5, vec![], vec![]).err(), Some(ResponseError::InvalidFetchSessionEpoch));
         assert_eq!(sessions.plan(full.session_id + 1, 1, vec![], vec![]).err(), Some(ResponseError::FetchSessionIdNotFound));
+    }
+
+    #[test]
+    fn session_zero_with_an_incremental_epoch_is_not_found() {
+        let mut sessions = FetchSessions::default();
+        assert_eq!(sessions.plan(0, 1, vec![target(0, 0)], vec![]).err(), Some(ResponseError::FetchSessionIdNotFound));
+    }
+
+    #[test]
+    fn forgetting_every_partition_closes_the_session() {
+        let mut sessions = FetchSessions::default();
+        let full = sessions.plan(0, 0, vec![target(0, 0)], vec![]).expect("open");
+        let emptied = sessions.plan(full.session_id, 1, vec![], vec![target(0, 0)]).expect("forget");
+        assert_eq!(emptied.session_id, 0);
+        assert_eq!(sessions.plan(full.session_id, 2, vec![], vec![]).err(), Some(ResponseError::FetchSessionIdNotFound));
     }
 
     #[test]

@@ -62,6 +62,27 @@ pub enum StartError {
     },
 }
 
+/// The configured client listeners, bound. Bind them before [`Broker::open`], so
+/// that a port in use stops start-up before anything is written to disk.
+pub struct Listeners(Vec<tokio::net::TcpListener>);
+
+impl Listeners {
+    /// Binds every client listener of `config`.
+    pub async fn bind(config: &ServerConfig) -> Result<Listeners, StartError> {
+        let mut bound = Vec::new();
+        for listener in &config.listeners {
+            let host = if listener.host.is_empty() { "0.0.0.0" } else { listener.host.as_str() };
+            let address = format!("{host}:{}", listener.port);
+            let socket = tokio::net::TcpListener::bind(&address)
+                .await
+                .map_err(|source| StartError::Bind { address: address.clone(), source })?;
+            tracing::info!(listener = %listener.name, %address, "listening");
+            bound.push(socket);
+        }
+        Ok(Listeners(bound))
+    }
+}
+
 /// A running broker's state, shared by every connection.
 pub struct Broker {
     /// The configuration it was started with.
@@ -117,18 +138,13 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Binds every listener and serves clients until `shutdown` completes.
-    pub async fn serve(self: &Arc<Self>, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
-        let mut listeners = Vec::new();
-        for listener in &self.config.listeners {
-            let host = if listener.host.is_empty() { "0.0.0.0" } else { listener.host.as_str() };
-            let address = format!("{host}:{}", listener.port);
-            let socket = tokio::net::TcpListener::bind(&address)
-                .await
-                .map_err(|source| StartError::Bind { address: address.clone(), source })?;
-            tracing::info!(listener = %listener.name, %address, "listening");
-            listeners.push(socket);
-        }
+    /// Serves clients on the bound listeners until `shutdown` completes.
+    pub async fn serve(
+        self: &Arc<Self>,
+        listeners: Listeners,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), StartError> {
+        let Listeners(listeners) = listeners;
         let mut tasks = tokio::task::JoinSet::new();
         for socket in listeners {
             tasks.spawn(net::accept_loop(Arc::clone(self), socket));
@@ -154,6 +170,16 @@ impl Broker {
         }
         tracing::info!("broker shut down");
         Ok(())
+    }
+
+    /// The host and port clients are told to connect to: the first advertised
+    /// listener (an empty host, meaning all interfaces, is advertised as localhost).
+    pub fn advertised_endpoint(&self) -> (String, i32) {
+        match self.config.advertised_listeners.first() {
+            Some(l) if !l.host.is_empty() => (l.host.clone(), i32::from(l.port)),
+            Some(l) => ("localhost".to_string(), i32::from(l.port)),
+            None => ("localhost".to_string(), 9092),
+        }
     }
 
     /// Hands out a new producer id, reserving a block in the metadata log when

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use broker::{Broker, ServerConfig};
+use broker::{Broker, Listeners, ServerConfig};
 
 /// Arguments of `potok server`.
 #[derive(clap::Args)]
@@ -29,8 +29,9 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(log_dirs = ?config.log_dirs, node_id = config.node_id, "starting potok");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
+        let listeners = Listeners::bind(&config).await?;
         let broker = Broker::open(config)?;
-        broker.serve(shutdown_signal()).await?;
+        broker.serve(listeners, shutdown_signal()).await?;
         tracing::info!("shutting down");
         broker.shutdown()?;
         anyhow::Ok(())

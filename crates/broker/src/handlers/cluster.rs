@@ -12,18 +12,8 @@ use kafka_protocol::messages::{
 use super::str_bytes;
 use crate::Broker;
 
-/// The advertised host and port clients should use.
-fn advertised(broker: &Broker) -> (String, i32) {
-    broker
-        .config
-        .advertised_listeners
-        .first()
-        .map(|l| (if l.host.is_empty() { "localhost".to_string() } else { l.host.clone() }, i32::from(l.port)))
-        .unwrap_or_else(|| ("localhost".to_string(), 9092))
-}
-
 pub(crate) fn describe(broker: &Arc<Broker>) -> DescribeClusterResponse {
-    let (host, port) = advertised(broker);
+    let (host, port) = broker.advertised_endpoint();
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.config.node_id))
@@ -34,7 +24,7 @@ pub(crate) fn describe(broker: &Arc<Broker>) -> DescribeClusterResponse {
 }
 
 pub(crate) fn find_coordinator(broker: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let (host, port) = advertised(broker);
+    let (host, port) = broker.advertised_endpoint();
     let node = BrokerId(broker.config.node_id);
     if version >= 4 {
         let coordinators = req

@@ -82,14 +82,14 @@ pub(crate) fn describe(broker: &Arc<Broker>, req: DescribeConfigsRequest, _versi
                     }
                     let configs = broker
                         .config
-                        .given
-                        .iter()
-                        .filter(|(k, _)| wanted(k))
-                        .map(|(k, v)| {
+                        .describe()
+                        .into_iter()
+                        .filter(|(k, _, _)| wanted(k))
+                        .map(|(k, v, given)| {
                             DescribeConfigsResourceResult::default()
-                                .with_name(str_bytes(k.clone()))
-                                .with_value(Some(str_bytes(v.clone())))
-                                .with_config_source(SOURCE_STATIC_BROKER)
+                                .with_name(str_bytes(k))
+                                .with_value(v.map(str_bytes))
+                                .with_config_source(if given { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT })
                                 .with_read_only(true)
                         })
                         .collect();
@@ -101,7 +101,6 @@ pub(crate) fn describe(broker: &Arc<Broker>, req: DescribeConfigsRequest, _versi
             }
         })
         .collect();
-    let _ = SOURCE_DEFAULT;
     DescribeConfigsResponse::default().with_results(results)
 }
 

@@ -43,18 +43,11 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -
             })
             .collect(),
     };
-    let brokers = broker
-        .config
-        .advertised_listeners
-        .first()
-        .map(|l| {
-            let host = if l.host.is_empty() { "localhost" } else { l.host.as_str() };
-            vec![MetadataResponseBroker::default()
-                .with_node_id(BrokerId(broker.config.node_id))
-                .with_host(str_bytes(host))
-                .with_port(i32::from(l.port))]
-        })
-        .unwrap_or_default();
+    let (host, port) = broker.advertised_endpoint();
+    let brokers = vec![MetadataResponseBroker::default()
+        .with_node_id(BrokerId(broker.config.node_id))
+        .with_host(str_bytes(host))
+        .with_port(port)];
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
