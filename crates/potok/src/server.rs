@@ -24,6 +24,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = ServerConfig::load(args.config.as_deref(), &args.overrides).context("config")?;
     tracing::info!(log_dirs = ?config.log_dirs, node_id = config.node_id, "starting potok");
