@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{potok, potok_ok, repo_root, run_program, Broker};
+use common::{create_topic, potok, potok_ok, repo_root, run_program, Broker};
 
 fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
@@ -181,19 +181,7 @@ fn topics_create_list_describe_delete_round_trip() {
 fn produce_then_consume_round_trips_keys_values_and_headers_in_order() {
     let b = Broker::start();
     let bs = b.bootstrap.as_str();
-    potok_ok(
-        &[
-            "topics",
-            "create",
-            "--bootstrap-server",
-            bs,
-            "--topic",
-            "events",
-            "--partitions",
-            "1",
-        ],
-        b"",
-    );
+    create_topic(bs, "events", 1);
     let n = 300;
     let input: String = (0..n)
         .map(|i| format!("key-{i}|value {i} ünïcödé\n"))
@@ -308,19 +296,7 @@ fn consume_without_from_beginning_reads_only_new_records_and_stops_when_idle() {
 fn produce_fails_with_one_clear_line_when_records_are_rejected() {
     let b = Broker::start();
     let bs = b.bootstrap.as_str();
-    potok_ok(
-        &[
-            "topics",
-            "create",
-            "--bootstrap-server",
-            bs,
-            "--topic",
-            "one",
-            "--partitions",
-            "1",
-        ],
-        b"",
-    );
+    create_topic(bs, "one", 1);
     let r = potok(
         &[
             "produce",

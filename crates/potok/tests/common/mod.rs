@@ -188,3 +188,12 @@ pub fn potok_ok(args: &[&str], stdin: &[u8]) -> Run {
     );
     r
 }
+
+/// Creates a topic with `potok topics create`, failing the test if it fails.
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: u32) {
+    let partitions = partitions.to_string();
+    potok_ok(
+        &["topics", "create", "--bootstrap-server", bootstrap, "--topic", topic, "--partitions", &partitions],
+        b"",
+    );
+}
