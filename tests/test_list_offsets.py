@@ -91,3 +91,39 @@ def test_offsets_for_times_kafka_python_returns_offset_and_record_timestamp(brok
         assert c.end_offsets([tp]) == {tp: len(TIMESTAMPS)}
     finally:
         c.close()
+
+
+def test_admin_list_offsets_max_timestamp_is_the_record_with_the_largest_timestamp(broker, ts_topic):
+    from confluent_kafka.admin import OffsetSpec
+    from e2e_util import admin
+    tp = TopicPartition(ts_topic, 0)
+    specs = {
+        "max": OffsetSpec.max_timestamp(),
+        "earliest": OffsetSpec.earliest(),
+        "latest": OffsetSpec.latest(),
+        "inside-batch": OffsetSpec.for_timestamp(T0 + 10_001),
+    }
+    got = {}
+    client = admin(broker.bootstrap)  # keep a reference: a collected client never completes its futures
+    for name, spec in specs.items():
+        result = client.list_offsets({tp: spec}, request_timeout=15)[tp].result(timeout=20)
+        got[name] = (result.offset, result.timestamp)
+    assert got["max"] == (9, BATCHED[4])
+    assert got["earliest"][0] == 0
+    assert got["latest"][0] == len(TIMESTAMPS)
+    assert got["inside-batch"] == (6, BATCHED[1])
+
+
+def test_max_timestamp_prefers_the_first_of_equal_timestamps(broker):
+    from confluent_kafka.admin import OffsetSpec
+    from e2e_util import admin
+    topic = "max-ts-ties"
+    create_topic(broker.bootstrap, topic, partitions=1)
+    p = producer(broker.bootstrap, {"linger.ms": 0})
+    for ts in (T0 + 5, T0 + 9, T0 + 9, T0 + 1):
+        p.produce(topic, value=b"v", partition=0, timestamp=ts)
+        flush_all(p)
+    tp = TopicPartition(topic, 0)
+    client = admin(broker.bootstrap)
+    result = client.list_offsets({tp: OffsetSpec.max_timestamp()}, request_timeout=15)[tp].result(timeout=20)
+    assert (result.offset, result.timestamp) == (1, T0 + 9)
