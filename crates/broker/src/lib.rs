@@ -42,14 +42,12 @@ pub enum StartError {
     /// The metadata log could not be recovered.
     #[error(transparent)]
     Metadata(#[from] metadata::MetadataError),
-    /// A partition could not be opened.
-    #[error("cannot open partition {topic}-{partition}: {source}")]
-    Partition {
+    /// A topic's partitions could not be opened.
+    #[error("cannot open the partitions of topic {topic}: {source}")]
+    Topic {
         /// Topic name.
         topic: String,
-        /// Partition index.
-        partition: i32,
-        /// The cause.
+        /// The cause (names the file).
         source: error::BrokerError,
     },
     /// A listener could not be bound.
@@ -128,11 +126,9 @@ impl Broker {
             producer_ids: Mutex::new(0..0),
         });
         for topic in &topics {
-            broker.host_topic(topic).map_err(|source| StartError::Partition {
-                topic: topic.name.clone(),
-                partition: -1,
-                source,
-            })?;
+            broker
+                .host_topic(topic)
+                .map_err(|source| StartError::Topic { topic: topic.name.clone(), source })?;
         }
         tracing::info!(topics = topics.len(), cluster_id = %broker.cluster_id, "broker opened");
         Ok(broker)

@@ -79,7 +79,7 @@ impl Broker {
                 format!("Topic '{}' collides with existing topic: {}", new.name, other.name),
             ));
         }
-        let (num_partitions, replicas) = if new.assignments.is_empty() {
+        let replicas: Vec<Vec<i32>> = if new.assignments.is_empty() {
             let n = if new.num_partitions == -1 { self.config.num_partitions } else { new.num_partitions };
             if n <= 0 {
                 return Err(invalid(ResponseError::InvalidPartitions, "Number of partitions must be larger than 0."));
@@ -101,7 +101,7 @@ impl Broker {
                     format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
                 ));
             }
-            (n, vec![vec![self.config.node_id]; n as usize])
+            vec![vec![self.config.node_id]; n as usize]
         } else {
             if new.num_partitions != -1 || new.replication_factor != -1 {
                 return Err(invalid(
@@ -122,7 +122,7 @@ impl Broker {
                     ));
                 }
             }
-            (assignments.len() as i32, assignments.into_iter().map(|(_, b)| b).collect())
+            assignments.into_iter().map(|(_, b)| b).collect()
         };
         let mut configs = BTreeMap::new();
         for (name, value) in &new.configs {
@@ -159,7 +159,6 @@ impl Broker {
                 .cloned()
                 .ok_or_else(|| invalid(ResponseError::UnknownServerError, "validation produced no topic"));
         }
-        let _ = num_partitions;
         metadata.append(&records, now_ms())?;
         let topic = metadata
             .image()

@@ -26,39 +26,29 @@ struct PartitionRead {
 }
 
 pub(crate) async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
-    let resolve = |name: &TopicName, id: uuid::Uuid| -> String {
-        if version >= TOPIC_ID_VERSION {
-            broker.replicas.topic_name(id).unwrap_or_default()
+    // From v13 topics are named by id (resolved here), before by name.
+    let target = |name: &TopicName, id: uuid::Uuid, partition: i32, fetch_offset: i64, max_bytes: i32| {
+        let (topic, topic_id) = if version >= TOPIC_ID_VERSION {
+            (broker.replicas.topic_name(id).unwrap_or_default(), id)
         } else {
-            name.0.to_string()
-        }
+            (name.0.to_string(), uuid::Uuid::nil())
+        };
+        FetchTarget { topic, topic_id, partition, fetch_offset, max_bytes }
     };
-    let mut requested = Vec::new();
-    for topic in &req.topics {
-        let name = resolve(&topic.topic, topic.topic_id);
-        for p in &topic.partitions {
-            requested.push(FetchTarget {
-                topic: name.clone(),
-                topic_id: if version >= TOPIC_ID_VERSION { topic.topic_id } else { uuid::Uuid::nil() },
-                partition: p.partition,
-                fetch_offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes,
-            });
-        }
-    }
-    let mut forgotten = Vec::new();
-    for topic in &req.forgotten_topics_data {
-        let name = resolve(&topic.topic, topic.topic_id);
-        for &partition in &topic.partitions {
-            forgotten.push(FetchTarget {
-                topic: name.clone(),
-                topic_id: if version >= TOPIC_ID_VERSION { topic.topic_id } else { uuid::Uuid::nil() },
-                partition,
-                fetch_offset: 0,
-                max_bytes: 0,
-            });
-        }
-    }
+    let requested = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| target(&t.topic, t.topic_id, p.partition, p.fetch_offset, p.partition_max_bytes))
+        })
+        .collect();
+    let forgotten = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|&p| target(&t.topic, t.topic_id, p, 0, 0)))
+        .collect();
     let plan = match broker.fetch_sessions.lock().plan(req.session_id, req.session_epoch, requested, forgotten) {
         Ok(plan) => plan,
         Err(error) => return FetchResponse::default().with_error_code(error.code()),

@@ -25,16 +25,16 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -
     let topics = match requested {
         None => {
             let image = broker.metadata.lock();
-            image.image().topics().map(|t| topic_response(t, version)).collect()
+            image.image().topics().map(topic_response).collect()
         }
         Some(list) => list
             .into_iter()
             .map(|(name, id)| match name {
-                Some(name) => named_topic(broker, &name, allow_auto_create, version),
+                Some(name) => named_topic(broker, &name, allow_auto_create),
                 None => {
                     let metadata = broker.metadata.lock();
                     match metadata.image().topic_by_id(id) {
-                        Some(t) => topic_response(t, version),
+                        Some(t) => topic_response(t),
                         None => MetadataResponseTopic::default()
                             .with_topic_id(id)
                             .with_error_code(ResponseError::UnknownTopicId.code()),
@@ -55,10 +55,10 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -
         .with_topics(topics)
 }
 
-fn named_topic(broker: &Arc<Broker>, name: &str, allow_auto_create: bool, version: i16) -> MetadataResponseTopic {
+fn named_topic(broker: &Arc<Broker>, name: &str, allow_auto_create: bool) -> MetadataResponseTopic {
     let existing = broker.metadata.lock().image().topic(name).cloned();
     if let Some(topic) = existing {
-        return topic_response(&topic, version);
+        return topic_response(&topic);
     }
     let error = |e: ResponseError| {
         MetadataResponseTopic::default()
@@ -79,11 +79,11 @@ fn named_topic(broker: &Arc<Broker>, name: &str, allow_auto_create: bool, versio
         configs: Vec::new(),
     };
     match broker.create_topic(new, false) {
-        Ok(topic) => topic_response(&topic, version),
+        Ok(topic) => topic_response(&topic),
         // Another connection created it at the same moment.
         Err(e) if e.response_error() == ResponseError::TopicAlreadyExists => {
             match broker.metadata.lock().image().topic(name) {
-                Some(t) => topic_response(t, version),
+                Some(t) => topic_response(t),
                 None => error(ResponseError::LeaderNotAvailable),
             }
         }
@@ -94,7 +94,7 @@ fn named_topic(broker: &Arc<Broker>, name: &str, allow_auto_create: bool, versio
     }
 }
 
-fn topic_response(topic: &TopicImage, _version: i16) -> MetadataResponseTopic {
+fn topic_response(topic: &TopicImage) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()

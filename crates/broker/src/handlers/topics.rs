@@ -88,7 +88,7 @@ fn with_error(result: CreatableTopicResult, e: &BrokerError) -> CreatableTopicRe
         .with_configs(None)
 }
 
-pub(crate) fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest, _version: i16) -> DeleteTopicsResponse {
+pub(crate) fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let mut targets: Vec<(Option<String>, uuid::Uuid)> =
         req.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect();
     targets.extend(req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)));
