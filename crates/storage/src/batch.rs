@@ -320,7 +320,51 @@ pub fn validate(batch: &[u8], max_size: usize) -> Result<BatchHeader> {
     }
     header.validate_fields()?;
     header.verify_crc(batch)?;
+    if header.compression() == 0 {
+        // Without decompressing, an uncompressed batch can still be checked to
+        // hold the records its header claims, so a forged count cannot take
+        // offsets it has no records for.
+        let held = count_records(&batch[HEADER_SIZE..])?;
+        if held != i64::from(header.record_count) {
+            return Err(StorageError::InvalidRecord(format!(
+                "batch header claims {} records but holds {held}",
+                header.record_count
+            )));
+        }
+    }
     Ok(header)
+}
+
+/// Counts the length-prefixed records of an uncompressed batch body by their
+/// varint lengths alone; the lengths must tile the body exactly.
+fn count_records(body: &[u8]) -> Result<i64> {
+    let mut pos = 0;
+    let mut count = 0i64;
+    while pos < body.len() {
+        let (len, used) = read_varint(&body[pos..])
+            .ok_or_else(|| StorageError::CorruptRecord(format!("bad record length at byte {pos} of the records")))?;
+        let len = usize::try_from(len)
+            .map_err(|_| StorageError::CorruptRecord(format!("negative record length {len}")))?;
+        pos = pos.saturating_add(used).saturating_add(len);
+        count += 1;
+    }
+    if pos != body.len() {
+        return Err(StorageError::CorruptRecord("last record runs past the end of the batch".into()));
+    }
+    Ok(count)
+}
+
+/// A zigzag varint (at most 5 bytes) and the bytes it used.
+fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
+    let mut value: u32 = 0;
+    for (i, &b) in buf.iter().take(5).enumerate() {
+        value |= u32::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            let decoded = ((value >> 1) as i32) ^ -((value & 1) as i32);
+            return Some((decoded, i + 1));
+        }
+    }
+    None
 }
 
 /// Overwrites `baseOffset` of the batch at the start of `batch`. The CRC does
@@ -468,6 +512,18 @@ impl<'a> Iterator for BatchIter<'a> {
 mod tests {
     use super::*;
     use crate::test_util::{batch, batch_with};
+
+    #[test]
+    fn uncompressed_batch_claiming_more_records_than_it_holds_is_invalid() {
+        let mut b = batch(2, 0);
+        // Claim 1,000,000 records (count and last offset delta agree, CRC fixed up).
+        b[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&1_000_000i32.to_be_bytes());
+        b[23..27].copy_from_slice(&999_999i32.to_be_bytes());
+        let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(validate(&b, usize::MAX), Err(StorageError::InvalidRecord(_))));
+        assert!(validate(&batch(2, 0), usize::MAX).is_ok());
+    }
 
     #[test]
     fn parse_reads_every_header_field() {
