@@ -16,6 +16,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::group::ClientInfo;
 use crate::Broker;
 
 /// What a handler gives back.
@@ -59,7 +60,7 @@ pub(crate) fn all_supported() -> impl Iterator<Item = (ApiKey, i16, i16)> {
 }
 
 /// Runs the handler for a decoded request.
-pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: RequestKind) -> Reply {
+pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i16, request: RequestKind) -> Reply {
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
         RequestKind::Metadata(req) => metadata::handle(broker, req, version).into(),
