@@ -54,6 +54,7 @@ pub(crate) trait TopicCatalog {
 }
 
 /// A group's membership: one of the two rebalance protocols.
+#[allow(clippy::large_enum_variant)] // one per group, never moved on a hot path
 pub(crate) enum Membership {
     /// JoinGroup/SyncGroup groups.
     Classic(ClassicGroup),
@@ -170,6 +171,9 @@ pub(crate) fn subscription_topics(metadata: &Bytes) -> Vec<String> {
 
 /// The outcome of committing one partition's offset.
 pub(crate) type PartitionResult = std::result::Result<(), ResponseError>;
+
+/// A result per partition, or one error for the whole request.
+pub(crate) type PartitionResults = std::result::Result<Vec<((String, i32), PartitionResult)>, ResponseError>;
 
 /// The groups this broker coordinates (on one node: all of them).
 pub struct GroupCoordinator {
@@ -331,7 +335,7 @@ impl GroupCoordinator {
         offsets: Vec<((String, i32), OffsetValue)>,
         topics: &dyn TopicCatalog,
         now: i64,
-    ) -> std::result::Result<Vec<((String, i32), PartitionResult)>, ResponseError> {
+    ) -> PartitionResults {
         let mut groups = self.groups.lock();
         let created = !groups.contains_key(group_id);
         if created {
@@ -341,9 +345,7 @@ impl GroupCoordinator {
             groups.insert(group_id.to_string(), Group::classic(now));
         }
         let Some(group) = groups.get_mut(group_id) else { return Err(ResponseError::CoordinatorNotAvailable) };
-        if let Err(e) = group.check_commit(member_id, instance_id, generation) {
-            return Err(e);
-        }
+        group.check_commit(member_id, instance_id, generation)?;
         let mut results = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();
         let mut accepted = Vec::new();
@@ -440,7 +442,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Vec<(String, i32)>,
         now: i64,
-    ) -> std::result::Result<Vec<((String, i32), PartitionResult)>, ResponseError> {
+    ) -> PartitionResults {
         let mut groups = self.groups.lock();
         let Some(group) = groups.get_mut(group_id) else { return Err(ResponseError::GroupIdNotFound) };
         let subscribed = group.subscribed_topics();
