@@ -762,3 +762,184 @@ impl ClassicGroup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(initial_delay_ms: i64) -> GroupConfig {
+        let mut cfg = crate::config::ServerConfig::from_entries(vec![]).expect("defaults").groups;
+        cfg.initial_rebalance_delay_ms = initial_delay_ms;
+        cfg
+    }
+
+    fn request(member_id: &str, instance: Option<&str>, protocols: &[&str]) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.to_string(),
+            group_instance_id: instance.map(str::to_string),
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            rebalance_timeout_ms: 10_000,
+            session_timeout_ms: 6_000,
+            protocol_type: "consumer".into(),
+            protocols: protocols.iter().map(|p| (p.to_string(), Bytes::from(p.to_string()))).collect(),
+            require_known_member_id: true,
+        }
+    }
+
+    fn now_answer<T>(answer: Answer<T>) -> T {
+        match answer {
+            Answer::Now(v) => v,
+            Answer::Later(_) => panic!("expected an immediate answer"),
+        }
+    }
+
+    fn later<T>(answer: Answer<T>) -> oneshot::Receiver<T> {
+        match answer {
+            Answer::Later(rx) => rx,
+            Answer::Now(_) => panic!("expected a deferred answer"),
+        }
+    }
+
+    /// KIP-394: the first join gets a member id, the second really joins.
+    fn join_new(group: &mut ClassicGroup, cfg: &GroupConfig, now: i64) -> (String, oneshot::Receiver<JoinGroupResponse>) {
+        let first = now_answer(group.join(request("", None, &["range"]), cfg, now));
+        assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
+        let id = first.member_id.to_string();
+        (id.clone(), later(group.join(request(&id, None, &["range"]), cfg, now)))
+    }
+
+    #[test]
+    fn members_join_after_the_initial_delay_and_the_leader_gets_the_member_list() {
+        let cfg = config(3_000);
+        let mut group = ClassicGroup::new(0);
+        let (a, mut rx_a) = join_new(&mut group, &cfg, 0);
+        let (b, mut rx_b) = join_new(&mut group, &cfg, 1_000);
+        group.tick(&cfg, 2_999);
+        assert!(rx_a.try_recv().is_err(), "still inside the initial delay");
+        // b joined during the delay: it is extended once more.
+        group.tick(&cfg, 3_000);
+        assert!(rx_a.try_recv().is_err());
+        group.tick(&cfg, 6_000);
+        let ja = rx_a.try_recv().expect("a answered");
+        let jb = rx_b.try_recv().expect("b answered");
+        assert_eq!(ja.generation_id, 1);
+        assert_eq!(ja.leader.to_string(), a);
+        assert_eq!(ja.members.len(), 2, "the leader sees every member");
+        assert!(jb.members.is_empty());
+        assert_eq!(jb.member_id.to_string(), b);
+        assert_eq!(group.state, ClassicState::CompletingRebalance);
+
+        let mut rx_sync_b = later(group.sync(&b, None, 1, (None, None), vec![], 6_001));
+        let sync_a = group.sync(
+            &a,
+            None,
+            1,
+            (Some("consumer"), Some("range")),
+            vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))],
+            6_002,
+        );
+        assert_eq!(later(sync_a).try_recv().expect("leader synced").assignment, Bytes::from_static(b"A"));
+        assert_eq!(rx_sync_b.try_recv().expect("follower synced").assignment, Bytes::from_static(b"B"));
+        assert_eq!(group.state, ClassicState::Stable);
+        assert!(group.dirty, "a stable generation is stored");
+    }
+
+    fn stable_pair(cfg: &GroupConfig) -> (ClassicGroup, String, String) {
+        let mut group = ClassicGroup::new(0);
+        let (a, _) = join_new(&mut group, cfg, 0);
+        let (b, _) = join_new(&mut group, cfg, 0);
+        // b's arrival started a new rebalance: a rejoins, as clients do.
+        assert_eq!(group.state, ClassicState::PreparingRebalance);
+        let _ = group.join(request(&a, None, &["range"]), cfg, 0);
+        let gen = group.generation;
+        assert_eq!(gen, 2);
+        let _ = group.sync(&b, None, gen, (None, None), vec![], 1);
+        let _ = group.sync(&a, None, gen, (None, None), vec![], 1);
+        assert_eq!(group.state, ClassicState::Stable);
+        (group, a, b)
+    }
+
+    #[test]
+    fn a_member_whose_session_expires_is_removed_and_the_rest_must_rejoin() {
+        let cfg = config(0);
+        let (mut group, a, b) = stable_pair(&cfg);
+        let gen = group.generation;
+        assert_eq!(group.heartbeat(&a, None, gen, 5_000), Ok(()));
+        group.tick(&cfg, 7_000);
+        assert!(!group.members.contains_key(&b), "b never heartbeated");
+        assert_eq!(group.state, ClassicState::PreparingRebalance);
+        assert_eq!(group.heartbeat(&a, None, gen, 7_001), Err(ResponseError::RebalanceInProgress));
+        let mut rx = later(group.join(request(&a, None, &["range"]), &cfg, 7_002));
+        let joined = rx.try_recv().expect("sole member completes the join at once");
+        assert_eq!(joined.generation_id, gen + 1);
+        assert_eq!(group.heartbeat(&a, None, gen, 7_003), Err(ResponseError::IllegalGeneration));
+        assert_eq!(group.heartbeat("nobody", None, gen + 1, 7_003), Err(ResponseError::UnknownMemberId));
+    }
+
+    #[test]
+    fn leaving_member_triggers_a_rebalance_and_the_last_one_empties_the_group() {
+        let cfg = config(0);
+        let (mut group, a, b) = stable_pair(&cfg);
+        assert_eq!(group.leave(&b, None, &cfg, 10).1, Ok(()));
+        assert_eq!(group.state, ClassicState::PreparingRebalance);
+        assert_eq!(group.leave(&b, None, &cfg, 11).1, Err(ResponseError::UnknownMemberId));
+        assert_eq!(group.leave(&a, None, &cfg, 12).1, Ok(()));
+        assert_eq!(group.state, ClassicState::Empty);
+        assert!(group.is_empty());
+    }
+
+    #[test]
+    fn sync_timeout_drops_members_that_never_synced() {
+        let cfg = config(0);
+        let mut group = ClassicGroup::new(0);
+        let (a, _) = join_new(&mut group, &cfg, 0);
+        assert_eq!(group.state, ClassicState::CompletingRebalance);
+        group.tick(&cfg, 10_001);
+        assert!(!group.members.contains_key(&a));
+        assert_eq!(group.state, ClassicState::Empty);
+    }
+
+    #[test]
+    fn static_member_rejoining_with_a_new_id_fences_the_old_one_without_rebalance() {
+        let cfg = config(0);
+        let mut group = ClassicGroup::new(0);
+        let mut rx = later(group.join(request("", Some("inst-1"), &["range"]), &cfg, 0));
+        let old = rx.try_recv().expect("static members join without MEMBER_ID_REQUIRED").member_id.to_string();
+        let gen = group.generation;
+        let _ = group.sync(&old, Some("inst-1"), gen, (None, None), vec![(old.clone(), Bytes::from_static(b"X"))], 1);
+        assert_eq!(group.state, ClassicState::Stable);
+
+        let rejoined = now_answer(group.join(request("", Some("inst-1"), &["range"]), &cfg, 2));
+        let new = rejoined.member_id.to_string();
+        assert_ne!(new, old);
+        assert_eq!(rejoined.generation_id, gen, "no rebalance for an unchanged static member");
+        assert_eq!(group.state, ClassicState::Stable);
+        assert_eq!(group.heartbeat(&old, Some("inst-1"), gen, 3), Err(ResponseError::FencedInstanceId));
+        let sync = now_answer(group.sync(&new, Some("inst-1"), gen, (None, None), vec![], 4));
+        assert_eq!(sync.assignment, Bytes::from_static(b"X"), "the assignment survives the restart");
+    }
+
+    #[test]
+    fn protocols_are_chosen_among_those_every_member_supports() {
+        let cfg = config(0);
+        let mut group = ClassicGroup::new(0);
+        let first = now_answer(group.join(request("", None, &["roundrobin", "range"]), &cfg, 0));
+        let a = first.member_id.to_string();
+        let _ = group.join(request(&a, None, &["roundrobin", "range"]), &cfg, 0);
+        let bad = now_answer(group.join(request("", None, &["sticky"]), &cfg, 1));
+        assert_eq!(bad.error_code, ResponseError::InconsistentGroupProtocol.code());
+        assert_eq!(group.protocol.as_deref(), Some("roundrobin"));
+    }
+
+    #[test]
+    fn stored_group_restores_its_members_and_generation() {
+        let cfg = config(0);
+        let (group, a, _) = stable_pair(&cfg);
+        let restored = ClassicGroup::restore(group.to_stored(), 100);
+        assert_eq!(restored.generation, group.generation);
+        assert_eq!(restored.state, ClassicState::Stable);
+        assert_eq!(restored.leader.as_deref(), Some(a.as_str()));
+        assert_eq!(restored.members.len(), 2);
+    }
+}
