@@ -172,6 +172,10 @@ impl Broker {
 
     /// Deletes a topic by name and removes its data.
     pub fn delete_topic(&self, name: &str) -> Result<Uuid> {
+        if is_internal(name) {
+            // The coordinators write to it; deleting it would lose every group.
+            return Err(invalid(ResponseError::InvalidTopicException, format!("Topic {name} is an internal topic and cannot be deleted")));
+        }
         let mut metadata = self.metadata.lock();
         let topic_id = metadata
             .image()
@@ -193,6 +197,10 @@ impl Broker {
 
     /// Grows a topic to `count` partitions.
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
+        if is_internal(name) {
+            // Groups are placed by hashing over the partition count.
+            return Err(invalid(ResponseError::InvalidPartitions, format!("Cannot change the partition count of internal topic {name}")));
+        }
         let mut metadata = self.metadata.lock();
         let topic = metadata
             .image()

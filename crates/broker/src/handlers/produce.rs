@@ -53,6 +53,13 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceOutcom
                 partition_responses.push(fail(ResponseError::InvalidRequiredAcks, format!("acks must be -1, 0 or 1, not {acks}")));
                 continue;
             }
+            if crate::topics::is_internal(&name) {
+                partition_responses.push(fail(
+                    ResponseError::InvalidTopicException,
+                    format!("Cannot append to internal topic {name}"),
+                ));
+                continue;
+            }
             let Some(partition) = broker.replicas.partition(&name, index) else {
                 partition_responses.push(fail(
                     ResponseError::UnknownTopicOrPartition,
