@@ -12,6 +12,8 @@ pub(crate) mod assignor;
 pub(crate) mod classic;
 pub(crate) mod consumer;
 pub(crate) mod store;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
