@@ -4,7 +4,8 @@
 //! - [`Client`]: the cluster view (bootstrap, metadata, a connection per broker).
 //! - [`Admin`]: create, delete, list and describe topics; describe configs.
 //! - [`Producer`]: partitioning, batching, compression, acks.
-//! - [`Consumer`]: manual assignment, seeking, polling.
+//! - [`Consumer`]: manual assignment or group subscription, seeking, polling, commits.
+//! - [`group`]: classic consumer-group membership, the embedded consumer protocol, assignors.
 //! - [`records`]: the magic-v2 record batch codec (headers kept in order, duplicates too).
 //!
 //! Every request and response is encoded by the `kafka-protocol` crate, record batches
@@ -15,6 +16,7 @@ pub mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod partitioner;
 pub mod producer;
 pub mod records;
