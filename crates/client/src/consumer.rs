@@ -313,14 +313,8 @@ impl Consumer {
                 self.positions.clear();
                 let assignment = group.join(&topics).await?;
                 self.rejoin_requested = false;
-                let committed = group.committed(&assignment).await?;
-                self.positions = assignment
-                    .into_iter()
-                    .map(|tp| {
-                        let pos = committed.get(&tp).copied();
-                        (tp, pos)
-                    })
-                    .collect();
+                // Positions start at the committed offsets (see `reset_positions`).
+                self.positions = assignment.into_iter().map(|tp| (tp, None)).collect();
                 self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
                 return Ok(());
             }
@@ -487,9 +481,10 @@ impl Consumer {
         }
     }
 
-    /// Gives partitions without a position one, per `auto_offset_reset`.
+    /// Gives partitions without a position one: the group's committed offset if there
+    /// is a group and a commit, else per `auto_offset_reset`.
     async fn reset_positions(&mut self) -> Result<()> {
-        let missing: Vec<TopicPartition> = self
+        let mut missing: Vec<TopicPartition> = self
             .positions
             .iter()
             .filter(|(_, p)| p.is_none())
@@ -497,6 +492,18 @@ impl Consumer {
             .collect();
         if missing.is_empty() {
             return Ok(());
+        }
+        if let Some(group) = self.group.as_mut() {
+            let committed = group.committed(&missing).await?;
+            for (tp, off) in &committed {
+                if let Some(pos) = self.positions.get_mut(tp) {
+                    *pos = Some(*off);
+                }
+            }
+            missing.retain(|tp| !committed.contains_key(tp));
+            if missing.is_empty() {
+                return Ok(());
+            }
         }
         let offset = match self.config.auto_offset_reset {
             AutoOffsetReset::Earliest => Offset::Earliest,
