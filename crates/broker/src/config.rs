@@ -129,8 +129,42 @@ pub struct ServerConfig {
     pub log_append_time: bool,
     /// `controller.listener.names`.
     pub controller_listener_names: Vec<String>,
+    /// The group coordinator's settings.
+    pub groups: GroupConfig,
     /// Every key given, as given (for DescribeConfigs).
     pub given: BTreeMap<String, String>,
+}
+
+/// The group coordinator's settings (Kafka's names and defaults).
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// `offsets.topic.num.partitions`.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.segment.bytes`.
+    pub offsets_topic_segment_bytes: u64,
+    /// `offsets.retention.minutes`, in milliseconds.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: u64,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+    /// `group.initial.rebalance.delay.ms`.
+    pub initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`.
+    pub max_size: usize,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups).
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size`.
+    pub consumer_max_size: usize,
+    /// `group.consumer.assignors`, as short names (`uniform`, `range`); the first
+    /// is the default.
+    pub consumer_assignors: Vec<String>,
 }
 
 /// Where data lives when `log.dirs` is not set.
@@ -245,10 +279,62 @@ impl ServerConfig {
             socket_request_max_bytes: p.min("socket.request.max.bytes", 104_857_600usize, 1)?,
             log_append_time,
             controller_listener_names,
+            groups: group_config(&p)?,
             given: given.clone(),
         };
         Ok(config)
     }
+}
+
+fn group_config(p: &Parser<'_>) -> Result<GroupConfig, ConfigError> {
+    let consumer_session_timeout_ms = p.min("group.consumer.session.timeout.ms", 45_000, 1)?;
+    let min_consumer_session: i32 = p.min("group.consumer.min.session.timeout.ms", 45_000, 1)?;
+    let max_consumer_session: i32 = p.min("group.consumer.max.session.timeout.ms", 60_000, 1)?;
+    if !(min_consumer_session..=max_consumer_session).contains(&consumer_session_timeout_ms) {
+        return Err(p.invalid(
+            "group.consumer.session.timeout.ms",
+            &format!("must be within group.consumer.min.session.timeout.ms ({min_consumer_session}) and group.consumer.max.session.timeout.ms ({max_consumer_session})"),
+        ));
+    }
+    let consumer_heartbeat_interval_ms = p.min("group.consumer.heartbeat.interval.ms", 5_000, 1)?;
+    let min_heartbeat: i32 = p.min("group.consumer.min.heartbeat.interval.ms", 5_000, 1)?;
+    let max_heartbeat: i32 = p.min("group.consumer.max.heartbeat.interval.ms", 15_000, 1)?;
+    if !(min_heartbeat..=max_heartbeat).contains(&consumer_heartbeat_interval_ms) {
+        return Err(p.invalid(
+            "group.consumer.heartbeat.interval.ms",
+            &format!("must be within group.consumer.min.heartbeat.interval.ms ({min_heartbeat}) and group.consumer.max.heartbeat.interval.ms ({max_heartbeat})"),
+        ));
+    }
+    let mut consumer_assignors = Vec::new();
+    for name in p.get("group.consumer.assignors").unwrap_or("uniform,range").split(',').map(str::trim) {
+        let short = match name {
+            "uniform" | "org.apache.kafka.coordinator.group.assignor.UniformAssignor" => "uniform",
+            "range" | "org.apache.kafka.coordinator.group.assignor.RangeAssignor" => "range",
+            "" => continue,
+            _ => return Err(p.invalid("group.consumer.assignors", &format!("unknown assignor '{name}' (uniform and range are built in)"))),
+        };
+        consumer_assignors.push(short.to_string());
+    }
+    if consumer_assignors.is_empty() {
+        return Err(p.invalid("group.consumer.assignors", "no assignor given"));
+    }
+    let min_session_timeout_ms = p.min("group.min.session.timeout.ms", 6_000, 0)?;
+    let max_session_timeout_ms = p.min("group.max.session.timeout.ms", 1_800_000, min_session_timeout_ms)?;
+    Ok(GroupConfig {
+        offsets_topic_num_partitions: p.positive("offsets.topic.num.partitions", 50)?,
+        offsets_topic_segment_bytes: p.min("offsets.topic.segment.bytes", 104_857_600u64, 14)?,
+        offsets_retention_ms: p.min("offsets.retention.minutes", 10_080i64, 1)?.saturating_mul(60_000),
+        offsets_retention_check_interval_ms: p.min("offsets.retention.check.interval.ms", 600_000u64, 1)?,
+        offset_metadata_max_bytes: p.num("offset.metadata.max.bytes", 4096usize)?,
+        initial_rebalance_delay_ms: p.min("group.initial.rebalance.delay.ms", 3_000i64, 0)?,
+        min_session_timeout_ms,
+        max_session_timeout_ms,
+        max_size: p.positive("group.max.size", i32::MAX as usize)?,
+        consumer_session_timeout_ms,
+        consumer_heartbeat_interval_ms,
+        consumer_max_size: p.positive("group.consumer.max.size", i32::MAX as usize)?,
+        consumer_assignors,
+    })
 }
 
 /// The logical lines of a Java properties file with their first line numbers:
@@ -311,6 +397,7 @@ impl ServerConfig {
         let listeners = |ls: &[Listener]| {
             ls.iter().map(|l| format!("{}://{}:{}", l.name, l.host, l.port)).collect::<Vec<_>>().join(",")
         };
+        let g = &self.groups;
         let effective: Vec<(&str, Option<String>)> = vec![
             ("node.id", Some(self.node_id.to_string())),
             ("listeners", Some(listeners(&self.listeners))),
@@ -334,6 +421,19 @@ impl ServerConfig {
                 "log.message.timestamp.type",
                 Some(if self.log_append_time { "LogAppendTime" } else { "CreateTime" }.to_string()),
             ),
+            ("offsets.topic.num.partitions", Some(g.offsets_topic_num_partitions.to_string())),
+            ("offsets.topic.segment.bytes", Some(g.offsets_topic_segment_bytes.to_string())),
+            ("offsets.retention.minutes", Some((g.offsets_retention_ms / 60_000).to_string())),
+            ("offsets.retention.check.interval.ms", Some(g.offsets_retention_check_interval_ms.to_string())),
+            ("offset.metadata.max.bytes", Some(g.offset_metadata_max_bytes.to_string())),
+            ("group.initial.rebalance.delay.ms", Some(g.initial_rebalance_delay_ms.to_string())),
+            ("group.min.session.timeout.ms", Some(g.min_session_timeout_ms.to_string())),
+            ("group.max.session.timeout.ms", Some(g.max_session_timeout_ms.to_string())),
+            ("group.max.size", Some(g.max_size.to_string())),
+            ("group.consumer.session.timeout.ms", Some(g.consumer_session_timeout_ms.to_string())),
+            ("group.consumer.heartbeat.interval.ms", Some(g.consumer_heartbeat_interval_ms.to_string())),
+            ("group.consumer.max.size", Some(g.consumer_max_size.to_string())),
+            ("group.consumer.assignors", Some(g.consumer_assignors.join(","))),
         ];
         let mut out: Vec<(String, Option<String>, bool)> = effective
             .into_iter()
@@ -455,6 +555,23 @@ const ACTED_ON: &[&str] = &[
     "socket.request.max.bytes",
     "log.message.timestamp.type",
     "controller.listener.names",
+    "offsets.topic.num.partitions",
+    "offsets.topic.segment.bytes",
+    "offsets.retention.minutes",
+    "offsets.retention.check.interval.ms",
+    "offset.metadata.max.bytes",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.max.size",
+    "group.consumer.session.timeout.ms",
+    "group.consumer.min.session.timeout.ms",
+    "group.consumer.max.session.timeout.ms",
+    "group.consumer.heartbeat.interval.ms",
+    "group.consumer.min.heartbeat.interval.ms",
+    "group.consumer.max.heartbeat.interval.ms",
+    "group.consumer.max.size",
+    "group.consumer.assignors",
 ];
 
 /// Kafka broker settings accepted so that a Kafka `server.properties` starts a
@@ -473,12 +590,16 @@ const ACCEPTED: &[&str] = &[
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
     "offsets.topic.replication.factor",
-    "offsets.topic.num.partitions",
+    "offsets.topic.compression.codec",
+    "offsets.load.buffer.size",
+    "offsets.commit.timeout.ms",
+    "group.coordinator.rebalance.protocols",
+    "group.coordinator.new.enable",
+    "group.coordinator.threads",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     "share.coordinator.state.topic.replication.factor",
     "share.coordinator.state.topic.min.isr",
-    "group.initial.rebalance.delay.ms",
     "log.cleaner.enable",
     "log.cleanup.policy",
     "log.flush.scheduler.interval.ms",
@@ -491,9 +612,6 @@ const ACCEPTED: &[&str] = &[
     "delete.topic.enable",
     "replica.lag.time.max.ms",
     "replica.fetch.max.bytes",
-    "offsets.retention.minutes",
-    "group.min.session.timeout.ms",
-    "group.max.session.timeout.ms",
     "log.preallocate",
     "log.segment.delete.delay.ms",
     "metadata.log.dir",

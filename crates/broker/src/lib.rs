@@ -8,6 +8,7 @@
 pub mod config;
 pub mod error;
 mod fetch_session;
+pub mod group;
 mod handlers;
 mod log_dirs;
 mod net;
@@ -29,6 +30,7 @@ pub use config::{ConfigError, ServerConfig};
 pub use log_dirs::LogDirError;
 
 use fetch_session::FetchSessions;
+use group::{GroupCoordinator, OFFSETS_TOPIC};
 use log_dirs::LogDirs;
 use replica_manager::ReplicaManager;
 
@@ -96,6 +98,10 @@ pub struct Broker {
     fetch_sessions: Mutex<FetchSessions>,
     /// Producer ids reserved in the metadata log and not yet handed out.
     producer_ids: Mutex<std::ops::Range<i64>>,
+    /// Consumer groups and their committed offsets.
+    pub groups: GroupCoordinator,
+    /// Held while `__consumer_offsets` is being created.
+    offsets_topic_creation: Mutex<()>,
 }
 
 /// Producer ids reserved per metadata record.
@@ -115,6 +121,7 @@ impl Broker {
         }
         let metadata = MetadataLog::open(&log_dirs.metadata_dir(), log_dirs.clean_shutdown)?;
         let topics: Vec<_> = metadata.image().topics().cloned().collect();
+        let groups = GroupCoordinator::new(config.groups.clone());
         let broker = Arc::new(Broker {
             cluster_id: log_dirs.cluster_id.clone(),
             config,
@@ -124,11 +131,19 @@ impl Broker {
             data_arrived: Notify::new(),
             fetch_sessions: Mutex::new(FetchSessions::default()),
             producer_ids: Mutex::new(0..0),
+            groups,
+            offsets_topic_creation: Mutex::new(()),
         });
         for topic in &topics {
             broker
                 .host_topic(topic)
                 .map_err(|source| StartError::Topic { topic: topic.name.clone(), source })?;
+        }
+        if let Some(hosted) = broker.replicas.topic(OFFSETS_TOPIC) {
+            broker
+                .groups
+                .load(hosted.partitions.clone(), now_ms())
+                .map_err(|source| StartError::Topic { topic: OFFSETS_TOPIC.to_string(), source })?;
         }
         tracing::info!(topics = topics.len(), cluster_id = %broker.cluster_id, "broker opened");
         Ok(broker)
@@ -147,6 +162,7 @@ impl Broker {
         }
         tasks.spawn(flush_by_time(Arc::clone(self)));
         tasks.spawn(enforce_retention(Arc::clone(self)));
+        tasks.spawn(run_group_timers(Arc::clone(self)));
         shutdown.await;
         tasks.abort_all();
         Ok(())
@@ -194,6 +210,43 @@ impl Broker {
         Ok(id)
     }
 
+    /// Creates `__consumer_offsets` on first use, as Kafka does, with
+    /// `offsets.topic.num.partitions` compacted partitions.
+    pub fn ensure_offsets_topic(&self) -> Result<(), error::BrokerError> {
+        if self.groups.has_topic() {
+            return Ok(());
+        }
+        let _creating = self.offsets_topic_creation.lock();
+        if self.groups.has_topic() {
+            return Ok(());
+        }
+        if self.replicas.topic(OFFSETS_TOPIC).is_none() {
+            let g = &self.config.groups;
+            self.create_topic(
+                topics::NewTopic {
+                    name: OFFSETS_TOPIC.to_string(),
+                    num_partitions: g.offsets_topic_num_partitions,
+                    replication_factor: 1,
+                    assignments: Vec::new(),
+                    configs: vec![
+                        ("cleanup.policy".to_string(), Some("compact".to_string())),
+                        ("compression.type".to_string(), Some("producer".to_string())),
+                        ("segment.bytes".to_string(), Some(g.offsets_topic_segment_bytes.to_string())),
+                    ],
+                },
+                false,
+            )?;
+            tracing::info!(partitions = g.offsets_topic_num_partitions, "created {OFFSETS_TOPIC}");
+        }
+        let hosted = self.replicas.topic(OFFSETS_TOPIC).ok_or_else(|| {
+            error::BrokerError::kafka(
+                kafka_protocol::error::ResponseError::CoordinatorNotAvailable,
+                format!("{OFFSETS_TOPIC} is not hosted"),
+            )
+        })?;
+        self.groups.load(hosted.partitions.clone(), now_ms())
+    }
+
     /// Wakes fetches waiting for data.
     fn notify_data_arrived(&self) {
         self.data_arrived.notify_waiters();
@@ -227,6 +280,16 @@ async fn enforce_retention(broker: Arc<Broker>) {
                 }
             }
         }
+    }
+}
+
+/// Drives the group coordinator's timers (sessions, rebalance deadlines,
+/// offset expiry).
+async fn run_group_timers(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        broker.groups.tick(now_ms());
     }
 }
 

@@ -4,6 +4,7 @@
 //! As in Kafka, a connection's requests are handled one at a time, so responses
 //! leave in the order requests arrived; clients pipeline across the socket buffer.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -12,6 +13,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::group::ClientInfo;
 use crate::handlers::{self, Reply};
 use crate::Broker;
 
@@ -23,7 +25,7 @@ pub(crate) async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
                 let _ = stream.set_nodelay(true);
                 let broker = Arc::clone(&broker);
                 tokio::spawn(async move {
-                    if let Err(reason) = serve_connection(broker, stream).await {
+                    if let Err(reason) = serve_connection(broker, stream, peer).await {
                         tracing::debug!(%peer, %reason, "connection closed");
                     }
                 });
@@ -39,7 +41,9 @@ pub(crate) async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
 /// Why a connection was closed.
 type CloseReason = String;
 
-async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) -> Result<(), CloseReason> {
+async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Result<(), CloseReason> {
+    // Kafka prints client hosts as Java's InetAddress.toString does.
+    let client_host = format!("/{}", peer.ip());
     let (read, write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let mut writer = BufWriter::with_capacity(64 * 1024, write);
@@ -64,7 +68,7 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) -> Result<(), 
             return Err("connection closed mid-request".into());
         }
         let frame = Bytes::from(frame);
-        let Some(reply) = handle_frame(&broker, frame).await? else {
+        let Some(reply) = handle_frame(&broker, frame, &client_host).await? else {
             continue;
         };
         out.clear();
@@ -96,7 +100,7 @@ pub(crate) struct Response {
 /// Decodes one request frame and runs its handler. `Ok(None)`: no response is
 /// sent (acks=0 produce). `Err`: the connection is closed, as Kafka does for
 /// requests it cannot parse.
-async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Option<Response>, CloseReason> {
+async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes, client_host: &str) -> Result<Option<Response>, CloseReason> {
     if frame.len() < 8 {
         return Err("request shorter than its header".into());
     }
@@ -121,13 +125,19 @@ async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Option<R
         return Err(format!("unsupported version {version} of {api_key:?}"));
     }
     let header_version = api_key.request_header_version(version);
-    RequestHeader::decode(&mut frame, header_version).map_err(|e| format!("bad request header: {e}"))?;
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| format!("bad request header: {e}"))?;
+    let client = ClientInfo {
+        client_id: header.client_id.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+        client_host: client_host.to_string(),
+    };
+    drop(header);
     let request = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| format!("cannot decode {api_key:?} v{version}: {e}"))?;
     // Release the frame (and the header's slices of it) so a produce request's
     // records can be patched in place without a copy.
     drop(frame);
-    match handlers::handle(broker, version, request).await {
+    match handlers::handle(broker, &client, version, request).await {
         Reply::Response(body) => Ok(Some(Response {
             body: *body,
             header: ResponseHeader::default().with_correlation_id(correlation_id),

@@ -9,7 +9,12 @@ use kafka_protocol::messages::{
     BrokerId, DescribeClusterResponse, FindCoordinatorRequest, FindCoordinatorResponse,
 };
 
+use kafka_protocol::error::ResponseError;
+
 use super::str_bytes;
+
+/// FindCoordinator's key type for consumer groups (1 is transactions).
+const GROUP_KEY_TYPE: i8 = 0;
 use crate::Broker;
 
 pub(crate) fn describe(broker: &Arc<Broker>) -> DescribeClusterResponse {
@@ -26,6 +31,25 @@ pub(crate) fn describe(broker: &Arc<Broker>) -> DescribeClusterResponse {
 pub(crate) fn find_coordinator(broker: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let (host, port) = broker.advertised_endpoint();
     let node = BrokerId(broker.config.node_id);
+    // Group coordination needs __consumer_offsets: create it on first use.
+    if req.key_type == GROUP_KEY_TYPE {
+        if let Err(e) = broker.ensure_offsets_topic() {
+            tracing::error!(error = %e, "cannot create the offsets topic");
+            let code = ResponseError::CoordinatorNotAvailable.code();
+            let message = Some(str_bytes(e.to_string()));
+            return if version >= 4 {
+                let coordinators = req
+                    .coordinator_keys
+                    .into_iter()
+                    .map(|key| Coordinator::default().with_key(key).with_node_id(BrokerId(-1)).with_error_code(code).with_error_message(message.clone()))
+                    .collect();
+                FindCoordinatorResponse::default().with_coordinators(coordinators)
+            } else {
+                let resp = FindCoordinatorResponse::default().with_error_code(code).with_node_id(BrokerId(-1));
+                if version >= 1 { resp.with_error_message(message) } else { resp }
+            };
+        }
+    }
     if version >= 4 {
         let coordinators = req
             .coordinator_keys

@@ -5,8 +5,10 @@ pub(crate) mod api_versions;
 mod cluster;
 mod configs;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
+mod offsets;
 mod produce;
 mod producer_ids;
 mod topics;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::group::ClientInfo;
 use crate::Broker;
 
 /// What a handler gives back.
@@ -43,6 +46,16 @@ const IMPLEMENTED: &[(ApiKey, i16)] = &[
     (ApiKey::CreatePartitions, 3),
     (ApiKey::DescribeCluster, 1),
     (ApiKey::InitProducerId, 5),
+    (ApiKey::JoinGroup, 9),
+    (ApiKey::SyncGroup, 5),
+    (ApiKey::Heartbeat, 4),
+    (ApiKey::LeaveGroup, 5),
+    (ApiKey::OffsetCommit, 9),
+    (ApiKey::OffsetFetch, 9),
+    (ApiKey::ListGroups, 5),
+    (ApiKey::DescribeGroups, 6),
+    (ApiKey::DeleteGroups, 2),
+    (ApiKey::OffsetDelete, 0),
 ];
 
 /// The version range served for an API, None if it is not served.
@@ -59,7 +72,7 @@ pub(crate) fn all_supported() -> impl Iterator<Item = (ApiKey, i16, i16)> {
 }
 
 /// Runs the handler for a decoded request.
-pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: RequestKind) -> Reply {
+pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i16, request: RequestKind) -> Reply {
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
         RequestKind::Metadata(req) => metadata::handle(broker, req, version).into(),
@@ -77,6 +90,16 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: RequestK
         RequestKind::DescribeCluster(_) => cluster::describe(broker).into(),
         RequestKind::InitProducerId(req) => producer_ids::init(broker, req).into(),
         RequestKind::FindCoordinator(req) => cluster::find_coordinator(broker, req, version).into(),
+        RequestKind::JoinGroup(req) => groups::join(broker, client, req, version).await.into(),
+        RequestKind::SyncGroup(req) => groups::sync(broker, req).await.into(),
+        RequestKind::Heartbeat(req) => groups::heartbeat(broker, req).into(),
+        RequestKind::LeaveGroup(req) => groups::leave(broker, req, version).into(),
+        RequestKind::ListGroups(req) => groups::list(broker, req).into(),
+        RequestKind::DescribeGroups(req) => groups::describe(broker, req, version).into(),
+        RequestKind::DeleteGroups(req) => groups::delete(broker, req).into(),
+        RequestKind::OffsetCommit(req) => offsets::commit(broker, req, version).into(),
+        RequestKind::OffsetFetch(req) => offsets::fetch(broker, req, version).into(),
+        RequestKind::OffsetDelete(req) => offsets::delete(broker, req).into(),
         other => {
             // Unreachable in practice: net.rs only decodes served APIs.
             tracing::warn!(request = ?std::mem::discriminant(&other), "no handler");
