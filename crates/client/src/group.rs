@@ -712,27 +712,44 @@ impl Membership {
             return Ok(());
         }
         let conn = self.coordinator().await?;
-        let req = leave_group_request(&self.settings.group_id, &self.member_id, None);
-        let resp = conn.send(&req).await?;
-        self.member_id.clear();
-        crate::error::check(resp.error_code, None)?;
-        for m in &resp.members {
-            crate::error::check(m.error_code, None)?;
-        }
-        Ok(())
+        let member_id = std::mem::take(&mut self.member_id);
+        send_leave_group(
+            &conn,
+            &self.settings.group_id,
+            &member_id,
+            Some("the consumer is being closed"),
+        )
+        .await
     }
 }
 
-/// A LeaveGroup for one member (v3+ name members in a list, older versions one id).
-fn leave_group_request(group: &str, member_id: &str, reason: Option<&str>) -> LeaveGroupRequest {
+/// Sends a LeaveGroup for one member (v3+ name members in a list, older versions
+/// one id; the encoder refuses a field the version does not have).
+async fn send_leave_group(
+    conn: &Connection,
+    group: &str,
+    member_id: &str,
+    reason: Option<&str>,
+) -> Result<()> {
+    let version = conn.version::<LeaveGroupRequest>()?;
     let mut req = LeaveGroupRequest::default();
     req.group_id = GroupId(str_bytes(group));
-    req.member_id = str_bytes(member_id);
-    let mut m = MemberIdentity::default();
-    m.member_id = str_bytes(member_id);
-    m.reason = reason.map(str_bytes);
-    req.members = vec![m];
-    req
+    if version < 3 {
+        req.member_id = str_bytes(member_id);
+    } else {
+        let mut m = MemberIdentity::default();
+        m.member_id = str_bytes(member_id);
+        if version >= 5 {
+            m.reason = reason.map(str_bytes);
+        }
+        req.members = vec![m];
+    }
+    let resp = conn.send_version(&req, version).await?;
+    crate::error::check(resp.error_code, None)?;
+    for m in &resp.members {
+        crate::error::check(m.error_code, None)?;
+    }
+    Ok(())
 }
 
 /// An OffsetCommit of `offsets` (leader epoch unknown, no metadata).
@@ -931,12 +948,9 @@ impl Heartbeat {
                     self.settings.rebalance_timeout
                 );
                 if let Some(c) = &conn {
-                    let req = leave_group_request(
-                        &self.settings.group_id,
-                        &self.member_id,
-                        Some("consumer poll timeout has expired"),
-                    );
-                    let _ = c.send(&req).await;
+                    let reason = Some("consumer poll timeout has expired");
+                    let _ =
+                        send_leave_group(c, &self.settings.group_id, &self.member_id, reason).await;
                 }
                 self.report(GroupEvent::Reset {
                     keep_member_id: false,
