@@ -297,7 +297,7 @@ impl Consumer {
         if let Some(topics) = self.subscription.clone() {
             group.polled();
             let event = group.take_event()?;
-            if self.rejoin_requested || group.needs_join() {
+            if self.rejoin_requested || event.is_some() || group.needs_join() {
                 // Eager protocol: the member gives up every partition; commit first so
                 // that the next owner starts where this one stopped (Kafka's
                 // onJoinPrepare). After a reset the generation is gone and so is the

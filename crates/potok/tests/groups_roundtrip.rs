@@ -474,3 +474,56 @@ fn kafka_consumer_groups_script_lists_and_describes_with_kafkas_flags() {
         r.stderr
     );
 }
+
+/// Waits until the members view shows exactly `counts` partitions per member.
+fn wait_for_members(bs: &str, group: &str, counts: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = potok(
+            &[
+                "groups",
+                "describe",
+                "--bootstrap-server",
+                bs,
+                "--group",
+                group,
+                "--members",
+            ],
+            b"",
+        );
+        let mut got: Vec<String> = r
+            .stdout
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
+            .collect();
+        got.sort();
+        if got == counts {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members of {group} never became {counts:?}: {}",
+            r.stdout
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_second_member_takes_half_the_partitions_and_hands_them_back_when_it_leaves() {
+    let b = Broker::start();
+    let bs = b.bootstrap.as_str();
+    create_topic(bs, "shared", 2);
+    let _first = consume_in_background(bs, "shared", "pair");
+    wait_for_members(bs, "pair", &["2"]);
+    let second = consume_in_background(bs, "shared", "pair");
+    wait_for_members(bs, "pair", &["1", "1"]);
+    // Ctrl-C: the consumer commits, leaves the group, and the first one takes all.
+    let stopped = Command::new("kill")
+        .arg("-INT")
+        .arg(second.0.id().to_string())
+        .status();
+    assert!(stopped.is_ok_and(|s| s.success()));
+    wait_for_members(bs, "pair", &["2"]);
+}

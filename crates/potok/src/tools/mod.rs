@@ -45,6 +45,13 @@ pub(crate) enum ToolCommand {
 }
 
 pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
+    // Tools print their own messages; client logs only when asked (POTOK_LOG=debug).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("POTOK_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
