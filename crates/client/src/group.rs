@@ -878,7 +878,8 @@ fn offsets_of(
         }
         Ok::<(), Error>(())
     };
-    if version >= 8 {
+    // v8+ answers per group; the fields are the same.
+    let rows: Vec<(TopicName, i32, i64, i32, Option<StrBytes>, i16)> = if version >= 8 {
         let g = resp
             .groups
             .into_iter()
@@ -889,32 +890,50 @@ fn offsets_of(
                 ))
             })?;
         crate::error::check(g.error_code, None)?;
-        for t in &g.topics {
-            for p in &t.partitions {
-                add(
-                    &t.name.0,
-                    p.partition_index,
-                    p.committed_offset,
-                    p.committed_leader_epoch,
-                    p.metadata.as_ref(),
-                    p.error_code,
-                )?;
-            }
-        }
+        g.topics
+            .into_iter()
+            .flat_map(|t| {
+                let name = t.name;
+                t.partitions.into_iter().map(move |p| {
+                    (
+                        name.clone(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.committed_leader_epoch,
+                        p.metadata,
+                        p.error_code,
+                    )
+                })
+            })
+            .collect()
     } else {
         crate::error::check(resp.error_code, None)?;
-        for t in &resp.topics {
-            for p in &t.partitions {
-                add(
-                    &t.name.0,
-                    p.partition_index,
-                    p.committed_offset,
-                    p.committed_leader_epoch,
-                    p.metadata.as_ref(),
-                    p.error_code,
-                )?;
-            }
-        }
+        resp.topics
+            .into_iter()
+            .flat_map(|t| {
+                let name = t.name;
+                t.partitions.into_iter().map(move |p| {
+                    (
+                        name.clone(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.committed_leader_epoch,
+                        p.metadata,
+                        p.error_code,
+                    )
+                })
+            })
+            .collect()
+    };
+    for (name, partition, offset, epoch, metadata, code) in &rows {
+        add(
+            &name.0,
+            *partition,
+            *offset,
+            *epoch,
+            metadata.as_ref(),
+            *code,
+        )?;
     }
     Ok(out)
 }

@@ -41,8 +41,9 @@ fn consume_in_background(bs: &str, topic: &str, group: &str) -> Running {
     Running(child)
 }
 
-/// Waits until `potok groups describe --state` shows `state` for the group.
-fn wait_for_state(bs: &str, group: &str, state: &str) -> String {
+/// Runs `potok groups describe --group G <view>` until `done` holds for its output
+/// (at most 30 s); returns that output.
+fn wait_for_describe(bs: &str, group: &str, view: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = potok(
@@ -53,21 +54,26 @@ fn wait_for_state(bs: &str, group: &str, state: &str) -> String {
                 bs,
                 "--group",
                 group,
-                "--state",
+                view,
             ],
             b"",
         );
-        if r.stdout.contains(state) {
+        if done(&r.stdout) {
             return r.stdout;
         }
         assert!(
             Instant::now() < deadline,
-            "group {group} never reached {state}: {}{}",
+            "group {group} never got there: {}{}",
             r.stdout,
             r.stderr
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Waits until `--state` shows `state` for the group.
+fn wait_for_state(bs: &str, group: &str, state: &str) -> String {
+    wait_for_describe(bs, group, "--state", |out| out.contains(state))
 }
 
 #[test]
@@ -477,37 +483,15 @@ fn kafka_consumer_groups_script_lists_and_describes_with_kafkas_flags() {
 
 /// Waits until the members view shows exactly `counts` partitions per member.
 fn wait_for_members(bs: &str, group: &str, counts: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = potok(
-            &[
-                "groups",
-                "describe",
-                "--bootstrap-server",
-                bs,
-                "--group",
-                group,
-                "--members",
-            ],
-            b"",
-        );
-        let mut got: Vec<String> = r
-            .stdout
+    wait_for_describe(bs, group, "--members", |out| {
+        let mut got: Vec<&str> = out
             .lines()
             .skip(2)
-            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
+            .filter_map(|l| l.split_whitespace().nth(4))
             .collect();
-        got.sort();
-        if got == counts {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "members of {group} never became {counts:?}: {}",
-            r.stdout
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        got.sort_unstable();
+        got == counts
+    });
 }
 
 #[test]

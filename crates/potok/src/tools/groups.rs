@@ -795,67 +795,42 @@ fn members_table(d: &GroupDescription, verbose: bool) -> String {
     out
 }
 
-/// Kafka's state view.
+/// Kafka's `%-Ns %-Ns ... %s` row: each cell left-aligned in its width (cells past
+/// the widths unpadded), separated by spaces.
+fn row(cells: &[&str], widths: &[usize]) -> String {
+    let widths = widths.iter().copied().chain(std::iter::repeat(0));
+    cells
+        .iter()
+        .zip(widths)
+        .map(|(c, w)| format!("{c:<w$}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Kafka's state view (verbose: with the KIP-848 epochs).
 fn state_table(d: &GroupDescription, verbose: bool) -> String {
     let coordinator = format!(
         "{}:{}  ({})",
         d.coordinator.host, d.coordinator.port, d.coordinator.node_id
     );
-    let c = coordinator.len().max(25);
-    let g = d.group_id.len().max(15);
     let strategy = if d.assignor.is_empty() {
         MISSING
     } else {
         &d.assignor
     };
+    let (group_epoch, target_epoch) = (or_missing(d.group_epoch), or_missing(d.assignment_epoch));
     let members = d.members.len().to_string();
+    let mut head = vec!["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE"];
+    let mut values = vec![d.group_id.as_str(), &coordinator, strategy, &d.state];
+    let mut widths = vec![d.group_id.len().max(15), coordinator.len().max(25), 20, 20];
     if verbose {
-        let line = |cols: [&str; 7]| {
-            format!(
-                "\n{:<g$} {:<c$} {:<20} {:<20} {:<15} {:<25} {}",
-                cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
-            )
-        };
-        format!(
-            "{}{}\n",
-            line([
-                "GROUP",
-                "COORDINATOR (ID)",
-                "ASSIGNMENT-STRATEGY",
-                "STATE",
-                "GROUP-EPOCH",
-                "TARGET-ASSIGNMENT-EPOCH",
-                "#MEMBERS"
-            ]),
-            line([
-                &d.group_id,
-                &coordinator,
-                strategy,
-                &d.state,
-                &or_missing(d.group_epoch),
-                &or_missing(d.assignment_epoch),
-                &members
-            ])
-        )
-    } else {
-        let line = |cols: [&str; 5]| {
-            format!(
-                "\n{:<g$} {:<c$} {:<20} {:<20} {}",
-                cols[0], cols[1], cols[2], cols[3], cols[4]
-            )
-        };
-        format!(
-            "{}{}\n",
-            line([
-                "GROUP",
-                "COORDINATOR (ID)",
-                "ASSIGNMENT-STRATEGY",
-                "STATE",
-                "#MEMBERS"
-            ]),
-            line([&d.group_id, &coordinator, strategy, &d.state, &members])
-        )
+        head.extend(["GROUP-EPOCH", "TARGET-ASSIGNMENT-EPOCH"]);
+        values.extend([group_epoch.as_str(), &target_epoch]);
+        widths.extend([15, 25]);
     }
+    head.push("#MEMBERS");
+    values.push(&members);
+    format!("\n{}\n{}\n", row(&head, &widths), row(&values, &widths))
 }
 
 /// A consumer without a group, for ListOffsets.
