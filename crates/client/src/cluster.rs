@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    FindCoordinatorRequest, MetadataRequest, MetadataResponse, TopicName,
+};
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -90,6 +92,9 @@ impl Broker {
         }
     }
 }
+
+/// FindCoordinator's key type for consumer groups.
+pub const COORDINATOR_GROUP: i8 = 0;
 
 /// One partition's placement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,6 +343,65 @@ impl Client {
             Arc::new(Connection::connect(&addr, self.inner.config.connection.clone()).await?);
         conns.insert(node_id, conn.clone());
         Ok(conn)
+    }
+
+    /// The coordinator of `key` (a group id for [`COORDINATOR_GROUP`]), as FindCoordinator
+    /// names it. Fails with e.g. COORDINATOR_NOT_AVAILABLE (retriable).
+    pub async fn find_coordinator(&self, key_type: i8, key: &str) -> Result<Broker> {
+        let conn = self.any_connection().await?;
+        let version = conn.version::<FindCoordinatorRequest>()?;
+        let mut req = FindCoordinatorRequest::default();
+        req.key_type = key_type;
+        // v4 (KIP-699) looks up a batch of keys; older versions one.
+        if version >= 4 {
+            req.coordinator_keys = vec![StrBytes::from_string(key.to_owned())];
+        } else {
+            req.key = StrBytes::from_string(key.to_owned());
+        }
+        let resp = conn.send_version(&req, version).await?;
+        if version < 4 {
+            crate::error::check(resp.error_code, resp.error_message.as_deref())?;
+            return Ok(Broker {
+                node_id: resp.node_id.0,
+                host: resp.host.to_string(),
+                port: resp.port,
+                rack: None,
+            });
+        }
+        let c = resp
+            .coordinators
+            .into_iter()
+            .find(|c| c.key.as_str() == key)
+            .ok_or_else(|| {
+                Error::protocol(format!(
+                    "FindCoordinator response has no result for {key:?}"
+                ))
+            })?;
+        crate::error::check(c.error_code, c.error_message.as_deref())?;
+        Ok(Broker {
+            node_id: c.node_id.0,
+            host: c.host.to_string(),
+            port: c.port,
+            rack: None,
+        })
+    }
+
+    /// The coordinator of consumer group `group` and a connection to it (the shared
+    /// connection when the coordinator is a broker in the metadata).
+    pub async fn group_coordinator(&self, group: &str) -> Result<(Broker, Arc<Connection>)> {
+        let coordinator = self.find_coordinator(COORDINATOR_GROUP, group).await?;
+        if !self.metadata().brokers.contains_key(&coordinator.node_id) {
+            let _ = self.refresh_metadata(Some(&[])).await;
+        }
+        let conn = if self.metadata().brokers.contains_key(&coordinator.node_id) {
+            self.broker(coordinator.node_id).await?
+        } else {
+            Arc::new(
+                Connection::connect(&coordinator.addr(), self.inner.config.connection.clone())
+                    .await?,
+            )
+        };
+        Ok((coordinator, conn))
     }
 
     /// A connection to the controller (as named by Metadata), else to any broker.

@@ -118,6 +118,13 @@ pub(crate) struct PendingResponse<Resp> {
 }
 
 impl<Resp: Decodable + HeaderVersion> PendingResponse<Resp> {
+    /// Waits up to `timeout` instead of the connection's `request_timeout` (JoinGroup
+    /// answers only when the rebalance completes).
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Waits for the response and decodes it.
     pub(crate) async fn wait(self) -> Result<Resp> {
         let frame = match tokio::time::timeout(self.timeout, self.rx).await {
@@ -241,6 +248,20 @@ impl Connection {
     /// Sends `req` encoded as `version` and waits for its response.
     pub async fn send_version<R: Request>(&self, req: &R, version: i16) -> Result<R::Response> {
         self.enqueue(req, version)?.wait().await
+    }
+
+    /// Sends `req` with the highest common version, waiting up to `timeout` for the
+    /// response instead of `request_timeout`.
+    pub async fn send_with_timeout<R: Request>(
+        &self,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
+        let version = self.version::<R>()?;
+        self.enqueue(req, version)?
+            .with_timeout(timeout)
+            .wait()
+            .await
     }
 
     /// Sends a request the broker will not answer (a Produce with acks=0).

@@ -1,7 +1,10 @@
-//! The consumer: manually assigned partitions, seeking, and polling with Fetch.
+//! The consumer: manually assigned or group-subscribed partitions, seeking, polling
+//! with Fetch, and offset commits.
 //!
-//! There are no consumer groups yet: [`Consumer::assign`] picks the partitions and
-//! positions live only in the consumer. Fetched record batches are decoded by
+//! [`Consumer::assign`] picks the partitions by hand; [`Consumer::subscribe`] joins
+//! the consumer group `group.id` and takes the partitions its leader assigns (see
+//! [`crate::group`]). Joining, rejoining after a rebalance and auto-commits all
+//! happen inside [`Consumer::poll`]. Fetched record batches are decoded by
 //! [`crate::records`], so headers keep their order and duplicate keys; decompression
 //! is bounded per poll (see [`crate::records::DecodeBudget`]).
 
@@ -21,6 +24,7 @@ use uuid::Uuid;
 
 use crate::cluster::{Client, ClientConfig};
 use crate::error::{Error, KafkaError, Result};
+use crate::group::{GroupEvent, GroupSettings, Membership};
 use crate::records::{Batches, DecodeBudget};
 
 pub use crate::records::TimestampType;
@@ -93,6 +97,25 @@ pub struct ConsumerConfig {
     pub isolation_level: IsolationLevel,
     /// `retry.backoff.ms` (default 100 ms): pause after a failed fetch.
     pub retry_backoff: Duration,
+    /// `group.id`: the consumer group, needed by [`Consumer::subscribe`] and commits.
+    pub group_id: Option<String>,
+    /// `group.instance.id`: makes the consumer a static member (KIP-345).
+    pub group_instance_id: Option<String>,
+    /// `session.timeout.ms` (default 45 s): the coordinator drops a member that sent
+    /// no heartbeat for this long.
+    pub session_timeout: Duration,
+    /// `max.poll.interval.ms` (default 300 s): the rebalance timeout; a member that
+    /// does not poll for this long leaves the group.
+    pub rebalance_timeout: Duration,
+    /// `heartbeat.interval.ms` (default 3 s).
+    pub heartbeat_interval: Duration,
+    /// `enable.auto.commit` (default true): with a group, commit positions every
+    /// `auto_commit_interval` inside poll, before a rebalance and on close.
+    pub enable_auto_commit: bool,
+    /// `auto.commit.interval.ms` (default 5 s).
+    pub auto_commit_interval: Duration,
+    /// `client.id`; `None` keeps `client.connection.client_id`.
+    pub client_id: Option<String>,
 }
 
 impl ConsumerConfig {
@@ -107,6 +130,14 @@ impl ConsumerConfig {
             max_partition_fetch_bytes: 1024 * 1024,
             isolation_level: IsolationLevel::ReadUncommitted,
             retry_backoff: Duration::from_millis(100),
+            group_id: None,
+            group_instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            rebalance_timeout: Duration::from_secs(300),
+            heartbeat_interval: Duration::from_secs(3),
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            client_id: None,
         })
     }
 }
@@ -134,12 +165,19 @@ pub struct ConsumerRecord {
 
 type TopicPartition = (String, i32);
 
-/// A consumer of manually assigned partitions.
+/// A consumer of manually assigned partitions or of a group subscription.
 pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
     /// Next offset to fetch per assigned partition; `None` until reset.
     positions: BTreeMap<TopicPartition, Option<i64>>,
+    /// Membership in `group.id`, if one is configured.
+    group: Option<Membership>,
+    /// Topics subscribed to; `None` for a manual assignment.
+    subscription: Option<Vec<String>>,
+    /// Set by `subscribe`: join again even if the generation is still valid.
+    rejoin_requested: bool,
+    next_auto_commit: Instant,
     /// Counts fetch rounds; rotates the order in which partitions are decoded, so a
     /// decompression budget that runs out does not starve the same partitions.
     fetch_round: usize,
@@ -155,14 +193,139 @@ impl fmt::Debug for Consumer {
 
 impl Consumer {
     /// Connects to the cluster.
-    pub async fn connect(config: ConsumerConfig) -> Result<Consumer> {
+    pub async fn connect(mut config: ConsumerConfig) -> Result<Consumer> {
+        if let Some(id) = &config.client_id {
+            config.client.connection.client_id = id.clone();
+        }
         let client = Client::connect(config.client.clone()).await?;
+        let group = config.group_id.as_ref().map(|group_id| {
+            Membership::new(
+                client.clone(),
+                GroupSettings {
+                    group_id: group_id.clone(),
+                    group_instance_id: config.group_instance_id.clone(),
+                    session_timeout: config.session_timeout,
+                    rebalance_timeout: config.rebalance_timeout,
+                    heartbeat_interval: config.heartbeat_interval,
+                    retry_backoff: config.retry_backoff,
+                },
+            )
+        });
         Ok(Consumer {
             client,
+            next_auto_commit: Instant::now() + config.auto_commit_interval,
             config,
             positions: BTreeMap::new(),
+            group,
+            subscription: None,
+            rejoin_requested: false,
             fetch_round: 0,
         })
+    }
+
+    /// Subscribes to `topics` as a member of the consumer group `group.id`. The
+    /// consumer joins the group in its next [`Consumer::poll`], which then reads the
+    /// partitions the group assigns it, from the group's committed offsets (else per
+    /// `auto_offset_reset`). Fails without a `group_id`.
+    pub fn subscribe(&mut self, topics: Vec<String>) -> Result<()> {
+        if self.group.is_none() {
+            return Err(Error::InvalidConfig(
+                "subscribe needs a group.id (ConsumerConfig::group_id)".to_owned(),
+            ));
+        }
+        self.subscription = Some(topics);
+        self.rejoin_requested = true;
+        Ok(())
+    }
+
+    /// The subscribed topics, if the consumer subscribed.
+    pub fn subscription(&self) -> Option<&[String]> {
+        self.subscription.as_deref()
+    }
+
+    fn membership(&mut self) -> Result<&mut Membership> {
+        self.group.as_mut().ok_or_else(|| {
+            Error::InvalidConfig(
+                "committed offsets need a group.id (ConsumerConfig::group_id)".to_owned(),
+            )
+        })
+    }
+
+    /// Commits the current positions of every assigned partition to the group: in the
+    /// group's current generation when subscribed, else as Kafka's manually assigned
+    /// consumers do (generation -1). Fails with the partition's Kafka error, e.g.
+    /// REBALANCE_IN_PROGRESS (the consumer rejoins in its next poll).
+    pub async fn commit(&mut self) -> Result<()> {
+        let offsets = committable(&self.positions);
+        self.membership()?.commit(&offsets).await
+    }
+
+    /// The group's committed offset of a partition, `None` if there is none.
+    pub async fn committed(&mut self, topic: &str, partition: i32) -> Result<Option<i64>> {
+        let tp = (topic.to_owned(), partition);
+        let found = self
+            .membership()?
+            .committed(std::slice::from_ref(&tp))
+            .await?;
+        Ok(found.get(&tp).copied())
+    }
+
+    /// Closes the consumer: with a group, commits the positions (if auto-commit is on)
+    /// and leaves the group so that it rebalances at once. Returns the first error.
+    pub async fn close(mut self) -> Result<()> {
+        let offsets = committable(&self.positions);
+        let auto_commit = self.config.enable_auto_commit;
+        let subscribed = self.subscription.is_some();
+        let Some(group) = self.group.as_mut() else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        // A subscribed member that lost its generation no longer owns the partitions.
+        if auto_commit && (!subscribed || group.generation().is_some()) {
+            result = group.commit(&offsets).await;
+        }
+        let left = group.leave().await;
+        result.and(left)
+    }
+
+    /// Joins or rejoins the group when needed and auto-commits when due.
+    async fn maintain_group(&mut self) -> Result<()> {
+        let auto_commit = self.config.enable_auto_commit;
+        let Some(group) = self.group.as_mut() else {
+            return Ok(());
+        };
+        if let Some(topics) = self.subscription.clone() {
+            group.polled();
+            let event = group.take_event()?;
+            if self.rejoin_requested || event.is_some() || group.needs_join() {
+                // Eager protocol: the member gives up every partition; commit first so
+                // that the next owner starts where this one stopped (Kafka's
+                // onJoinPrepare). After a reset the generation is gone and so is the
+                // right to commit.
+                if auto_commit && group.generation().is_some() {
+                    if let Err(e) = group.commit(&committable(&self.positions)).await {
+                        tracing::warn!(error = %e, "commit before rejoining failed");
+                    }
+                }
+                if let Some(GroupEvent::Reset { .. }) = event {
+                    tracing::info!(group = %group.group_id(), "generation lost; rejoining");
+                }
+                self.positions.clear();
+                let assignment = group.join(&topics).await?;
+                self.rejoin_requested = false;
+                // Positions start at the committed offsets (see `reset_positions`).
+                self.positions = assignment.into_iter().map(|tp| (tp, None)).collect();
+                self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
+                return Ok(());
+            }
+        }
+        if auto_commit && Instant::now() >= self.next_auto_commit {
+            self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
+            if let Err(e) = group.commit(&committable(&self.positions)).await {
+                tracing::warn!(error = %e, "auto-commit failed");
+            }
+        }
+        Ok(())
     }
 
     /// The cluster client the consumer uses.
@@ -171,8 +334,18 @@ impl Consumer {
     }
 
     /// Replaces the assignment. Partitions that stay assigned keep their positions;
-    /// new ones start per `auto_offset_reset` unless sought.
+    /// new ones start per `auto_offset_reset` unless sought. Ends a subscription
+    /// (without LeaveGroup: the coordinator drops the member after its session timeout).
     pub fn assign(&mut self, partitions: Vec<(String, i32)>) {
+        if self.subscription.take().is_some() {
+            if let Some(group) = &self.group {
+                // A fresh membership: the old one's heartbeats stop with it.
+                self.group = Some(Membership::new(
+                    self.client.clone(),
+                    group.settings().clone(),
+                ));
+            }
+        }
         let mut next = BTreeMap::new();
         for tp in partitions {
             let pos = self.positions.get(&tp).copied().flatten();
@@ -308,9 +481,10 @@ impl Consumer {
         }
     }
 
-    /// Gives partitions without a position one, per `auto_offset_reset`.
+    /// Gives partitions without a position one: the group's committed offset if there
+    /// is a group and a commit, else per `auto_offset_reset`.
     async fn reset_positions(&mut self) -> Result<()> {
-        let missing: Vec<TopicPartition> = self
+        let mut missing: Vec<TopicPartition> = self
             .positions
             .iter()
             .filter(|(_, p)| p.is_none())
@@ -318,6 +492,18 @@ impl Consumer {
             .collect();
         if missing.is_empty() {
             return Ok(());
+        }
+        if let Some(group) = self.group.as_mut() {
+            let committed = group.committed(&missing).await?;
+            for (tp, off) in &committed {
+                if let Some(pos) = self.positions.get_mut(tp) {
+                    *pos = Some(*off);
+                }
+            }
+            missing.retain(|tp| !committed.contains_key(tp));
+            if missing.is_empty() {
+                return Ok(());
+            }
         }
         let offset = match self.config.auto_offset_reset {
             AutoOffsetReset::Earliest => Offset::Earliest,
@@ -346,10 +532,19 @@ impl Consumer {
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.maintain_group().await?;
             let now = Instant::now();
             if self.positions.is_empty() {
-                tokio::time::sleep_until(deadline).await;
-                return Ok(Vec::new());
+                if self.subscription.is_none() {
+                    tokio::time::sleep_until(deadline).await;
+                    return Ok(Vec::new());
+                }
+                // A member without partitions still has to notice a rebalance.
+                tokio::time::sleep_until(deadline.min(now + GROUP_CHECK_INTERVAL)).await;
+                if Instant::now() >= deadline {
+                    return Ok(Vec::new());
+                }
+                continue;
             }
             let result = match self.reset_positions().await {
                 Ok(()) => {
@@ -580,6 +775,17 @@ impl Consumer {
             None => Ok(()),
         }
     }
+}
+
+/// How often a subscribed consumer without partitions checks on its group in poll.
+const GROUP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The positions worth committing: every assigned partition that has one.
+fn committable(positions: &BTreeMap<TopicPartition, Option<i64>>) -> Vec<(TopicPartition, i64)> {
+    positions
+        .iter()
+        .filter_map(|(tp, pos)| pos.map(|p| (tp.clone(), p)))
+        .collect()
 }
 
 /// The smallest decompression budget of a poll (it is at least twice `fetch.max.bytes`).

@@ -2,9 +2,11 @@
 //!
 //! - [`Connection`]: one broker connection (framing, correlation ids, ApiVersions).
 //! - [`Client`]: the cluster view (bootstrap, metadata, a connection per broker).
-//! - [`Admin`]: create, delete, list and describe topics; describe configs.
+//! - [`Admin`]: create, delete, list and describe topics; describe configs; list,
+//!   describe and delete consumer groups and their offsets ([`group_admin`]).
 //! - [`Producer`]: partitioning, batching, compression, acks.
-//! - [`Consumer`]: manual assignment, seeking, polling.
+//! - [`Consumer`]: manual assignment or group subscription, seeking, polling, commits.
+//! - [`group`]: classic consumer-group membership, the embedded consumer protocol, assignors.
 //! - [`records`]: the magic-v2 record batch codec (headers kept in order, duplicates too).
 //!
 //! Every request and response is encoded by the `kafka-protocol` crate, record batches
@@ -15,6 +17,8 @@ pub mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
+pub mod group_admin;
 pub mod partitioner;
 pub mod producer;
 pub mod records;
@@ -27,6 +31,7 @@ pub use consumer::{
     TimestampType,
 };
 pub use error::{Error, KafkaError, Result};
+pub use group_admin::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
 pub use producer::{
     Acks, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };

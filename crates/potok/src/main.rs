@@ -10,7 +10,11 @@ static GLOBAL: allocator::Allocator = allocator::Allocator;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "potok", version, about = "Potok: a Kafka-compatible event-streaming platform")]
+#[command(
+    name = "potok",
+    version,
+    about = "Potok: a Kafka-compatible event-streaming platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -438,9 +438,29 @@ fn kafka_named_scripts_run_the_quickstart_from_any_directory() {
         "stderr: {}",
         r.stderr
     );
-    assert!(
-        r.stderr.contains("groups are not supported yet"),
-        "stderr: {}",
-        r.stderr
+    // --group is a real group now: the two records are committed to g1.
+    let r = potok_ok(
+        &[
+            "groups",
+            "describe",
+            "--bootstrap-server",
+            bs,
+            "--group",
+            "g1",
+        ],
+        b"",
+    );
+    let row: Vec<&str> = r
+        .stdout
+        .lines()
+        .nth(2)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row.get(..6),
+        Some(&["g1", "quickstart", "0", "2", "2", "0"][..]),
+        "{}",
+        r.stdout
     );
 }

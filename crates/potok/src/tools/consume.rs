@@ -1,4 +1,5 @@
-//! `potok consume TOPIC`: print records, as text (Kafka's console format) or JSON lines.
+//! `potok consume TOPIC`: print records, as text (Kafka's console format) or JSON lines;
+//! with `--group`, as a member of a consumer group that commits what it printed.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -29,6 +30,11 @@ pub(crate) struct ConsumeArgs {
     /// Read only this partition (repeatable; default: all partitions).
     #[arg(long)]
     partition: Vec<i32>,
+    /// Consume as a member of this consumer group: start at its committed offsets
+    /// (else per --from-beginning), commit automatically and on exit. With
+    /// --partition, the partitions are assigned by hand and only commits use the group.
+    #[arg(long)]
+    group: Option<String>,
     /// Exit after this many records.
     #[arg(long)]
     max_messages: Option<u64>,
@@ -146,10 +152,15 @@ pub(crate) struct ConsumeOptions {
     pub(crate) format: Format,
     pub(crate) client_id: Option<String>,
     pub(crate) read_committed: bool,
+    /// Consumer group: subscribe (or, with `partitions`, commit) as this group.
+    pub(crate) group: Option<String>,
 }
 
 impl ConsumeArgs {
     pub(crate) fn into_options(self) -> anyhow::Result<ConsumeOptions> {
+        if self.group.is_some() && self.offset.is_some() && self.partition.is_empty() {
+            anyhow::bail!("--offset needs --partition when --group is given (a group starts at its committed offsets)");
+        }
         let start = match (&self.offset, self.from_beginning) {
             (Some(o), _) => Start::parse(o)?,
             (None, true) => Start::Earliest,
@@ -177,6 +188,7 @@ impl ConsumeArgs {
             format,
             client_id: None,
             read_committed: false,
+            group: self.group,
         })
     }
 }
@@ -308,12 +320,17 @@ pub(crate) async fn run(opts: ConsumeOptions) -> anyhow::Result<ExitCode> {
     if opts.read_committed {
         config.isolation_level = client::IsolationLevel::ReadCommitted;
     }
+    config.group_id = opts.group.clone();
     let mut consumer = Consumer::connect(config).await?;
 
     let mut count = 0u64;
     let result = consume(&mut consumer, &opts, &mut count).await;
     eprintln!("Processed a total of {count} messages");
-    result
+    // With a group: commit what was printed and leave, so the group rebalances now.
+    let closed = consumer.close().await;
+    let code = result?;
+    closed.context("closing the consumer")?;
+    Ok(code)
 }
 
 async fn consume(
@@ -333,12 +350,16 @@ async fn consume(
     } else {
         opts.partitions.clone()
     };
-    consumer.assign(
-        partitions
-            .iter()
-            .map(|p| (opts.topic.clone(), *p))
-            .collect(),
-    );
+    if opts.group.is_some() && opts.partitions.is_empty() {
+        consumer.subscribe(vec![opts.topic.clone()])?;
+    } else {
+        consumer.assign(
+            partitions
+                .iter()
+                .map(|p| (opts.topic.clone(), *p))
+                .collect(),
+        );
+    }
     if let Start::At(o) = opts.start {
         for p in &partitions {
             consumer.seek(&opts.topic, *p, Offset::At(o)).await?;
@@ -366,7 +387,13 @@ async fn consume(
         if !records.is_empty() {
             last_record = Instant::now();
         }
-        for r in &records {
+        for (i, r) in records.iter().enumerate() {
+            if opts.max_messages.is_some_and(|m| *count >= m) {
+                // The position moved past records that were not printed: move it back
+                // so that a group's commit does not skip them.
+                rewind_to_unprinted(consumer, &records[i..]).await?;
+                break;
+            }
             let written = match &opts.format {
                 Format::Text(f) => f.write(&mut out, r),
                 Format::Json => writeln!(out, "{}", json_line(r)),
@@ -379,9 +406,6 @@ async fn consume(
                 return Err(e).context("writing to standard output");
             }
             *count += 1;
-            if opts.max_messages.is_some_and(|m| *count >= m) {
-                break;
-            }
         }
         match out.flush() {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
@@ -398,6 +422,21 @@ async fn consume(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Seeks each partition of `unprinted` back to its first unprinted record.
+async fn rewind_to_unprinted(
+    consumer: &mut Consumer,
+    unprinted: &[ConsumerRecord],
+) -> anyhow::Result<()> {
+    let mut first: std::collections::BTreeMap<(&str, i32), i64> = Default::default();
+    for r in unprinted {
+        first.entry((&r.topic, r.partition)).or_insert(r.offset);
+    }
+    for ((topic, partition), offset) in first {
+        consumer.seek(topic, partition, Offset::At(offset)).await?;
+    }
+    Ok(())
 }
 
 /// The topic's metadata, waiting (like Kafka's consumer) while it does not exist yet.

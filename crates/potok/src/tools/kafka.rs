@@ -1,5 +1,5 @@
 //! Kafka's tool names with Kafka's flags: `kafka-topics`, `kafka-console-producer`,
-//! `kafka-console-consumer`. Each translates its flags into the options of the
+//! `kafka-console-consumer`, `kafka-consumer-groups`. Each translates its flags into the options of the
 //! native tool (plus notes to print on stderr) and runs that.
 
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use super::consume::{ConsumeOptions, Format, Start, TextFormat};
+use super::groups::{reset_target, DescribeView, GroupsAction, ResetScope};
 use super::produce::{HeaderFormat, LineFormat, ProduceOptions, ProducerSettings};
 use super::topics::TopicsAction;
 use super::{parse_key_value, DEFAULT_BOOTSTRAP};
@@ -402,7 +403,7 @@ pub(crate) struct KafkaConsoleConsumerArgs {
     /// A consumer config file (Java properties).
     #[arg(long = "consumer.config")]
     consumer_config: Option<PathBuf>,
-    /// Consumer group (accepted; groups are not supported yet).
+    /// Consumer group: consume as its member and commit offsets.
     #[arg(long)]
     group: Option<String>,
     /// read_uncommitted (default) or read_committed.
@@ -419,11 +420,6 @@ pub(crate) struct KafkaConsoleConsumerArgs {
 impl KafkaConsoleConsumerArgs {
     pub(crate) fn translate(self) -> anyhow::Result<Translated<ConsumeOptions>> {
         let mut notes = Vec::new();
-        if let Some(g) = &self.group {
-            notes.push(format!(
-                "Note: consumer groups are not supported yet; ignoring --group {g} (reading without a group)"
-            ));
-        }
         if let Some(f) = &self.formatter {
             if !f.ends_with("DefaultMessageFormatter") {
                 anyhow::bail!("--formatter {f} is not supported; only the default formatter is");
@@ -440,21 +436,31 @@ impl KafkaConsoleConsumerArgs {
         let mut reset_earliest = false;
         let mut client_id = None;
         let mut read_committed = false;
+        let mut group_from_config: Option<String> = None;
         for (k, v) in &configs {
             match k.as_str() {
                 "bootstrap.servers" => bootstrap_from_config = Some(v.clone()),
                 "auto.offset.reset" => reset_earliest = v.trim() == "earliest",
                 "client.id" => client_id = Some(v.clone()),
                 "isolation.level" => read_committed = v.trim() == "read_committed",
-                "group.id" => notes.push(format!(
-                    "Note: consumer groups are not supported yet; ignoring group.id={v} (reading without a group)"
-                )),
+                "group.id" => group_from_config = Some(v.clone()),
                 "key.deserializer" | "value.deserializer" | "enable.auto.commit" => {}
-                other => notes.push(format!("Note: consumer property {other} is not supported and is ignored")),
+                other => notes.push(format!(
+                    "Note: consumer property {other} is not supported and is ignored"
+                )),
             }
         }
         if let Some(level) = &self.isolation_level {
             read_committed = level.trim() == "read_committed";
+        }
+        if let (Some(a), Some(b)) = (&self.group, &group_from_config) {
+            if a != b {
+                anyhow::bail!("The group ids provided in different places (directly using '--group', via '--consumer-property', or via '--consumer.config') do not match. Detected group ids: '{a}', '{b}'");
+            }
+        }
+        let group = self.group.clone().or(group_from_config);
+        if group.is_some() && self.offset.is_some() && self.partition.is_none() {
+            anyhow::bail!("The partition is required when offset is specified.");
         }
         if self.from_beginning && self.offset.is_some() {
             anyhow::bail!("Options from-beginning and offset cannot be specified together.");
@@ -506,9 +512,188 @@ impl KafkaConsoleConsumerArgs {
                 format: Format::Text(text),
                 client_id,
                 read_committed,
+                group,
             },
             notes,
         })
+    }
+}
+
+/// Flags of Kafka's `kafka-consumer-groups.sh`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["list", "describe", "delete", "reset_offsets", "delete_offsets"])))]
+pub(crate) struct KafkaConsumerGroupsArgs {
+    /// The broker to connect to, host:port[,host:port].
+    #[arg(long)]
+    bootstrap_server: Option<String>,
+    /// List all consumer groups.
+    #[arg(long)]
+    list: bool,
+    /// Describe consumer groups and their offsets lag.
+    #[arg(long)]
+    describe: bool,
+    /// Delete consumer groups.
+    #[arg(long)]
+    delete: bool,
+    /// Reset a group's offsets (dry run unless --execute).
+    #[arg(long)]
+    reset_offsets: bool,
+    /// Delete a group's offsets of topics.
+    #[arg(long)]
+    delete_offsets: bool,
+    /// The consumer group (repeatable).
+    #[arg(long)]
+    group: Vec<String>,
+    /// Every consumer group.
+    #[arg(long)]
+    all_groups: bool,
+    /// A topic, or topic:partition,partition (repeatable).
+    #[arg(long)]
+    topic: Vec<String>,
+    /// Every topic the group has offsets for.
+    #[arg(long)]
+    all_topics: bool,
+    /// With --describe: the members.
+    #[arg(long)]
+    members: bool,
+    /// With --describe: the offsets (default).
+    #[arg(long)]
+    offsets: bool,
+    /// With --describe: the state; with --list: add the state column (an optional
+    /// comma-separated list of states keeps only those).
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    state: Option<String>,
+    /// More columns.
+    #[arg(long)]
+    verbose: bool,
+    /// Reset to the earliest offset.
+    #[arg(long)]
+    to_earliest: bool,
+    /// Reset to the latest offset.
+    #[arg(long)]
+    to_latest: bool,
+    /// Reset to this offset.
+    #[arg(long)]
+    to_offset: Option<i64>,
+    /// Reset to the offset at this time (YYYY-MM-DDTHH:mm:SS.sss).
+    #[arg(long)]
+    to_datetime: Option<String>,
+    /// Shift the committed offset by N.
+    #[arg(long, allow_negative_numbers = true)]
+    shift_by: Option<i64>,
+    /// Only show the new offsets (the default).
+    #[arg(long)]
+    dry_run: bool,
+    /// Commit the new offsets.
+    #[arg(long)]
+    execute: bool,
+    /// Accepted; requests use the client's own timeout.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Client properties file (accepted; security settings are not supported yet).
+    #[arg(long)]
+    command_config: Option<PathBuf>,
+}
+
+impl KafkaConsumerGroupsArgs {
+    pub(crate) fn translate(self) -> anyhow::Result<Translated<GroupsAction>> {
+        let mut notes = Vec::new();
+        if self.command_config.is_some() {
+            notes.push(
+                "Note: --command-config is ignored (no client security settings yet)".to_owned(),
+            );
+        }
+        let bootstrap = self
+            .bootstrap_server
+            .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned());
+        let need_groups = |what: &str| -> anyhow::Result<Vec<String>> {
+            if self.group.is_empty() && !self.all_groups {
+                anyhow::bail!("Option [{what}] takes one of these options: [all-groups], [group]");
+            }
+            Ok(self.group.clone())
+        };
+        let options = if self.list {
+            if self.state.as_deref().is_some_and(|s| !s.is_empty()) {
+                notes.push(
+                    "Note: --state filters are not supported; listing every state".to_owned(),
+                );
+            }
+            GroupsAction::List {
+                bootstrap,
+                state: self.state.is_some(),
+            }
+        } else if self.describe {
+            let groups = need_groups("describe")?;
+            let view = if self.members {
+                DescribeView::Members
+            } else if self.state.is_some() && !self.offsets {
+                DescribeView::State
+            } else {
+                DescribeView::Offsets
+            };
+            GroupsAction::Describe {
+                bootstrap,
+                groups,
+                all_groups: self.all_groups,
+                view,
+                verbose: self.verbose,
+            }
+        } else if self.delete {
+            if self.all_groups {
+                anyhow::bail!(
+                    "--delete --all-groups is not supported; name the groups with --group"
+                );
+            }
+            GroupsAction::Delete {
+                bootstrap,
+                groups: need_groups("delete")?,
+            }
+        } else if self.reset_offsets {
+            if self.all_groups {
+                anyhow::bail!(
+                    "--reset-offsets --all-groups is not supported; name the groups with --group"
+                );
+            }
+            let groups = need_groups("reset-offsets")?;
+            let scope = match (self.all_topics, self.topic.is_empty()) {
+                (true, true) => ResetScope::AllTopics,
+                (false, false) => ResetScope::Topics(self.topic.clone()),
+                _ => anyhow::bail!(
+                    "One of the reset scopes should be defined: --all-topics, --topic."
+                ),
+            };
+            if self.dry_run && self.execute {
+                anyhow::bail!("Option [reset-offsets] takes at most one of these options: [dry-run], [execute]");
+            }
+            GroupsAction::ResetOffsets {
+                bootstrap,
+                groups,
+                scope,
+                target: reset_target(
+                    self.to_earliest,
+                    self.to_latest,
+                    self.to_offset,
+                    self.to_datetime.as_deref(),
+                    self.shift_by,
+                )?,
+                execute: self.execute,
+            }
+        } else {
+            let [group] = self.group.as_slice() else {
+                anyhow::bail!("Option [delete-offsets] takes exactly one [group]");
+            };
+            if self.topic.is_empty() {
+                anyhow::bail!(
+                    "Option [delete-offsets] takes the following options: [topic], [group]"
+                );
+            }
+            GroupsAction::DeleteOffsets {
+                bootstrap,
+                group: group.clone(),
+                topics: self.topic.clone(),
+            }
+        };
+        Ok(Translated { options, notes })
     }
 }
 
@@ -753,6 +938,7 @@ mod tests {
             }),
             client_id: None,
             read_committed: false,
+            group: None,
         };
         assert_eq!(
             t,
@@ -764,7 +950,48 @@ mod tests {
     }
 
     #[test]
-    fn console_consumer_group_is_accepted_with_one_note() {
+    fn console_consumer_group_flag_and_group_id_property_select_the_group() {
+        let t = consumer(&[
+            "kafka-console-consumer",
+            "--topic",
+            "t",
+            "--group",
+            "g1",
+            "--from-beginning",
+        ])
+        .ok();
+        let t = t.map(|t| (t.options.group, t.options.start, t.notes));
+        assert_eq!(t, Some((Some("g1".to_owned()), Start::Earliest, vec![])));
+        let t = consumer(&[
+            "kafka-console-consumer",
+            "--topic",
+            "t",
+            "--consumer-property",
+            "group.id=g2",
+        ])
+        .ok();
+        assert_eq!(t.and_then(|t| t.options.group), Some("g2".to_owned()));
+        // Different ids in two places, or an offset without a partition, are refused.
+        assert!(consumer(&[
+            "kafka-console-consumer",
+            "--topic",
+            "t",
+            "--group",
+            "a",
+            "--consumer-property",
+            "group.id=b"
+        ])
+        .is_err());
+        assert!(consumer(&[
+            "kafka-console-consumer",
+            "--topic",
+            "t",
+            "--group",
+            "a",
+            "--offset",
+            "3"
+        ])
+        .is_err());
         let t = consumer(&[
             "kafka-console-consumer",
             "--topic",
@@ -777,8 +1004,7 @@ mod tests {
             "0",
         ])
         .ok();
-        let t = t.map(|t| (t.options.start, t.options.bootstrap, t.notes.len()));
-        assert_eq!(t, Some((Start::At(4), "localhost:9092".to_owned(), 1)));
+        assert_eq!(t.map(|t| t.options.start), Some(Start::At(4)));
         assert!(consumer(&[
             "kafka-console-consumer",
             "--topic",
@@ -788,6 +1014,124 @@ mod tests {
             "1"
         ])
         .is_err());
+    }
+
+    fn groups(args: &[&str]) -> anyhow::Result<Translated<GroupsAction>> {
+        match parse(args) {
+            crate::tools::ToolCommand::KafkaConsumerGroups(a) => a.translate(),
+            _ => anyhow::bail!("not kafka-consumer-groups"),
+        }
+    }
+
+    #[test]
+    fn kafka_consumer_groups_flags_become_groups_actions() {
+        let bs = "--bootstrap-server";
+        let t = groups(&["kafka-consumer-groups", bs, "h:1", "--list", "--state"]).ok();
+        assert_eq!(
+            t.map(|t| t.options),
+            Some(GroupsAction::List {
+                bootstrap: "h:1".into(),
+                state: true
+            })
+        );
+        let t = groups(&[
+            "kafka-consumer-groups",
+            bs,
+            "h:1",
+            "--describe",
+            "--group",
+            "g",
+            "--members",
+            "--verbose",
+        ])
+        .ok();
+        assert_eq!(
+            t.map(|t| t.options),
+            Some(GroupsAction::Describe {
+                bootstrap: "h:1".into(),
+                groups: vec!["g".into()],
+                all_groups: false,
+                view: DescribeView::Members,
+                verbose: true
+            })
+        );
+        let t = groups(&[
+            "kafka-consumer-groups",
+            bs,
+            "h:1",
+            "--describe",
+            "--group",
+            "g",
+            "--state",
+        ])
+        .ok();
+        assert!(matches!(
+            t.map(|t| t.options),
+            Some(GroupsAction::Describe {
+                view: DescribeView::State,
+                ..
+            })
+        ));
+        let t = groups(&[
+            "kafka-consumer-groups",
+            bs,
+            "h:1",
+            "--reset-offsets",
+            "--group",
+            "g",
+            "--topic",
+            "t:0,1",
+            "--shift-by",
+            "-2",
+            "--execute",
+        ])
+        .ok();
+        assert_eq!(
+            t.map(|t| t.options),
+            Some(GroupsAction::ResetOffsets {
+                bootstrap: "h:1".into(),
+                groups: vec!["g".into()],
+                scope: ResetScope::Topics(vec!["t:0,1".into()]),
+                target: crate::tools::groups::ResetTarget::ShiftBy(-2),
+                execute: true,
+            })
+        );
+        // Kafka's rules: a reset needs a scope and exactly one scenario; an action is required.
+        assert!(groups(&[
+            "kafka-consumer-groups",
+            "--reset-offsets",
+            "--group",
+            "g",
+            "--to-earliest"
+        ])
+        .is_err());
+        assert!(groups(&[
+            "kafka-consumer-groups",
+            "--reset-offsets",
+            "--group",
+            "g",
+            "--all-topics"
+        ])
+        .is_err());
+        assert!(groups(&["kafka-consumer-groups", "--describe"]).is_err());
+        let argv = ["potok", "kafka-consumer-groups", "--group", "g"];
+        assert!(Cli::try_parse_from(argv).is_err());
+        let t = groups(&[
+            "kafka-consumer-groups",
+            "--delete",
+            "--group",
+            "a",
+            "--group",
+            "b",
+        ])
+        .ok();
+        assert_eq!(
+            t.map(|t| t.options),
+            Some(GroupsAction::Delete {
+                bootstrap: "localhost:9092".into(),
+                groups: vec!["a".into(), "b".into()]
+            })
+        );
     }
 
     #[test]

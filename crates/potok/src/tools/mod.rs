@@ -1,12 +1,15 @@
-//! The command-line tools: `potok topics|produce|consume` and Kafka's script names.
+//! The command-line tools: `potok topics|produce|consume|groups` and Kafka's script
+//! names.
 //!
 //! Each tool parses its flags into an options struct (`topics::TopicsAction`,
-//! `produce::ProduceOptions`, `consume::ConsumeOptions`); the Kafka-named tools in
+//! `produce::ProduceOptions`, `consume::ConsumeOptions`, `groups::GroupsAction`); the
+//! Kafka-named tools in
 //! `kafka` only translate Kafka's flags into the same structs, so both spellings run
 //! the same code.
 
 mod consume;
 mod encoding;
+mod groups;
 mod kafka;
 mod produce;
 mod topics;
@@ -25,6 +28,8 @@ pub(crate) enum ToolCommand {
     Produce(Box<produce::ProduceArgs>),
     /// Print records of a topic.
     Consume(Box<consume::ConsumeArgs>),
+    /// List, describe, reset offsets of, or delete consumer groups.
+    Groups(Box<groups::GroupsArgs>),
     /// Kafka's kafka-topics.sh, with its flags.
     #[command(name = "kafka-topics", hide = true)]
     KafkaTopics(Box<kafka::KafkaTopicsArgs>),
@@ -34,9 +39,19 @@ pub(crate) enum ToolCommand {
     /// Kafka's kafka-console-consumer.sh, with its flags.
     #[command(name = "kafka-console-consumer", hide = true)]
     KafkaConsoleConsumer(Box<kafka::KafkaConsoleConsumerArgs>),
+    /// Kafka's kafka-consumer-groups.sh, with its flags.
+    #[command(name = "kafka-consumer-groups", hide = true)]
+    KafkaConsumerGroups(Box<kafka::KafkaConsumerGroupsArgs>),
 }
 
 pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
+    // Tools print their own messages; client logs only when asked (POTOK_LOG=debug).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("POTOK_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -46,6 +61,7 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
             ToolCommand::Topics(args) => topics::run(args.into_action()).await,
             ToolCommand::Produce(args) => produce::run(args.into_options()?).await,
             ToolCommand::Consume(args) => consume::run(args.into_options()?).await,
+            ToolCommand::Groups(args) => groups::run(args.into_action()?).await,
             ToolCommand::KafkaTopics(args) => {
                 let translated = args.translate()?;
                 for note in &translated.notes {
@@ -66,6 +82,13 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
                     eprintln!("{note}");
                 }
                 consume::run(translated.options).await
+            }
+            ToolCommand::KafkaConsumerGroups(args) => {
+                let translated = args.translate()?;
+                for note in &translated.notes {
+                    eprintln!("{note}");
+                }
+                groups::run(translated.options).await
             }
         }
     })

@@ -193,7 +193,16 @@ pub fn potok_ok(args: &[&str], stdin: &[u8]) -> Run {
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: u32) {
     let partitions = partitions.to_string();
     potok_ok(
-        &["topics", "create", "--bootstrap-server", bootstrap, "--topic", topic, "--partitions", &partitions],
+        &[
+            "topics",
+            "create",
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--partitions",
+            &partitions,
+        ],
         b"",
     );
 }
