@@ -266,12 +266,7 @@ impl BatchHeader {
     /// client batches: known compression, record count >= 1 and
     /// `last_offset_delta == record_count - 1`.
     pub fn validate_fields(&self) -> Result<()> {
-        if self.compression() > MAX_COMPRESSION_ID {
-            return Err(StorageError::CorruptRecord(format!(
-                "unknown compression codec id {}",
-                self.compression()
-            )));
-        }
+        self.check_compression()?;
         if self.record_count <= 0 {
             return Err(StorageError::InvalidRecord(format!(
                 "invalid record count {} in batch",
@@ -284,6 +279,16 @@ impl BatchHeader {
             return Err(StorageError::InvalidRecord(format!(
                 "inconsistent batch: last offset delta {} with record count {}",
                 self.last_offset_delta, self.record_count
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_compression(&self) -> Result<()> {
+        if self.compression() > MAX_COMPRESSION_ID {
+            return Err(StorageError::CorruptRecord(format!(
+                "unknown compression codec id {}",
+                self.compression()
             )));
         }
         Ok(())
@@ -304,14 +309,8 @@ pub fn compute_crc(batch: &[u8]) -> Result<u32> {
 /// `max_size`, field consistency and CRC. Checks run in Kafka's order
 /// (size before CRC) so the error code matches Kafka's.
 pub fn validate(batch: &[u8], max_size: usize) -> Result<BatchHeader> {
-    let header = BatchHeader::parse(batch)?;
+    let header = parse_whole(batch)?;
     let total = header.total_size();
-    if total != batch.len() {
-        return Err(StorageError::CorruptRecord(format!(
-            "batch length field says {total} bytes but {} are present",
-            batch.len()
-        )));
-    }
     if total > max_size {
         return Err(StorageError::RecordTooLarge {
             size: total,
@@ -320,11 +319,31 @@ pub fn validate(batch: &[u8], max_size: usize) -> Result<BatchHeader> {
     }
     header.validate_fields()?;
     header.verify_crc(batch)?;
+    check_records_held(&header, batch)?;
+    Ok(header)
+}
+
+/// Parses the header of the batch that occupies exactly `batch`.
+fn parse_whole(batch: &[u8]) -> Result<BatchHeader> {
+    let header = BatchHeader::parse(batch)?;
+    let total = header.total_size();
+    if total != batch.len() {
+        return Err(StorageError::CorruptRecord(format!(
+            "batch length field says {total} bytes but {} are present",
+            batch.len()
+        )));
+    }
+    Ok(header)
+}
+
+/// For an uncompressed batch, checks that it holds as many records as its
+/// header claims.
+fn check_records_held(header: &BatchHeader, batch: &[u8]) -> Result<()> {
     if header.compression() == 0 {
         // Without decompressing, an uncompressed batch can still be checked to
         // hold the records its header claims, so a forged count cannot take
         // offsets it has no records for.
-        let held = count_records(&batch[HEADER_SIZE..])?;
+        let held = count_records(batch.get(HEADER_SIZE..).unwrap_or_default())?;
         if held != i64::from(header.record_count) {
             return Err(StorageError::InvalidRecord(format!(
                 "batch header claims {} records but holds {held}",
@@ -332,6 +351,28 @@ pub fn validate(batch: &[u8], max_size: usize) -> Result<BatchHeader> {
             )));
         }
     }
+    Ok(())
+}
+
+/// Validates one batch occupying exactly `batch` as the output of a log
+/// cleaner: header, magic, known compression and CRC, like [`validate`], but
+/// a compacted batch keeps its original `lastOffsetDelta` while losing
+/// records, so it only needs `0 <= recordCount <= lastOffsetDelta + 1`
+/// (Kafka keeps empty batches to preserve producer state). No size limit.
+pub fn validate_cleaned(batch: &[u8]) -> Result<BatchHeader> {
+    let header = parse_whole(batch)?;
+    header.check_compression()?;
+    if header.last_offset_delta < 0
+        || header.record_count < 0
+        || i64::from(header.record_count) > i64::from(header.last_offset_delta) + 1
+    {
+        return Err(StorageError::InvalidRecord(format!(
+            "inconsistent batch: last offset delta {} with record count {}",
+            header.last_offset_delta, header.record_count
+        )));
+    }
+    header.verify_crc(batch)?;
+    check_records_held(&header, batch)?;
     Ok(header)
 }
 
@@ -590,6 +631,28 @@ mod tests {
             validate(&b[..b.len() - 1], 1 << 20),
             Err(StorageError::CorruptRecord(_))
         ));
+    }
+
+    #[test]
+    fn validate_cleaned_accepts_batches_that_lost_records_but_kept_their_offsets() {
+        let with_delta = |count: i32, delta: i32| {
+            let mut b = batch(1, 0);
+            b[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+                .copy_from_slice(&delta.to_be_bytes());
+            b[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&count.to_be_bytes());
+            let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+            b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+            b
+        };
+        let compacted = validate_cleaned(&with_delta(1, 4)).expect("one record left of five");
+        assert_eq!(compacted.last_offset(), 4);
+        assert!(validate(&with_delta(1, 4), usize::MAX).is_err());
+        for (count, delta) in [(2, 0), (1, -1), (-1, 3), (2, 4)] {
+            assert!(
+                validate_cleaned(&with_delta(count, delta)).is_err(),
+                "{count} {delta}"
+            );
+        }
     }
 
     #[test]

@@ -49,6 +49,35 @@ pub enum StorageError {
         /// The log end offset at the time of the request.
         log_end: i64,
     },
+    /// No segment of the log in `dir` starts at `base_offset`, e.g. a log
+    /// cleaner working from a stale segment list (Kafka: KAFKA_STORAGE_ERROR,
+    /// never sent to clients).
+    #[error("no segment with base offset {base_offset} in {}", dir.display())]
+    NoSuchSegment {
+        /// The log's directory.
+        dir: PathBuf,
+        /// The requested base offset.
+        base_offset: i64,
+    },
+    /// [`crate::Log::replace_segments`] refused its arguments: a range that is
+    /// not a run of inactive segments, or replacement batches that are
+    /// malformed, fail their CRC or hold offsets out of order or outside the
+    /// replaced segments. Nothing was changed (Kafka: KAFKA_STORAGE_ERROR,
+    /// never sent to clients).
+    #[error(
+        "cannot replace segments {first_base:020}.log..={last_base:020}.log in {}: {reason}",
+        dir.display()
+    )]
+    InvalidReplacement {
+        /// The log's directory.
+        dir: PathBuf,
+        /// Base offset of the first segment to replace.
+        first_base: i64,
+        /// Base offset of the last segment to replace.
+        last_base: i64,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Result alias for this crate.

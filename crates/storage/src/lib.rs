@@ -15,7 +15,8 @@
 //! * `index`: the `.index` / `.timeindex` file formats.
 //! * `segment`: one segment: append, lookups, truncation.
 //! * `recovery`: opening a directory, checking and rebuilding segments.
-//! * `log`: [`Log`], the public face: append, read, truncate, flush.
+//! * `log`: [`Log`], the public face: append, read, truncate, flush, and
+//!   the segment replacement a log cleaner uses.
 
 #![warn(missing_docs)]
 
@@ -32,4 +33,4 @@ mod test_util;
 pub use batch::{BatchHeader, BatchIter, TimestampType};
 pub use config::LogConfig;
 pub use error::{Result, StorageError};
-pub use log::{AppendInfo, Log};
+pub use log::{AppendInfo, Log, SegmentInfo};

@@ -8,8 +8,11 @@ use tracing::debug;
 use crate::batch::{self, BatchHeader, BatchIter, TimestampType};
 use crate::config::LogConfig;
 use crate::error::{io_err, Result, StorageError};
-use crate::recovery::{open_segments, sync_dir};
-use crate::segment::{BatchMeta, HeaderScan, Segment};
+use crate::recovery::{complete_swap, open_segments, rebuild_segment, sync_dir};
+use crate::segment::{
+    remove_if_exists, rename_segment_files, staged_path, BatchMeta, HeaderScan, Segment,
+    CLEANED_EXT, SEGMENT_SUFFIXES, SWAP_EXT,
+};
 
 /// What [`Log::append`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,21 @@ pub struct AppendInfo {
     pub record_count: i64,
     /// Number of batches appended.
     pub batch_count: usize,
+}
+
+/// One segment as [`Log::inactive_segments`] reports it to a log cleaner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The segment's base offset (its file name).
+    pub base_offset: i64,
+    /// Offset after the segment's last batch; `base_offset` when it is empty.
+    /// Offsets from here up to the next segment's base were compacted away.
+    pub next_offset: i64,
+    /// Bytes of batches in the `.log` file.
+    pub size_bytes: u64,
+    /// The largest batch timestamp or, when no batch has one, the `.log`
+    /// file's modification time in ms since the epoch (what retention uses).
+    pub largest_timestamp: i64,
 }
 
 /// A partition's log on disk: segments of whole v2 record batches named by
@@ -422,6 +440,138 @@ impl Log {
         }
     }
 
+    /// Every segment except the active one, oldest first: the segments a log
+    /// cleaner may rewrite with [`Log::replace_segments`].
+    ///
+    /// Fails only if a segment without batch timestamps cannot report its
+    /// file's modification time.
+    pub fn inactive_segments(&self) -> Result<Vec<SegmentInfo>> {
+        let inactive = self.segments.len().saturating_sub(1);
+        self.segments[..inactive]
+            .iter()
+            .map(|s| {
+                Ok(SegmentInfo {
+                    base_offset: s.base_offset,
+                    next_offset: s.next_offset,
+                    size_bytes: s.size,
+                    largest_timestamp: s.largest_timestamp()?,
+                })
+            })
+            .collect()
+    }
+
+    /// All batches of the segment whose base offset is `base_offset`, as
+    /// stored (at most its size, which rolling keeps near `segment_bytes`).
+    /// [`StorageError::NoSuchSegment`] if no segment starts there.
+    pub fn read_segment(&self, base_offset: i64) -> Result<Bytes> {
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| s.base_offset == base_offset)
+            .ok_or_else(|| StorageError::NoSuchSegment {
+                dir: self.dir.clone(),
+                base_offset,
+            })?;
+        let len = usize::try_from(seg.size).map_err(|_| {
+            StorageError::CorruptRecord(format!(
+                "{}: {} bytes do not fit in memory",
+                seg.log_path.display(),
+                seg.size
+            ))
+        })?;
+        seg.read_exact(0, len).map(Bytes::from)
+    }
+
+    /// Replaces the consecutive inactive segments whose base offsets run from
+    /// `first_base` to `last_base` (both included) by one segment based at
+    /// `first_base` holding `batches`: a log cleaner's output, batches that
+    /// keep their original offsets, leader epochs and timestamps.
+    ///
+    /// `batches` must be whole batches (magic 2, known compression, CRC-32C,
+    /// `0 <= recordCount <= lastOffsetDelta + 1`, see
+    /// [`batch::validate_cleaned`]) with strictly increasing offsets inside
+    /// `[first_base, next offset of the last replaced segment)` and within a
+    /// segment's relative-offset and 4 GiB position range. It may be empty:
+    /// the segment then stays, empty, so its base offset still covers the
+    /// removed offsets. Reads of removed offsets return the next kept batch.
+    /// A range that is not such a run of segments, or that includes the
+    /// active segment, and any bad batch give
+    /// [`StorageError::InvalidReplacement`] and change nothing.
+    ///
+    /// The new segment is indexed as appends are. The swap is Kafka's: the
+    /// files are written as `<first_base>.{log,index,timeindex}.cleaned` and
+    /// fsynced, renamed to `.swap` (the directory fsynced), then the old
+    /// segments' files are deleted, the `.swap` files renamed to their final
+    /// names and the directory fsynced. [`Log::open`] finishes or discards a
+    /// replacement a crash interrupted. The log start and end offsets do not
+    /// change. If an I/O error stops the swap after the `.swap` rename, this
+    /// log keeps serving the old segments from their open files; reopen it
+    /// (as after any storage I/O error) and recovery finishes the swap.
+    pub fn replace_segments(
+        &mut self,
+        first_base: i64,
+        last_base: i64,
+        batches: &[u8],
+    ) -> Result<()> {
+        let refuse = |reason: String| StorageError::InvalidReplacement {
+            dir: self.dir.clone(),
+            first_base,
+            last_base,
+            reason,
+        };
+        let position = |base: i64| self.segments.iter().position(|s| s.base_offset == base);
+        let (Some(first), Some(last)) = (position(first_base), position(last_base)) else {
+            return Err(refuse("no segment starts at one of these offsets".into()));
+        };
+        if first > last {
+            return Err(refuse("the range is empty".into()));
+        }
+        if last + 1 >= self.segments.len() {
+            return Err(refuse("the range includes the active segment".into()));
+        }
+        let limit = self.segments[last].next_offset;
+        let metas = check_replacement(batches, first_base, limit).map_err(refuse)?;
+        let end = self.segments[last + 1].base_offset;
+        let modified = self.segments[last]
+            .log
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(io_err(&self.segments[last].log_path))?;
+
+        let dir = &self.dir;
+        Segment::write_cleaned(dir, first_base, &self.config, batches, &metas, modified)?;
+        let staged = rename_segment_files(dir, first_base, Some(CLEANED_EXT), Some(SWAP_EXT))
+            .and_then(|()| sync_dir(dir));
+        if let Err(e) = staged {
+            for stage in [CLEANED_EXT, SWAP_EXT] {
+                for suffix in SEGMENT_SUFFIXES {
+                    let _ = remove_if_exists(&staged_path(dir, first_base, suffix, Some(stage)));
+                }
+            }
+            return Err(e);
+        }
+        // From here on the replacement is durable: recovery would finish it.
+        complete_swap(dir, first_base, end)?;
+        let (mut seg, _, _) = Segment::open_files(dir, first_base, &self.config)?;
+        match seg.load_tail() {
+            Ok(()) => {}
+            Err(e @ StorageError::Io { .. }) => return Err(e),
+            Err(_) => {
+                rebuild_segment(&mut seg, Some(end), self.config.index_interval_bytes)?;
+            }
+        }
+        let old: Vec<Segment> = self.segments.splice(first..=last, [seg]).collect();
+        drop(old);
+        debug!(
+            dir = %self.dir.display(),
+            first_base,
+            last_base,
+            bytes = batches.len(),
+            "replaced segments"
+        );
+        Ok(())
+    }
+
     /// Removes every batch whose last offset is >= `offset` (whole batches:
     /// a batch straddling `offset` goes too), deleting whole segments and
     /// truncating files and indexes. The log end becomes the base offset of
@@ -464,7 +614,8 @@ impl Log {
     /// `cleanup.policy=delete`, and returns how many were deleted. The log
     /// start offset moves to the oldest remaining segment.
     ///
-    /// A segment goes, oldest first, while all its offsets are below
+    /// A segment goes, oldest first, while all its offsets, up to the next
+    /// segment's base (compaction may have emptied its tail), are below
     /// `upper_bound_offset` (pass the high watermark so unreplicated data
     /// stays) and either its largest timestamp (or, without timestamps, its
     /// file's modification time) is more than `retention_ms` before `now_ms`,
@@ -480,15 +631,22 @@ impl Log {
     ) -> Result<usize> {
         let mut excess = retention_bytes.map(|limit| self.size_in_bytes().saturating_sub(limit));
         let mut count = 0;
-        for seg in &self.segments {
-            if seg.size == 0 || seg.next_offset > upper_bound_offset {
+        let active = self.segments.len().saturating_sub(1);
+        for (i, seg) in self.segments.iter().enumerate() {
+            let end = self
+                .segments
+                .get(i + 1)
+                .map_or(seg.next_offset, |next| next.base_offset);
+            if (i == active && seg.size == 0) || end > upper_bound_offset {
                 break;
             }
             let by_time = match retention_ms {
                 Some(ms) => now_ms.saturating_sub(seg.largest_timestamp()?) > to_i64(ms),
                 None => false,
             };
-            let by_size = excess.is_some_and(|e| e >= seg.size);
+            // `e > 0`: a segment emptied by compaction is no reason to delete
+            // anything while the log is within `retention_bytes`.
+            let by_size = excess.is_some_and(|e| e > 0 && e >= seg.size);
             if !(by_time || by_size) {
                 break;
             }
@@ -548,6 +706,47 @@ impl Log {
         drop(self);
         std::fs::remove_dir_all(&dir).map_err(io_err(&dir))
     }
+}
+
+/// Checks the batches of [`Log::replace_segments`] against the offsets
+/// `[first_base, limit)` and describes them for indexing; the error is the
+/// reason for refusing them.
+fn check_replacement(
+    batches: &[u8],
+    first_base: i64,
+    limit: i64,
+) -> std::result::Result<Vec<BatchMeta>, String> {
+    if u32::try_from(batches.len()).is_err() {
+        return Err(format!("{} bytes do not fit one segment", batches.len()));
+    }
+    let mut metas = Vec::new();
+    let mut next = first_base;
+    for b in BatchIter::new(batches) {
+        let b = b.map_err(|e| format!("batch {}: {e}", metas.len()))?;
+        let at = |what: String| format!("batch at position {}: {what}", b.position);
+        let h = batch::validate_cleaned(b.bytes).map_err(|e| at(e.to_string()))?;
+        let last = h.last_offset();
+        if h.base_offset < next {
+            return Err(at(format!(
+                "offsets {}..={last} do not follow offset {}",
+                h.base_offset,
+                next - 1
+            )));
+        }
+        if last >= limit || last - first_base > i64::from(i32::MAX) {
+            return Err(at(format!(
+                "offsets {}..={last} lie outside the replaced segments [{first_base}, {limit})",
+                h.base_offset
+            )));
+        }
+        next = h.next_offset();
+        metas.push(BatchMeta {
+            size: h.total_size(),
+            last_offset: last,
+            max_timestamp: h.max_timestamp,
+        });
+    }
+    Ok(metas)
 }
 
 #[cfg(test)]

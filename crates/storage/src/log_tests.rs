@@ -6,6 +6,7 @@ use std::io::Write;
 
 use super::*;
 use crate::batch::BatchHeader;
+use crate::segment::{rename_segment_files, CLEANED_EXT, SWAP_EXT};
 use crate::test_util::{batch, batch_with, sized_batch};
 
 fn small_config() -> LogConfig {
@@ -808,4 +809,436 @@ fn recovery_of_a_damaged_older_segment_drops_the_segments_after_it() {
     assert_eq!((log.segment_count(), log.log_end_offset()), (2, 12));
     assert!(!dir.path().join(format!("{:020}.log", 16)).exists());
     assert_eq!(all_batches(&log), before[..6]);
+}
+
+// ---- Segment replacement (the log cleaner's swap) ----
+
+/// Two-record batches, three to a segment, every batch after a segment's
+/// first indexed.
+fn cleaner_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: batch(2, 0).len() as u64 * 3,
+        index_interval_bytes: 0,
+        ..LogConfig::default()
+    }
+}
+
+/// A log with segments 0 (offsets 0..6) and 6 (6..12), both inactive, and
+/// the active segment 12 (12..16). Batch `i` holds offsets `2i, 2i+1` and has
+/// timestamp `100 * i`.
+fn cleanable_log(dir: &std::path::Path) -> Log {
+    let mut log = Log::open(dir, cleaner_config(), true).unwrap();
+    for i in 0..8 {
+        append(&mut log, 2, 100 * i);
+    }
+    assert_eq!(log.segment_count(), 3);
+    log
+}
+
+/// The batches of segments 0 and 6 whose base offsets are in `keep`.
+fn kept_batches(log: &Log, keep: &[i64]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for base in [0, 6] {
+        let seg = log.read_segment(base).unwrap();
+        for b in BatchIter::new(&seg) {
+            let b = b.unwrap();
+            if keep.contains(&b.header.base_offset) {
+                out.extend_from_slice(b.bytes);
+            }
+        }
+    }
+    out
+}
+
+/// Base offset of the batch a fetch at `offset` starts with.
+fn read_base(log: &Log, offset: i64) -> Option<i64> {
+    let bytes = log.read(offset, 1).unwrap();
+    BatchIter::new(&bytes)
+        .next()
+        .map(|b| b.unwrap().header.base_offset)
+}
+
+fn at_timestamp(log: &Log, ts: i64) -> Option<i64> {
+    log.batch_at_or_after_timestamp(ts)
+        .unwrap()
+        .map(|b| BatchHeader::parse(&b).unwrap().base_offset)
+}
+
+/// The sorted file names of `dir`.
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The files of [`cleanable_log`] once segments 0 and 6 became one: only
+/// segments 0 and 12, no `.cleaned` or `.swap` file.
+fn merged_files() -> Vec<String> {
+    [0, 12]
+        .iter()
+        .flat_map(|b| ["index", "log", "timeindex"].map(|s| format!("{b:020}.{s}")))
+        .collect()
+}
+
+/// What a fetch at each offset of the log starts with, and what each batch
+/// timestamp finds.
+fn read_view(log: &Log) -> Vec<(Option<i64>, Option<i64>)> {
+    (log.log_start_offset()..log.log_end_offset())
+        .map(|o| (read_base(log, o), at_timestamp(log, o * 50)))
+        .collect()
+}
+
+/// `b` (two records) rewritten as a compactor leaves it: one record, the
+/// original last offset kept in `lastOffsetDelta`.
+fn compacted_to_one_record(b: &[u8]) -> Vec<u8> {
+    let h = BatchHeader::parse(b).unwrap();
+    let mut one = batch_with(1, h.base_timestamp, &[b"kept"], 0);
+    one[35..43].copy_from_slice(&h.max_timestamp.to_be_bytes());
+    one[23..27].copy_from_slice(&h.last_offset_delta.to_be_bytes());
+    let crc = crc32c::crc32c(&one[21..]);
+    one[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch::set_base_offset(&mut one, h.base_offset).unwrap();
+    batch::set_partition_leader_epoch(&mut one, h.partition_leader_epoch).unwrap();
+    one
+}
+
+#[test]
+fn inactive_segments_and_read_segment_describe_every_segment_but_the_active_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = cleanable_log(dir.path());
+    let one = batch(2, 0).len() as u64;
+    let infos = log.inactive_segments().unwrap();
+    let described: Vec<(i64, i64, u64, i64)> = infos
+        .iter()
+        .map(|s| {
+            (
+                s.base_offset,
+                s.next_offset,
+                s.size_bytes,
+                s.largest_timestamp,
+            )
+        })
+        .collect();
+    assert_eq!(described, vec![(0, 6, 3 * one, 200), (6, 12, 3 * one, 500)]);
+    let seg = log.read_segment(6).unwrap();
+    let bases: Vec<i64> = headers(&seg).iter().map(|h| h.base_offset).collect();
+    assert_eq!(bases, vec![6, 8, 10]);
+    assert!(matches!(
+        log.read_segment(3),
+        Err(StorageError::NoSuchSegment { base_offset: 3, .. })
+    ));
+}
+
+#[test]
+fn replacing_two_segments_by_a_subset_keeps_offsets_readable_and_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = cleanable_log(dir.path());
+    let active_before = std::fs::read(log_file(&log, 12)).unwrap();
+    let mut kept = kept_batches(&log, &[2, 8]);
+    let last = compacted_to_one_record(&log.read(10, 1).unwrap());
+    kept.extend_from_slice(&last);
+
+    log.replace_segments(0, 6, &kept).unwrap();
+
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 16));
+    assert_eq!(log.segment_count(), 2);
+    let infos = log.inactive_segments().unwrap();
+    assert_eq!(infos.len(), 1);
+    assert_eq!(
+        (
+            infos[0].base_offset,
+            infos[0].next_offset,
+            infos[0].size_bytes
+        ),
+        (0, 12, kept.len() as u64)
+    );
+    assert_eq!(&log.read_segment(0).unwrap()[..], &kept[..]);
+    assert!(!log_file(&log, 6).exists());
+    assert_eq!(file_names(dir.path()), merged_files());
+    // A fetch of a removed offset starts at the next kept batch.
+    let expect = [2, 2, 2, 2, 8, 8, 8, 8, 8, 8, 10, 10, 12, 12, 14, 14];
+    for (offset, want) in expect.iter().enumerate() {
+        assert_eq!(
+            read_base(&log, offset as i64),
+            Some(*want),
+            "offset {offset}"
+        );
+    }
+    // The compacted batch keeps its last offset.
+    assert_eq!(headers(&log.read(11, 1).unwrap())[0].last_offset(), 11);
+    // The new segment is indexed as appends are: every batch but the first.
+    let seg = &log.segments[0];
+    let positions: Vec<(u32, u32)> = seg
+        .offset_index
+        .entries()
+        .iter()
+        .map(|e| (e.relative_offset, e.position))
+        .collect();
+    let b2 = batch(2, 0).len() as u32;
+    assert_eq!(positions, vec![(9, b2), (11, 2 * b2)]);
+    let times: Vec<(i64, u32)> = seg
+        .time_index
+        .entries()
+        .iter()
+        .map(|e| (e.timestamp, e.relative_offset))
+        .collect();
+    assert_eq!(times, vec![(400, 9), (500, 11)]);
+    // Timestamp lookups skip the removed batches (timestamps 0, 200, 300).
+    for (ts, want) in [(0, 2), (100, 2), (101, 8), (300, 8), (401, 10), (501, 12)] {
+        assert_eq!(at_timestamp(&log, ts), Some(want), "ts {ts}");
+    }
+    // The active segment is untouched and appends continue.
+    assert_eq!(std::fs::read(log_file(&log, 12)).unwrap(), active_before);
+    assert_eq!(append(&mut log, 2, 800).base_offset, 16);
+    assert_eq!(read_base(&log, 16), Some(16));
+}
+
+#[test]
+fn replacement_with_bad_batches_or_ranges_errors_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = cleanable_log(dir.path());
+    let files = file_names(dir.path());
+    let view = read_view(&log);
+    let good = kept_batches(&log, &[2, 8]);
+
+    let mut bad_crc = good.clone();
+    let end = bad_crc.len() - 1;
+    bad_crc[end] ^= 0xff;
+    let unordered = [kept_batches(&log, &[8]), kept_batches(&log, &[2])].concat();
+    let repeated = [kept_batches(&log, &[2]), kept_batches(&log, &[2])].concat();
+    let mut below_range = kept_batches(&log, &[2]);
+    batch::set_base_offset(&mut below_range, -2).unwrap();
+    let beyond_range = [good.clone(), log.read(12, 1).unwrap().to_vec()].concat();
+    let torn = good[..good.len() - 3].to_vec();
+    let mut forged_count = kept_batches(&log, &[2]);
+    forged_count[57..61].copy_from_slice(&3i32.to_be_bytes());
+    let crc = crc32c::crc32c(&forged_count[21..]);
+    forged_count[17..21].copy_from_slice(&crc.to_be_bytes());
+
+    let attempts: Vec<(&str, i64, i64, Vec<u8>)> = vec![
+        ("bad CRC", 0, 6, bad_crc),
+        ("unordered", 0, 6, unordered),
+        ("repeated offsets", 0, 6, repeated),
+        ("offset below the range", 0, 6, below_range),
+        ("offset beyond the range", 0, 6, beyond_range),
+        (
+            "batch 8 outside a replacement of segment 0 alone",
+            0,
+            0,
+            good.clone(),
+        ),
+        ("torn batch", 0, 6, torn),
+        ("more records than offsets", 0, 6, forged_count),
+        ("active segment included", 6, 12, kept_batches(&log, &[8])),
+        ("no segment at 3", 3, 6, good.clone()),
+        ("reversed range", 6, 0, good.clone()),
+    ];
+    for (what, first, last, bytes) in attempts {
+        let err = log.replace_segments(first, last, &bytes).unwrap_err();
+        assert!(
+            matches!(err, StorageError::InvalidReplacement { .. }),
+            "{what}: {err}"
+        );
+        assert!(
+            err.to_string().contains(&dir.path().display().to_string()),
+            "{what}: {err}"
+        );
+        assert_eq!(file_names(dir.path()), files, "{what}");
+        assert_eq!(log.segment_count(), 3, "{what}");
+        assert_eq!(read_view(&log), view, "{what}");
+    }
+    // The same log still accepts a good replacement.
+    log.replace_segments(0, 6, &good).unwrap();
+    assert_eq!(read_base(&log, 0), Some(2));
+}
+
+#[test]
+fn replacing_with_no_batches_leaves_an_empty_segment_that_keeps_the_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cleaner_config();
+    let mut log = cleanable_log(dir.path());
+    log.replace_segments(0, 6, &[]).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 16));
+    let infos = log.inactive_segments().unwrap();
+    assert_eq!(
+        infos
+            .iter()
+            .map(|s| (s.base_offset, s.next_offset, s.size_bytes))
+            .collect::<Vec<_>>(),
+        vec![(0, 0, 0)]
+    );
+    assert!(log.read_segment(0).unwrap().is_empty());
+    for offset in 0..12 {
+        assert_eq!(read_base(&log, offset), Some(12), "offset {offset}");
+    }
+    assert_eq!(at_timestamp(&log, 0), Some(12));
+    drop(log);
+    let mut log = Log::open(dir.path(), cfg, false).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 16));
+    assert_eq!(read_base(&log, 3), Some(12));
+
+    // The empty segment neither blocks retention nor triggers it alone.
+    assert_eq!(
+        log.delete_retained_segments(None, Some(1 << 20), i64::MAX, 0)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        log.delete_retained_segments(Some(1), None, 11, i64::MAX)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        log.delete_retained_segments(Some(1), None, 12, i64::MAX)
+            .unwrap(),
+        1
+    );
+    assert_eq!((log.log_start_offset(), log.segment_count()), (12, 1));
+}
+
+#[test]
+fn reopening_after_a_replacement_gives_the_same_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cleaner_config();
+    let mut log = cleanable_log(dir.path());
+    let kept = kept_batches(&log, &[0, 6, 10]);
+    log.replace_segments(0, 6, &kept).unwrap();
+    let view = read_view(&log);
+    let batches = all_batches(&log);
+    assert_eq!(batches.len(), 5);
+    log.close().unwrap();
+
+    let log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    assert_eq!(
+        (read_view(&log), all_batches(&log)),
+        (view.clone(), batches.clone())
+    );
+    drop(log);
+    // Unclean: the indexes are gone too, so every segment is rebuilt.
+    for base in [0, 12] {
+        for suffix in ["index", "timeindex"] {
+            std::fs::remove_file(dir.path().join(format!("{base:020}.{suffix}"))).unwrap();
+        }
+    }
+    let log = Log::open(dir.path(), cfg, false).unwrap();
+    assert_eq!((read_view(&log), all_batches(&log)), (view, batches));
+    assert_eq!(log.segments[0].offset_index.entries().len(), 2);
+}
+
+#[test]
+fn a_leftover_cleaned_segment_is_discarded_on_open() {
+    for clean in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = cleanable_log(dir.path());
+        let view = read_view(&log);
+        let files = file_names(dir.path());
+        let kept = kept_batches(&log, &[2]);
+        log.close().unwrap();
+        // Crash while the cleaned segment was being written.
+        for suffix in ["log", "index"] {
+            let p = dir.path().join(format!("{:020}.{suffix}.cleaned", 0));
+            std::fs::write(p, &kept).unwrap();
+        }
+        let log = Log::open(dir.path(), cleaner_config(), clean).unwrap();
+        assert_eq!(file_names(dir.path()), files, "clean shutdown {clean}");
+        assert_eq!(read_view(&log), view, "clean shutdown {clean}");
+    }
+}
+
+#[test]
+fn a_leftover_swap_is_completed_on_open_whatever_step_the_crash_interrupted() {
+    // Steps of the swap after the `.swap` rename a crash can interrupt.
+    let crash_points = [
+        "old segments all present",
+        "old segment 0 deleted",
+        "old segments deleted",
+        "indexes renamed to their final names",
+    ];
+    for point in crash_points {
+        for clean in [true, false] {
+            let what = format!("{point}, clean shutdown {clean}");
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let cfg = cleaner_config();
+            let log = cleanable_log(d);
+            let kept = kept_batches(&log, &[2, 8]);
+            let expected: Vec<Vec<u8>> = BatchIter::new(&kept)
+                .map(|b| b.unwrap().bytes.to_vec())
+                .chain(all_batches(&log).into_iter().skip(6))
+                .collect();
+            let metas = check_replacement(&kept, 0, 12).unwrap();
+            log.close().unwrap();
+            Segment::write_cleaned(d, 0, &cfg, &kept, &metas, std::time::SystemTime::now())
+                .unwrap();
+            rename_segment_files(d, 0, Some(CLEANED_EXT), Some(SWAP_EXT)).unwrap();
+            let remove = |base: i64, suffix: &str| {
+                std::fs::remove_file(d.join(format!("{base:020}.{suffix}"))).unwrap()
+            };
+            if point != crash_points[0] {
+                remove(0, "log");
+            }
+            if point == crash_points[2] || point == crash_points[3] {
+                for (base, suffix) in [
+                    (0, "index"),
+                    (0, "timeindex"),
+                    (6, "log"),
+                    (6, "index"),
+                    (6, "timeindex"),
+                ] {
+                    remove(base, suffix);
+                }
+            }
+            if point == crash_points[3] {
+                for suffix in ["index", "timeindex"] {
+                    std::fs::rename(
+                        d.join(format!("{:020}.{suffix}.swap", 0)),
+                        d.join(format!("{:020}.{suffix}", 0)),
+                    )
+                    .unwrap();
+                }
+            }
+
+            let log = Log::open(d, cfg, clean).unwrap();
+            assert_eq!(file_names(d), merged_files(), "{what}");
+            assert_eq!(
+                (log.log_start_offset(), log.log_end_offset()),
+                (0, 16),
+                "{what}"
+            );
+            assert_eq!(all_batches(&log), expected, "{what}");
+            assert_eq!(read_base(&log, 5), Some(8), "{what}");
+            assert_eq!(at_timestamp(&log, 101), Some(8), "{what}");
+        }
+    }
+}
+
+#[test]
+fn a_damaged_leftover_swap_is_discarded_while_the_old_segments_remain() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = cleanable_log(dir.path());
+    let view = read_view(&log);
+    let files = file_names(dir.path());
+    let kept = kept_batches(&log, &[2, 8]);
+    log.close().unwrap();
+    let swap = dir.path().join(format!("{:020}.log.swap", 0));
+    std::fs::write(&swap, &kept[..kept.len() - 10]).unwrap();
+    let log = Log::open(dir.path(), cleaner_config(), true).unwrap();
+    assert_eq!(file_names(dir.path()), files);
+    assert_eq!(read_view(&log), view);
+}
+
+#[test]
+fn a_swap_index_without_its_swap_log_is_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = cleanable_log(dir.path());
+    let view = read_view(&log);
+    let files = file_names(dir.path());
+    log.close().unwrap();
+    std::fs::write(dir.path().join(format!("{:020}.index.swap", 0)), [0u8; 8]).unwrap();
+    let log = Log::open(dir.path(), cleaner_config(), false).unwrap();
+    assert_eq!(file_names(dir.path()), files);
+    assert_eq!(read_view(&log), view);
 }

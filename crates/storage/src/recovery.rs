@@ -12,6 +12,12 @@
 //!   scanned and rebuilt the same way, clean shutdown or not.
 //! * If a segment other than the last loses bytes in such a scan, the
 //!   segments after it are deleted: the log must stay contiguous.
+//! * Before all that, interrupted segment replacements (see
+//!   [`crate::Log::replace_segments`]) are settled: `*.cleaned` files were
+//!   not complete and are deleted; a `<base>.log.swap` file was complete, so
+//!   the old segment files it covers (base offsets from `base` up to the
+//!   swap's next offset) are deleted and the `.swap` files renamed to their
+//!   final names. A `.swap` index without its `.swap` log is deleted.
 
 use std::fs::File;
 use std::path::Path;
@@ -22,7 +28,10 @@ use crate::batch::{BatchHeader, ATTRIBUTES_OFFSET, HEADER_SIZE};
 use crate::config::LogConfig;
 use crate::error::{io_err, Result, StorageError};
 use crate::index::{IndexState, OffsetEntry, TimeEntry};
-use crate::segment::{FileWindow, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::{
+    file_path, remove_if_exists, rename_segment_files, staged_path, FileWindow, HeaderScan,
+    Segment, CLEANED_EXT, INDEX_SUFFIX, LOG_SUFFIX, SEGMENT_SUFFIXES, SWAP_EXT, TIME_INDEX_SUFFIX,
+};
 
 const SCAN_CHUNK: usize = 1 << 20;
 
@@ -42,6 +51,110 @@ fn parse_name(name: &str) -> Option<(i64, &str)> {
     Some((stem.parse().ok()?, suffix))
 }
 
+/// Every `<20 digits>.<suffix>` file in `dir` as (base offset, suffix).
+fn list_files(dir: &Path) -> Result<Vec<(i64, String)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        if let Some((base, suffix)) = name.to_str().and_then(parse_name) {
+            files.push((base, suffix.to_owned()));
+        }
+    }
+    Ok(files)
+}
+
+/// Second half of a segment replacement, shared by
+/// [`crate::Log::replace_segments`] and recovery: the complete replacement
+/// segment is in `<base>.*.swap` files; deletes the old segment files with
+/// base offsets in `[base, end)` (oldest first, each `.log` before its
+/// indexes), renames the `.swap` files to their final names and fsyncs `dir`.
+/// Idempotent, so a crash at any point is finished by running it again.
+pub(crate) fn complete_swap(dir: &Path, base: i64, end: i64) -> Result<()> {
+    let mut old: Vec<(i64, String)> = list_files(dir)?
+        .into_iter()
+        .filter(|(b, suffix)| {
+            (base..end).contains(b) && SEGMENT_SUFFIXES.contains(&suffix.as_str())
+        })
+        .collect();
+    old.sort_by_key(|(b, suffix)| (*b, suffix != LOG_SUFFIX));
+    for (b, suffix) in old {
+        remove_if_exists(&file_path(dir, b, &suffix))?;
+    }
+    rename_segment_files(dir, base, Some(SWAP_EXT), None)?;
+    sync_dir(dir)
+}
+
+/// Settles segment replacements a crash interrupted (see the module docs).
+fn recover_replacements(dir: &Path, files: &[(i64, String)]) -> Result<()> {
+    let swap_log = format!("{LOG_SUFFIX}.{SWAP_EXT}");
+    let mut changed = false;
+    for (base, suffix) in files {
+        if suffix.ends_with(CLEANED_EXT) {
+            let p = dir.join(format!("{base:020}.{suffix}"));
+            info!(path = %p.display(), "removing unfinished replacement segment file");
+            remove_if_exists(&p)?;
+            changed = true;
+        }
+    }
+    let mut swaps: Vec<i64> = files
+        .iter()
+        .filter(|(_, suffix)| *suffix == swap_log)
+        .map(|(base, _)| *base)
+        .collect();
+    swaps.sort_unstable();
+    for base in swaps {
+        changed = true;
+        let path = staged_path(dir, base, LOG_SUFFIX, Some(SWAP_EXT));
+        let (next, damage) = scan_swap(&path, base)?;
+        match damage {
+            // The swap file was fsynced before it got its name, so this is
+            // damage from outside; the old segments are the better copy as
+            // long as none of them was deleted yet (the first goes first).
+            Some(why) if file_path(dir, base, LOG_SUFFIX).exists() => {
+                warn!(path = %path.display(), %why, "discarding damaged replacement segment");
+                for suffix in SEGMENT_SUFFIXES {
+                    remove_if_exists(&staged_path(dir, base, suffix, Some(SWAP_EXT)))?;
+                }
+            }
+            _ => {
+                info!(path = %path.display(), next, "completing interrupted segment replacement");
+                complete_swap(dir, base, next.max(base + 1))?;
+            }
+        }
+    }
+    for (base, suffix) in files {
+        if suffix.ends_with(SWAP_EXT) && *suffix != swap_log {
+            // Renamed by `complete_swap` already, or an index whose `.log.swap`
+            // was never renamed into place.
+            remove_if_exists(&dir.join(format!("{base:020}.{suffix}")))?;
+            changed = true;
+        }
+    }
+    if changed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Offset after the last well-framed batch of the `.log.swap` file at
+/// `path`, and what is wrong with the rest of the file, if anything (the
+/// load that follows cuts such a tail).
+fn scan_swap(path: &Path, base: i64) -> Result<(i64, Option<String>)> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let size = file.metadata().map_err(io_err(path))?.len();
+    let mut scan = HeaderScan::new(&file, path, 0, size);
+    let mut next = base;
+    loop {
+        match scan.next_header() {
+            Ok(Some((_, h))) => next = h.next_offset(),
+            Ok(None) => return Ok((next, None)),
+            Err(e @ StorageError::Io { .. }) => return Err(e),
+            Err(e) => return Ok((next, Some(e.to_string()))),
+        }
+    }
+}
+
 /// Opens every segment in `dir` (creating the directory and a first empty
 /// segment when needed) and recovers them as described in the module docs.
 pub(crate) fn open_segments(
@@ -50,19 +163,15 @@ pub(crate) fn open_segments(
     clean_shutdown: bool,
 ) -> Result<Vec<Segment>> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    recover_replacements(dir, &list_files(dir)?)?;
     let mut bases = Vec::new();
     let mut others = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
-        let entry = entry.map_err(io_err(dir))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        match parse_name(name) {
-            Some((base, LOG_SUFFIX)) => bases.push(base),
-            Some((base, suffix @ (INDEX_SUFFIX | TIME_INDEX_SUFFIX))) => {
-                others.push((base, suffix.to_owned()))
-            }
-            Some((_, suffix)) if suffix.ends_with("deleted") || suffix.ends_with("cleaned") => {
-                let p = entry.path();
+    for (base, suffix) in list_files(dir)? {
+        match suffix.as_str() {
+            LOG_SUFFIX => bases.push(base),
+            INDEX_SUFFIX | TIME_INDEX_SUFFIX => others.push((base, suffix)),
+            s if s.ends_with("deleted") => {
+                let p = dir.join(format!("{base:020}.{s}"));
                 std::fs::remove_file(&p).map_err(io_err(&p))?;
             }
             _ => {}

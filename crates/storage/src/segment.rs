@@ -18,9 +18,59 @@ pub(crate) const INDEX_SUFFIX: &str = "index";
 /// Extension of time index files.
 pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
 
+/// Extra extension of a replacement segment's files while they are written.
+pub(crate) const CLEANED_EXT: &str = "cleaned";
+/// Extra extension of a complete replacement segment's files, waiting to take
+/// the place of the segments they replace.
+pub(crate) const SWAP_EXT: &str = "swap";
+/// A segment's file suffixes, the `.log` last: a replacement renames it last,
+/// so a `.log.swap` file means its indexes were renamed before it.
+pub(crate) const SEGMENT_SUFFIXES: [&str; 3] = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX];
+
 /// `<dir>/<20-digit base offset>.<suffix>`, Kafka's naming.
 pub(crate) fn file_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// [`file_path`] with the extra extension `stage` (`cleaned`, `swap`) if any.
+pub(crate) fn staged_path(
+    dir: &Path,
+    base_offset: i64,
+    suffix: &str,
+    stage: Option<&str>,
+) -> PathBuf {
+    match stage {
+        Some(ext) => dir.join(format!("{base_offset:020}.{suffix}.{ext}")),
+        None => file_path(dir, base_offset, suffix),
+    }
+}
+
+/// Removes `path`; a missing file is not an error.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Renames the files of segment `base_offset` from stage `from` to stage `to`
+/// (`None`: the final names), in [`SEGMENT_SUFFIXES`] order. Files that do
+/// not exist are skipped.
+pub(crate) fn rename_segment_files(
+    dir: &Path,
+    base_offset: i64,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<()> {
+    for suffix in SEGMENT_SUFFIXES {
+        let src = staged_path(dir, base_offset, suffix, from);
+        let dst = staged_path(dir, base_offset, suffix, to);
+        match std::fs::rename(&src, &dst) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&src)(e)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// What the log needs to know about each batch of an append.
@@ -157,17 +207,59 @@ fn open_rw(path: &Path, truncate: bool) -> Result<File> {
 impl Segment {
     /// Creates a new, empty segment (replacing any stale files of that name).
     pub(crate) fn create(dir: &Path, base_offset: i64, config: &LogConfig) -> Result<Segment> {
+        Self::create_staged(dir, base_offset, config, None)
+    }
+
+    /// [`Segment::create`] with files named for stage `stage` (see
+    /// [`staged_path`]).
+    fn create_staged(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        stage: Option<&str>,
+    ) -> Result<Segment> {
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let p = file_path(dir, base_offset, suffix);
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
-                _ => {}
+            remove_if_exists(&staged_path(dir, base_offset, suffix, stage))?;
+        }
+        let log_path = staged_path(dir, base_offset, LOG_SUFFIX, stage);
+        let log = open_rw(&log_path, true)?;
+        let (seg, _, _) = Self::with_files(dir, base_offset, log_path, log, 0, config, stage)?;
+        Ok(seg)
+    }
+
+    /// Writes `records` (checked, described by `metas`) as a complete segment
+    /// in `<base>.{log,index,timeindex}.cleaned` files, indexed exactly as
+    /// appends are and with a sealed time index, gives the `.log` file the
+    /// modification time `modified` and fsyncs all three files. On error the
+    /// `.cleaned` files are removed.
+    pub(crate) fn write_cleaned(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        records: &[u8],
+        metas: &[BatchMeta],
+        modified: std::time::SystemTime,
+    ) -> Result<()> {
+        let stage = Some(CLEANED_EXT);
+        let written = Self::create_staged(dir, base_offset, config, stage).and_then(|mut seg| {
+            if !metas.is_empty() {
+                seg.append(records, metas, config.index_interval_bytes, 0)?;
+            }
+            seg.seal_time_index()?;
+            // Retention falls back to the file's age when no batch has a
+            // timestamp; the copy must not look younger than the data it holds.
+            seg.log
+                .set_modified(modified)
+                .map_err(io_err(&seg.log_path))?;
+            seg.mark_dirty();
+            seg.flush()
+        });
+        if written.is_err() {
+            for suffix in SEGMENT_SUFFIXES {
+                let _ = remove_if_exists(&staged_path(dir, base_offset, suffix, stage));
             }
         }
-        let log_path = file_path(dir, base_offset, LOG_SUFFIX);
-        let log = open_rw(&log_path, true)?;
-        let (seg, _, _) = Self::with_files(dir, base_offset, log_path, log, 0, config)?;
-        Ok(seg)
+        written
     }
 
     /// Opens an existing segment's files without interpreting them: size is
@@ -181,7 +273,7 @@ impl Segment {
         let log_path = file_path(dir, base_offset, LOG_SUFFIX);
         let log = open_rw(&log_path, false)?;
         let size = log.metadata().map_err(io_err(&log_path))?.len();
-        Self::with_files(dir, base_offset, log_path, log, size, config)
+        Self::with_files(dir, base_offset, log_path, log, size, config, None)
     }
 
     fn with_files(
@@ -191,14 +283,15 @@ impl Segment {
         log: File,
         size: u64,
         config: &LogConfig,
+        stage: Option<&str>,
     ) -> Result<(Segment, IndexState, IndexState)> {
         let (offset_index, os) = OffsetIndex::open(
-            &file_path(dir, base_offset, INDEX_SUFFIX),
+            &staged_path(dir, base_offset, INDEX_SUFFIX, stage),
             base_offset,
             config.segment_index_bytes,
         )?;
         let (time_index, ts) = TimeIndex::open(
-            &file_path(dir, base_offset, TIME_INDEX_SUFFIX),
+            &staged_path(dir, base_offset, TIME_INDEX_SUFFIX, stage),
             base_offset,
             config.segment_index_bytes,
         )?;
@@ -494,10 +587,7 @@ impl Segment {
         ];
         drop(self);
         for p in paths {
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
-                _ => {}
-            }
+            remove_if_exists(&p)?;
         }
         Ok(())
     }
