@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from kafka import KafkaConsumer
 
 from e2e_util import RDKAFKA_LOGGER, create_topic, flush_all, producer
@@ -283,3 +283,62 @@ def test_committed_offsets_survive_a_broker_restart(broker):
     c.close()
     assert firsts == {0: 30, 1: 30}, "the group resumes exactly after its committed offsets"
     assert count == 40
+
+
+def java_partition(group: str, partitions: int = 50) -> int:
+    h = 0
+    for ch in group.encode("utf-16-be").decode("utf-16-be"):
+        h = (h * 31 + ord(ch)) & 0xFFFFFFFF
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def count_records(bootstrap: str, topic: str, partition: int) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False,
+                  "enable.partition.eof": True, "logger": RDKAFKA_LOGGER})
+    c.assign([TopicPartition(topic, partition, 0)])
+    count = 0
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                return count
+            count += 1
+    finally:
+        c.close()
+    raise AssertionError(f"no end of {topic}-{partition} within 30 s")
+
+
+@pytest.mark.broker_config(**{"offsets.topic.segment.bytes": "1024", "log.cleaner.backoff.ms": "100",
+                              "group.initial.rebalance.delay.ms": "0"})
+def test_consumer_offsets_is_compacted_and_still_restores_the_latest_commit(broker):
+    create_topic(broker.bootstrap, "often-committed")
+    produce_to_partitions(broker.bootstrap, "often-committed", 1, 200, "c")
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "committer", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "logger": RDKAFKA_LOGGER})
+    c.subscribe(["often-committed"])
+    commits = 0
+    deadline = time.monotonic() + 60
+    while commits < 200 and time.monotonic() < deadline:
+        msg = c.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        c.commit(message=msg, asynchronous=False)
+        commits += 1
+    c.close()
+    assert commits == 200
+
+    partition = java_partition("committer")
+    # 200 commit records, about ten per 1 KiB segment: once the cleaner has run,
+    # only the latest commit (and group record) remain in the rolled segments.
+    wait_until(lambda: 0 < count_records(broker.bootstrap, "__consumer_offsets", partition) < 40, 30,
+               "the cleaner to compact __consumer_offsets")
+
+    broker.restart()
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "committer", "logger": RDKAFKA_LOGGER})
+    committed = c.committed([TopicPartition("often-committed", 0)], timeout=30)
+    c.close()
+    assert committed[0].offset == 200

@@ -129,6 +129,10 @@ pub struct ServerConfig {
     pub log_append_time: bool,
     /// `controller.listener.names`.
     pub controller_listener_names: Vec<String>,
+    /// `log.cleaner.enable`: compact topics with `cleanup.policy=compact`.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: pause between compaction passes.
+    pub log_cleaner_backoff_ms: u64,
     /// The group coordinator's settings.
     pub groups: GroupConfig,
     /// Every key given, as given (for DescribeConfigs).
@@ -279,6 +283,8 @@ impl ServerConfig {
             socket_request_max_bytes: p.min("socket.request.max.bytes", 104_857_600usize, 1)?,
             log_append_time,
             controller_listener_names,
+            log_cleaner_enable: p.boolean("log.cleaner.enable", true)?,
+            log_cleaner_backoff_ms: p.min("log.cleaner.backoff.ms", 15_000u64, 1)?,
             groups: group_config(&p)?,
             given: given.clone(),
         };
@@ -421,6 +427,8 @@ impl ServerConfig {
                 "log.message.timestamp.type",
                 Some(if self.log_append_time { "LogAppendTime" } else { "CreateTime" }.to_string()),
             ),
+            ("log.cleaner.enable", Some(self.log_cleaner_enable.to_string())),
+            ("log.cleaner.backoff.ms", Some(self.log_cleaner_backoff_ms.to_string())),
             ("offsets.topic.num.partitions", Some(g.offsets_topic_num_partitions.to_string())),
             ("offsets.topic.segment.bytes", Some(g.offsets_topic_segment_bytes.to_string())),
             ("offsets.retention.minutes", Some((g.offsets_retention_ms / 60_000).to_string())),
@@ -555,6 +563,8 @@ const ACTED_ON: &[&str] = &[
     "socket.request.max.bytes",
     "log.message.timestamp.type",
     "controller.listener.names",
+    "log.cleaner.enable",
+    "log.cleaner.backoff.ms",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
     "offsets.retention.minutes",
@@ -600,7 +610,6 @@ const ACCEPTED: &[&str] = &[
     "transaction.state.log.min.isr",
     "share.coordinator.state.topic.replication.factor",
     "share.coordinator.state.topic.min.isr",
-    "log.cleaner.enable",
     "log.cleanup.policy",
     "log.flush.scheduler.interval.ms",
     "log.flush.offset.checkpoint.interval.ms",

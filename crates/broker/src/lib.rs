@@ -10,6 +10,7 @@ pub mod error;
 mod fetch_session;
 pub mod group;
 mod handlers;
+mod log_cleaner;
 mod log_dirs;
 mod net;
 pub mod partition;
@@ -20,6 +21,8 @@ pub mod topics;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
 
 use metadata::MetadataLog;
 use parking_lot::Mutex;
@@ -163,6 +166,9 @@ impl Broker {
         tasks.spawn(flush_by_time(Arc::clone(self)));
         tasks.spawn(enforce_retention(Arc::clone(self)));
         tasks.spawn(run_group_timers(Arc::clone(self)));
+        if self.config.log_cleaner_enable {
+            tasks.spawn(clean_compacted_topics(Arc::clone(self)));
+        }
         shutdown.await;
         tasks.abort_all();
         Ok(())
@@ -290,6 +296,42 @@ async fn run_group_timers(broker: Arc<Broker>) {
     loop {
         tick.tick().await;
         broker.groups.tick(now_ms());
+    }
+}
+
+/// Compacts topics with `cleanup.policy=compact` every `log.cleaner.backoff.ms`,
+/// each partition once a segment has rolled since its last pass.
+async fn clean_compacted_topics(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(broker.config.log_cleaner_backoff_ms));
+    let mut cleaned_up_to: std::collections::HashMap<(Uuid, i32), i64> = std::collections::HashMap::new();
+    loop {
+        tick.tick().await;
+        let topics: Vec<_> = broker.metadata.lock().image().topics().cloned().collect();
+        for topic in topics {
+            let setting = |name| topic_config::effective(name, &topic.configs, &broker.config);
+            if !setting("cleanup.policy").split(',').any(|p| p.trim() == "compact") {
+                continue;
+            }
+            let policy = log_cleaner::CleanPolicy {
+                delete_retention_ms: setting("delete.retention.ms").trim().parse().unwrap_or(86_400_000),
+                min_dirty_ratio: setting("min.cleanable.dirty.ratio").trim().parse().unwrap_or(0.5),
+                segment_bytes: setting("segment.bytes").trim().parse().unwrap_or(1 << 30),
+            };
+            let Some(hosted) = broker.replicas.topic(&topic.name) else { continue };
+            for partition in &hosted.partitions {
+                let key = (topic.id, partition.index);
+                let last = cleaned_up_to.get(&key).copied();
+                match partition.clean(&policy, last, now_ms()) {
+                    Ok((end, stats)) => {
+                        cleaned_up_to.insert(key, end);
+                        if stats.segments > 0 {
+                            tracing::info!(topic = %topic.name, partition = partition.index, removed = stats.removed, kept = stats.kept, segments = stats.segments, "compacted");
+                        }
+                    }
+                    Err(e) => tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "compaction failed"),
+                }
+            }
+        }
     }
 }
 

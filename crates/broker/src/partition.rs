@@ -121,6 +121,25 @@ impl Partition {
         })
     }
 
+    /// Compacts the log's inactive segments unless none rolled since
+    /// `cleaned_up_to` (what the previous pass returned). Returns how far the
+    /// inactive segments now reach and what the pass did.
+    pub(crate) fn clean(
+        &self,
+        policy: &crate::log_cleaner::CleanPolicy,
+        cleaned_up_to: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(i64, crate::log_cleaner::CleanStats)> {
+        self.with_log(|log| {
+            let end = crate::log_cleaner::cleanable_end(log)?;
+            if cleaned_up_to == Some(end) || end < 0 {
+                return Ok((end, Default::default()));
+            }
+            let stats = crate::log_cleaner::clean_log(log, policy, now_ms)?;
+            Ok((end, stats))
+        })
+    }
+
     /// Whole batches from the one holding `offset`, at most `max_bytes` (but at
     /// least one batch), never past the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
