@@ -4,6 +4,7 @@
 pub(crate) mod api_versions;
 mod cluster;
 mod configs;
+mod consumer_group;
 mod fetch;
 mod list_offsets;
 mod metadata;
@@ -44,6 +45,8 @@ const IMPLEMENTED: &[(ApiKey, i16)] = &[
     (ApiKey::CreatePartitions, 3),
     (ApiKey::DescribeCluster, 1),
     (ApiKey::InitProducerId, 5),
+    (ApiKey::ConsumerGroupHeartbeat, 1),
+    (ApiKey::ConsumerGroupDescribe, 1),
 ];
 
 /// The version range served for an API, None if it is not served.
@@ -78,6 +81,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
         RequestKind::DescribeCluster(_) => cluster::describe(broker).into(),
         RequestKind::InitProducerId(req) => producer_ids::init(broker, req).into(),
         RequestKind::FindCoordinator(req) => cluster::find_coordinator(broker, req, version).into(),
+        RequestKind::ConsumerGroupHeartbeat(req) => consumer_group::heartbeat(broker, client, req, version).into(),
+        RequestKind::ConsumerGroupDescribe(req) => consumer_group::describe(broker, req, version).into(),
         other => {
             // Unreachable in practice: net.rs only decodes served APIs.
             tracing::warn!(request = ?std::mem::discriminant(&other), "no handler");
