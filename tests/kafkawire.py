@@ -3,8 +3,8 @@
 Only what the tests need: request header v1/v2, ApiVersions v0, Metadata v1,
 Produce v3, Fetch v11 (the last non-flexible version; it has KIP-227 fetch
 sessions), a RecordBatch (magic v2) builder with CRC-32C and a parser for
-uncompressed batches. Everything is struct-packed here so a test can break any
-byte on purpose.
+uncompressed batches, and the compact strings and arrays of flexible versions.
+Everything is struct-packed here so a test can break any byte on purpose.
 """
 
 from __future__ import annotations
@@ -62,18 +62,32 @@ def array(items: list[bytes] | None) -> bytes:
     return i32(len(items)) + b"".join(items)
 
 
-def varint(v: int) -> bytes:
-    """Zig-zag varint (signed), as used inside records."""
-    z = (v << 1) ^ (v >> 63)
+def uvarint(v: int) -> bytes:
+    """Unsigned varint, as in flexible versions' lengths and tagged fields."""
     out = bytearray()
     while True:
-        byte = z & 0x7F
-        z >>= 7
-        if z:
+        byte = v & 0x7F
+        v >>= 7
+        if v:
             out.append(byte | 0x80)
         else:
             out.append(byte)
             return bytes(out)
+
+
+def varint(v: int) -> bytes:
+    """Zig-zag varint (signed), as used inside records."""
+    return uvarint((v << 1) ^ (v >> 63))
+
+
+def compact_string(s: str | None) -> bytes:
+    """COMPACT_NULLABLE_STRING of flexible versions."""
+    return uvarint(0) if s is None else uvarint(len(s.encode()) + 1) + s.encode()
+
+
+def compact_array(items: list[bytes] | None) -> bytes:
+    """COMPACT_ARRAY of already encoded items (None: null)."""
+    return uvarint(0) if items is None else uvarint(len(items) + 1) + b"".join(items)
 
 
 def _vbytes(b: bytes | None) -> bytes:
@@ -173,6 +187,19 @@ class Reader:
     def array(self, item):
         n = self.i32()
         return [] if n < 0 else [item(self) for _ in range(n)]
+
+    def uvarint(self) -> int:
+        v = shift = 0
+        while True:
+            b = self.take(1)[0]
+            v |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return v
+            shift += 7
+
+    def compact_string(self) -> str | None:
+        n = self.uvarint()
+        return None if n == 0 else self.take(n - 1).decode()
 
 
 class Connection:

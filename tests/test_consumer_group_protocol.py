@@ -23,8 +23,10 @@ import time
 import pytest
 
 import kafkawire
+from kafkawire import compact_array, compact_string, i8, i32
 from confluent_kafka import (OFFSET_BEGINNING, ConsumerGroupState, ConsumerGroupType, KafkaError, KafkaException,
                              TopicPartition)
+from confluent_kafka.admin import NewPartitions
 
 from e2e_util import admin, consumer, create_topic, flush_all, producer
 
@@ -120,6 +122,36 @@ def test_single_consumer_gets_every_partition_and_message(broker):
     info = wait_until("the group to be empty",
                       lambda: (lambda d: d if not d.members else None)(describe(broker.bootstrap, group)))
     assert info.state == ConsumerGroupState.EMPTY
+
+
+@pytest.mark.broker_config(**QUICK_GROUPS)
+def test_new_partitions_and_new_topics_are_assigned(broker):
+    grown, later, group = "kip848-grown", "kip848-later", "kip848-growing-group"
+    create_topic(broker.bootstrap, grown, partitions=2)
+    c = consumer(broker.bootstrap, {**kip848_conf(group), "topic.metadata.refresh.interval.ms": 1000})
+
+    def assignment_is(expected):
+        def check():
+            c.poll(0.2)
+            got = {(tp.topic, tp.partition) for tp in c.assignment()}
+            return got if got == expected else None
+        return check
+
+    try:
+        # One of the two subscribed topics does not exist yet.
+        c.subscribe([grown, later], on_assign=start_at_beginning)
+        wait_until("the existing topic's partitions", assignment_is({(grown, 0), (grown, 1)}))
+
+        a = admin(broker.bootstrap)
+        a.create_partitions([NewPartitions(grown, 4)], request_timeout=15)[grown].result(timeout=20)
+        wait_until("the added partitions",
+                   assignment_is({(grown, p) for p in range(4)}))
+
+        create_topic(broker.bootstrap, later, partitions=2)
+        wait_until("the new topic's partitions",
+                   assignment_is({(grown, p) for p in range(4)} | {(later, 0), (later, 1)}))
+    finally:
+        c.close()
 
 
 # ---- (b) rebalancing between processes ---------------------------------------------------
@@ -304,12 +336,12 @@ def test_describe_consumer_group(broker):
     # An unknown group: librdkafka falls back to the classic DescribeGroups then, so ask raw.
     with kafkawire.Connection(broker.bootstrap) as conn:
         r = raw_request(conn, API_CONSUMER_GROUP_DESCRIBE, 0,
-                        compact_array([compact_string("kip848-no-such-group")]) + kafkawire.i8(0) + TAGS)
+                        compact_array([compact_string("kip848-no-such-group")]) + i8(0) + TAGS)
         r.i32()  # throttle time
-        assert read_uvarint(r) - 1 == 1
-        error_code, message = r.i16(), read_compact_string(r)
+        assert r.uvarint() - 1 == 1
+        error_code, message = r.i16(), r.compact_string()
         assert (error_code, message) == (GROUP_ID_NOT_FOUND, "Group kip848-no-such-group not found.")
-        assert read_compact_string(r) == "kip848-no-such-group"
+        assert r.compact_string() == "kip848-no-such-group"
 
 
 @pytest.mark.broker_config(**QUICK_GROUPS)
@@ -341,44 +373,9 @@ GROUP_ID_NOT_FOUND, UNKNOWN_MEMBER_ID, INVALID_REQUEST, FENCED_MEMBER_EPOCH = 69
 TAGS = b"\x00"  # no tagged fields
 
 
-def uvarint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def compact_string(s: str | None) -> bytes:
-    return uvarint(0) if s is None else uvarint(len(s.encode()) + 1) + s.encode()
-
-
-def compact_array(items: list[bytes] | None) -> bytes:
-    return uvarint(0) if items is None else uvarint(len(items) + 1) + b"".join(items)
-
-
-def read_uvarint(r) -> int:
-    v = shift = 0
-    while True:
-        b = r.i8() & 0xFF
-        v |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return v
-        shift += 7
-
-
-def read_compact_string(r) -> str | None:
-    n = read_uvarint(r)
-    return None if n == 0 else r.take(n - 1).decode()
-
-
 def raw_request(conn, api_key: int, version: int, body: bytes):
     r = conn.recv_response(conn.send(api_key, version, body, flexible_header=True))
-    assert read_uvarint(r) == 0  # response header v1: no tagged fields
+    assert r.uvarint() == 0  # response header v1: no tagged fields
     return r
 
 
@@ -387,21 +384,21 @@ def raw_heartbeat(conn, group: str, member_id: str, epoch: int, topics: list[str
                   rebalance_timeout_ms: int = -1) -> dict:
     """ConsumerGroupHeartbeat v1; returns the decoded response."""
     owned_items = None if owned is None else [
-        topic_id + compact_array([kafkawire.i32(p) for p in ps]) + TAGS for topic_id, ps in owned]
-    body = (compact_string(group) + compact_string(member_id) + kafkawire.i32(epoch)
-            + compact_string(None) + compact_string(None) + kafkawire.i32(rebalance_timeout_ms)
+        topic_id + compact_array([i32(p) for p in ps]) + TAGS for topic_id, ps in owned]
+    body = (compact_string(group) + compact_string(member_id) + i32(epoch)
+            + compact_string(None) + compact_string(None) + i32(rebalance_timeout_ms)
             + compact_array(None if topics is None else [compact_string(t) for t in topics])
             + compact_string(regex) + compact_string(None) + compact_array(owned_items) + TAGS)
     r = raw_request(conn, API_CONSUMER_GROUP_HEARTBEAT, 1, body)
-    out = {"throttle": r.i32(), "error": r.i16(), "message": read_compact_string(r),
-           "member_id": read_compact_string(r), "epoch": r.i32(), "interval": r.i32(), "assignment": None}
+    out = {"throttle": r.i32(), "error": r.i16(), "message": r.compact_string(),
+           "member_id": r.compact_string(), "epoch": r.i32(), "interval": r.i32(), "assignment": None}
     if r.i8() >= 0:
         out["assignment"] = {}
-        for _ in range(read_uvarint(r) - 1):
+        for _ in range(r.uvarint() - 1):
             topic_id = r.take(16)
-            out["assignment"][topic_id] = [r.i32() for _ in range(read_uvarint(r) - 1)]
-            assert read_uvarint(r) == 0
-        assert read_uvarint(r) == 0
+            out["assignment"][topic_id] = [r.i32() for _ in range(r.uvarint() - 1)]
+            assert r.uvarint() == 0
+        assert r.uvarint() == 0
     return out
 
 

@@ -937,15 +937,24 @@ mod tests {
         assert_eq!(g.state_name(), "Stable");
     }
 
+    /// Members a and b of a two-partition group, a having revoked one partition
+    /// for b (t=0..3): a is at epoch 2 with the partition it kept; b has nothing yet.
+    fn a_revoked_for_b(cfg: &GroupConfig, topics: &Topics) -> (ConsumerGroup, Vec<i32>) {
+        let mut g = ConsumerGroup::new(0);
+        g.heartbeat("g", join("a"), cfg, topics, 0).unwrap();
+        g.heartbeat("g", join("b"), cfg, topics, 1).unwrap();
+        let ra = g.heartbeat("g", beat("a", 1, &[0, 1]), cfg, topics, 2).unwrap();
+        let kept = owned_list(&ra.assignment);
+        assert_eq!(kept.len(), 1);
+        let ra = g.heartbeat("g", beat("a", 1, &kept), cfg, topics, 3).unwrap();
+        assert_eq!(ra.member_epoch, 2);
+        (g, kept)
+    }
+
     #[test]
     fn a_lost_answer_is_tolerated_with_the_previous_epoch() {
         let (cfg, topics) = (cfg(), topics(2));
-        let mut g = ConsumerGroup::new(0);
-        g.heartbeat("g", join("a"), &cfg, &topics, 0).unwrap();
-        g.heartbeat("g", join("b"), &cfg, &topics, 1).unwrap();
-        let ra = g.heartbeat("g", beat("a", 1, &[0, 1]), &cfg, &topics, 2).unwrap();
-        let kept = owned_list(&ra.assignment);
-        g.heartbeat("g", beat("a", 1, &kept), &cfg, &topics, 3).unwrap();
+        let (mut g, kept) = a_revoked_for_b(&cfg, &topics);
         // a is at epoch 2 now but did not hear it: epoch 1 with a subset still works.
         let r = g.heartbeat("g", beat("a", 1, &kept), &cfg, &topics, 4).unwrap();
         assert_eq!(r.member_epoch, 2);
@@ -954,13 +963,9 @@ mod tests {
     #[test]
     fn stale_or_future_epochs_are_fenced_and_unknown_members_refused() {
         let (cfg, topics) = (cfg(), topics(2));
-        let mut g = ConsumerGroup::new(0);
-        g.heartbeat("g", join("a"), &cfg, &topics, 0).unwrap();
-        let e = g.heartbeat("g", beat("a", 5, &[0, 1]), &cfg, &topics, 1).unwrap_err();
+        let (mut g, _) = a_revoked_for_b(&cfg, &topics);
+        let e = g.heartbeat("g", beat("a", 5, &[0]), &cfg, &topics, 4).unwrap_err();
         assert_eq!(e.error, ResponseError::FencedMemberEpoch);
-        g.heartbeat("g", join("b"), &cfg, &topics, 2).unwrap();
-        let ra = g.heartbeat("g", beat("a", 1, &[0, 1]), &cfg, &topics, 3).unwrap();
-        g.heartbeat("g", beat("a", 1, &owned_list(&ra.assignment)), &cfg, &topics, 4).unwrap();
         // a is at epoch 2, its previous epoch 1; epoch 1 with a partition it no longer has is fenced.
         let e = g.heartbeat("g", beat("a", 1, &[0, 1]), &cfg, &topics, 5).unwrap_err();
         assert_eq!(e.error, ResponseError::FencedMemberEpoch);
@@ -975,11 +980,7 @@ mod tests {
     #[test]
     fn leaving_frees_partitions_for_the_others() {
         let (cfg, topics) = (cfg(), topics(2));
-        let mut g = ConsumerGroup::new(0);
-        g.heartbeat("g", join("a"), &cfg, &topics, 0).unwrap();
-        g.heartbeat("g", join("b"), &cfg, &topics, 1).unwrap();
-        let ra = g.heartbeat("g", beat("a", 1, &[0, 1]), &cfg, &topics, 2).unwrap();
-        g.heartbeat("g", beat("a", 1, &owned_list(&ra.assignment)), &cfg, &topics, 3).unwrap();
+        let (mut g, _) = a_revoked_for_b(&cfg, &topics);
         let rb = g.heartbeat("g", beat("b", 2, &[]), &cfg, &topics, 4).unwrap();
         assert_eq!(owned_list(&rb.assignment).len(), 1);
 
