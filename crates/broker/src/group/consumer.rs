@@ -750,9 +750,11 @@ impl GroupCoordinator {
     ) -> Result<HeartbeatReply, GroupError> {
         let mut groups = self.groups.lock();
         let joining = req.member_epoch == 0;
-        let mut replaced = None;
+        // What the group was before this join created or converted it.
+        let mut before: Option<Option<Membership>> = None;
         match groups.get_mut(group_id) {
             None if joining => {
+                before = Some(None);
                 groups.insert(
                     group_id.to_string(),
                     Group { membership: Membership::Consumer(ConsumerGroup::new(now)), offsets: BTreeMap::new() },
@@ -763,7 +765,7 @@ impl GroupCoordinator {
                 Membership::Consumer(_) => {}
                 Membership::Classic(classic) if joining && classic.is_empty() => {
                     let consumer = Membership::Consumer(ConsumerGroup::new(now));
-                    replaced = Some(std::mem::replace(&mut group.membership, consumer));
+                    before = Some(Some(std::mem::replace(&mut group.membership, consumer)));
                 }
                 Membership::Classic(_) => {
                     return fail(ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."))
@@ -777,13 +779,14 @@ impl GroupCoordinator {
             return fail(ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."));
         };
         let result = consumer.heartbeat(group_id, req, &self.config, topics, now);
-        if result.is_err() && consumer.is_empty() && consumer.epoch() == 0 {
+        if result.is_err() {
             // The join failed: leave the group as it was.
-            match replaced {
-                Some(classic) => group.membership = classic,
-                None => {
+            match before {
+                Some(Some(classic)) => group.membership = classic,
+                Some(None) => {
                     groups.remove(group_id);
                 }
+                None => {}
             }
             return result;
         }
