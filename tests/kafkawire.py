@@ -3,8 +3,8 @@
 Only what the tests need: request header v1/v2, ApiVersions v0, Metadata v1,
 Produce v3, Fetch v11 (the last non-flexible version; it has KIP-227 fetch
 sessions), a RecordBatch (magic v2) builder with CRC-32C and a parser for
-uncompressed batches. Everything is struct-packed here so a test can break any
-byte on purpose.
+uncompressed batches, and the compact strings and arrays of flexible versions.
+Everything is struct-packed here so a test can break any byte on purpose.
 """
 
 from __future__ import annotations
@@ -62,18 +62,32 @@ def array(items: list[bytes] | None) -> bytes:
     return i32(len(items)) + b"".join(items)
 
 
-def varint(v: int) -> bytes:
-    """Zig-zag varint (signed), as used inside records."""
-    z = (v << 1) ^ (v >> 63)
+def uvarint(v: int) -> bytes:
+    """Unsigned varint, as in flexible versions' lengths and tagged fields."""
     out = bytearray()
     while True:
-        byte = z & 0x7F
-        z >>= 7
-        if z:
+        byte = v & 0x7F
+        v >>= 7
+        if v:
             out.append(byte | 0x80)
         else:
             out.append(byte)
             return bytes(out)
+
+
+def varint(v: int) -> bytes:
+    """Zig-zag varint (signed), as used inside records."""
+    return uvarint((v << 1) ^ (v >> 63))
+
+
+def compact_string(s: str | None) -> bytes:
+    """COMPACT_NULLABLE_STRING of flexible versions."""
+    return uvarint(0) if s is None else uvarint(len(s.encode()) + 1) + s.encode()
+
+
+def compact_array(items: list[bytes] | None) -> bytes:
+    """COMPACT_ARRAY of already encoded items (None: null)."""
+    return uvarint(0) if items is None else uvarint(len(items) + 1) + b"".join(items)
 
 
 def _vbytes(b: bytes | None) -> bytes:
@@ -173,6 +187,19 @@ class Reader:
     def array(self, item):
         n = self.i32()
         return [] if n < 0 else [item(self) for _ in range(n)]
+
+    def uvarint(self) -> int:
+        v = shift = 0
+        while True:
+            b = self.take(1)[0]
+            v |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return v
+            shift += 7
+
+    def compact_string(self) -> str | None:
+        n = self.uvarint()
+        return None if n == 0 else self.take(n - 1).decode()
 
 
 class Connection:
@@ -414,3 +441,271 @@ def parse_api_versions_v0(r: Reader) -> tuple[int, dict[int, tuple[int, int]]]:
         k, lo, hi = r.i16(), r.i16(), r.i16()
         keys[k] = (lo, hi)
     return err, keys
+
+
+# ---- consumer groups (classic protocol) ----------------------------------------------------
+# Non-flexible versions where they exist (JoinGroup v3/v5, SyncGroup v3, Heartbeat v3,
+# LeaveGroup v3, OffsetCommit v7, ListGroups/DescribeGroups as needed); OffsetFetch v7/v8 are
+# flexible (compact strings/arrays, tagged fields, request header v2, response header v1).
+API_OFFSET_COMMIT = 8
+API_OFFSET_FETCH = 9
+API_FIND_COORDINATOR = 10
+API_JOIN_GROUP = 11
+API_HEARTBEAT = 12
+API_LEAVE_GROUP = 13
+API_SYNC_GROUP = 14
+API_DESCRIBE_GROUPS = 15
+API_LIST_GROUPS = 16
+
+# Kafka error codes used by the group tests
+NONE = 0
+UNKNOWN_TOPIC_OR_PARTITION = 3
+OFFSET_METADATA_TOO_LARGE = 12
+ILLEGAL_GENERATION = 22
+INCONSISTENT_GROUP_PROTOCOL = 23
+UNKNOWN_MEMBER_ID = 25
+INVALID_SESSION_TIMEOUT = 26
+REBALANCE_IN_PROGRESS = 27
+GROUP_ID_NOT_FOUND = 69
+MEMBER_ID_REQUIRED = 79
+FENCED_INSTANCE_ID = 82
+
+
+def uvarint(v: int) -> bytes:
+    """Unsigned varint (compact lengths, tagged-field counts)."""
+    out = bytearray()
+    while True:
+        byte = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+TAGS = b"\x00"  # an empty tagged-field section
+
+
+def compact_string(s: str | None) -> bytes:
+    if s is None:
+        return uvarint(0)
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def compact_array(items: list[bytes] | None) -> bytes:
+    if items is None:
+        return uvarint(0)
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+def join_group_body(group: str, member_id: str = "", protocols: list[tuple[str, bytes]] = (("range", b""),),
+                    session_timeout_ms: int = 30000, rebalance_timeout_ms: int = 30000,
+                    group_instance_id: str | None = None, protocol_type: str = "consumer",
+                    version: int = 5) -> bytes:
+    """JoinGroup v1-v5 (v5 adds group_instance_id)."""
+    assert 1 <= version <= 5
+    body = string(group) + i32(session_timeout_ms) + i32(rebalance_timeout_ms) + string(member_id)
+    if version >= 5:
+        body += string(group_instance_id)
+    return body + string(protocol_type) + array([string(n) + nbytes(m) for n, m in protocols])
+
+
+class JoinResponse:
+    def __init__(self, error_code, generation_id, protocol_name, leader, member_id, members):
+        self.error_code = error_code
+        self.generation_id = generation_id
+        self.protocol_name = protocol_name
+        self.leader = leader
+        self.member_id = member_id
+        self.members = members  # [(member_id, group_instance_id, metadata)]
+
+    def __repr__(self):
+        return (f"JoinResponse(error={self.error_code} generation={self.generation_id} "
+                f"protocol={self.protocol_name!r} leader={self.leader!r} member_id={self.member_id!r} "
+                f"members={self.members!r})")
+
+
+def parse_join_group(r: Reader, version: int = 5) -> JoinResponse:
+    if version >= 2:
+        r.i32()  # throttle_time_ms
+    err, gen, proto, leader, member = r.i16(), r.i32(), r.string(), r.string(), r.string()
+
+    def m(rr):
+        mid = rr.string()
+        instance = rr.string() if version >= 5 else None
+        n = rr.i32()
+        return mid, instance, (b"" if n < 0 else rr.take(n))
+    return JoinResponse(err, gen, proto, leader, member, r.array(m))
+
+
+def sync_group_body(group: str, generation: int, member_id: str, assignments: list[tuple[str, bytes]] = (),
+                    group_instance_id: str | None = None) -> bytes:
+    """SyncGroup v3."""
+    return (string(group) + i32(generation) + string(member_id) + string(group_instance_id)
+            + array([string(mid) + nbytes(a) for mid, a in assignments]))
+
+
+def parse_sync_group(r: Reader) -> tuple[int, bytes]:
+    """SyncGroup v3: (error_code, assignment)"""
+    r.i32()  # throttle_time_ms
+    err = r.i16()
+    n = r.i32()
+    return err, (b"" if n < 0 else r.take(n))
+
+
+def heartbeat_body(group: str, generation: int, member_id: str, group_instance_id: str | None = None) -> bytes:
+    """Heartbeat v3."""
+    return string(group) + i32(generation) + string(member_id) + string(group_instance_id)
+
+
+def parse_heartbeat(r: Reader) -> int:
+    r.i32()  # throttle_time_ms
+    return r.i16()
+
+
+def leave_group_body(group: str, members: list[tuple[str, str | None]]) -> bytes:
+    """LeaveGroup v3: members as (member_id, group_instance_id)."""
+    return string(group) + array([string(mid) + string(inst) for mid, inst in members])
+
+
+def parse_leave_group(r: Reader) -> tuple[int, list[tuple[str, str | None, int]]]:
+    r.i32()  # throttle_time_ms
+    err = r.i16()
+    return err, r.array(lambda rr: (rr.string(), rr.string(), rr.i16()))
+
+
+def offset_commit_v7_body(group: str, offsets: list[tuple[str, int, int, str | None]], generation: int = -1,
+                          member_id: str = "", group_instance_id: str | None = None) -> bytes:
+    """OffsetCommit v7: offsets as (topic, partition, offset, metadata)."""
+    by_topic: dict[str, list[bytes]] = {}
+    for topic, partition, offset, metadata in offsets:
+        by_topic.setdefault(topic, []).append(i32(partition) + i64(offset) + i32(-1) + string(metadata))
+    return (string(group) + i32(generation) + string(member_id) + string(group_instance_id)
+            + array([string(t) + array(ps) for t, ps in by_topic.items()]))
+
+
+def parse_offset_commit_v7(r: Reader) -> dict[tuple[str, int], int]:
+    """{(topic, partition): error_code}"""
+    r.i32()  # throttle_time_ms
+    out = {}
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            partition = r.i32()
+            out[(topic, partition)] = r.i16()
+    return out
+
+
+class FlexReader(Reader):
+    """Reads the compact encodings of flexible versions."""
+
+    def uvarint(self) -> int:
+        shift = v = 0
+        while True:
+            b = self.take(1)[0]
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return v
+
+    def compact_string(self):
+        n = self.uvarint()
+        return None if n == 0 else self.take(n - 1).decode()
+
+    def compact_array(self, item):
+        n = self.uvarint()
+        return [] if n == 0 else [item(self) for _ in range(n - 1)]
+
+    def tags(self) -> None:
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.take(self.uvarint())
+
+
+def _offset_fetch_topics(topics: dict[str, list[int]] | None) -> bytes:
+    if topics is None:
+        return compact_array(None)
+    return compact_array([compact_string(t) + compact_array([i32(p) for p in ps]) + TAGS
+                          for t, ps in topics.items()])
+
+
+def offset_fetch_v7_body(group: str, topics: dict[str, list[int]] | None, require_stable: bool = False) -> bytes:
+    """OffsetFetch v7 (flexible): one group; topics None asks for every committed offset."""
+    return compact_string(group) + _offset_fetch_topics(topics) + i8(int(require_stable)) + TAGS
+
+
+def offset_fetch_v8_body(groups: dict[str, dict[str, list[int]] | None], require_stable: bool = False) -> bytes:
+    """OffsetFetch v8 (flexible): several groups in one request."""
+    return (compact_array([compact_string(g) + _offset_fetch_topics(ts) + TAGS for g, ts in groups.items()])
+            + i8(int(require_stable)) + TAGS)
+
+
+def _fetched_partitions(r: FlexReader) -> tuple[str, list[tuple[int, int, str | None, int]]]:
+    name = r.compact_string()
+
+    def part(rr):
+        index, offset, _epoch, metadata, err = rr.i32(), rr.i64(), rr.i32(), rr.compact_string(), rr.i16()
+        rr.tags()
+        return index, offset, metadata, err
+    parts = r.compact_array(part)
+    r.tags()
+    return name, parts
+
+
+def _flatten(topics) -> dict[tuple[str, int], tuple[int, str | None, int]]:
+    return {(t, p): (off, meta, err) for t, parts in topics for p, off, meta, err in parts}
+
+
+def parse_offset_fetch_v7(r: FlexReader) -> tuple[int, dict[tuple[str, int], tuple[int, str | None, int]]]:
+    """(group error, {(topic, partition): (committed_offset, metadata, error_code)})"""
+    r.i32()  # throttle_time_ms
+    topics = r.compact_array(_fetched_partitions)
+    err = r.i16()
+    r.tags()
+    return err, _flatten(topics)
+
+
+def parse_offset_fetch_v8(r: FlexReader) -> dict[str, tuple[int, dict[tuple[str, int], tuple[int, str | None, int]]]]:
+    """{group: (group error, {(topic, partition): (committed_offset, metadata, error_code)})}"""
+    r.i32()  # throttle_time_ms
+
+    def group(rr):
+        gid = rr.compact_string()
+        topics = rr.compact_array(_fetched_partitions)
+        err = rr.i16()
+        rr.tags()
+        return gid, (err, _flatten(topics))
+    out = dict(r.compact_array(group))
+    r.tags()
+    return out
+
+
+def flexible_request(conn: "Connection", api_key: int, api_version: int, body: bytes) -> FlexReader:
+    """Sends a flexible-version request (header v2) and returns the body after response header v1."""
+    cid = conn.send(api_key, api_version, body, flexible_header=True)
+    r = FlexReader(conn.recv_frame())
+    got = r.i32()
+    assert got == cid, f"correlation id {got}, expected {cid}"
+    r.tags()
+    return r
+
+
+def parse_metadata_v1(r: Reader) -> dict[str, tuple[int, bool, int]]:
+    """{topic: (error_code, is_internal, partition count)}"""
+    def broker(rr):
+        rr.i32(); rr.string(); rr.i32(); rr.string()
+
+    def partition(rr):
+        rr.i16(); rr.i32(); rr.i32(); rr.array(Reader.i32); rr.array(Reader.i32)
+
+    r.array(broker)
+    r.i32()  # controller_id
+    out = {}
+    for _ in range(r.i32()):
+        err = r.i16()
+        name = r.string()
+        internal = r.i8() != 0
+        out[name] = (err, internal, len(r.array(partition)))
+    return out

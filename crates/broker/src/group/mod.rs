@@ -51,8 +51,6 @@ pub(crate) trait TopicCatalog {
     fn by_name(&self, name: &str) -> Option<(Uuid, i32)>;
     /// A topic's name and partition count by id.
     fn by_id(&self, id: Uuid) -> Option<(String, i32)>;
-    /// Every topic name.
-    fn names(&self) -> Vec<String>;
 }
 
 /// A group's membership: one of the two rebalance protocols.

@@ -4,6 +4,7 @@
 pub(crate) mod api_versions;
 mod cluster;
 mod configs;
+mod consumer_group;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -56,6 +57,8 @@ const IMPLEMENTED: &[(ApiKey, i16)] = &[
     (ApiKey::DescribeGroups, 6),
     (ApiKey::DeleteGroups, 2),
     (ApiKey::OffsetDelete, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 1),
+    (ApiKey::ConsumerGroupDescribe, 1),
 ];
 
 /// The version range served for an API, None if it is not served.
@@ -100,6 +103,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
         RequestKind::OffsetCommit(req) => offsets::commit(broker, req, version).into(),
         RequestKind::OffsetFetch(req) => offsets::fetch(broker, req, version).into(),
         RequestKind::OffsetDelete(req) => offsets::delete(broker, req).into(),
+        RequestKind::ConsumerGroupHeartbeat(req) => consumer_group::heartbeat(broker, client, req, version).into(),
+        RequestKind::ConsumerGroupDescribe(req) => consumer_group::describe(broker, req, version).into(),
         other => {
             // Unreachable in practice: net.rs only decodes served APIs.
             tracing::warn!(request = ?std::mem::discriminant(&other), "no handler");
