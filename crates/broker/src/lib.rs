@@ -15,6 +15,7 @@ mod log_dirs;
 mod net;
 pub mod partition;
 mod producer_state;
+mod record_batch;
 pub mod replica_manager;
 pub mod topic_config;
 pub mod topics;

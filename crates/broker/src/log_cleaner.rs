@@ -175,35 +175,13 @@ pub(crate) fn clean_log(log: &mut Log, policy: &CleanPolicy, now_ms: i64) -> Res
 
 #[cfg(test)]
 mod tests {
-    use kafka_protocol::records::TimestampType;
     use storage::LogConfig;
 
     use super::*;
 
     fn batch(records: &[(&str, Option<&str>)], now: i64) -> BytesMut {
-        let records: Vec<Record> = records
-            .iter()
-            .enumerate()
-            .map(|(i, (k, v))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: now,
-                key: Some(Bytes::from(k.to_string())),
-                value: v.map(|v| Bytes::from(v.to_string())),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::Gzip })
-            .expect("encode");
-        buf
+        let entries = records.iter().map(|(k, v)| (Some(Bytes::from(k.to_string())), v.map(|v| Bytes::from(v.to_string())), now));
+        crate::record_batch::encode(entries, Compression::Gzip).expect("encode")
     }
 
     /// Every record of the log as (offset, key, value).

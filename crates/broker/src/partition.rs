@@ -265,33 +265,11 @@ fn find_record(mut batch: Bytes, matches: impl Fn(i64) -> bool, max: bool) -> Op
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::Compression;
 
     fn batch(timestamps: &[i64]) -> BytesMut {
-        let records: Vec<Record> = timestamps
-            .iter()
-            .enumerate()
-            .map(|(i, &timestamp)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder starts a new batch when offset - sequence changes.
-                sequence: i as i32,
-                timestamp,
-                key: None,
-                value: Some(Bytes::from_static(b"v")),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-            .expect("encode");
-        buf
+        let entries = timestamps.iter().map(|&ts| (None, Some(Bytes::from_static(b"v")), ts));
+        crate::record_batch::encode(entries, Compression::None).expect("encode")
     }
 
     fn partition(dir: &std::path::Path) -> Partition {

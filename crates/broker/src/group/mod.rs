@@ -18,11 +18,9 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use uuid::Uuid;
 
@@ -258,29 +256,10 @@ impl GroupCoordinator {
             return Err(BrokerError::kafka(ResponseError::CoordinatorNotAvailable, format!("{OFFSETS_TOPIC} does not exist yet")));
         }
         let partition = &topic[store::partition_for(group, topic.len() as i32) as usize];
-        let kafka_records: Vec<Record> = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, (key, value))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // Offset - sequence equal for all: one batch, appended whole.
-                sequence: i as i32,
-                timestamp: now,
-                key: Some(key.encode()),
-                value: value.map(|v| v.encode()),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &kafka_records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-            .map_err(|e| BrokerError::kafka(ResponseError::UnknownServerError, format!("cannot encode group records: {e}")))?;
+        let entries = records.into_iter().map(|(key, value)| (Some(key.encode()), value.map(|v| v.encode()), now));
+        let mut buf = crate::record_batch::encode(entries, Compression::None).map_err(|e| {
+            BrokerError::kafka(ResponseError::UnknownServerError, format!("cannot encode group records: {e}"))
+        })?;
         partition.append(&mut buf, now)?;
         Ok(())
     }
