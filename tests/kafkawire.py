@@ -445,8 +445,8 @@ def parse_api_versions_v0(r: Reader) -> tuple[int, dict[int, tuple[int, int]]]:
 
 # ---- consumer groups (classic protocol) ----------------------------------------------------
 # Non-flexible versions where they exist (JoinGroup v3/v5, SyncGroup v3, Heartbeat v3,
-# LeaveGroup v3, OffsetCommit v7, ListGroups/DescribeGroups as needed); OffsetFetch v7/v8 are
-# flexible (compact strings/arrays, tagged fields, request header v2, response header v1).
+# LeaveGroup v3, OffsetCommit v7); OffsetFetch v7/v8 and ListGroups v4 are flexible
+# (compact strings/arrays, tagged fields, request header v2, response header v1).
 API_OFFSET_COMMIT = 8
 API_OFFSET_FETCH = 9
 API_FIND_COORDINATOR = 10
@@ -471,33 +471,7 @@ MEMBER_ID_REQUIRED = 79
 FENCED_INSTANCE_ID = 82
 
 
-def uvarint(v: int) -> bytes:
-    """Unsigned varint (compact lengths, tagged-field counts)."""
-    out = bytearray()
-    while True:
-        byte = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 TAGS = b"\x00"  # an empty tagged-field section
-
-
-def compact_string(s: str | None) -> bytes:
-    if s is None:
-        return uvarint(0)
-    b = s.encode()
-    return uvarint(len(b) + 1) + b
-
-
-def compact_array(items: list[bytes] | None) -> bytes:
-    if items is None:
-        return uvarint(0)
-    return uvarint(len(items) + 1) + b"".join(items)
 
 
 def join_group_body(group: str, member_id: str = "", protocols: list[tuple[str, bytes]] = (("range", b""),),
@@ -598,21 +572,37 @@ def parse_offset_commit_v7(r: Reader) -> dict[tuple[str, int], int]:
     return out
 
 
+def offset_commit_v9_body(group: str, offsets: list[tuple[str, int, int, str | None]], generation: int = -1,
+                          member_id: str = "", group_instance_id: str | None = None) -> bytes:
+    """OffsetCommit v8/v9 (flexible): offsets as (topic, partition, offset, metadata)."""
+    by_topic: dict[str, list[bytes]] = {}
+    for topic, partition, offset, metadata in offsets:
+        by_topic.setdefault(topic, []).append(i32(partition) + i64(offset) + i32(-1) + compact_string(metadata) + TAGS)
+    return (compact_string(group) + i32(generation) + compact_string(member_id) + compact_string(group_instance_id)
+            + compact_array([compact_string(t) + compact_array(ps) + TAGS for t, ps in by_topic.items()]) + TAGS)
+
+
+def parse_offset_commit_v9(r: "FlexReader") -> dict[tuple[str, int], int]:
+    """{(topic, partition): error_code}"""
+    r.i32()  # throttle_time_ms
+
+    def topic(rr):
+        name = rr.compact_string()
+
+        def part(rp):
+            index, err = rp.i32(), rp.i16()
+            rp.tags()
+            return index, err
+        parts = rr.compact_array(part)
+        rr.tags()
+        return [((name, p), e) for p, e in parts]
+    out = dict(x for t in r.compact_array(topic) for x in t)
+    r.tags()
+    return out
+
+
 class FlexReader(Reader):
     """Reads the compact encodings of flexible versions."""
-
-    def uvarint(self) -> int:
-        shift = v = 0
-        while True:
-            b = self.take(1)[0]
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return v
-
-    def compact_string(self):
-        n = self.uvarint()
-        return None if n == 0 else self.take(n - 1).decode()
 
     def compact_array(self, item):
         n = self.uvarint()

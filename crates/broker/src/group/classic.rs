@@ -679,7 +679,9 @@ impl ClassicGroup {
     }
 
     /// Handles one member of a LeaveGroup: by member id, or by instance id when
-    /// the member id is empty.
+    /// the member id is empty. Returns the member id to answer with: the one
+    /// the request named (empty when it named only the instance id), as Kafka,
+    /// so clients can match the answer to what they asked.
     pub(crate) fn leave(
         &mut self,
         member_id: &str,
@@ -687,7 +689,7 @@ impl ClassicGroup {
         cfg: &GroupConfig,
         now: i64,
     ) -> (String, Result<(), ResponseError>) {
-        let member_id = match (member_id, instance_id) {
+        let resolved = match (member_id, instance_id) {
             ("", Some(instance)) => match self.statics.get(instance) {
                 Some(id) => id.clone(),
                 None => return (String::new(), Err(ResponseError::UnknownMemberId)),
@@ -698,15 +700,15 @@ impl ClassicGroup {
             },
             (id, None) => id.to_string(),
         };
-        if self.pending.remove(&member_id).is_some() {
+        if self.pending.remove(&resolved).is_some() {
             self.try_complete_join(now);
-            return (member_id, Ok(()));
+            return (member_id.to_string(), Ok(()));
         }
-        if !self.members.contains_key(&member_id) {
-            return (member_id, Err(ResponseError::UnknownMemberId));
+        if !self.members.contains_key(&resolved) {
+            return (member_id.to_string(), Err(ResponseError::UnknownMemberId));
         }
-        self.remove_member(&member_id, cfg, now);
-        (member_id, Ok(()))
+        self.remove_member(&resolved, cfg, now);
+        (member_id.to_string(), Ok(()))
     }
 
     /// Expires sessions, ends join phases at their deadline and drops members
@@ -887,6 +889,19 @@ mod tests {
         assert_eq!(group.leave(&a, None, &cfg, 12).1, Ok(()));
         assert_eq!(group.state, ClassicState::Empty);
         assert!(group.is_empty());
+    }
+
+    #[test]
+    fn leave_by_instance_id_removes_the_static_member_and_answers_with_the_empty_member_id() {
+        let cfg = config(0);
+        let mut group = ClassicGroup::new(0);
+        let mut rx = later(group.join(request("", Some("inst-1"), &["range"]), &cfg, 0));
+        let id = rx.try_recv().expect("static member joined").member_id.to_string();
+        // Kafka echoes the identity as requested: admin clients match answers by it.
+        assert_eq!(group.leave("", Some("inst-1"), &cfg, 1), (String::new(), Ok(())));
+        assert!(!group.members.contains_key(&id));
+        assert!(group.is_empty());
+        assert_eq!(group.leave("", Some("inst-1"), &cfg, 2), (String::new(), Err(ResponseError::UnknownMemberId)));
     }
 
     #[test]

@@ -122,8 +122,10 @@ impl Group {
     /// Checks who may commit offsets: a member of the current generation (or
     /// member epoch), or anyone with generation -1 while the group is empty.
     fn check_commit(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> std::result::Result<(), ResponseError> {
-        if generation < 0 && member_id.is_empty() {
-            return if self.is_empty() { Ok(()) } else { Err(ResponseError::UnknownMemberId) };
+        // An admin (or simple consumer) commit: any member id, while nobody is in
+        // the group. With members, only they may commit.
+        if generation < 0 && self.is_empty() {
+            return Ok(());
         }
         match &self.membership {
             Membership::Classic(g) => {
@@ -319,7 +321,9 @@ impl GroupCoordinator {
         let created = !groups.contains_key(group_id);
         if created {
             if generation >= 0 {
-                return Err(ResponseError::IllegalGeneration);
+                // Kafka: GROUP_ID_NOT_FOUND from OffsetCommit v9, ILLEGAL_GENERATION
+                // before (the handler maps it).
+                return Err(ResponseError::GroupIdNotFound);
             }
             groups.insert(group_id.to_string(), Group::classic(now));
         }

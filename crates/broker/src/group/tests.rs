@@ -71,7 +71,7 @@ fn generation_commits_need_a_member_and_unknown_groups_need_generation_minus_one
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path(), config(), 0);
     let err = c.commit_offsets("g", "m", None, 3, vec![(("t".into(), 0), offset(1, 0))], &Topics, 0);
-    assert_eq!(err.err(), Some(ResponseError::IllegalGeneration));
+    assert_eq!(err.err(), Some(ResponseError::GroupIdNotFound), "ILLEGAL_GENERATION before OffsetCommit v9");
     assert!(!c.lock().contains_key("g"), "a refused commit creates no group");
 }
 

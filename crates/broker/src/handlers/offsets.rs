@@ -71,6 +71,10 @@ pub(crate) fn commit(broker: &Arc<Broker>, req: OffsetCommitRequest, version: i1
         )
     }) {
         Ok(results) => results,
+        // An unknown group with a generation: GROUP_ID_NOT_FOUND only from v9, as Kafka.
+        Err(ResponseError::GroupIdNotFound) if version < 9 => {
+            requested.into_iter().map(|(tp, _)| (tp, Err(ResponseError::IllegalGeneration))).collect()
+        }
         Err(e) => requested.into_iter().map(|(tp, _)| (tp, Err(e))).collect(),
     };
     let topics = by_topic(results)
