@@ -127,9 +127,15 @@ async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes, client_host: &str)
     let header_version = api_key.request_header_version(version);
     let header =
         RequestHeader::decode(&mut frame, header_version).map_err(|e| format!("bad request header: {e}"))?;
-    let client = ClientInfo {
-        client_id: header.client_id.as_ref().map(|id| id.to_string()).unwrap_or_default(),
-        client_host: client_host.to_string(),
+    // Only group members are recorded with their client id and host; other
+    // requests (the produce and fetch hot path) skip the copies.
+    let client = if matches!(api_key, ApiKey::JoinGroup | ApiKey::ConsumerGroupHeartbeat) {
+        ClientInfo {
+            client_id: header.client_id.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+            client_host: client_host.to_string(),
+        }
+    } else {
+        ClientInfo::default()
     };
     drop(header);
     let request = RequestKind::decode(api_key, &mut frame, version)

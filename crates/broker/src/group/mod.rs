@@ -79,6 +79,12 @@ impl Group {
         }
     }
 
+    /// A classic group nobody joined or committed to (a join that stopped at
+    /// MEMBER_ID_REQUIRED and never came back): nothing worth keeping.
+    pub(crate) fn is_unused(&self) -> bool {
+        matches!(&self.membership, Membership::Classic(g) if g.is_empty() && g.generation == 0) && self.offsets.is_empty()
+    }
+
     /// Kafka's name for the group's state.
     pub(crate) fn state_name(&self) -> &'static str {
         match &self.membership {
@@ -456,6 +462,7 @@ impl GroupCoordinator {
             }
             self.persist_membership(id, group, now);
         }
+        groups.retain(|_, g| !g.is_unused());
         let mut last = self.last_expiry_ms.lock();
         if now - *last >= self.config.offsets_retention_check_interval_ms as i64 {
             *last = now;

@@ -94,9 +94,7 @@ fn finish(
 ) {
     if let Some(group) = groups.get_mut(id) {
         coordinator.persist_membership(id, group, now);
-        let unused = matches!(&group.membership, Membership::Classic(g) if g.is_empty() && g.generation == 0)
-            && group.offsets.is_empty();
-        if unused {
+        if group.is_unused() {
             groups.remove(id);
         }
     }
