@@ -81,6 +81,9 @@ def wait_until(what: str, check, timeout: float = WAIT_S, interval: float = 0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
+INVALID_REGULAR_EXPRESSION = 128
+
+
 # ---- (a) one consumer ------------------------------------------------------------------
 
 @pytest.mark.broker_config(**QUICK_GROUPS)
@@ -410,9 +413,9 @@ def test_heartbeat_protocol_errors(broker):
         hb = raw_heartbeat(conn, "kip848-raw-missing", member, 3, owned=[])
         assert (hb["error"], hb["message"]) == (GROUP_ID_NOT_FOUND, "Group kip848-raw-missing not found.")
 
-        hb = raw_heartbeat(conn, group, member, 0, topics=[topic], regex="kip848-.*", owned=[],
+        hb = raw_heartbeat(conn, group, member, 0, topics=[topic], regex="kip848-(", owned=[],
                            rebalance_timeout_ms=10000)
-        assert hb["error"] == INVALID_REQUEST, hb
+        assert hb["error"] == INVALID_REGULAR_EXPRESSION, hb
 
         hb = raw_heartbeat(conn, group, member, 0, topics=[topic], owned=[], rebalance_timeout_ms=10000)
         assert (hb["error"], hb["member_id"], hb["epoch"], hb["interval"]) == (0, member, 1, 300), hb
@@ -480,3 +483,31 @@ def _worker(bootstrap: str, topic: str, group: str, name: str) -> int:
 
 if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "worker":
     sys.exit(_worker(*sys.argv[2:]))
+
+
+@pytest.mark.broker_config(**QUICK_GROUPS)
+def test_regex_subscription_is_resolved_by_the_broker(broker):
+    group = "kip848-regex-group"
+    create_topic(broker.bootstrap, "regex-a", partitions=2)
+    create_topic(broker.bootstrap, "regex-b", partitions=1)
+    create_topic(broker.bootstrap, "not-regex-c", partitions=1)
+    produced = produce_numbered(broker.bootstrap, "regex-a", 0, 20, 2) | produce_numbered(broker.bootstrap, "regex-b", 20, 10, 1)
+    produce_numbered(broker.bootstrap, "not-regex-c", 100, 5, 1)
+    c = consumer(broker.bootstrap, kip848_conf(group))
+    consumed: set[str] = set()
+    try:
+        c.subscribe(["^regex-.*"], on_assign=start_at_beginning)
+        deadline = time.monotonic() + WAIT_S
+        while consumed != produced:
+            assert time.monotonic() < deadline, f"consumed {len(consumed)}/{len(produced)} messages"
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            assert msg.error() is None, f"consumer error: {msg.error()}"
+            assert msg.topic() in ("regex-a", "regex-b"), msg.topic()
+            consumed.add(msg.value().decode())
+        info = describe(broker.bootstrap, group)
+        topics = {tp.topic for tp in info.members[0].assignment.topic_partitions}
+        assert topics == {"regex-a", "regex-b"}
+    finally:
+        c.close()

@@ -69,4 +69,8 @@ impl crate::group::TopicCatalog for ReplicaManager {
         let name = self.topic_name(id)?;
         self.by_name(&name).map(|(_, count)| (name, count))
     }
+
+    fn names(&self) -> Vec<String> {
+        self.topics.read().keys().cloned().collect()
+    }
 }

@@ -61,8 +61,12 @@ pub(crate) struct Member {
     pub(crate) rebalance_timeout_ms: i32,
     /// Subscribed topic names.
     pub(crate) subscribed_topic_names: Vec<String>,
-    /// Subscribed topic regex (never set while regexes are refused).
+    /// Subscribed topic regex, as sent.
     pub(crate) subscribed_topic_regex: Option<String>,
+    /// The regex, compiled to match whole topic names (as Java's `matches`).
+    regex: Option<regex::Regex>,
+    /// The existing topics the regex matches, as last resolved.
+    regex_topics: Vec<String>,
     /// The server assignor the member asked for.
     pub(crate) server_assignor: Option<String>,
     /// Member epoch.
@@ -89,6 +93,8 @@ impl Member {
             rebalance_timeout_ms: 0,
             subscribed_topic_names: Vec::new(),
             subscribed_topic_regex: None,
+            regex: None,
+            regex_topics: Vec::new(),
             server_assignor: None,
             epoch: 0,
             previous_epoch: 0,
@@ -98,6 +104,11 @@ impl Member {
             session_deadline: 0,
             revocation_deadline: None,
         }
+    }
+
+    /// Every topic the member subscribes to: by name and by regex.
+    fn topics(&self) -> impl Iterator<Item = &String> {
+        self.subscribed_topic_names.iter().chain(&self.regex_topics)
     }
 
     fn is_reconciled_to(&self, epoch: i32) -> bool {
@@ -159,6 +170,12 @@ pub(crate) struct HeartbeatReply {
     pub assignment: Option<Assignment>,
 }
 
+/// Compiles a subscription regex to match whole topic names, as Kafka's
+/// `Pattern.matcher(topic).matches()` does.
+fn compile_topic_regex(regex: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?:{regex})$"))
+}
+
 /// A heartbeat's or describe's failure: a Kafka error and its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GroupError {
@@ -187,10 +204,8 @@ impl Heartbeat {
         if self.rack_id.as_deref() == Some("") {
             return invalid("RackId can't be empty.");
         }
-        // An empty regex means none (librdkafka sends one with topic names).
-        if self.subscribed_topic_regex.as_deref().is_some_and(|r| !r.is_empty()) {
-            // Kafka matches RE2/J regexes; this broker has no regex engine yet.
-            return invalid("SubscribedTopicRegex is not supported by this broker; subscribe to topic names.");
+        if let Some(Err(e)) = self.subscribed_topic_regex.as_deref().map(compile_topic_regex) {
+            return fail(ResponseError::InvalidRegularExpression, format!("SubscribedTopicRegex is not a valid regular expression: {e}"));
         }
         match self.member_epoch {
             0 => {
@@ -200,7 +215,8 @@ impl Heartbeat {
                 if !self.owned.as_ref().is_some_and(BTreeMap::is_empty) {
                     return invalid("TopicPartitions must be empty when (re-)joining.");
                 }
-                if self.subscribed_topic_names.as_ref().is_none_or(Vec::is_empty) {
+                let regex = self.subscribed_topic_regex.as_deref().is_some_and(|r| !r.is_empty());
+                if self.subscribed_topic_names.as_ref().is_none_or(Vec::is_empty) && !regex {
                     return invalid("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.");
                 }
             }
@@ -320,7 +336,7 @@ impl ConsumerGroup {
 
     /// Topics the members subscribe to.
     pub(crate) fn subscribed_topics(&self) -> BTreeSet<String> {
-        self.members.values().flat_map(|m| m.subscribed_topic_names.iter().cloned()).collect()
+        self.members.values().flat_map(|m| m.topics().cloned()).collect()
     }
 
     /// The assignor the group uses: the one most members asked for, else the
@@ -417,6 +433,11 @@ impl ConsumerGroup {
             names.dedup();
             member.subscribed_topic_names = names;
         }
+        if let Some(regex) = &req.subscribed_topic_regex {
+            // An empty regex means none (librdkafka sends one with topic names).
+            member.subscribed_topic_regex = Some(regex.clone()).filter(|r| !r.is_empty());
+            member.regex = member.subscribed_topic_regex.as_deref().and_then(|r| compile_topic_regex(r).ok());
+        }
         member.client_id = req.client_id.clone();
         member.client_host = req.client_host.clone();
         member.session_deadline = now + i64::from(cfg.consumer_session_timeout_ms);
@@ -426,6 +447,7 @@ impl ConsumerGroup {
         self.members.insert(member_id.clone(), member);
 
         // New topics, new partitions and deleted topics change the assignment too.
+        self.resolve_regexes(topics);
         let subscribed = self.subscription_metadata(topics);
         if subscribed != self.subscribed {
             self.subscribed = subscribed;
@@ -575,6 +597,21 @@ impl ConsumerGroup {
         }
     }
 
+    /// Matches every member's regex against the topics that exist now.
+    fn resolve_regexes(&mut self, topics: &dyn TopicCatalog) {
+        if self.members.values().all(|m| m.regex.is_none()) {
+            return;
+        }
+        let mut names: Vec<String> = topics.names().into_iter().filter(|n| !crate::topics::is_internal(n)).collect();
+        names.sort();
+        for m in self.members.values_mut() {
+            m.regex_topics = match &m.regex {
+                Some(re) => names.iter().filter(|n| re.is_match(n)).cloned().collect(),
+                None => Vec::new(),
+            };
+        }
+    }
+
     /// The subscribed topics that exist, with their ids and partition counts.
     fn subscription_metadata(&self, topics: &dyn TopicCatalog) -> BTreeMap<String, (Uuid, i32)> {
         self.subscribed_topics()
@@ -598,8 +635,7 @@ impl ConsumerGroup {
             .members
             .values()
             .map(|m| {
-                let subscribed =
-                    m.subscribed_topic_names.iter().filter_map(|n| self.subscribed.get(n).map(|(id, _)| *id)).collect();
+                let subscribed = m.topics().filter_map(|n| self.subscribed.get(n).map(|(id, _)| *id)).collect();
                 let current = self.target.get(&m.id).cloned().unwrap_or_default();
                 (m.id.clone(), MemberSpec { subscribed, current })
             })
@@ -820,6 +856,9 @@ mod tests {
         fn by_id(&self, id: Uuid) -> Option<(String, i32)> {
             self.0.iter().find(|t| t.1 == id).map(|t| (t.0.clone(), t.2))
         }
+        fn names(&self) -> Vec<String> {
+            self.0.iter().map(|t| t.0.clone()).collect()
+        }
     }
 
     const T: Uuid = Uuid::from_bytes([7; 16]);
@@ -1028,6 +1067,27 @@ mod tests {
     }
 
     #[test]
+    fn a_regex_subscription_matches_whole_topic_names_and_picks_up_new_topics() {
+        let cfg = cfg();
+        let u = Uuid::from_bytes([8; 16]);
+        let v = Uuid::from_bytes([9; 16]);
+        let mut topics = Topics(vec![("t".to_string(), T, 2), ("other-t".to_string(), u, 1)]);
+        let mut g = ConsumerGroup::new(0);
+        let req = Heartbeat { subscribed_topic_names: None, subscribed_topic_regex: Some("t.*".into()), ..join("a") };
+        assert!(req.validate(1, &cfg).is_ok(), "a regex alone is a subscription");
+        let r = g.heartbeat("g", req, &cfg, &topics, 0).unwrap();
+        assert_eq!(owned_list(&r.assignment), vec![0, 1]);
+        assert!(!r.assignment.as_ref().unwrap().contains_key(&u), "the regex matches whole names only");
+        assert_eq!(g.subscribed_topics(), BTreeSet::from(["t".to_string()]));
+
+        topics.0.push(("t2".to_string(), v, 3));
+        let r = g.heartbeat("g", beat("a", 1, &[0, 1]), &cfg, &topics, 10).unwrap();
+        assert_eq!(r.member_epoch, 2, "a new matching topic bumps the epoch");
+        let assigned = r.assignment.unwrap();
+        assert_eq!(assigned.get(&v).map(|p| p.len()), Some(3));
+    }
+
+    #[test]
     fn new_partitions_and_new_topics_are_picked_up() {
         let cfg = cfg();
         let mut g = ConsumerGroup::new(0);
@@ -1077,7 +1137,8 @@ mod tests {
         assert_eq!(code(Heartbeat { rebalance_timeout_ms: -1, ..ok.clone() }), ResponseError::InvalidRequest);
         assert_eq!(code(Heartbeat { owned: None, ..ok.clone() }), ResponseError::InvalidRequest);
         assert_eq!(code(Heartbeat { subscribed_topic_names: Some(vec![]), ..ok.clone() }), ResponseError::InvalidRequest);
-        assert_eq!(code(Heartbeat { subscribed_topic_regex: Some("t.*".into()), ..ok.clone() }), ResponseError::InvalidRequest);
+        assert!(Heartbeat { subscribed_topic_regex: Some("t.*".into()), ..ok.clone() }.validate(1, &cfg).is_ok());
+        assert_eq!(code(Heartbeat { subscribed_topic_regex: Some("t(".into()), ..ok.clone() }), ResponseError::InvalidRegularExpression);
         assert!(Heartbeat { subscribed_topic_regex: Some(String::new()), ..ok.clone() }.validate(1, &cfg).is_ok());
         assert_eq!(code(Heartbeat { member_epoch: -3, ..ok.clone() }), ResponseError::InvalidRequest);
         assert_eq!(code(Heartbeat { member_epoch: LEAVE_STATIC_EPOCH, ..ok.clone() }), ResponseError::InvalidRequest);

@@ -49,6 +49,8 @@ pub(crate) trait TopicCatalog {
     fn by_name(&self, name: &str) -> Option<(Uuid, i32)>;
     /// A topic's name and partition count by id.
     fn by_id(&self, id: Uuid) -> Option<(String, i32)>;
+    /// Every topic's name (for regex subscriptions).
+    fn names(&self) -> Vec<String>;
 }
 
 /// A group's membership: one of the two rebalance protocols.

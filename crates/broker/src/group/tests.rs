@@ -19,6 +19,9 @@ impl TopicCatalog for Topics {
     fn by_id(&self, _id: Uuid) -> Option<(String, i32)> {
         None
     }
+    fn names(&self) -> Vec<String> {
+        vec!["t".into()]
+    }
 }
 
 fn config() -> GroupConfig {
