@@ -1,6 +1,7 @@
 """Clients beyond librdkafka and kafka-python: aiokafka (asyncio) round-trips keyed records
 with headers; kafkajs (Node.js) creates and describes a topic and produces with acks=-1,
-and what it wrote is read back byte for byte with confluent-kafka."""
+and what it wrote is read back byte for byte with confluent-kafka; both clients' group
+consumers commit and a later consumer of the group resumes after the commits."""
 
 from __future__ import annotations
 
@@ -141,3 +142,70 @@ def test_kafkajs_admin_and_acks_all_producer(broker, kafkajs_script):
         assert m.timestamp() == (TIMESTAMP_CREATE_TIME, 1_700_000_000_000 + i), f"timestamp of record {i}"
     (m,) = consume_confluent(broker.bootstrap, topic, 1, 1)
     assert (m.key(), m.value()) == (b"p1", b"on-partition-1")
+
+
+# ---- consumer groups -------------------------------------------------------------------------
+
+@pytest.mark.broker_config(**{"group.initial.rebalance.delay.ms": "0"})
+def test_kafkajs_group_consumer_commits_and_the_next_one_resumes(broker, kafkajs_script):
+    from e2e_util import flush_all, producer
+
+    topic = "kafkajs-group"
+    create_topic(broker.bootstrap, topic, partitions=2)
+    p = producer(broker.bootstrap)
+    for i in range(20):
+        p.produce(topic, f"v{i}".encode(), partition=i % 2)
+    flush_all(p)
+    script = kafkajs_script.parent / "group_consume.js"
+
+    def run(count: int) -> list:
+        r = subprocess.run(["node", str(script), broker.bootstrap, topic, "js-group", str(count)],
+                           capture_output=True, text=True, timeout=120, cwd=JS_DIR)
+        assert r.returncode == 0, f"kafkajs group consumer failed ({r.returncode}):\n{r.stderr}"
+        return json.loads(r.stdout.strip().splitlines()[-1])["got"]
+
+    first = run(20)
+    assert sorted((p, o) for p, o, _ in first) == sorted((i % 2, i // 2) for i in range(20))
+    for i in range(20, 24):
+        p.produce(topic, f"v{i}".encode(), partition=i % 2)
+    flush_all(p)
+    second = run(4)
+    assert sorted(v for _, _, v in second) == ["v20", "v21", "v22", "v23"], "resumes after the committed offsets"
+
+
+async def _aio_group(bootstrap: str, topic: str, count: int) -> list[tuple[int, int]]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="aio-group",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    got: list[tuple[int, int]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(got) < count:
+            assert asyncio.get_running_loop().time() < deadline, f"aiokafka group consumer got {len(got)}/{count}"
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                got.extend((r.partition, r.offset) for r in records)
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+    return got
+
+
+@pytest.mark.broker_config(**{"group.initial.rebalance.delay.ms": "0"})
+def test_aiokafka_group_consumer_commits_and_the_next_one_resumes(broker):
+    from e2e_util import flush_all, producer
+
+    topic = "aio-group-topic"
+    create_topic(broker.bootstrap, topic, partitions=3)
+    p = producer(broker.bootstrap)
+    for i in range(30):
+        p.produce(topic, b"x", partition=i % 3)
+    flush_all(p)
+    first = asyncio.run(_aio_group(broker.bootstrap, topic, 30))
+    assert sorted(first) == [(part, o) for part in range(3) for o in range(10)]
+    for i in range(3):
+        p.produce(topic, b"y", partition=i)
+    flush_all(p)
+    second = asyncio.run(_aio_group(broker.bootstrap, topic, 3))
+    assert sorted(second) == [(part, 10) for part in range(3)]
