@@ -342,3 +342,20 @@ def test_consumer_offsets_is_compacted_and_still_restores_the_latest_commit(brok
     committed = c.committed([TopicPartition("often-committed", 0)], timeout=30)
     c.close()
     assert committed[0].offset == 200
+
+
+def test_deleting_a_topic_drops_the_groups_committed_offsets(broker):
+    from e2e_util import admin
+
+    create_topic(broker.bootstrap, "doomed")
+    produce_to_partitions(broker.bootstrap, "doomed", 1, 5, "z")
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "mourner", "enable.auto.commit": False,
+                  "logger": RDKAFKA_LOGGER})
+    c.commit(offsets=[TopicPartition("doomed", 0, 5)], asynchronous=False)
+    assert c.committed([TopicPartition("doomed", 0)], timeout=30)[0].offset == 5
+    a = admin(broker.bootstrap)
+    a.delete_topics(["doomed"], request_timeout=30)["doomed"].result(timeout=30)
+    create_topic(broker.bootstrap, "doomed")
+    committed = c.committed([TopicPartition("doomed", 0)], timeout=30)
+    c.close()
+    assert committed[0].offset < 0, "the recreated topic starts without the old topic's offsets"

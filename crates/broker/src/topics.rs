@@ -191,6 +191,7 @@ impl Broker {
             }
         }
         self.fetch_sessions.lock().forget_topic(topic_id);
+        self.groups.forget_topic(name, now_ms());
         tracing::info!(topic = name, "deleted topic");
         Ok(topic_id)
     }

@@ -427,6 +427,26 @@ impl GroupCoordinator {
             .collect()
     }
 
+    /// Forgets every group's committed offsets of a deleted topic, as Kafka
+    /// does, so a topic created again under the name starts without them.
+    pub(crate) fn forget_topic(&self, topic: &str, now: i64) {
+        let mut groups = self.groups.lock();
+        for (id, group) in groups.iter_mut() {
+            let gone: Vec<(String, i32)> = group.offsets.keys().filter(|(t, _)| t == topic).cloned().collect();
+            if gone.is_empty() {
+                continue;
+            }
+            match self.write(id, tombstones(id, gone.iter()), now) {
+                Ok(()) => {
+                    for tp in &gone {
+                        group.offsets.remove(tp);
+                    }
+                }
+                Err(e) => tracing::error!(group = %id, %topic, error = %e, "cannot drop offsets of a deleted topic"),
+            }
+        }
+    }
+
     /// Deletes committed offsets of a group, unless its members subscribe to the topic.
     pub(crate) fn delete_offsets(
         &self,

@@ -97,3 +97,17 @@ fn offsets_of_empty_groups_expire_after_the_retention() {
     assert!(committed(&c, "old").is_empty(), "expiry is stored");
     assert_eq!(committed(&c, "new").len(), 1);
 }
+
+#[test]
+fn offsets_of_a_deleted_topic_are_forgotten_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let c = coordinator(dir.path(), config(), 0);
+        c.commit_offsets("g", "", None, -1, vec![(("t".into(), 0), offset(5, 1)), (("t".into(), 1), offset(6, 1))], &Topics, 1)
+            .expect("commit");
+        c.forget_topic("t", 2);
+        assert!(committed(&c, "g").is_empty());
+    }
+    let c = coordinator(dir.path(), config(), 3);
+    assert!(committed(&c, "g").is_empty(), "the tombstones are stored");
+}
