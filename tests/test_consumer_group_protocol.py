@@ -511,3 +511,87 @@ def test_regex_subscription_is_resolved_by_the_broker(broker):
         assert topics == {"regex-a", "regex-b"}
     finally:
         c.close()
+
+
+# ---- (e) broker restarts -------------------------------------------------------------------
+
+def raw_describe_member_epochs(bootstrap: str, group: str) -> dict:
+    """ConsumerGroupDescribe v0, read up to each member's epoch: the group's epochs and
+    {member_id: member_epoch} (the admin client shows no epochs)."""
+    with kafkawire.Connection(bootstrap) as conn:
+        r = raw_request(conn, API_CONSUMER_GROUP_DESCRIBE, 0, compact_array([compact_string(group)]) + i8(0) + TAGS)
+        r.i32()  # throttle time
+        assert r.uvarint() - 1 == 1
+        error_code, message = r.i16(), r.compact_string()
+        assert error_code == 0, message
+        assert r.compact_string() == group
+        out = {"state": r.compact_string(), "group_epoch": r.i32(), "assignment_epoch": r.i32(),
+               "assignor": r.compact_string(), "members": {}}
+        members = r.uvarint() - 1
+        assert members <= 1, "this reader stops after the first member"
+        for _ in range(members):
+            member_id = r.compact_string()
+            r.compact_string(), r.compact_string()  # instance id, rack id
+            out["members"][member_id] = r.i32()
+        return out
+
+
+@pytest.mark.broker_config(**QUICK_GROUPS)
+def test_member_keeps_its_id_epoch_and_partitions_across_a_restart(broker):
+    topic, group = "kip848-restart", "kip848-restart-group"
+    create_topic(broker.bootstrap, topic, partitions=4)
+    produced = produce_numbered(broker.bootstrap, topic, 0, 200, 4)
+    callbacks: list[tuple[str, list[int]]] = []
+
+    def on_assign(cons, parts):
+        callbacks.append(("assigned", sorted(p.partition for p in parts)))
+        cons.incremental_assign([TopicPartition(p.topic, p.partition, OFFSET_BEGINNING) for p in parts])
+
+    def on_revoke(cons, parts):
+        callbacks.append(("revoked", sorted(p.partition for p in parts)))
+        cons.incremental_unassign(parts)
+
+    def on_lost(cons, parts):
+        callbacks.append(("lost", sorted(p.partition for p in parts)))
+        cons.incremental_unassign(parts)
+
+    c = consumer(broker.bootstrap, {**kip848_conf(group), "client.id": "restart-me"})
+    consumed: set[str] = set()
+
+    def consume_until(expected: set[str]):
+        deadline = time.monotonic() + WAIT_S
+        while not expected <= consumed:
+            assert time.monotonic() < deadline, f"consumed {len(consumed & expected)}/{len(expected)} messages"
+            msg = c.poll(0.5)
+            if msg is None or msg.error() is not None:
+                continue  # transport errors while the broker restarts
+            consumed.add(msg.value().decode())
+
+    try:
+        c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+        consume_until(produced)
+        before = wait_until("a stable group", lambda: (lambda d: d if d["state"] == "Stable" else None)(
+            raw_describe_member_epochs(broker.bootstrap, group)))
+        (member_id,) = before["members"]
+        assert callbacks == [("assigned", [0, 1, 2, 3])]
+
+        broker.restart()
+
+        # Right after the restart, before the member has heartbeated again, the group is back.
+        after = raw_describe_member_epochs(broker.bootstrap, group)
+        assert after == before, "the group comes back with its members and epochs"
+
+        produced_after = produce_numbered(broker.bootstrap, topic, 200, 200, 4)
+        consume_until(produced_after)
+        # A few heartbeats later: same member, same epochs; it never had to rejoin.
+        time.sleep(1.0)
+        c.poll(0.1)
+        final = raw_describe_member_epochs(broker.bootstrap, group)
+        assert final == before, f"before the restart {before}, now {final}"
+        assert callbacks == [("assigned", [0, 1, 2, 3])], "no revoke, loss or reassignment"
+        info = describe(broker.bootstrap, group)
+        assert [m.member_id for m in info.members] == [member_id]
+        assert assigned_partitions(info.members[0]) == {0, 1, 2, 3}
+        assert {tp.partition for tp in c.assignment()} == {0, 1, 2, 3}
+    finally:
+        c.close()

@@ -12,8 +12,12 @@
 //! Members that stop heartbeating for `group.consumer.session.timeout.ms`, or
 //! do not revoke within their rebalance timeout, are removed.
 //!
-//! Only the group epoch is stored; after a restart members get
-//! UNKNOWN_MEMBER_ID and rejoin. Time is passed in (`now`, milliseconds).
+//! Every change is collected as `__consumer_offsets` records (Kafka's: the
+//! group epoch, each member's metadata, target assignment and current
+//! assignment, the target assignment's epoch), which the coordinator appends
+//! before it answers; a restart replays them ([`ConsumerGroup::replay`]) and
+//! members carry on with their epochs and partitions. Time is passed in (`now`,
+//! milliseconds).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -21,6 +25,7 @@ use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
 use super::assignor::{self, Assignment, MemberSpec};
+use super::store::{ConsumerMemberValue, CurrentAssignmentValue, StoredKey, StoredValue};
 use super::{Group, GroupCoordinator, Membership, TopicCatalog};
 use crate::config::GroupConfig;
 
@@ -42,6 +47,28 @@ pub(crate) enum MemberState {
     UnrevokedPartitions,
     /// At the target epoch, waiting for partitions other members still hold.
     UnreleasedPartitions,
+}
+
+impl MemberState {
+    /// Kafka's stored code.
+    fn code(self) -> i8 {
+        match self {
+            MemberState::Stable => 0,
+            MemberState::UnrevokedPartitions => 1,
+            MemberState::UnreleasedPartitions => 2,
+        }
+    }
+
+    fn from_code(code: i8) -> MemberState {
+        match code {
+            0 => MemberState::Stable,
+            1 => MemberState::UnrevokedPartitions,
+            // Kafka's UNKNOWN (127), or a state of a later version: the next
+            // heartbeat reconciles the member from what it holds, which it does
+            // for every state but Stable.
+            _ => MemberState::UnreleasedPartitions,
+        }
+    }
 }
 
 /// One member of a consumer group.
@@ -127,7 +154,55 @@ impl Member {
         self.previous_epoch = self.epoch;
         self.epoch = epoch;
     }
+
+    /// The member's metadata record value.
+    fn metadata_value(&self) -> ConsumerMemberValue {
+        ConsumerMemberValue {
+            instance_id: self.instance_id.clone(),
+            rack_id: self.rack_id.clone(),
+            client_id: self.client_id.clone(),
+            client_host: self.client_host.clone(),
+            subscribed_topic_names: self.subscribed_topic_names.clone(),
+            subscribed_topic_regex: self.subscribed_topic_regex.clone(),
+            rebalance_timeout_ms: self.rebalance_timeout_ms,
+            server_assignor: self.server_assignor.clone(),
+        }
+    }
+
+    fn set_metadata(&mut self, v: ConsumerMemberValue) {
+        self.instance_id = v.instance_id;
+        self.rack_id = v.rack_id;
+        self.client_id = v.client_id;
+        self.client_host = v.client_host;
+        self.subscribed_topic_names = v.subscribed_topic_names;
+        self.regex = v.subscribed_topic_regex.as_deref().and_then(|r| compile_topic_regex(r).ok());
+        self.subscribed_topic_regex = v.subscribed_topic_regex;
+        self.rebalance_timeout_ms = v.rebalance_timeout_ms;
+        self.server_assignor = v.server_assignor;
+    }
+
+    /// The member's current assignment record value.
+    fn assignment_value(&self) -> CurrentAssignmentValue {
+        CurrentAssignmentValue {
+            member_epoch: self.epoch,
+            previous_member_epoch: self.previous_epoch,
+            state: self.state.code(),
+            assigned: self.assigned.clone(),
+            pending_revocation: self.pending_revocation.clone(),
+        }
+    }
+
+    fn set_assignment(&mut self, v: CurrentAssignmentValue) {
+        self.epoch = v.member_epoch;
+        self.previous_epoch = v.previous_member_epoch;
+        self.state = MemberState::from_code(v.state);
+        self.assigned = v.assigned;
+        self.pending_revocation = v.pending_revocation;
+    }
 }
+
+/// One `__consumer_offsets` record: key, and value (None for a tombstone).
+type Record = (StoredKey, Option<StoredValue>);
 
 /// A ConsumerGroupHeartbeat, as the group needs it. Optional fields are None
 /// when the member did not send them (unchanged since its last heartbeat).
@@ -263,6 +338,8 @@ pub(crate) struct Description {
 
 /// One KIP-848 consumer group.
 pub(crate) struct ConsumerGroup {
+    /// The group id (the records' keys name it).
+    id: String,
     epoch: i32,
     assignment_epoch: i32,
     members: BTreeMap<String, Member>,
@@ -273,33 +350,126 @@ pub(crate) struct ConsumerGroup {
     /// The subscribed topics as last assigned: name to id and partition count.
     subscribed: BTreeMap<String, (Uuid, i32)>,
     empty_since: i64,
-    /// Set when the stored group record no longer matches.
-    pub(crate) dirty: bool,
+    /// False after a load until the first heartbeat: `subscribed` is not
+    /// stored, so it is rebuilt then.
+    subscribed_known: bool,
+    /// The records describing the changes not yet written, in order.
+    pending_records: Vec<Record>,
 }
 
 impl ConsumerGroup {
     /// A new, empty group.
-    pub(crate) fn new(now: i64) -> ConsumerGroup {
-        ConsumerGroup::restore(0, now)
-    }
-
-    /// Rebuilds a group from its stored epoch; members rejoin.
-    pub(crate) fn restore(epoch: i32, now: i64) -> ConsumerGroup {
+    pub(crate) fn new(id: &str, now: i64) -> ConsumerGroup {
         ConsumerGroup {
-            epoch,
-            assignment_epoch: epoch,
+            id: id.to_string(),
+            epoch: 0,
+            assignment_epoch: 0,
             members: BTreeMap::new(),
             statics: HashMap::new(),
             target: HashMap::new(),
             subscribed: BTreeMap::new(),
             empty_since: now,
-            dirty: false,
+            subscribed_known: true,
+            pending_records: Vec::new(),
         }
     }
 
-    /// The group epoch.
-    pub(crate) fn epoch(&self) -> i32 {
-        self.epoch
+    /// Applies one replayed record of the group: key version 3 (not a
+    /// tombstone: that deletes the group, which the caller does) or 5 to 8.
+    /// Records for members not seen yet create them.
+    pub(crate) fn replay(&mut self, key: StoredKey, value: Option<StoredValue>) {
+        match (key, value) {
+            (StoredKey::ConsumerGroup(_), Some(StoredValue::ConsumerGroup { epoch })) => self.epoch = epoch,
+            (StoredKey::ConsumerMember { member, .. }, Some(StoredValue::ConsumerMember(v))) => {
+                self.members.entry(member.clone()).or_insert_with(|| Member::new(member)).set_metadata(v);
+            }
+            (StoredKey::ConsumerMember { member, .. }, None) => {
+                self.members.remove(&member);
+            }
+            (StoredKey::TargetAssignmentEpoch(_), value) => {
+                self.assignment_epoch = match value {
+                    Some(StoredValue::TargetAssignmentEpoch { epoch }) => epoch,
+                    _ => 0,
+                };
+            }
+            (StoredKey::TargetAssignment { member, .. }, Some(StoredValue::TargetAssignment(a))) => {
+                self.target.insert(member, a);
+            }
+            (StoredKey::TargetAssignment { member, .. }, None) => {
+                self.target.remove(&member);
+            }
+            (StoredKey::CurrentAssignment { member, .. }, Some(StoredValue::CurrentAssignment(v))) => {
+                self.members.entry(member.clone()).or_insert_with(|| Member::new(member)).set_assignment(v);
+            }
+            (StoredKey::CurrentAssignment { member, .. }, None) => {
+                if let Some(m) = self.members.get_mut(&member) {
+                    m.set_assignment(Member::new(String::new()).assignment_value());
+                }
+            }
+            (key, value) => tracing::warn!(?key, ?value, "consumer group record with a mismatched value skipped"),
+        }
+    }
+
+    /// Finishes a load: every member gets a fresh session (and, when it has
+    /// partitions to revoke, a fresh rebalance timeout), as after a coordinator
+    /// failover in Kafka.
+    pub(crate) fn loaded(&mut self, cfg: &GroupConfig, now: i64) {
+        self.statics.clear();
+        for m in self.members.values_mut() {
+            m.session_deadline = now + i64::from(cfg.consumer_session_timeout_ms);
+            m.revocation_deadline = (m.state == MemberState::UnrevokedPartitions)
+                .then(|| (now + i64::from(m.rebalance_timeout_ms), m.epoch));
+            if let Some(instance) = &m.instance_id {
+                self.statics.insert(instance.clone(), m.id.clone());
+            }
+        }
+        self.subscribed_known = false;
+        self.empty_since = now;
+    }
+
+    /// The records describing the changes since the last call.
+    pub(crate) fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.pending_records)
+    }
+
+    /// Tombstones for every record of the group, the group epoch's last (DeleteGroups).
+    pub(crate) fn tombstones(&self) -> Vec<Record> {
+        let ids: BTreeSet<&String> = self.members.keys().chain(self.target.keys()).collect();
+        let mut records: Vec<Record> = ids.into_iter().flat_map(|id| self.member_tombstones(id)).collect();
+        records.push((StoredKey::TargetAssignmentEpoch(self.id.clone()), None));
+        records.push((StoredKey::ConsumerGroup(self.id.clone()), None));
+        records
+    }
+
+    /// Tombstones for a member's current assignment, target and metadata, in
+    /// Kafka's order.
+    fn member_tombstones(&self, member: &str) -> [Record; 3] {
+        let (group, member) = (self.id.clone(), member.to_string());
+        [
+            (StoredKey::CurrentAssignment { group: group.clone(), member: member.clone() }, None),
+            (StoredKey::TargetAssignment { group: group.clone(), member: member.clone() }, None),
+            (StoredKey::ConsumerMember { group, member }, None),
+        ]
+    }
+
+    fn record_member_metadata(&mut self, member_id: &str) {
+        if let Some(m) = self.members.get(member_id) {
+            let key = StoredKey::ConsumerMember { group: self.id.clone(), member: member_id.to_string() };
+            self.pending_records.push((key, Some(StoredValue::ConsumerMember(m.metadata_value()))));
+        }
+    }
+
+    fn record_current_assignment(&mut self, member_id: &str) {
+        if let Some(m) = self.members.get(member_id) {
+            let key = StoredKey::CurrentAssignment { group: self.id.clone(), member: member_id.to_string() };
+            self.pending_records.push((key, Some(StoredValue::CurrentAssignment(m.assignment_value()))));
+        }
+    }
+
+    fn record_target(&mut self, member_id: &str) {
+        let key = StoredKey::TargetAssignment { group: self.id.clone(), member: member_id.to_string() };
+        let value = self.target.get(member_id).cloned().map(StoredValue::TargetAssignment);
+        self.pending_records.push((key, value));
     }
 
     /// True when the group has no members.
@@ -374,7 +544,8 @@ impl ConsumerGroup {
 
     fn bump_epoch(&mut self) {
         self.epoch += 1;
-        self.dirty = true;
+        let value = StoredValue::ConsumerGroup { epoch: self.epoch };
+        self.pending_records.push((StoredKey::ConsumerGroup(self.id.clone()), Some(value)));
     }
 
     /// Handles a ConsumerGroupHeartbeat that passed [`Heartbeat::validate`].
@@ -404,15 +575,20 @@ impl ConsumerGroup {
         };
 
         // Nothing below fails: the group changes from here on.
+        let mut moved_target = false;
         if let Some(old_id) = replaces {
             tracing::info!(group = %group_id, member = %member_id, replaced = %old_id, "static member rejoins");
             self.members.remove(&old_id);
+            let tombstones = self.member_tombstones(&old_id);
+            self.pending_records.extend(tombstones);
             if let Some(target) = self.target.remove(&old_id) {
                 self.target.insert(member_id.clone(), target);
+                moved_target = true;
             }
         } else if !self.members.contains_key(&member_id) {
             tracing::info!(group = %group_id, member = %member_id, "member joins the consumer group");
         }
+        let is_new = !self.members.contains_key(&member_id);
         let mut member = before.clone();
         if let Some(instance) = &req.instance_id {
             member.instance_id = Some(instance.clone());
@@ -444,11 +620,28 @@ impl ConsumerGroup {
         let mut bump = member.subscribed_topic_names != before.subscribed_topic_names
             || member.subscribed_topic_regex != before.subscribed_topic_regex
             || member.server_assignor != before.server_assignor;
+        let metadata_changed = is_new || member.metadata_value() != before.metadata_value();
         self.members.insert(member_id.clone(), member);
+        if metadata_changed {
+            self.record_member_metadata(&member_id);
+        }
+        if moved_target {
+            self.record_target(&member_id);
+        }
 
         // New topics, new partitions and deleted topics change the assignment too.
         self.resolve_regexes(topics);
         let subscribed = self.subscription_metadata(topics);
+        if !self.subscribed_known {
+            self.subscribed_known = true;
+            // The subscribed topics are not stored: after a load they are taken
+            // as they are now if the target assignment covers exactly their
+            // partitions (the assignors give out every partition); otherwise they
+            // changed while the broker was down and the group rebalances.
+            if self.target_covers(&subscribed) {
+                self.subscribed = subscribed.clone();
+            }
+        }
         if subscribed != self.subscribed {
             self.subscribed = subscribed;
             bump = true;
@@ -467,22 +660,36 @@ impl ConsumerGroup {
         let Some(member) = self.members.get_mut(&member_id) else {
             return fail(ResponseError::UnknownServerError, "member vanished");
         };
+        let mut assignment_changed = is_new;
         if !member.is_reconciled_to(assignment_epoch) {
             let next = reconcile(member, assignment_epoch, &target, &taken, req.owned.as_ref());
             if !next.same_assignment_state(member) {
                 let deadline = (next.state == MemberState::UnrevokedPartitions)
                     .then(|| (now + i64::from(next.rebalance_timeout_ms), next.epoch));
                 *member = Member { revocation_deadline: deadline, ..next };
+                assignment_changed = true;
             }
         }
-        let full_request = req.member_epoch == 0
-            || (req.rebalance_timeout_ms != -1 && req.subscribed_topic_names.is_some() && req.owned.is_some());
+        let reply_epoch = member.epoch;
+        let reply_assignment = (full_request(&req) || member.assigned != before.assigned).then(|| member.assigned.clone());
+        if assignment_changed {
+            self.record_current_assignment(&member_id);
+        }
         Ok(HeartbeatReply {
             member_id,
-            member_epoch: member.epoch,
+            member_epoch: reply_epoch,
             heartbeat_interval_ms: cfg.consumer_heartbeat_interval_ms,
-            assignment: (full_request || member.assigned != before.assigned).then(|| member.assigned.clone()),
+            assignment: reply_assignment,
         })
+    }
+
+    /// True when the target assignment gives out exactly the partitions of `subscribed`.
+    fn target_covers(&self, subscribed: &BTreeMap<String, (Uuid, i32)>) -> bool {
+        let expected: HashSet<(Uuid, i32)> =
+            subscribed.values().flat_map(|(id, count)| (0..*count).map(move |p| (*id, p))).collect();
+        let targeted: Vec<(Uuid, i32)> =
+            self.target.values().flat_map(|a| a.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (*t, *p)))).collect();
+        targeted.len() == expected.len() && targeted.iter().all(|tp| expected.contains(tp))
     }
 
     fn dynamic_member(&self, group_id: &str, member_id: &str, req: &Heartbeat) -> Result<Member, GroupError> {
@@ -568,6 +775,7 @@ impl ConsumerGroup {
                 m.epoch = LEAVE_STATIC_EPOCH;
                 m.pending_revocation.clear();
                 m.revocation_deadline = None;
+                self.record_current_assignment(&member_id);
             }
         } else {
             tracing::info!(group = %group_id, member = %member_id, "member leaves the consumer group");
@@ -589,6 +797,8 @@ impl ConsumerGroup {
             }
         }
         self.target.remove(member_id);
+        let tombstones = self.member_tombstones(member_id);
+        self.pending_records.extend(tombstones);
         let still = self.subscribed_topics();
         self.subscribed.retain(|name, _| still.contains(name));
         self.bump_epoch();
@@ -640,8 +850,17 @@ impl ConsumerGroup {
                 (m.id.clone(), MemberSpec { subscribed, current })
             })
             .collect();
-        self.target = assignor::assign(&self.assignor(cfg), &specs, &counts).into_iter().collect();
+        let target = assignor::assign(&self.assignor(cfg), &specs, &counts);
+        let dropped: Vec<String> = self.target.keys().filter(|id| !target.contains_key(*id)).cloned().collect();
+        let changed: Vec<String> =
+            target.iter().filter(|(id, a)| self.target.get(*id) != Some(a)).map(|(id, _)| id.clone()).collect();
+        self.target = target.into_iter().collect();
+        for id in changed.iter().chain(&dropped) {
+            self.record_target(id);
+        }
         self.assignment_epoch = self.epoch;
+        let value = StoredValue::TargetAssignmentEpoch { epoch: self.epoch };
+        self.pending_records.push((StoredKey::TargetAssignmentEpoch(self.id.clone()), Some(value)));
     }
 
     /// Expires members whose session ended and members that did not revoke in time.
@@ -664,6 +883,12 @@ impl ConsumerGroup {
             self.remove_member(&id, now);
         }
     }
+}
+
+/// A heartbeat that carries everything (a join, or a client resending its whole
+/// state): it gets the full assignment back.
+fn full_request(req: &Heartbeat) -> bool {
+    req.member_epoch == 0 || (req.rebalance_timeout_ms != -1 && req.subscribed_topic_names.is_some() && req.owned.is_some())
 }
 
 /// Fences a member whose epoch is neither its current one nor (with partitions
@@ -771,7 +996,7 @@ fn reconcile(
 impl GroupCoordinator {
     /// Handles a validated ConsumerGroupHeartbeat: creates the group when a
     /// member joins (turning an empty classic group into a consumer group, its
-    /// offsets kept), and stores the group epoch when it changed.
+    /// offsets kept), and stores the records of what changed before it answers.
     pub(crate) fn consumer_heartbeat(
         &self,
         group_id: &str,
@@ -788,14 +1013,14 @@ impl GroupCoordinator {
                 before = Some(None);
                 groups.insert(
                     group_id.to_string(),
-                    Group { membership: Membership::Consumer(ConsumerGroup::new(now)), offsets: BTreeMap::new() },
+                    Group { membership: Membership::Consumer(ConsumerGroup::new(group_id, now)), offsets: BTreeMap::new() },
                 );
             }
             None => return fail(ResponseError::GroupIdNotFound, format!("Group {group_id} not found.")),
             Some(group) => match &group.membership {
                 Membership::Consumer(_) => {}
                 Membership::Classic(classic) if joining && classic.is_empty() => {
-                    let consumer = Membership::Consumer(ConsumerGroup::new(now));
+                    let consumer = Membership::Consumer(ConsumerGroup::new(group_id, now));
                     before = Some(Some(std::mem::replace(&mut group.membership, consumer)));
                 }
                 Membership::Classic(_) => {
@@ -907,12 +1132,12 @@ mod tests {
     #[test]
     fn first_member_gets_every_partition() {
         let (cfg, topics) = (cfg(), topics(4));
-        let mut g = ConsumerGroup::new(0);
+        let mut g = ConsumerGroup::new("g", 0);
         let r = g.heartbeat("g", join("a"), &cfg, &topics, 0).unwrap();
         assert_eq!(r.member_epoch, 1);
         assert_eq!(owned_list(&r.assignment), vec![0, 1, 2, 3]);
-        assert_eq!(g.epoch(), 1);
-        assert!(g.dirty);
+        assert_eq!(g.epoch, 1);
+        assert!(!g.take_records().is_empty());
         assert_eq!(g.state_name(), "Stable");
         // A plain heartbeat: no change, no assignment sent.
         let r = g.heartbeat("g", beat("a", 1, &[0, 1, 2, 3]), &cfg, &topics, 10).unwrap();
@@ -925,7 +1150,7 @@ mod tests {
     #[test]
     fn v0_member_gets_a_generated_id() {
         let (cfg, topics) = (cfg(), topics(1));
-        let mut g = ConsumerGroup::new(0);
+        let mut g = ConsumerGroup::new("g", 0);
         let req = Heartbeat { member_id: String::new(), ..join("") };
         assert!(req.validate(0, &cfg).is_ok());
         assert_eq!(req.validate(1, &cfg).unwrap_err().error, ResponseError::InvalidRequest);
@@ -937,7 +1162,7 @@ mod tests {
     #[test]
     fn second_member_gets_partitions_only_after_the_first_revokes() {
         let (cfg, topics) = (cfg(), topics(4));
-        let mut g = ConsumerGroup::new(0);
+        let mut g = ConsumerGroup::new("g", 0);
         g.heartbeat("g", join("a"), &cfg, &topics, 0).unwrap();
         g.heartbeat("g", beat("a", 1, &[0, 1, 2, 3]), &cfg, &topics, 1).unwrap();
 
@@ -974,7 +1199,7 @@ mod tests {
     /// Members a and b of a two-partition group, a having revoked one partition
     /// for b (t=0..3): a is at epoch 2 with the partition it kept; b has nothing yet.
     fn a_revoked_for_b(cfg: &GroupConfig, topics: &Topics) -> (ConsumerGroup, Vec<i32>) {
-        let mut g = ConsumerGroup::new(0);
+        let mut g = ConsumerGroup::new("g", 0);
         g.heartbeat("g", join("a"), cfg, topics, 0).unwrap();
         g.heartbeat("g", join("b"), cfg, topics, 1).unwrap();
         let ra = g.heartbeat("g", beat("a", 1, &[0, 1]), cfg, topics, 2).unwrap();
@@ -1020,7 +1245,7 @@ mod tests {
 
         let r = g.heartbeat("g", Heartbeat { member_epoch: LEAVE_EPOCH, ..beat("a", 0, &[]) }, &cfg, &topics, 5).unwrap();
         assert_eq!((r.member_id.as_str(), r.member_epoch), ("a", LEAVE_EPOCH));
-        assert_eq!(g.epoch(), 3);
+        assert_eq!(g.epoch, 3);
         assert_eq!(g.state_name(), "Assigning");
         let rb = g.heartbeat("g", beat("b", 2, &owned_list(&rb.assignment)), &cfg, &topics, 6).unwrap();
         assert_eq!((rb.member_epoch, owned_list(&rb.assignment)), (3, vec![0, 1]));
@@ -1032,17 +1257,17 @@ mod tests {
     fn session_expiry_removes_a_silent_member() {
         let (cfg, topics) = (cfg(), topics(2));
         let session = i64::from(cfg.consumer_session_timeout_ms);
-        let mut g = ConsumerGroup::new(0);
+        let mut g = ConsumerGroup::new("g", 0);
         g.heartbeat("g", join("a"), &cfg, &topics, 0).unwrap();
         g.heartbeat("g", join("b"), &cfg, &topics, 0).unwrap();
-        g.dirty = false;
+        g.take_records();
         // b keeps heartbeating; a goes silent.
         g.heartbeat("g", beat("b", 2, &[]), &cfg, &topics, session - 1).unwrap();
         g.tick(&cfg, session - 1);
         assert_eq!(g.members.len(), 2);
         g.tick(&cfg, session);
         assert_eq!(g.members.len(), 1);
-        assert!(g.dirty);
+        assert!(!g.take_records().is_empty());
         let r = g.heartbeat("g", beat("b", 2, &[]), &cfg, &topics, session + 1).unwrap();
         assert_eq!(owned_list(&r.assignment), vec![0, 1]);
         g.tick(&cfg, 10 * session);
@@ -1054,7 +1279,7 @@ mod tests {
     #[test]
     fn a_member_that_does_not_revoke_in_time_is_removed() {
         let (cfg, topics) = (cfg(), topics(2));
-        let mut g = ConsumerGroup::new(0);
+        let mut g = ConsumerGroup::new("g", 0);
         g.heartbeat("g", Heartbeat { rebalance_timeout_ms: 100, ..join("a") }, &cfg, &topics, 0).unwrap();
         g.heartbeat("g", join("b"), &cfg, &topics, 0).unwrap();
         // a learns it must revoke at t=10, then keeps heartbeating without revoking.
@@ -1072,7 +1297,7 @@ mod tests {
         let u = Uuid::from_bytes([8; 16]);
         let v = Uuid::from_bytes([9; 16]);
         let mut topics = Topics(vec![("t".to_string(), T, 2), ("other-t".to_string(), u, 1)]);
-        let mut g = ConsumerGroup::new(0);
+        let mut g = ConsumerGroup::new("g", 0);
         let req = Heartbeat { subscribed_topic_names: None, subscribed_topic_regex: Some("t.*".into()), ..join("a") };
         assert!(req.validate(1, &cfg).is_ok(), "a regex alone is a subscription");
         let r = g.heartbeat("g", req, &cfg, &topics, 0).unwrap();
@@ -1090,14 +1315,14 @@ mod tests {
     #[test]
     fn new_partitions_and_new_topics_are_picked_up() {
         let cfg = cfg();
-        let mut g = ConsumerGroup::new(0);
+        let mut g = ConsumerGroup::new("g", 0);
         let r = g.heartbeat("g", join("a"), &cfg, &topics(2), 0).unwrap();
         assert_eq!(owned_list(&r.assignment), vec![0, 1]);
         let r = g.heartbeat("g", beat("a", 1, &[0, 1]), &cfg, &topics(3), 1).unwrap();
         assert_eq!((r.member_epoch, owned_list(&r.assignment)), (2, vec![0, 1, 2]));
 
         // Subscribed to a topic that does not exist yet.
-        let mut g = ConsumerGroup::new(0);
+        let mut g = ConsumerGroup::new("g", 0);
         let empty = Topics(Vec::new());
         let r = g.heartbeat("g", join("a"), &cfg, &empty, 0).unwrap();
         assert_eq!(owned_list(&r.assignment), Vec::<i32>::new());
@@ -1108,22 +1333,22 @@ mod tests {
     #[test]
     fn static_member_leaves_for_a_while_and_a_new_instance_takes_over() {
         let (cfg, topics) = (cfg(), topics(2));
-        let mut g = ConsumerGroup::new(0);
+        let mut g = ConsumerGroup::new("g", 0);
         let with_instance = |h: Heartbeat| Heartbeat { instance_id: Some("i1".to_string()), ..h };
         g.heartbeat("g", with_instance(join("a")), &cfg, &topics, 0).unwrap();
-        let epoch = g.epoch();
+        let epoch = g.epoch;
         let r = g
             .heartbeat("g", with_instance(Heartbeat { member_epoch: LEAVE_STATIC_EPOCH, ..beat("a", 0, &[]) }), &cfg, &topics, 1)
             .unwrap();
         assert_eq!(r.member_epoch, LEAVE_STATIC_EPOCH);
-        assert_eq!(g.epoch(), epoch, "a temporary leave does not rebalance");
+        assert_eq!(g.epoch, epoch, "a temporary leave does not rebalance");
         // Another instance id holder may not join while a is still in; a new one takes over after the leave.
         let e = g.heartbeat("g", with_instance(beat("z", 1, &[])), &cfg, &topics, 2).unwrap_err();
         assert_eq!(e.error, ResponseError::FencedInstanceId);
         let r = g.heartbeat("g", with_instance(join("a2")), &cfg, &topics, 3).unwrap();
         assert_eq!(owned_list(&r.assignment), vec![0, 1]);
         assert_eq!(g.members.len(), 1);
-        assert_eq!(g.epoch(), epoch);
+        assert_eq!(g.epoch, epoch);
         let e = g.heartbeat("g", with_instance(join("a3")), &cfg, &topics, 4).unwrap_err();
         assert_eq!(e.error, ResponseError::UnreleasedInstanceId);
     }
@@ -1149,7 +1374,7 @@ mod tests {
     #[test]
     fn the_assignor_most_members_ask_for_is_used() {
         let (cfg, topics) = (cfg(), topics(4));
-        let mut g = ConsumerGroup::new(0);
+        let mut g = ConsumerGroup::new("g", 0);
         assert_eq!(g.assignor(&cfg), "uniform");
         g.heartbeat("g", Heartbeat { server_assignor: Some("range".into()), ..join("b") }, &cfg, &topics, 0).unwrap();
         g.heartbeat("g", Heartbeat { server_assignor: Some("range".into()), ..join("a") }, &cfg, &topics, 0).unwrap();

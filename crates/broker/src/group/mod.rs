@@ -112,19 +112,28 @@ impl Group {
         }
     }
 
-    /// The records describing the group's membership, if it changed.
-    fn take_dirty_record(&mut self, id: &str) -> Option<(StoredKey, Option<StoredValue>)> {
+    /// The records describing how the group's membership changed since the
+    /// last call: a classic group's whole record, a consumer group's records
+    /// of each change.
+    fn take_records(&mut self, id: &str) -> Vec<(StoredKey, Option<StoredValue>)> {
         match &mut self.membership {
             Membership::Classic(g) if g.dirty => {
                 g.dirty = false;
-                Some((StoredKey::ClassicGroup(id.to_string()), Some(StoredValue::ClassicGroup(g.to_stored()))))
+                vec![(StoredKey::ClassicGroup(id.to_string()), Some(StoredValue::ClassicGroup(g.to_stored())))]
             }
-            Membership::Consumer(g) if g.dirty => {
-                g.dirty = false;
-                Some((StoredKey::ConsumerGroup(id.to_string()), Some(StoredValue::ConsumerGroup { epoch: g.epoch() })))
-            }
-            _ => None,
+            Membership::Classic(_) => Vec::new(),
+            Membership::Consumer(g) => g.take_records(),
         }
+    }
+
+    /// Tombstones for the group's membership records (not its offsets).
+    fn membership_tombstones(&self, id: &str) -> Vec<(StoredKey, Option<StoredValue>)> {
+        let mut records = match &self.membership {
+            Membership::Consumer(g) => g.tombstones(),
+            Membership::Classic(_) => Vec::new(),
+        };
+        records.push((StoredKey::ClassicGroup(id.to_string()), None));
+        records
     }
 
     /// Checks who may commit offsets: a member of the current generation (or
@@ -246,6 +255,11 @@ impl GroupCoordinator {
                 }
             }
         }
+        for group in groups.values_mut() {
+            if let Membership::Consumer(g) = &mut group.membership {
+                g.loaded(&self.config, now);
+            }
+        }
         *self.topic.write() = partitions;
         tracing::info!(groups = groups.len(), records, "loaded groups from {OFFSETS_TOPIC}");
         Ok(())
@@ -274,12 +288,11 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Writes a group's membership record if it changed.
+    /// Writes the records of a group's membership changes, in one append.
     pub(crate) fn persist_membership(&self, id: &str, group: &mut Group, now: i64) {
-        if let Some(record) = group.take_dirty_record(id) {
-            if let Err(e) = self.write(id, vec![record], now) {
-                tracing::error!(group = %id, error = %e, "cannot store group metadata");
-            }
+        let records = group.take_records(id);
+        if let Err(e) = self.write(id, records, now) {
+            tracing::error!(group = %id, error = %e, "cannot store group metadata");
         }
     }
 
@@ -409,10 +422,7 @@ impl GroupCoordinator {
                     Some(g) if !g.is_empty() => Err(ResponseError::NonEmptyGroup),
                     Some(g) => {
                         let mut records = tombstones(id, g.offsets.keys());
-                        records.push((StoredKey::ClassicGroup(id.clone()), None));
-                        if matches!(g.membership, Membership::Consumer(_)) {
-                            records.push((StoredKey::ConsumerGroup(id.clone()), None));
-                        }
+                        records.extend(g.membership_tombstones(id));
                         match self.write(id, records, now) {
                             Ok(()) => {
                                 groups.remove(id);
@@ -519,7 +529,7 @@ impl GroupCoordinator {
             let mut records = tombstones(id, expired.iter());
             let all_gone = expired.len() == group.offsets.len();
             if all_gone {
-                records.push((StoredKey::ClassicGroup(id.clone()), None));
+                records.extend(group.membership_tombstones(id));
             }
             if let Err(e) = self.write(id, records, now) {
                 tracing::error!(group = %id, error = %e, "cannot expire offsets");
@@ -570,12 +580,31 @@ fn apply_stored(groups: &mut HashMap<String, Group>, key: StoredKey, value: Opti
             let group = groups.entry(id).or_insert_with(|| Group::classic(now));
             group.membership = Membership::Classic(ClassicGroup::restore(v, now));
         }
-        (StoredKey::ConsumerGroup(_), Some(StoredValue::ConsumerGroup { epoch })) => {
-            let group = groups.entry(id).or_insert_with(|| Group::classic(now));
-            group.membership = Membership::Consumer(ConsumerGroup::restore(epoch, now));
-        }
         (StoredKey::ClassicGroup(_) | StoredKey::ConsumerGroup(_), None) => {
             groups.remove(&id);
+        }
+        (
+            key @ (StoredKey::ConsumerGroup(_)
+            | StoredKey::ConsumerMember { .. }
+            | StoredKey::TargetAssignmentEpoch(_)
+            | StoredKey::TargetAssignment { .. }
+            | StoredKey::CurrentAssignment { .. }),
+            value,
+        ) => {
+            if value.is_none() {
+                // A tombstone changes only a consumer group; it never creates one.
+                if let Some(Group { membership: Membership::Consumer(g), .. }) = groups.get_mut(&id) {
+                    g.replay(key, value);
+                }
+                return;
+            }
+            let group = groups.entry(id.clone()).or_insert_with(|| Group::classic(now));
+            if !matches!(group.membership, Membership::Consumer(_)) {
+                group.membership = Membership::Consumer(ConsumerGroup::new(&id, now));
+            }
+            if let Membership::Consumer(g) = &mut group.membership {
+                g.replay(key, value);
+            }
         }
         (key, value) => tracing::warn!(?key, ?value, "group record with a mismatched value skipped"),
     }

@@ -1,9 +1,20 @@
 //! The records the group coordinator keeps in `__consumer_offsets`, in Kafka's
 //! key and value layouts, so that a restart rebuilds every group and committed
 //! offset: key version 0/1 is a committed offset, 2 a classic group, 3 a
-//! consumer (KIP-848) group. A null value is a tombstone.
+//! consumer (KIP-848) group's epoch, 5 a consumer group member's metadata, 6
+//! the epoch of a consumer group's target assignment, 7 a member's target
+//! assignment and 8 a member's current assignment. A null value is a tombstone.
+//!
+//! Keys are non-flexible (int16 version, int16-length strings); the values of
+//! consumer group records (key 3 and up) are flexible version 0: compact
+//! strings and arrays (unsigned varint length + 1, 0 for null), topics by id,
+//! and a tagged-field section after each struct, written empty and skipped
+//! when read.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use uuid::Uuid;
+
+use super::assignor::Assignment;
 
 /// A record key of `__consumer_offsets`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +32,29 @@ pub(crate) enum StoredKey {
     ClassicGroup(String),
     /// A consumer (KIP-848) group's metadata.
     ConsumerGroup(String),
+    /// A consumer group member's metadata (key version 5).
+    ConsumerMember {
+        /// Group id.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+    /// A consumer group's target assignment epoch (key version 6).
+    TargetAssignmentEpoch(String),
+    /// A consumer group member's target assignment (key version 7).
+    TargetAssignment {
+        /// Group id.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+    /// A consumer group member's current assignment and epoch (key version 8).
+    CurrentAssignment {
+        /// Group id.
+        group: String,
+        /// Member id.
+        member: String,
+    },
 }
 
 /// A committed offset as stored (OffsetCommitValue version 3).
@@ -74,6 +108,45 @@ pub(crate) struct StoredMember {
     pub assignment: Bytes,
 }
 
+/// A consumer group member's metadata as stored (ConsumerGroupMemberMetadataValue
+/// version 0; the classic-protocol metadata, tag 0, is not written and skipped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConsumerMemberValue {
+    /// Static membership id.
+    pub instance_id: Option<String>,
+    /// Rack id.
+    pub rack_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Subscribed topic names.
+    pub subscribed_topic_names: Vec<String>,
+    /// Subscribed topic regex.
+    pub subscribed_topic_regex: Option<String>,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// The server assignor the member asked for.
+    pub server_assignor: Option<String>,
+}
+
+/// A consumer group member's current assignment as stored
+/// (ConsumerGroupCurrentMemberAssignmentValue version 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CurrentAssignmentValue {
+    /// The member's epoch.
+    pub member_epoch: i32,
+    /// The epoch before the last bump (a member that missed the bump may use it).
+    pub previous_member_epoch: i32,
+    /// Kafka's `MemberState` code: 0 stable, 1 unrevoked partitions, 2
+    /// unreleased partitions.
+    pub state: i8,
+    /// The partitions the member owns (or is being given).
+    pub assigned: Assignment,
+    /// The partitions the member must revoke.
+    pub pending_revocation: Assignment,
+}
+
 /// A value of `__consumer_offsets`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StoredValue {
@@ -86,6 +159,17 @@ pub(crate) enum StoredValue {
         /// Group epoch.
         epoch: i32,
     },
+    /// For [`StoredKey::ConsumerMember`].
+    ConsumerMember(ConsumerMemberValue),
+    /// For [`StoredKey::TargetAssignmentEpoch`].
+    TargetAssignmentEpoch {
+        /// The group epoch the target assignment was computed for.
+        epoch: i32,
+    },
+    /// For [`StoredKey::TargetAssignment`]: the member's target partitions.
+    TargetAssignment(Assignment),
+    /// For [`StoredKey::CurrentAssignment`].
+    CurrentAssignment(CurrentAssignmentValue),
 }
 
 /// Why a stored record could not be read.
@@ -156,13 +240,121 @@ fn get_bytes(buf: &mut Bytes, what: &str) -> Result<Bytes, DecodeError> {
     Ok(buf.split_to(len as usize))
 }
 
+fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
+    while v >= 0x80 {
+        buf.put_u8((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+/// A compact array's or string's length: n + 1.
+fn put_compact_len(buf: &mut BytesMut, n: usize) {
+    put_uvarint(buf, u32::try_from(n).unwrap_or(u32::MAX - 1) + 1);
+}
+
+fn put_compact_str(buf: &mut BytesMut, s: &str) {
+    put_compact_len(buf, s.len());
+    buf.put_slice(s.as_bytes());
+}
+
+fn put_compact_nullable_str(buf: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_compact_str(buf, s),
+        None => put_uvarint(buf, 0),
+    }
+}
+
+/// An empty tagged-field section.
+fn put_no_tags(buf: &mut BytesMut) {
+    put_uvarint(buf, 0);
+}
+
+/// `[]TopicPartitions`: topic id, partitions, tagged fields.
+fn put_partitions(buf: &mut BytesMut, assignment: &Assignment) {
+    put_compact_len(buf, assignment.len());
+    for (topic, partitions) in assignment {
+        buf.put_slice(topic.as_bytes());
+        put_compact_len(buf, partitions.len());
+        for p in partitions {
+            buf.put_i32(*p);
+        }
+        put_no_tags(buf);
+    }
+}
+
+fn get_uvarint(buf: &mut Bytes, what: &str) -> Result<u32, DecodeError> {
+    let mut value = 0u32;
+    for shift in (0..35).step_by(7) {
+        need(buf, 1, what)?;
+        let b = buf.get_u8();
+        value |= u32::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(DecodeError(format!("{what} has a varint longer than 5 bytes")))
+}
+
+/// A compact length; None for null.
+fn get_compact_len(buf: &mut Bytes, what: &str) -> Result<Option<usize>, DecodeError> {
+    Ok(get_uvarint(buf, what)?.checked_sub(1).map(|n| n as usize))
+}
+
+fn get_compact_nullable_str(buf: &mut Bytes, what: &str) -> Result<Option<String>, DecodeError> {
+    let Some(len) = get_compact_len(buf, what)? else { return Ok(None) };
+    need(buf, len, what)?;
+    let raw = buf.split_to(len);
+    String::from_utf8(raw.to_vec()).map(Some).map_err(|_| DecodeError(format!("{what} is not UTF-8")))
+}
+
+fn get_compact_str(buf: &mut Bytes, what: &str) -> Result<String, DecodeError> {
+    get_compact_nullable_str(buf, what)?.ok_or_else(|| DecodeError(format!("{what} is null")))
+}
+
+/// A non-nullable compact array's element count.
+fn get_compact_count(buf: &mut Bytes, what: &str) -> Result<usize, DecodeError> {
+    get_compact_len(buf, what)?.ok_or_else(|| DecodeError(format!("{what} is null")))
+}
+
+/// Skips a tagged-field section: the fields this broker does not use.
+fn skip_tags(buf: &mut Bytes, what: &str) -> Result<(), DecodeError> {
+    let count = get_uvarint(buf, what)?;
+    for _ in 0..count {
+        get_uvarint(buf, what)?;
+        let size = get_uvarint(buf, what)? as usize;
+        need(buf, size, what)?;
+        buf.advance(size);
+    }
+    Ok(())
+}
+
+fn get_partitions(buf: &mut Bytes, what: &str) -> Result<Assignment, DecodeError> {
+    let mut assignment = Assignment::new();
+    // Each element takes at least 18 bytes, so a bad count ends at the buffer's end.
+    for _ in 0..get_compact_count(buf, what)? {
+        need(buf, 16, what)?;
+        let topic = Uuid::from_slice(&buf.split_to(16)).map_err(|e| DecodeError(format!("{what}: {e}")))?;
+        let partitions = assignment.entry(topic).or_default();
+        for _ in 0..get_compact_count(buf, what)? {
+            partitions.insert(get_i32(buf, what)?);
+        }
+        skip_tags(buf, what)?;
+    }
+    Ok(assignment)
+}
+
 impl StoredKey {
     /// The group the record belongs to.
     pub(crate) fn group(&self) -> &str {
         match self {
-            StoredKey::Offset { group, .. } | StoredKey::ClassicGroup(group) | StoredKey::ConsumerGroup(group) => {
-                group
-            }
+            StoredKey::Offset { group, .. }
+            | StoredKey::ClassicGroup(group)
+            | StoredKey::ConsumerGroup(group)
+            | StoredKey::ConsumerMember { group, .. }
+            | StoredKey::TargetAssignmentEpoch(group)
+            | StoredKey::TargetAssignment { group, .. }
+            | StoredKey::CurrentAssignment { group, .. } => group,
         }
     }
 
@@ -184,6 +376,25 @@ impl StoredKey {
                 buf.put_i16(3);
                 put_str(&mut buf, group);
             }
+            StoredKey::ConsumerMember { group, member } => {
+                buf.put_i16(5);
+                put_str(&mut buf, group);
+                put_str(&mut buf, member);
+            }
+            StoredKey::TargetAssignmentEpoch(group) => {
+                buf.put_i16(6);
+                put_str(&mut buf, group);
+            }
+            StoredKey::TargetAssignment { group, member } => {
+                buf.put_i16(7);
+                put_str(&mut buf, group);
+                put_str(&mut buf, member);
+            }
+            StoredKey::CurrentAssignment { group, member } => {
+                buf.put_i16(8);
+                put_str(&mut buf, group);
+                put_str(&mut buf, member);
+            }
         }
         buf.freeze()
     }
@@ -199,6 +410,19 @@ impl StoredKey {
             },
             2 => StoredKey::ClassicGroup(get_str(&mut buf, "group id")?),
             3 => StoredKey::ConsumerGroup(get_str(&mut buf, "group id")?),
+            5 => StoredKey::ConsumerMember {
+                group: get_str(&mut buf, "group id")?,
+                member: get_str(&mut buf, "member id")?,
+            },
+            6 => StoredKey::TargetAssignmentEpoch(get_str(&mut buf, "group id")?),
+            7 => StoredKey::TargetAssignment {
+                group: get_str(&mut buf, "group id")?,
+                member: get_str(&mut buf, "member id")?,
+            },
+            8 => StoredKey::CurrentAssignment {
+                group: get_str(&mut buf, "group id")?,
+                member: get_str(&mut buf, "member id")?,
+            },
             _ => return Ok(None),
         }))
     }
@@ -236,11 +460,43 @@ impl StoredValue {
                 }
             }
             StoredValue::ConsumerGroup { epoch } => {
-                // ConsumerGroupMetadataValue v0 is a flexible version: the epoch,
-                // then an empty tagged-field section.
                 buf.put_i16(0);
                 buf.put_i32(*epoch);
-                buf.put_u8(0);
+                put_no_tags(&mut buf);
+            }
+            StoredValue::ConsumerMember(m) => {
+                buf.put_i16(0);
+                put_compact_nullable_str(&mut buf, m.instance_id.as_deref());
+                put_compact_nullable_str(&mut buf, m.rack_id.as_deref());
+                put_compact_str(&mut buf, &m.client_id);
+                put_compact_str(&mut buf, &m.client_host);
+                put_compact_len(&mut buf, m.subscribed_topic_names.len());
+                for name in &m.subscribed_topic_names {
+                    put_compact_str(&mut buf, name);
+                }
+                put_compact_nullable_str(&mut buf, m.subscribed_topic_regex.as_deref());
+                buf.put_i32(m.rebalance_timeout_ms);
+                put_compact_nullable_str(&mut buf, m.server_assignor.as_deref());
+                put_no_tags(&mut buf);
+            }
+            StoredValue::TargetAssignmentEpoch { epoch } => {
+                buf.put_i16(0);
+                buf.put_i32(*epoch);
+                put_no_tags(&mut buf);
+            }
+            StoredValue::TargetAssignment(assignment) => {
+                buf.put_i16(0);
+                put_partitions(&mut buf, assignment);
+                put_no_tags(&mut buf);
+            }
+            StoredValue::CurrentAssignment(c) => {
+                buf.put_i16(0);
+                buf.put_i32(c.member_epoch);
+                buf.put_i32(c.previous_member_epoch);
+                buf.put_i8(c.state);
+                put_partitions(&mut buf, &c.assigned);
+                put_partitions(&mut buf, &c.pending_revocation);
+                put_no_tags(&mut buf);
             }
         }
         buf.freeze()
@@ -297,7 +553,61 @@ impl StoredValue {
                     members,
                 }))
             }
-            StoredKey::ConsumerGroup(_) => Ok(StoredValue::ConsumerGroup { epoch: get_i32(&mut buf, "epoch")? }),
+            StoredKey::ConsumerGroup(_) => {
+                let epoch = get_i32(&mut buf, "epoch")?;
+                skip_tags(&mut buf, "group metadata tagged fields")?;
+                Ok(StoredValue::ConsumerGroup { epoch })
+            }
+            StoredKey::ConsumerMember { .. } => {
+                let instance_id = get_compact_nullable_str(&mut buf, "instance id")?;
+                let rack_id = get_compact_nullable_str(&mut buf, "rack id")?;
+                let client_id = get_compact_str(&mut buf, "client id")?;
+                let client_host = get_compact_str(&mut buf, "client host")?;
+                let mut subscribed_topic_names = Vec::new();
+                for _ in 0..get_compact_count(&mut buf, "subscribed topic names")? {
+                    subscribed_topic_names.push(get_compact_str(&mut buf, "subscribed topic name")?);
+                }
+                let subscribed_topic_regex = get_compact_nullable_str(&mut buf, "subscribed topic regex")?;
+                let rebalance_timeout_ms = get_i32(&mut buf, "rebalance timeout")?;
+                let server_assignor = get_compact_nullable_str(&mut buf, "server assignor")?;
+                skip_tags(&mut buf, "member metadata tagged fields")?;
+                Ok(StoredValue::ConsumerMember(ConsumerMemberValue {
+                    instance_id,
+                    rack_id,
+                    client_id,
+                    client_host,
+                    subscribed_topic_names,
+                    subscribed_topic_regex,
+                    rebalance_timeout_ms,
+                    server_assignor,
+                }))
+            }
+            StoredKey::TargetAssignmentEpoch(_) => {
+                let epoch = get_i32(&mut buf, "assignment epoch")?;
+                skip_tags(&mut buf, "target assignment metadata tagged fields")?;
+                Ok(StoredValue::TargetAssignmentEpoch { epoch })
+            }
+            StoredKey::TargetAssignment { .. } => {
+                let assignment = get_partitions(&mut buf, "target partitions")?;
+                skip_tags(&mut buf, "target assignment tagged fields")?;
+                Ok(StoredValue::TargetAssignment(assignment))
+            }
+            StoredKey::CurrentAssignment { .. } => {
+                let member_epoch = get_i32(&mut buf, "member epoch")?;
+                let previous_member_epoch = get_i32(&mut buf, "previous member epoch")?;
+                need(&buf, 1, "member state")?;
+                let state = buf.get_i8();
+                let assigned = get_partitions(&mut buf, "assigned partitions")?;
+                let pending_revocation = get_partitions(&mut buf, "partitions pending revocation")?;
+                skip_tags(&mut buf, "current assignment tagged fields")?;
+                Ok(StoredValue::CurrentAssignment(CurrentAssignmentValue {
+                    member_epoch,
+                    previous_member_epoch,
+                    state,
+                    assigned,
+                    pending_revocation,
+                }))
+            }
         }
     }
 }
@@ -373,10 +683,123 @@ mod tests {
         }
     }
 
+    fn consumer_records() -> Vec<(StoredKey, StoredValue)> {
+        let (t1, t2) = (Uuid::from_bytes([1; 16]), Uuid::from_bytes([2; 16]));
+        let assignment = Assignment::from([(t1, [0, 2, 300].into()), (t2, [1].into())]);
+        let (g, m) = ("g".to_string(), "m-1".to_string());
+        vec![
+            (StoredKey::ConsumerGroup(g.clone()), StoredValue::ConsumerGroup { epoch: 12 }),
+            (
+                StoredKey::ConsumerMember { group: g.clone(), member: m.clone() },
+                StoredValue::ConsumerMember(ConsumerMemberValue {
+                    instance_id: Some("i1".into()),
+                    rack_id: None,
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    // Longer than 127 bytes: a two-byte varint length.
+                    subscribed_topic_names: vec!["t".repeat(200), "u".into()],
+                    subscribed_topic_regex: Some("t.*".into()),
+                    rebalance_timeout_ms: 300_000,
+                    server_assignor: None,
+                }),
+            ),
+            (StoredKey::TargetAssignmentEpoch(g.clone()), StoredValue::TargetAssignmentEpoch { epoch: 11 }),
+            (StoredKey::TargetAssignment { group: g.clone(), member: m.clone() }, StoredValue::TargetAssignment(assignment.clone())),
+            (
+                StoredKey::CurrentAssignment { group: g, member: m },
+                StoredValue::CurrentAssignment(CurrentAssignmentValue {
+                    member_epoch: 11,
+                    previous_member_epoch: 10,
+                    state: 1,
+                    assigned: assignment,
+                    pending_revocation: Assignment::from([(t1, [5].into())]),
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn consumer_group_records_round_trip() {
+        for (key, value) in consumer_records() {
+            assert_eq!(StoredKey::decode(key.encode()).expect("key"), Some(key.clone()));
+            assert_eq!(StoredValue::decode(&key, value.encode()).expect("value"), value);
+        }
+        let empty = StoredValue::TargetAssignment(Assignment::new());
+        let key = StoredKey::TargetAssignment { group: "g".into(), member: "m".into() };
+        assert_eq!(StoredValue::decode(&key, empty.encode()).expect("value"), empty);
+    }
+
+    #[test]
+    fn consumer_group_records_have_kafkas_layout() {
+        let key = StoredKey::CurrentAssignment { group: "g".into(), member: "m".into() };
+        assert_eq!(&key.encode()[..], b"\x00\x08\x00\x01g\x00\x01m");
+        let key = StoredKey::TargetAssignmentEpoch("g".into());
+        assert_eq!(&key.encode()[..], b"\x00\x06\x00\x01g");
+        assert_eq!(&StoredValue::TargetAssignmentEpoch { epoch: 5 }.encode()[..], b"\x00\x00\x00\x00\x00\x05\x00");
+        let topic = Uuid::from_bytes([9; 16]);
+        let value = StoredValue::TargetAssignment(Assignment::from([(topic, [1, 2].into())])).encode();
+        let mut expected = vec![0, 0, 2];
+        expected.extend_from_slice(&[9; 16]);
+        expected.extend_from_slice(&[3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0]);
+        assert_eq!(&value[..], &expected[..]);
+        let member = StoredValue::ConsumerMember(ConsumerMemberValue {
+            instance_id: None,
+            rack_id: None,
+            client_id: "c".into(),
+            client_host: "h".into(),
+            subscribed_topic_names: vec!["t".into()],
+            subscribed_topic_regex: None,
+            rebalance_timeout_ms: 1,
+            server_assignor: Some("range".into()),
+        });
+        assert_eq!(&member.encode()[..], b"\x00\x00\x00\x00\x02c\x02h\x02\x02t\x00\x00\x00\x00\x01\x06range\x00");
+    }
+
+    #[test]
+    fn tagged_fields_of_newer_kafka_versions_are_skipped() {
+        // ConsumerGroupTargetAssignmentMetadataValue with AssignmentTimestamp (tag 0, int64).
+        let key = StoredKey::TargetAssignmentEpoch("g".into());
+        let raw = Bytes::from_static(b"\x00\x00\x00\x00\x00\x07\x01\x00\x08\x00\x00\x00\x00\x00\x00\x00\x2a");
+        assert_eq!(StoredValue::decode(&key, raw).expect("value"), StoredValue::TargetAssignmentEpoch { epoch: 7 });
+        // A current assignment whose topic carries AssignmentEpochs (tag 0, [1] int32).
+        let key = StoredKey::CurrentAssignment { group: "g".into(), member: "m".into() };
+        let mut raw = vec![0, 0, 0, 0, 0, 3, 0, 0, 0, 2, 0, 2];
+        raw.extend_from_slice(&[4; 16]);
+        raw.extend_from_slice(&[2, 0, 0, 0, 6, 1, 0, 5, 2, 0, 0, 0, 3, 1, 0]);
+        let value = StoredValue::decode(&key, Bytes::from(raw)).expect("value");
+        let StoredValue::CurrentAssignment(c) = value else { panic!("wrong value {value:?}") };
+        assert_eq!((c.member_epoch, c.previous_member_epoch, c.state), (3, 2, 0));
+        assert_eq!(c.assigned, Assignment::from([(Uuid::from_bytes([4; 16]), [6].into())]));
+        assert!(c.pending_revocation.is_empty());
+    }
+
+    #[test]
+    fn truncated_or_null_consumer_group_values_are_errors() {
+        for (key, value) in consumer_records() {
+            let bytes = value.encode();
+            for cut in 0..bytes.len() {
+                assert!(StoredValue::decode(&key, bytes.slice(..cut)).is_err(), "{key:?} cut at {cut}");
+            }
+            let key_bytes = key.encode();
+            for cut in 0..key_bytes.len() {
+                assert!(StoredKey::decode(key_bytes.slice(..cut)).is_err(), "{key:?} cut at {cut}");
+            }
+        }
+        // A null partition array, and a varint that never ends.
+        let key = StoredKey::TargetAssignment { group: "g".into(), member: "m".into() };
+        assert!(StoredValue::decode(&key, Bytes::from_static(b"\x00\x00\x00\x00")).is_err());
+        assert!(StoredValue::decode(&key, Bytes::from_static(b"\x00\x00\xff\xff\xff\xff\xff\xff\x01")).is_err());
+    }
+
     #[test]
     fn unknown_key_versions_are_skipped() {
         let mut buf = BytesMut::new();
         buf.put_i16(9);
+        put_str(&mut buf, "g");
+        assert_eq!(StoredKey::decode(buf.freeze()).expect("decodes"), None);
+        // ConsumerGroupPartitionMetadataKey: not used.
+        let mut buf = BytesMut::new();
+        buf.put_i16(4);
         put_str(&mut buf, "g");
         assert_eq!(StoredKey::decode(buf.freeze()).expect("decodes"), None);
     }

@@ -1,5 +1,6 @@
 //! Coordinator tests over a real on-disk `__consumer_offsets` partition: what is
-//! committed survives a replay, deletions and expiry are stored as tombstones.
+//! committed survives a replay, deletions and expiry are stored as tombstones,
+//! and KIP-848 groups come back with their members, epochs and assignments.
 
 use std::sync::Arc;
 
@@ -110,4 +111,153 @@ fn offsets_of_a_deleted_topic_are_forgotten_for_good() {
     }
     let c = coordinator(dir.path(), config(), 3);
     assert!(committed(&c, "g").is_empty(), "the tombstones are stored");
+}
+
+fn join(member: &str) -> consumer::Heartbeat {
+    consumer::Heartbeat {
+        member_id: member.into(),
+        member_epoch: 0,
+        rebalance_timeout_ms: 30_000,
+        subscribed_topic_names: Some(vec!["t".into()]),
+        owned: Some(assignor::Assignment::new()),
+        client_id: format!("client-{member}"),
+        client_host: "/127.0.0.1".into(),
+        ..consumer::Heartbeat::default()
+    }
+}
+
+fn beat(member: &str, epoch: i32, owned: &[i32]) -> consumer::Heartbeat {
+    let owned = if owned.is_empty() {
+        assignor::Assignment::new()
+    } else {
+        assignor::Assignment::from([(Uuid::nil(), owned.iter().copied().collect())])
+    };
+    consumer::Heartbeat {
+        member_id: member.into(),
+        member_epoch: epoch,
+        rebalance_timeout_ms: -1,
+        owned: Some(owned),
+        client_id: format!("client-{member}"),
+        client_host: "/127.0.0.1".into(),
+        ..consumer::Heartbeat::default()
+    }
+}
+
+fn partitions(a: &Option<assignor::Assignment>) -> Vec<i32> {
+    a.as_ref().and_then(|a| a.get(&Uuid::nil())).map(|ps| ps.iter().copied().collect()).unwrap_or_default()
+}
+
+/// What a consumer group looks like from outside: state, group and assignment
+/// epochs, and each member's id, epoch, client id, partitions and target.
+type Snapshot = (&'static str, i32, i32, Vec<(String, i32, String, Vec<i32>, Vec<i32>)>);
+
+fn snapshot(c: &GroupCoordinator, group: &str) -> Snapshot {
+    let d = c.consumer_describe(&[group.to_string()]).remove(0).expect("a consumer group");
+    let members = d
+        .members
+        .iter()
+        .map(|(m, target)| {
+            let list = |a: &assignor::Assignment| a.values().flatten().copied().collect::<Vec<i32>>();
+            (m.id.clone(), m.epoch, m.client_id.clone(), list(&m.assigned), list(target))
+        })
+        .collect();
+    (d.state, d.epoch, d.assignment_epoch, members)
+}
+
+#[test]
+fn consumer_group_members_and_assignments_survive_a_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mid, kept) = {
+        let c = coordinator(dir.path(), config(), 0);
+        let hb = |h, now| c.consumer_heartbeat("cg", h, &Topics, now).expect("heartbeat");
+        assert_eq!(partitions(&hb(join("a"), 0).assignment), vec![0, 1]);
+        hb(beat("a", 1, &[0, 1]), 1);
+        assert_eq!(hb(join("b"), 2).member_epoch, 2);
+        // a must revoke one partition: it stays at epoch 1 until it does.
+        let kept = partitions(&hb(beat("a", 1, &[0, 1]), 3).assignment);
+        assert_eq!(kept.len(), 1);
+        let mid = snapshot(&c, "cg");
+        assert_eq!(mid.0, "Reconciling");
+        (mid, kept)
+    };
+
+    // Mid-revocation, the group comes back as it was; a finishes revoking.
+    let c = coordinator(dir.path(), config(), 100);
+    assert_eq!(snapshot(&c, "cg"), mid);
+    let hb = |h, now| c.consumer_heartbeat("cg", h, &Topics, now).expect("heartbeat");
+    assert_eq!(hb(beat("a", 1, &kept), 101).member_epoch, 2);
+    let given = partitions(&hb(beat("b", 2, &[]), 102).assignment);
+    assert_eq!(given.len(), 1);
+    hb(beat("b", 2, &given), 103);
+    let stable = snapshot(&c, "cg");
+    assert_eq!(stable.0, "Stable");
+    assert_eq!((stable.1, stable.2), (2, 2));
+    drop(c);
+
+    let c = coordinator(dir.path(), config(), 200);
+    assert_eq!(snapshot(&c, "cg"), stable);
+    // The members carry on at their epochs: nothing new to assign, no rebalance.
+    let r = c.consumer_heartbeat("cg", beat("a", 2, &kept), &Topics, 201).expect("a is still a member");
+    assert_eq!((r.member_epoch, r.assignment), (2, None));
+    let r = c.consumer_heartbeat("cg", beat("b", 2, &given), &Topics, 202).expect("b is still a member");
+    assert_eq!((r.member_epoch, r.assignment), (2, None));
+    assert_eq!(snapshot(&c, "cg"), stable);
+    // Their epochs are good for committing offsets.
+    let results = c.commit_offsets("cg", "a", None, 2, vec![(("t".into(), kept[0]), offset(3, 203))], &Topics, 203);
+    assert!(results.expect("commit").iter().all(|(_, r)| r.is_ok()));
+}
+
+#[test]
+fn members_who_left_stay_gone_and_restored_members_expire_without_heartbeats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config();
+    let session = i64::from(cfg.consumer_session_timeout_ms);
+    {
+        let c = coordinator(dir.path(), cfg.clone(), 0);
+        let hb = |h, now| c.consumer_heartbeat("cg", h, &Topics, now).expect("heartbeat");
+        hb(join("a"), 0);
+        hb(join("b"), 1);
+        hb(consumer::Heartbeat { member_epoch: consumer::LEAVE_EPOCH, ..beat("b", 2, &[]) }, 2);
+        assert_eq!(snapshot(&c, "cg").3.len(), 1);
+    }
+    let c = coordinator(dir.path(), cfg.clone(), 1_000);
+    let (_, epoch, _, members) = snapshot(&c, "cg");
+    assert_eq!(epoch, 3, "joins of a and b, leave of b");
+    assert_eq!(members.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), vec!["a"]);
+    let e = c.consumer_heartbeat("cg", beat("b", 2, &[]), &Topics, 1_001).expect_err("b left");
+    assert_eq!(e.error, ResponseError::UnknownMemberId);
+    // a does not heartbeat: its session, restarted by the load, ends.
+    c.tick(1_000 + session - 1);
+    assert_eq!(snapshot(&c, "cg").3.len(), 1);
+    c.tick(1_000 + session);
+    assert_eq!(snapshot(&c, "cg").0, "Empty");
+    drop(c);
+
+    let c = coordinator(dir.path(), cfg.clone(), 2 * session);
+    assert_eq!(snapshot(&c, "cg").0, "Empty", "the expiry is stored");
+    assert_eq!(c.delete_groups(&["cg".into()], 2 * session)[0].1, Ok(()));
+    drop(c);
+    let c = coordinator(dir.path(), cfg, 3 * session);
+    assert!(!c.lock().contains_key("cg"), "a deleted consumer group stays deleted");
+}
+
+#[test]
+fn a_static_member_taken_over_by_a_new_instance_is_replaced_in_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let static_join = |id: &str| consumer::Heartbeat { instance_id: Some("i1".into()), ..join(id) };
+    {
+        let c = coordinator(dir.path(), config(), 0);
+        let hb = |h, now| c.consumer_heartbeat("cg", h, &Topics, now).expect("heartbeat");
+        hb(static_join("a"), 0);
+        let leave = consumer::Heartbeat { member_epoch: consumer::LEAVE_STATIC_EPOCH, ..static_join("a") };
+        hb(leave, 1);
+        assert_eq!(partitions(&hb(static_join("a2"), 2).assignment), vec![0, 1]);
+    }
+    let c = coordinator(dir.path(), config(), 100);
+    let (state, epoch, _, members) = snapshot(&c, "cg");
+    assert_eq!((state, epoch), ("Stable", 1), "a takeover does not rebalance");
+    assert_eq!(members, vec![("a2".to_string(), 1, "client-a2".to_string(), vec![0, 1], vec![0, 1])]);
+    // The instance id still belongs to a2.
+    let e = c.consumer_heartbeat("cg", static_join("a3"), &Topics, 101).expect_err("a2 holds i1");
+    assert_eq!(e.error, ResponseError::UnreleasedInstanceId);
 }
