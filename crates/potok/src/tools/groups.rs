@@ -885,31 +885,29 @@ fn print_delete_results(results: &[(String, client::Result<()>)]) -> bool {
 /// on any error.
 async fn delete_offsets(admin: &Admin, group: &str, topics: &[String]) -> anyhow::Result<bool> {
     let partitions = topic_partitions(admin, topics).await?;
-    let (top_level, results): (
-        Option<ResponseError>,
-        Vec<(TopicPartition, Result<(), String>)>,
-    ) = match admin.delete_group_offsets(group, &partitions).await {
-        Ok(results) => {
-            let first_error = results
-                .iter()
-                .find_map(|(_, r)| r.as_ref().err().and_then(client::Error::kafka_code));
-            let rows = results
-                .into_iter()
-                .map(|(tp, r)| (tp, r.map_err(|e| java_error(&e))))
-                .collect();
-            (first_error, rows)
-        }
-        Err(e @ client::Error::Kafka(_)) => {
-            // A group-level error fails every partition with it.
-            let shown = java_error(&e);
-            let rows = partitions
-                .iter()
-                .map(|tp| (tp.clone(), Err(shown.clone())))
-                .collect();
-            (e.kafka_code(), rows)
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (top_level, results): (Option<ResponseError>, PartitionOutcomes) =
+        match admin.delete_group_offsets(group, &partitions).await {
+            Ok(results) => {
+                let first_error = results
+                    .iter()
+                    .find_map(|(_, r)| r.as_ref().err().and_then(client::Error::kafka_code));
+                let rows = results
+                    .into_iter()
+                    .map(|(tp, r)| (tp, r.map_err(|e| java_error(&e))))
+                    .collect();
+                (first_error, rows)
+            }
+            Err(e @ client::Error::Kafka(_)) => {
+                // A group-level error fails every partition with it.
+                let shown = java_error(&e);
+                let rows = partitions
+                    .iter()
+                    .map(|tp| (tp.clone(), Err(shown.clone())))
+                    .collect();
+                (e.kafka_code(), rows)
+            }
+            Err(e) => return Err(e.into()),
+        };
     match top_level {
         None => println!("Request succeeded for deleting offsets from group {group}."),
         Some(
@@ -938,9 +936,12 @@ async fn delete_offsets(admin: &Admin, group: &str, topics: &[String]) -> anyhow
     Ok(top_level.is_none())
 }
 
+/// Each partition's outcome, with the error as Kafka prints it.
+type PartitionOutcomes = Vec<(TopicPartition, Result<(), String>)>;
+
 /// Kafka's delete-offsets table, sorted as Kafka sorts it (by topic and partition
 /// as one string).
-fn delete_offsets_table(mut rows: Vec<(TopicPartition, Result<(), String>)>) -> String {
+fn delete_offsets_table(mut rows: PartitionOutcomes) -> String {
     rows.sort_by_key(|((t, p), _)| format!("{t}{p}"));
     let width = rows.iter().map(|((t, _), _)| t.len()).fold(15, usize::max);
     let mut out = format!("\n{:<width$} {:<10} {:<15}", "TOPIC", "PARTITION", "STATUS");

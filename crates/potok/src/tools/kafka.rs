@@ -1150,17 +1150,17 @@ mod tests {
         );
     }
 
+    /// `kafka-consumer-groups` with the flags of a command line, split at spaces.
+    fn groups_line(line: &str) -> anyhow::Result<Translated<GroupsAction>> {
+        let argv: Vec<&str> = std::iter::once("kafka-consumer-groups")
+            .chain(line.split_whitespace())
+            .collect();
+        groups(&argv)
+    }
+
     #[test]
     fn kafka_consumer_groups_takes_the_rest_of_kafkas_flags() {
-        let t = groups(&[
-            "kafka-consumer-groups",
-            "--list",
-            "--state",
-            "stable,Empty",
-            "--type",
-            "CONSUMER",
-        ])
-        .ok();
+        let t = groups_line("--list --state stable,Empty --type CONSUMER").ok();
         assert_eq!(
             t.map(|t| t.options),
             Some(GroupsAction::List {
@@ -1169,23 +1169,7 @@ mod tests {
                 types: Some(vec!["consumer".into()]),
             })
         );
-        assert!(groups(&["kafka-consumer-groups", "--list", "--state", "asleep"]).is_err());
-        assert!(groups(&[
-            "kafka-consumer-groups",
-            "--describe",
-            "--all-groups",
-            "--type"
-        ])
-        .is_err());
-        let t = groups(&[
-            "kafka-consumer-groups",
-            "--reset-offsets",
-            "--all-groups",
-            "--from-file",
-            "plan.csv",
-            "--export",
-        ])
-        .ok();
+        let t = groups_line("--reset-offsets --all-groups --from-file plan.csv --export").ok();
         let notes = t.as_ref().map(|t| t.notes.clone()).unwrap_or_default();
         assert_eq!(
             t.map(|t| t.options),
@@ -1203,27 +1187,16 @@ mod tests {
         assert!(notes.iter().any(|n| n.starts_with(
             "WARN: No action will be performed as the --execute option is missing.In a future"
         )));
-        let t = groups(&[
-            "kafka-consumer-groups",
-            "--reset-offsets",
-            "--group",
-            "g",
-            "--all-topics",
-            "--by-duration",
-            "PT1H",
-            "--dry-run",
-        ])
-        .ok();
+        let t = groups_line("--reset-offsets --group g --all-topics --by-duration PT1H --dry-run");
         assert!(matches!(
-            t.map(|t| (t.options, t.notes)),
+            t.ok().map(|t| (t.options, t.notes)),
             Some((GroupsAction::ResetOffsets {
                 target: ResetTarget::Duration(3_600_000),
                 ..
             }, notes)) if notes.is_empty()
         ));
-        let t = groups(&["kafka-consumer-groups", "--delete", "--all-groups"]).ok();
         assert_eq!(
-            t.map(|t| t.options),
+            groups_line("--delete --all-groups").ok().map(|t| t.options),
             Some(GroupsAction::Delete {
                 bootstrap: "localhost:9092".into(),
                 groups: vec![],
@@ -1231,66 +1204,18 @@ mod tests {
             })
         );
         // Kafka's usage errors.
-        for argv in [
-            &[
-                "kafka-consumer-groups",
-                "--delete",
-                "--group",
-                "g",
-                "--all-groups",
-            ][..],
-            &[
-                "kafka-consumer-groups",
-                "--delete",
-                "--group",
-                "g",
-                "--topic",
-                "t",
-            ],
-            &[
-                "kafka-consumer-groups",
-                "--describe",
-                "--group",
-                "g",
-                "--state",
-                "stable",
-            ],
-            &[
-                "kafka-consumer-groups",
-                "--describe",
-                "--group",
-                "g",
-                "--state",
-                "--members",
-            ],
-            &[
-                "kafka-consumer-groups",
-                "--reset-offsets",
-                "--group",
-                "g",
-                "--to-current",
-            ],
-            &[
-                "kafka-consumer-groups",
-                "--reset-offsets",
-                "--group",
-                "g",
-                "--all-topics",
-                "--to-current",
-                "--by-duration",
-                "PT1S",
-            ],
-            &[
-                "kafka-consumer-groups",
-                "--reset-offsets",
-                "--group",
-                "g",
-                "--all-topics",
-                "--by-duration",
-                "1 hour",
-            ],
+        for line in [
+            "--list --state asleep",
+            "--describe --all-groups --type",
+            "--delete --group g --all-groups",
+            "--delete --group g --topic t",
+            "--describe --group g --state stable",
+            "--describe --group g --state --members",
+            "--reset-offsets --group g --to-current",
+            "--reset-offsets --group g --all-topics --to-current --by-duration PT1S",
+            "--reset-offsets --group g --all-topics --by-duration 1h",
         ] {
-            assert!(groups(argv).is_err(), "{argv:?} accepted");
+            assert!(groups_line(line).is_err(), "{line:?} accepted");
         }
     }
 
