@@ -419,6 +419,21 @@ impl Consumer {
         Ok(found)
     }
 
+    /// The first offset of each partition whose record timestamp is at or after
+    /// `timestamp` (ms since the epoch); `None` where no record is that recent
+    /// (Kafka's -1), so the caller chooses the fallback.
+    pub async fn offsets_for_time(
+        &self,
+        partitions: &[TopicPartition],
+        timestamp: i64,
+    ) -> Result<HashMap<TopicPartition, Option<i64>>> {
+        let found = self.list_offsets_at(partitions, timestamp.max(0)).await?;
+        Ok(found
+            .into_iter()
+            .map(|(tp, o)| (tp, (o >= 0).then_some(o)))
+            .collect())
+    }
+
     async fn list_offsets_at(
         &self,
         partitions: &[TopicPartition],

@@ -137,15 +137,18 @@ impl KafkaError {
     pub fn name(&self) -> String {
         kafka_error_name(self.code)
     }
+
+    /// The broker's message, else the one Kafka's Java client shows for the code.
+    pub fn description(&self) -> Option<&str> {
+        self.message
+            .as_deref()
+            .or_else(|| default_message(self.code))
+    }
 }
 
 impl fmt::Display for KafkaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let message = self
-            .message
-            .as_deref()
-            .or_else(|| default_message(self.code));
-        match message {
+        match self.description() {
             Some(m) => write!(f, "{}: {}", self.name(), m),
             None => f.write_str(&self.name()),
         }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use super::consume::{ConsumeOptions, Format, Start, TextFormat};
-use super::groups::{reset_target, DescribeView, GroupsAction, ResetScope};
+use super::groups::{
+    parse_states, parse_types, reset_scope, DescribeView, GroupsAction, ResetFlags,
+};
 use super::produce::{HeaderFormat, LineFormat, ProduceOptions, ProducerSettings};
 use super::topics::TopicsAction;
 use super::{parse_key_value, DEFAULT_BOOTSTRAP};
@@ -563,24 +565,18 @@ pub(crate) struct KafkaConsumerGroupsArgs {
     /// comma-separated list of states keeps only those).
     #[arg(long, num_args = 0..=1, default_missing_value = "")]
     state: Option<String>,
+    /// With --list: add the type column (an optional comma-separated list of types,
+    /// classic and consumer, keeps only those).
+    #[arg(long = "type", num_args = 0..=1, default_missing_value = "")]
+    group_type: Option<String>,
     /// More columns.
     #[arg(long)]
     verbose: bool,
-    /// Reset to the earliest offset.
+    #[command(flatten)]
+    reset: ResetFlags,
+    /// With --reset-offsets: print the new offsets as CSV instead of the table.
     #[arg(long)]
-    to_earliest: bool,
-    /// Reset to the latest offset.
-    #[arg(long)]
-    to_latest: bool,
-    /// Reset to this offset.
-    #[arg(long)]
-    to_offset: Option<i64>,
-    /// Reset to the offset at this time (YYYY-MM-DDTHH:mm:SS.sss).
-    #[arg(long)]
-    to_datetime: Option<String>,
-    /// Shift the committed offset by N.
-    #[arg(long, allow_negative_numbers = true)]
-    shift_by: Option<i64>,
+    export: bool,
     /// Only show the new offsets (the default).
     #[arg(long)]
     dry_run: bool,
@@ -607,26 +603,43 @@ impl KafkaConsumerGroupsArgs {
             .bootstrap_server
             .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned());
         let need_groups = |what: &str| -> anyhow::Result<Vec<String>> {
-            if self.group.is_empty() && !self.all_groups {
-                anyhow::bail!("Option [{what}] takes one of these options: [all-groups], [group]");
+            match (self.group.is_empty(), self.all_groups) {
+                (true, false) => anyhow::bail!(
+                    "Option [{what}] takes one of these options: [all-groups], [group]"
+                ),
+                (false, true) => {
+                    anyhow::bail!("Option \"[group]\" can't be used with option \"[all-groups]\"")
+                }
+                _ => Ok(self.group.clone()),
             }
-            Ok(self.group.clone())
         };
+        if self.group_type.is_some() && !self.list {
+            anyhow::bail!("Option \"[type]\" can't be used unless option \"[list]\" is given");
+        }
         let options = if self.list {
-            if self.state.as_deref().is_some_and(|s| !s.is_empty()) {
-                notes.push(
-                    "Note: --state filters are not supported; listing every state".to_owned(),
-                );
-            }
             GroupsAction::List {
                 bootstrap,
-                state: self.state.is_some(),
+                states: self.state.as_deref().map(parse_states).transpose()?,
+                types: self.group_type.as_deref().map(parse_types).transpose()?,
             }
         } else if self.describe {
             let groups = need_groups("describe")?;
+            if [self.members, self.offsets, self.state.is_some()]
+                .into_iter()
+                .filter(|x| *x)
+                .count()
+                > 1
+            {
+                anyhow::bail!(
+                    "Option [describe] takes at most one of these options: [members], [offsets], [state]"
+                );
+            }
+            if self.state.as_deref().is_some_and(|s| !s.is_empty()) {
+                anyhow::bail!("Option [describe] does not take a value for [state]");
+            }
             let view = if self.members {
                 DescribeView::Members
-            } else if self.state.is_some() && !self.offsets {
+            } else if self.state.is_some() {
                 DescribeView::State
             } else {
                 DescribeView::Offsets
@@ -639,44 +652,41 @@ impl KafkaConsumerGroupsArgs {
                 verbose: self.verbose,
             }
         } else if self.delete {
-            if self.all_groups {
+            let groups = need_groups("delete")?;
+            if !self.topic.is_empty() {
                 anyhow::bail!(
-                    "--delete --all-groups is not supported; name the groups with --group"
+                    "The consumer does not support topic-specific offset deletion from a consumer group."
                 );
             }
             GroupsAction::Delete {
                 bootstrap,
-                groups: need_groups("delete")?,
+                groups,
+                all_groups: self.all_groups,
             }
         } else if self.reset_offsets {
-            if self.all_groups {
-                anyhow::bail!(
-                    "--reset-offsets --all-groups is not supported; name the groups with --group"
+            if self.dry_run && self.execute {
+                anyhow::bail!("Option [reset-offsets] only accepts one of [execute] and [dry-run]");
+            }
+            if !self.dry_run && !self.execute {
+                notes.push(
+                    "WARN: No action will be performed as the --execute option is missing.\
+                     In a future major release, the default behavior of this command will be to \
+                     prompt the user before executing the reset rather than doing a dry run. You \
+                     should add the --dry-run option explicitly if you are scripting this command \
+                     and want to keep the current default behavior without prompting."
+                        .to_owned(),
                 );
             }
             let groups = need_groups("reset-offsets")?;
-            let scope = match (self.all_topics, self.topic.is_empty()) {
-                (true, true) => ResetScope::AllTopics,
-                (false, false) => ResetScope::Topics(self.topic.clone()),
-                _ => anyhow::bail!(
-                    "One of the reset scopes should be defined: --all-topics, --topic."
-                ),
-            };
-            if self.dry_run && self.execute {
-                anyhow::bail!("Option [reset-offsets] takes at most one of these options: [dry-run], [execute]");
-            }
+            let target = self.reset.target()?;
             GroupsAction::ResetOffsets {
                 bootstrap,
                 groups,
-                scope,
-                target: reset_target(
-                    self.to_earliest,
-                    self.to_latest,
-                    self.to_offset,
-                    self.to_datetime.as_deref(),
-                    self.shift_by,
-                )?,
+                all_groups: self.all_groups,
+                scope: reset_scope(self.all_topics, self.topic.clone(), &target)?,
+                target,
                 execute: self.execute,
+                export: self.export,
             }
         } else {
             let [group] = self.group.as_slice() else {
@@ -1016,6 +1026,8 @@ mod tests {
         .is_err());
     }
 
+    use crate::tools::groups::{ResetScope, ResetTarget};
+
     fn groups(args: &[&str]) -> anyhow::Result<Translated<GroupsAction>> {
         match parse(args) {
             crate::tools::ToolCommand::KafkaConsumerGroups(a) => a.translate(),
@@ -1031,7 +1043,8 @@ mod tests {
             t.map(|t| t.options),
             Some(GroupsAction::List {
                 bootstrap: "h:1".into(),
-                state: true
+                states: Some(vec![]),
+                types: None,
             })
         );
         let t = groups(&[
@@ -1091,9 +1104,11 @@ mod tests {
             Some(GroupsAction::ResetOffsets {
                 bootstrap: "h:1".into(),
                 groups: vec!["g".into()],
+                all_groups: false,
                 scope: ResetScope::Topics(vec!["t:0,1".into()]),
-                target: crate::tools::groups::ResetTarget::ShiftBy(-2),
+                target: ResetTarget::ShiftBy(-2),
                 execute: true,
+                export: false,
             })
         );
         // Kafka's rules: a reset needs a scope and exactly one scenario; an action is required.
@@ -1129,9 +1144,79 @@ mod tests {
             t.map(|t| t.options),
             Some(GroupsAction::Delete {
                 bootstrap: "localhost:9092".into(),
-                groups: vec!["a".into(), "b".into()]
+                groups: vec!["a".into(), "b".into()],
+                all_groups: false,
             })
         );
+    }
+
+    /// `kafka-consumer-groups` with the flags of a command line, split at spaces.
+    fn groups_line(line: &str) -> anyhow::Result<Translated<GroupsAction>> {
+        let argv: Vec<&str> = std::iter::once("kafka-consumer-groups")
+            .chain(line.split_whitespace())
+            .collect();
+        groups(&argv)
+    }
+
+    #[test]
+    fn kafka_consumer_groups_takes_the_rest_of_kafkas_flags() {
+        let t = groups_line("--list --state stable,Empty --type CONSUMER").ok();
+        assert_eq!(
+            t.map(|t| t.options),
+            Some(GroupsAction::List {
+                bootstrap: "localhost:9092".into(),
+                states: Some(vec!["Empty".into(), "Stable".into()]),
+                types: Some(vec!["consumer".into()]),
+            })
+        );
+        let t = groups_line("--reset-offsets --all-groups --from-file plan.csv --export").ok();
+        let notes = t.as_ref().map(|t| t.notes.clone()).unwrap_or_default();
+        assert_eq!(
+            t.map(|t| t.options),
+            Some(GroupsAction::ResetOffsets {
+                bootstrap: "localhost:9092".into(),
+                groups: vec![],
+                all_groups: true,
+                scope: ResetScope::Plan,
+                target: ResetTarget::FromFile("plan.csv".into()),
+                execute: false,
+                export: true,
+            })
+        );
+        // Kafka warns that a reset without --execute or --dry-run changes nothing.
+        assert!(notes.iter().any(|n| n.starts_with(
+            "WARN: No action will be performed as the --execute option is missing.In a future"
+        )));
+        let t = groups_line("--reset-offsets --group g --all-topics --by-duration PT1H --dry-run");
+        assert!(matches!(
+            t.ok().map(|t| (t.options, t.notes)),
+            Some((GroupsAction::ResetOffsets {
+                target: ResetTarget::Duration(3_600_000),
+                ..
+            }, notes)) if notes.is_empty()
+        ));
+        assert_eq!(
+            groups_line("--delete --all-groups").ok().map(|t| t.options),
+            Some(GroupsAction::Delete {
+                bootstrap: "localhost:9092".into(),
+                groups: vec![],
+                all_groups: true,
+            })
+        );
+        // Kafka's usage errors.
+        for line in [
+            "--list --state asleep",
+            "--describe --all-groups --type",
+            "--delete --group g --all-groups",
+            "--delete --group g --topic t",
+            "--describe --group g --state stable",
+            "--describe --group g --state --members",
+            "--reset-offsets --group g --to-current",
+            "--reset-offsets --group g --all-topics --to-current --by-duration PT1S",
+            "--reset-offsets --group g --all-topics --by-duration 1h",
+        ] {
+            assert!(groups_line(line).is_err(), "{line:?} accepted");
+        }
     }
 
     #[test]

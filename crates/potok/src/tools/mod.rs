@@ -61,7 +61,9 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
             ToolCommand::Topics(args) => topics::run(args.into_action()).await,
             ToolCommand::Produce(args) => produce::run(args.into_options()?).await,
             ToolCommand::Consume(args) => consume::run(args.into_options()?).await,
-            ToolCommand::Groups(args) => groups::run(args.into_action()?).await,
+            ToolCommand::Groups(args) => {
+                groups::run(args.into_action()?, groups::ReportedErrors::Fail).await
+            }
             ToolCommand::KafkaTopics(args) => {
                 let translated = args.translate()?;
                 for note in &translated.notes {
@@ -88,7 +90,7 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
                 for note in &translated.notes {
                     eprintln!("{note}");
                 }
-                groups::run(translated.options).await
+                groups::run(translated.options, groups::ReportedErrors::Succeed).await
             }
         }
     })
