@@ -219,10 +219,22 @@ impl Broker {
 
     /// Creates `__consumer_offsets` on first use, as Kafka does, with
     /// `offsets.topic.num.partitions` compacted partitions.
+    /// Any failure is COORDINATOR_NOT_AVAILABLE for the client (it retries),
+    /// logged here once with its cause.
     pub fn ensure_offsets_topic(&self) -> Result<(), error::BrokerError> {
         if self.groups.has_topic() {
             return Ok(());
         }
+        self.create_offsets_topic().map_err(|e| {
+            tracing::error!(error = %e, "cannot open {OFFSETS_TOPIC}");
+            error::BrokerError::kafka(
+                kafka_protocol::error::ResponseError::CoordinatorNotAvailable,
+                format!("the group coordinator cannot open {OFFSETS_TOPIC}: {e}"),
+            )
+        })
+    }
+
+    fn create_offsets_topic(&self) -> Result<(), error::BrokerError> {
         let _creating = self.offsets_topic_creation.lock();
         if self.groups.has_topic() {
             return Ok(());

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
-use storage::batch::BatchIter;
+use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
 use storage::{Log, SegmentInfo};
 
 use crate::error::{BrokerError, Result};
+use crate::record_batch;
 
 /// What one cleaning pass of a partition did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,55 +37,27 @@ pub(crate) struct CleanPolicy {
     pub(crate) segment_bytes: u64,
 }
 
-fn decode_error(what: &str, e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::kafka(ResponseError::CorruptMessage, format!("log cleaner cannot decode {what}: {e}"))
-}
-
-/// Calls `f` with every record batch of `bytes`, decoded, and its compression.
-fn for_each_batch(bytes: &Bytes, mut f: impl FnMut(Vec<Record>, Compression)) -> Result<()> {
-    for batch in BatchIter::stop_at_partial_tail(bytes) {
-        let batch = batch.map_err(|e| decode_error("a batch", e))?;
-        let compression = match batch.header.compression() {
-            1 => Compression::Gzip,
-            2 => Compression::Snappy,
-            3 => Compression::Lz4,
-            4 => Compression::Zstd,
-            _ => Compression::None,
-        };
-        let mut raw = bytes.slice(batch.position..batch.position + batch.bytes.len());
-        let set = RecordBatchDecoder::decode(&mut raw).map_err(|e| decode_error("a batch", e))?;
-        f(set.records, compression);
-    }
-    Ok(())
+/// One inactive segment as it would be after cleaning.
+struct Cleaned {
+    info: SegmentInfo,
+    /// The surviving records, re-encoded (each original batch's survivors stay one batch).
+    batches: BytesMut,
+    kept: usize,
+    removed: usize,
 }
 
 /// The offset of the latest record of every key in the whole log.
 fn latest_offsets(log: &Log) -> Result<HashMap<Bytes, i64>> {
     let mut latest = HashMap::new();
-    let mut offset = log.log_start_offset();
-    let end = log.log_end_offset();
-    while offset < end {
-        let chunk = log.read(offset, 4 << 20)?;
-        if chunk.is_empty() {
-            break;
-        }
-        let mut next = offset;
-        for batch in BatchIter::stop_at_partial_tail(&chunk) {
-            let batch = batch.map_err(|e| decode_error("a batch", e))?;
-            next = batch.header.next_offset();
-        }
-        for_each_batch(&chunk.slice(..chunk.len()), |records, _| {
-            for r in records {
-                if let Some(key) = r.key {
-                    latest.insert(key, r.offset);
-                }
+    let read = |offset| Ok(log.read(offset, 4 << 20)?);
+    record_batch::scan(read, log.log_start_offset(), log.log_end_offset(), |records, _| {
+        for r in records.into_iter().filter(|r| !r.control) {
+            if let Some(key) = r.key {
+                latest.insert(key, r.offset);
             }
-        })?;
-        if next <= offset {
-            break;
         }
-        offset = next;
-    }
+        Ok(())
+    })?;
     Ok(latest)
 }
 
@@ -95,86 +67,90 @@ pub(crate) fn cleanable_end(log: &Log) -> Result<i64> {
     Ok(log.inactive_segments()?.last().map_or(-1, |s| s.next_offset))
 }
 
-/// Cleans the inactive segments of one partition's log.
+/// Keeps, of one segment, the latest record of each key (and control and
+/// keyless records); tombstones only while `delete.retention.ms` has not passed.
+fn clean_segment(log: &Log, info: SegmentInfo, latest: &HashMap<Bytes, i64>, policy: &CleanPolicy, now_ms: i64) -> Result<Cleaned> {
+    let bytes = log.read_segment(info.base_offset)?;
+    let tombstones_expire = info.largest_timestamp + policy.delete_retention_ms <= now_ms;
+    let mut cleaned = Cleaned { info, batches: BytesMut::new(), kept: 0, removed: 0 };
+    // The segment is read whole: the scan gets it once, then nothing.
+    let mut whole = Some(bytes);
+    let read_once = |_| Ok(whole.take().unwrap_or_default());
+    record_batch::scan(read_once, info.base_offset, info.next_offset, |records, compression| {
+        let count = records.len();
+        let survivors: Vec<Record> = records
+            .into_iter()
+            .filter(|r| match &r.key {
+                Some(key) if !r.control => {
+                    latest.get(key) == Some(&r.offset) && !(r.value.is_none() && tombstones_expire)
+                }
+                _ => true,
+            })
+            .collect();
+        cleaned.kept += survivors.len();
+        cleaned.removed += count - survivors.len();
+        if survivors.is_empty() {
+            return Ok(());
+        }
+        RecordBatchEncoder::encode(&mut cleaned.batches, &survivors, &RecordEncodeOptions { version: 2, compression })
+            .map_err(|e| BrokerError::kafka(ResponseError::UnknownServerError, format!("log cleaner cannot re-encode records: {e}")))
+    })?;
+    Ok(cleaned)
+}
+
+/// Cleans the inactive segments of one partition's log: once at least
+/// `min.cleanable.dirty.ratio` of their records are superseded, every run of
+/// neighbouring segments that lose records is rewritten as one segment of at
+/// most `segment.bytes`.
 pub(crate) fn clean_log(log: &mut Log, policy: &CleanPolicy, now_ms: i64) -> Result<CleanStats> {
     let segments = log.inactive_segments()?;
     if segments.is_empty() {
         return Ok(CleanStats::default());
     }
     let latest = latest_offsets(log)?;
-    // Decide per segment what survives, then merge neighbours.
-    let mut rewritten: Vec<(SegmentInfo, BytesMut, usize, usize)> = Vec::new();
-    let (mut total, mut superseded) = (0usize, 0usize);
-    for info in segments {
-        let bytes = log.read_segment(info.base_offset)?;
-        let tombstones_expire = info.largest_timestamp + policy.delete_retention_ms <= now_ms;
-        let mut out = BytesMut::new();
-        let (mut kept, mut removed) = (0usize, 0usize);
-        let mut failure = None;
-        for_each_batch(&bytes, |records, compression| {
-            let count = records.len();
-            let survivors: Vec<Record> = records
-                .into_iter()
-                .filter(|r| {
-                    // Control records and keyless records are left alone.
-                    let Some(key) = &r.key else { return true };
-                    if r.control {
-                        return true;
-                    }
-                    latest.get(key) == Some(&r.offset) && !(r.value.is_none() && tombstones_expire)
-                })
-                .collect();
-            kept += survivors.len();
-            removed += count - survivors.len();
-            if survivors.is_empty() {
-                return;
-            }
-            if let Err(e) = RecordBatchEncoder::encode(&mut out, &survivors, &RecordEncodeOptions { version: 2, compression }) {
-                failure = Some(e.to_string());
-            }
-        })?;
-        if let Some(e) = failure {
-            return Err(decode_error("re-encoding survivors", e));
-        }
-        total += kept + removed;
-        superseded += removed;
-        rewritten.push((info, out, kept, removed));
-    }
+    let cleaned = segments
+        .into_iter()
+        .map(|info| clean_segment(log, info, &latest, policy, now_ms))
+        .collect::<Result<Vec<_>>>()?;
+    let total: usize = cleaned.iter().map(|c| c.kept + c.removed).sum();
+    let superseded: usize = cleaned.iter().map(|c| c.removed).sum();
     if superseded == 0 || (superseded as f64) < policy.min_dirty_ratio * total as f64 {
         return Ok(CleanStats::default());
     }
     let mut stats = CleanStats::default();
-    let mut group: Vec<(SegmentInfo, BytesMut, usize, usize)> = Vec::new();
-    let flush = |group: &mut Vec<(SegmentInfo, BytesMut, usize, usize)>, log: &mut Log, stats: &mut CleanStats| -> Result<()> {
-        if group.is_empty() {
-            return Ok(());
+    let mut run: Vec<Cleaned> = Vec::new();
+    for segment in cleaned {
+        let size = run.iter().map(|c| c.batches.len()).sum::<usize>() + segment.batches.len();
+        if segment.removed == 0 || size as u64 > policy.segment_bytes {
+            replace(log, &mut run, &mut stats)?;
         }
-        let first = group[0].0.base_offset;
-        let last = group[group.len() - 1].0.base_offset;
-        let mut bytes = BytesMut::new();
-        for (_, b, kept, removed) in group.iter() {
-            bytes.extend_from_slice(b);
-            stats.kept += kept;
-            stats.removed += removed;
+        if segment.removed > 0 {
+            run.push(segment);
         }
-        stats.segments += group.len();
-        log.replace_segments(first, last, &bytes)?;
-        group.clear();
-        Ok(())
-    };
-    for entry in rewritten {
-        let size: usize = group.iter().map(|(_, b, _, _)| b.len()).sum::<usize>() + entry.1.len();
-        if !group.is_empty() && size as u64 > policy.segment_bytes {
-            flush(&mut group, log, &mut stats)?;
-        }
-        group.push(entry);
     }
-    flush(&mut group, log, &mut stats)?;
+    replace(log, &mut run, &mut stats)?;
     Ok(stats)
+}
+
+/// Swaps a run of cleaned neighbouring segments in as one segment.
+fn replace(log: &mut Log, run: &mut Vec<Cleaned>, stats: &mut CleanStats) -> Result<()> {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else { return Ok(()) };
+    let (first, last) = (first.info.base_offset, last.info.base_offset);
+    let mut bytes = BytesMut::new();
+    for c in run.iter() {
+        bytes.extend_from_slice(&c.batches);
+        stats.kept += c.kept;
+        stats.removed += c.removed;
+    }
+    stats.segments += run.len();
+    log.replace_segments(first, last, &bytes)?;
+    run.clear();
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use kafka_protocol::records::Compression;
     use storage::LogConfig;
 
     use super::*;
@@ -187,23 +163,13 @@ mod tests {
     /// Every record of the log as (offset, key, value).
     fn contents(log: &Log) -> Vec<(i64, String, Option<String>)> {
         let mut out = Vec::new();
-        let mut offset = log.log_start_offset();
-        while offset < log.log_end_offset() {
-            let chunk = log.read(offset, 1 << 20).expect("read");
-            let mut next = offset;
-            for_each_batch(&chunk, |records, _| {
-                for r in records {
-                    next = r.offset + 1;
-                    let text = |b: Option<Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
-                    out.push((r.offset, text(r.key).unwrap_or_default(), text(r.value)));
-                }
-            })
-            .expect("decode");
-            for b in BatchIter::stop_at_partial_tail(&chunk) {
-                next = next.max(b.expect("batch").header.next_offset());
-            }
-            offset = next;
-        }
+        let read = |offset| Ok(log.read(offset, 1 << 20)?);
+        record_batch::scan(read, log.log_start_offset(), log.log_end_offset(), |records, _| {
+            let text = |b: Option<Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
+            out.extend(records.into_iter().map(|r| (r.offset, text(r.key).unwrap_or_default(), text(r.value))));
+            Ok(())
+        })
+        .expect("decode");
         out
     }
 

@@ -119,7 +119,8 @@ pub(crate) struct ClassicGroup {
     pub(crate) dirty: bool,
 }
 
-fn join_error(error: ResponseError, member_id: &str) -> JoinGroupResponse {
+/// A JoinGroup answer carrying only an error.
+pub(crate) fn join_error(error: ResponseError, member_id: &str) -> JoinGroupResponse {
     JoinGroupResponse::default()
         .with_error_code(error.code())
         .with_generation_id(-1)

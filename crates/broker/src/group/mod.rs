@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::Compression;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use uuid::Uuid;
 
@@ -179,9 +179,9 @@ pub(crate) fn subscription_topics(metadata: &Bytes) -> Vec<String> {
     if buf.len() < 2 {
         return Vec::new();
     }
-    let version = i16::from_be_bytes([buf[0], buf[1]]);
-    let _ = bytes::Buf::get_i16(&mut buf);
-    ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3))
+    // Newer versions only append fields: read them as the newest we know.
+    let version = bytes::Buf::get_i16(&mut buf).clamp(0, 3);
+    ConsumerProtocolSubscription::decode(&mut buf, version)
         .map(|s| s.topics.into_iter().map(|t| t.to_string()).collect())
         .unwrap_or_default()
 }
@@ -222,38 +222,25 @@ impl GroupCoordinator {
         let mut groups = self.groups.lock();
         let mut records = 0usize;
         for partition in &partitions {
-            let mut offset = partition.log_start_offset();
-            let end = partition.high_watermark();
-            while offset < end {
-                let chunk = partition.read(offset, 1 << 20)?;
-                if chunk.is_empty() {
-                    break;
+            let read = |offset| partition.read(offset, 1 << 20);
+            let replay = |batch: Vec<kafka_protocol::records::Record>, _| {
+                for record in batch {
+                    let Some(key) = record.key.filter(|_| !record.control) else { continue };
+                    let key = StoredKey::decode(key).map_err(|e| corrupt(record.offset, e))?;
+                    let Some(key) = key else { continue };
+                    let value = match record.value {
+                        Some(v) => Some(
+                            StoredValue::decode(&key, v).map_err(|e| corrupt(record.offset, e))?,
+                        ),
+                        None => None,
+                    };
+                    apply_stored(&mut groups, key, value, now);
+                    records += 1;
                 }
-                for batch in storage::batch::BatchIter::stop_at_partial_tail(&chunk) {
-                    let batch = batch.map_err(|e| corrupt(partition, offset, e.to_string()))?;
-                    offset = batch.header.next_offset();
-                    if batch.header.is_control() {
-                        continue;
-                    }
-                    let mut bytes = Bytes::copy_from_slice(batch.bytes);
-                    let set = RecordBatchDecoder::decode(&mut bytes)
-                        .map_err(|e| corrupt(partition, batch.header.base_offset, e.to_string()))?;
-                    for record in set.records {
-                        let Some(key) = record.key else { continue };
-                        let key = StoredKey::decode(key).map_err(|e| corrupt(partition, record.offset, e.to_string()))?;
-                        let Some(key) = key else { continue };
-                        let value = match record.value {
-                            Some(v) => Some(
-                                StoredValue::decode(&key, v)
-                                    .map_err(|e| corrupt(partition, record.offset, e.to_string()))?,
-                            ),
-                            None => None,
-                        };
-                        apply_stored(&mut groups, key, value, now);
-                        records += 1;
-                    }
-                }
-            }
+                Ok(())
+            };
+            crate::record_batch::scan(read, partition.log_start_offset(), partition.high_watermark(), replay)
+                .map_err(|e| BrokerError::kafka(e.response_error(), format!("{}-{}: {e}", partition.topic, partition.index)))?;
         }
         for group in groups.values_mut() {
             if let Membership::Consumer(g) = &mut group.membership {
@@ -557,11 +544,8 @@ fn tombstones<'a>(group: &str, partitions: impl Iterator<Item = &'a (String, i32
         .collect()
 }
 
-fn corrupt(partition: &Partition, offset: i64, reason: String) -> BrokerError {
-    BrokerError::kafka(
-        ResponseError::CorruptMessage,
-        format!("corrupt record in {}-{} at offset {offset}: {reason}", partition.topic, partition.index),
-    )
+fn corrupt(offset: i64, reason: store::DecodeError) -> BrokerError {
+    BrokerError::kafka(ResponseError::CorruptMessage, format!("corrupt group record at offset {offset}: {reason}"))
 }
 
 /// Applies one replayed record.

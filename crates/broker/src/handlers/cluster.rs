@@ -9,8 +9,6 @@ use kafka_protocol::messages::{
     BrokerId, DescribeClusterResponse, FindCoordinatorRequest, FindCoordinatorResponse,
 };
 
-use kafka_protocol::error::ResponseError;
-
 use super::str_bytes;
 
 /// FindCoordinator's key type for consumer groups (1 is transactions).
@@ -34,8 +32,7 @@ pub(crate) fn find_coordinator(broker: &Arc<Broker>, req: FindCoordinatorRequest
     // Group coordination needs __consumer_offsets: create it on first use.
     if req.key_type == GROUP_KEY_TYPE {
         if let Err(e) = broker.ensure_offsets_topic() {
-            tracing::error!(error = %e, "cannot create the offsets topic");
-            let code = ResponseError::CoordinatorNotAvailable.code();
+            let code = e.code();
             let message = Some(str_bytes(e.to_string()));
             return if version >= 4 {
                 let coordinators = req

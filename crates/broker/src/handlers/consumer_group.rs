@@ -63,8 +63,7 @@ pub(crate) fn heartbeat(
         return error(e);
     }
     if let Err(e) = broker.ensure_offsets_topic() {
-        tracing::warn!(error = %e, "no group coordinator yet");
-        return error(GroupError { error: ResponseError::CoordinatorNotAvailable, message: e.to_string() });
+        return error(GroupError { error: e.response_error(), message: e.to_string() });
     }
     match broker.groups.consumer_heartbeat(&group_id, request, &broker.replicas, crate::now_ms()) {
         Ok(reply) => ConsumerGroupHeartbeatResponse::default()
@@ -95,8 +94,7 @@ pub(crate) fn describe(broker: &Arc<Broker>, req: ConsumerGroupDescribeRequest, 
             .with_authorized_operations(i32::MIN)
     };
     if let Err(e) = broker.ensure_offsets_topic() {
-        tracing::warn!(error = %e, "no group coordinator yet");
-        let groups = ids.iter().map(|id| failed(id, ResponseError::CoordinatorNotAvailable, e.to_string())).collect();
+        let groups = ids.iter().map(|id| failed(id, e.response_error(), e.to_string())).collect();
         return ConsumerGroupDescribeResponse::default().with_groups(groups);
     }
     let mut results = broker.groups.consumer_describe(&ids).into_iter();

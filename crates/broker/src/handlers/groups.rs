@@ -15,17 +15,9 @@ use kafka_protocol::messages::{
 };
 
 use super::str_bytes;
-use crate::group::classic::{Answer, ClassicGroup, JoinRequest};
+use crate::group::classic::{join_error as join_failed, Answer, ClassicGroup, JoinRequest};
 use crate::group::{ClientInfo, GroupCoordinator, Membership};
 use crate::{now_ms, Broker};
-
-/// The coordinator error for a group request arriving before `__consumer_offsets` can be used.
-fn ensure_topic(broker: &Broker) -> Result<(), ResponseError> {
-    broker.ensure_offsets_topic().map_err(|e| {
-        tracing::error!(error = %e, "cannot create the offsets topic");
-        ResponseError::CoordinatorNotAvailable
-    })
-}
 
 /// Waits for a deferred answer; a dropped sender means the group went away.
 async fn wait<T>(answer: Answer<T>, gone: impl FnOnce() -> T) -> T {
@@ -35,17 +27,9 @@ async fn wait<T>(answer: Answer<T>, gone: impl FnOnce() -> T) -> T {
     }
 }
 
-fn join_failed(error: ResponseError, member_id: &str) -> JoinGroupResponse {
-    JoinGroupResponse::default()
-        .with_error_code(error.code())
-        .with_generation_id(-1)
-        .with_protocol_name(Some(str_bytes("")))
-        .with_member_id(str_bytes(member_id))
-}
-
 pub(crate) async fn join(broker: &Arc<Broker>, client: &ClientInfo, req: JoinGroupRequest, version: i16) -> JoinGroupResponse {
-    if let Err(e) = ensure_topic(broker) {
-        return join_failed(e, &req.member_id);
+    if let Err(e) = broker.ensure_offsets_topic() {
+        return join_failed(e.response_error(), &req.member_id);
     }
     let group_id = req.group_id.to_string();
     if group_id.is_empty() {
@@ -121,8 +105,8 @@ fn with_classic<T>(
 
 pub(crate) async fn sync(broker: &Arc<Broker>, req: SyncGroupRequest) -> SyncGroupResponse {
     let failed = |e: ResponseError| SyncGroupResponse::default().with_error_code(e.code());
-    if let Err(e) = ensure_topic(broker) {
-        return failed(e);
+    if let Err(e) = broker.ensure_offsets_topic() {
+        return failed(e.response_error());
     }
     let answer = with_classic(
         broker,

@@ -57,7 +57,7 @@ pub(crate) fn commit(broker: &Arc<Broker>, req: OffsetCommitRequest, version: i1
     let group_error = if req.group_id.is_empty() {
         Err(ResponseError::InvalidGroupId)
     } else {
-        broker.ensure_offsets_topic().map_err(|_| ResponseError::CoordinatorNotAvailable)
+        broker.ensure_offsets_topic().map_err(|e| e.response_error())
     };
     let results: Vec<((String, i32), PartitionResult)> = match group_error.and_then(|()| {
         broker.groups.commit_offsets(
@@ -107,8 +107,7 @@ fn fetch_group(
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> FetchedGroup {
     if let Err(e) = broker.ensure_offsets_topic() {
-        tracing::error!(error = %e, "cannot create the offsets topic");
-        return FetchedGroup { error: Some(ResponseError::CoordinatorNotAvailable), topics: Vec::new() };
+        return FetchedGroup { error: Some(e.response_error()), topics: Vec::new() };
     }
     if let Some((member_id, epoch)) = member {
         if let Err(e) = broker.groups.check_fetch_member(group_id, member_id, epoch) {
@@ -204,8 +203,7 @@ pub(crate) fn delete(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDe
         .flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.partition_index)))
         .collect();
     if let Err(e) = broker.ensure_offsets_topic() {
-        tracing::error!(error = %e, "cannot create the offsets topic");
-        return OffsetDeleteResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code());
+        return OffsetDeleteResponse::default().with_error_code(e.code());
     }
     match broker.groups.delete_offsets(&req.group_id, partitions, now_ms()) {
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
