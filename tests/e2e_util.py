@@ -161,6 +161,21 @@ def consumer(bootstrap: str, conf: dict | None = None) -> Consumer:
     return Consumer(cfg)
 
 
+def poll_messages(c: Consumer, count: int, timeout: float = 60.0, on_message=None) -> list:
+    """Polls until `count` messages arrived (error events skipped) or `timeout` passed;
+    calls `on_message(msg)` for each. Returns the messages (fewer on timeout)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        msg = c.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        got.append(msg)
+        if on_message is not None:
+            on_message(msg)
+    return got
+
+
 def flush_all(p: Producer, timeout: float = 60.0) -> None:
     remaining = p.flush(timeout)
     assert remaining == 0, f"{remaining} messages still undelivered after {timeout}s"

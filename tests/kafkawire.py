@@ -413,8 +413,8 @@ def parse_record_batches(data: bytes) -> list[Record]:
     return out
 
 
-def parse_metadata_v1_topics(r: Reader) -> dict[str, int]:
-    """{topic: error_code}"""
+def parse_metadata_v1(r: Reader) -> dict[str, tuple[int, bool, int]]:
+    """{topic: (error_code, is_internal, partition count)}"""
     def broker(rr):
         rr.i32(); rr.string(); rr.i32(); rr.string()
 
@@ -427,10 +427,14 @@ def parse_metadata_v1_topics(r: Reader) -> dict[str, int]:
     for _ in range(r.i32()):
         err = r.i16()
         name = r.string()
-        r.i8()  # is_internal
-        r.array(partition)
-        out[name] = err
+        internal = r.i8() != 0
+        out[name] = (err, internal, len(r.array(partition)))
     return out
+
+
+def parse_metadata_v1_topics(r: Reader) -> dict[str, int]:
+    """{topic: error_code}"""
+    return {name: err for name, (err, _, _) in parse_metadata_v1(r).items()}
 
 
 def parse_api_versions_v0(r: Reader) -> tuple[int, dict[int, tuple[int, int]]]:
@@ -682,20 +686,3 @@ def flexible_request(conn: "Connection", api_key: int, api_version: int, body: b
     return r
 
 
-def parse_metadata_v1(r: Reader) -> dict[str, tuple[int, bool, int]]:
-    """{topic: (error_code, is_internal, partition count)}"""
-    def broker(rr):
-        rr.i32(); rr.string(); rr.i32(); rr.string()
-
-    def partition(rr):
-        rr.i16(); rr.i32(); rr.i32(); rr.array(Reader.i32); rr.array(Reader.i32)
-
-    r.array(broker)
-    r.i32()  # controller_id
-    out = {}
-    for _ in range(r.i32()):
-        err = r.i16()
-        name = r.string()
-        internal = r.i8() != 0
-        out[name] = (err, internal, len(r.array(partition)))
-    return out

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from kafka import KafkaConsumer
 
-from e2e_util import RDKAFKA_LOGGER, create_topic, flush_all, producer
+from e2e_util import RDKAFKA_LOGGER, create_topic, flush_all, poll_messages, producer
 
 MEMBER = Path(__file__).resolve().parent / "group_member.py"
 
@@ -218,13 +218,7 @@ def consume_all(bootstrap: str, group: str, topic: str, count: int, conf: dict |
     cfg.update(conf or {})
     c = Consumer(cfg)
     c.subscribe([topic])
-    got = []
-    deadline = time.monotonic() + 60
-    while len(got) < count and time.monotonic() < deadline:
-        msg = c.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        got.append((msg.partition(), msg.offset()))
+    got = [(msg.partition(), msg.offset()) for msg in poll_messages(c, count)]
     c.close()
     return got
 
@@ -320,14 +314,7 @@ def test_consumer_offsets_is_compacted_and_still_restores_the_latest_commit(brok
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "committer", "auto.offset.reset": "earliest",
                   "enable.auto.commit": False, "logger": RDKAFKA_LOGGER})
     c.subscribe(["often-committed"])
-    commits = 0
-    deadline = time.monotonic() + 60
-    while commits < 200 and time.monotonic() < deadline:
-        msg = c.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        c.commit(message=msg, asynchronous=False)
-        commits += 1
+    commits = len(poll_messages(c, 200, on_message=lambda msg: c.commit(message=msg, asynchronous=False)))
     c.close()
     assert commits == 200
 

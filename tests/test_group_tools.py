@@ -4,12 +4,11 @@ kafka-consumer-groups.sh --describe (lag across a broker restart) and
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from confluent_kafka import Consumer
 
-from e2e_util import RDKAFKA_LOGGER, create_topic, flush_all, producer
+from e2e_util import RDKAFKA_LOGGER, create_topic, flush_all, poll_messages, producer
 from test_kafka_scripts import ok, run
 
 FAST = {"group.initial.rebalance.delay.ms": "0"}
@@ -57,17 +56,13 @@ def test_describe_shows_lag_before_and_after_a_restart(broker, bin_dir, tool_env
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "laggy", "auto.offset.reset": "earliest",
                   "enable.auto.commit": False, "logger": RDKAFKA_LOGGER})
     c.subscribe(["lagged"])
-    consumed = 0
-    deadline = time.monotonic() + 60
-    while consumed < 14 and time.monotonic() < deadline:
-        msg = c.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        consumed += 1
-        if msg.partition() == 0 and msg.offset() == 5:
-            c.commit(message=msg, asynchronous=False)  # committed offset 6
-        if msg.partition() == 1 and msg.offset() == 3:
-            c.commit(message=msg, asynchronous=False)  # committed offset 4
+
+    def commit_some(msg) -> None:
+        # committed offsets 6 on partition 0 and 4 on partition 1
+        if (msg.partition(), msg.offset()) in ((0, 5), (1, 3)):
+            c.commit(message=msg, asynchronous=False)
+
+    consumed = len(poll_messages(c, 14, on_message=commit_some))
     c.close()
     assert consumed == 14
 
@@ -92,13 +87,7 @@ def test_reset_to_earliest_rereads_an_inactive_group_and_is_refused_for_an_activ
             "logger": RDKAFKA_LOGGER}
 
     def read_all(c: Consumer, n: int) -> list[str]:
-        got = []
-        deadline = time.monotonic() + 60
-        while len(got) < n and time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is not None and not msg.error():
-                got.append(msg.value().decode())
-        return got
+        return [msg.value().decode() for msg in poll_messages(c, n)]
 
     c = Consumer(conf)
     c.subscribe(["replay"])
