@@ -15,12 +15,14 @@
 //! * `index`: the `.index` / `.timeindex` file formats.
 //! * `segment`: one segment: append, lookups, truncation.
 //! * `recovery`: opening a directory, checking and rebuilding segments.
+//! * [`checkpoint`]: Kafka's per-log-dir offset checkpoint files.
 //! * `log`: [`Log`], the public face: append, read, truncate, flush, and
 //!   the segment replacement a log cleaner uses.
 
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod checkpoint;
 mod config;
 mod error;
 mod index;

@@ -59,6 +59,9 @@ pub struct Log {
     config: LogConfig,
     /// Sorted by base offset; never empty; the last one is active.
     segments: Vec<Segment>,
+    /// The log start offset as DeleteRecords (or a checkpoint) moved it; the
+    /// effective start is the larger of this and the oldest segment's base.
+    log_start_offset: i64,
     unflushed_messages: u64,
     first_unflushed_ms: Option<i64>,
 }
@@ -85,6 +88,7 @@ impl Log {
             dir: dir.to_path_buf(),
             config,
             segments,
+            log_start_offset: 0,
             unflushed_messages: 0,
             first_unflushed_ms: None,
         };
@@ -119,9 +123,44 @@ impl Log {
         &self.dir
     }
 
-    /// First offset of the log (base offset of the oldest segment).
+    /// First offset of the log: the oldest segment's base offset, or, when
+    /// [`Log::advance_log_start_offset`] moved it further, that offset.
     pub fn log_start_offset(&self) -> i64 {
-        self.segments.first().map_or(0, |s| s.base_offset)
+        let first_base = self.segments.first().map_or(0, |s| s.base_offset);
+        first_base.max(self.log_start_offset)
+    }
+
+    /// Moves the log start offset forward to `offset` (Kafka's
+    /// `maybeIncrementLogStartOffset`, for DeleteRecords and for the offset a
+    /// `log-start-offset-checkpoint` recorded) and deletes the segments that
+    /// lie wholly below it (the active segment stays). Offsets below the new
+    /// start are out of range for reads. An offset at or below the current
+    /// start changes nothing; past the log end it is
+    /// [`StorageError::OffsetOutOfRange`]. Returns the number of deleted
+    /// segments.
+    pub fn advance_log_start_offset(&mut self, offset: i64) -> Result<usize> {
+        let (log_start, log_end) = (self.log_start_offset(), self.log_end_offset());
+        if offset > log_end {
+            return Err(StorageError::OffsetOutOfRange { offset, log_start, log_end });
+        }
+        if offset <= log_start {
+            return Ok(0);
+        }
+        self.log_start_offset = offset;
+        // A segment goes when the next one starts at or below the new start.
+        let doomed = self
+            .segments
+            .windows(2)
+            .take_while(|pair| pair[1].base_offset <= offset)
+            .count();
+        for seg in self.segments.drain(..doomed).collect::<Vec<_>>() {
+            debug!(segment = %seg.log_path.display(), offset, "deleting segment below the log start offset");
+            seg.delete_files()?;
+        }
+        if doomed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(doomed)
     }
 
     /// Offset the next appended record will get.
@@ -605,6 +644,7 @@ impl Log {
             self.segments
                 .push(Segment::create(&self.dir, new_end, &self.config)?);
         }
+        self.log_start_offset = self.log_start_offset.min(self.log_end_offset());
         sync_dir(&self.dir)?;
         debug!(dir = %self.dir.display(), offset, log_end = self.log_end_offset(), "log truncated");
         Ok(())

@@ -1242,3 +1242,39 @@ fn a_swap_index_without_its_swap_log_is_removed_on_open() {
     assert_eq!(file_names(dir.path()), files);
     assert_eq!(read_view(&log), view);
 }
+
+#[test]
+fn advancing_the_log_start_deletes_whole_segments_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(5, 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: one * 3,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    for _ in 0..10 {
+        append(&mut log, 5, 0);
+    }
+    // Segments start at 0, 15, 30, 45 (the active one).
+    assert_eq!(log.advance_log_start_offset(17).unwrap(), 1, "only segment 0 lies wholly below 17");
+    assert_eq!(log.log_start_offset(), 17);
+    assert!(!log_file(&log, 0).exists());
+    assert!(log_file(&log, 15).exists());
+    assert!(matches!(log.read(16, 1), Err(StorageError::OffsetOutOfRange { log_start: 17, .. })));
+    // Reading at the start returns the batch that holds it, as Kafka does.
+    assert_eq!(headers(&log.read(17, 1).unwrap())[0].base_offset, 15);
+    // Backwards is a no-op; past the log end is out of range.
+    assert_eq!(log.advance_log_start_offset(3).unwrap(), 0);
+    assert_eq!(log.log_start_offset(), 17);
+    assert!(matches!(log.advance_log_start_offset(51), Err(StorageError::OffsetOutOfRange { .. })));
+    // Up to the log end: the active segment stays, nothing is readable.
+    assert_eq!(log.advance_log_start_offset(50).unwrap(), 2);
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (50, 50));
+    assert!(log.read(50, 1).unwrap().is_empty());
+    log.close().unwrap();
+    // The offset itself is not stored in the log: reopening falls back to the
+    // oldest segment's base (the broker re-applies its checkpoint).
+    let log = Log::open(dir.path(), cfg, true).unwrap();
+    assert_eq!(log.log_start_offset(), 45);
+}

@@ -1,0 +1,113 @@
+//! Kafka's offset checkpoint files (`log-start-offset-checkpoint`,
+//! `recovery-point-offset-checkpoint`, ...): one per log directory, text:
+//!
+//! ```text
+//! 0                      version
+//! 2                      number of entries
+//! orders 0 42            topic, partition, offset
+//! orders 1 7
+//! ```
+//!
+//! Written as Kafka's `CheckpointFile` does: to `<name>.tmp`, fsynced, renamed
+//! over the file, the directory fsynced.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{io_err, Result, StorageError};
+use crate::recovery::sync_dir;
+
+/// The file holding each partition's log start offset, in every log dir.
+pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
+
+/// The only checkpoint format version Kafka has.
+const VERSION: u32 = 0;
+
+/// One entry: topic, partition, offset.
+pub type CheckpointEntry = (String, i32, i64);
+
+/// Reads a checkpoint file; a missing file is empty. A malformed file is
+/// [`StorageError::CorruptRecord`] naming it.
+pub fn read_checkpoint(path: &Path) -> Result<Vec<CheckpointEntry>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let bad = |what: &str| {
+        StorageError::CorruptRecord(format!("checkpoint file {}: {what}", path.display()))
+    };
+    let mut lines = text.lines();
+    match lines.next().map(str::trim) {
+        Some(v) if v.parse::<u32>() == Ok(VERSION) => {}
+        Some(v) => return Err(bad(&format!("unknown version {v:?}"))),
+        None => return Err(bad("empty file")),
+    }
+    let count: usize = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| bad("missing entry count"))?;
+    let mut entries = Vec::new();
+    for line in lines.by_ref().take(count) {
+        let mut fields = line.split_whitespace();
+        let entry = match (fields.next(), fields.next(), fields.next(), fields.next()) {
+            (Some(topic), Some(partition), Some(offset), None) => {
+                partition.parse().ok().zip(offset.parse().ok()).map(|(p, o)| (topic.to_owned(), p, o))
+            }
+            _ => None,
+        };
+        entries.push(entry.ok_or_else(|| bad(&format!("malformed line {line:?}")))?);
+    }
+    if entries.len() != count {
+        return Err(bad(&format!("expected {count} entries, found {}", entries.len())));
+    }
+    Ok(entries)
+}
+
+/// Replaces the checkpoint file atomically and durably with `entries`.
+pub fn write_checkpoint(path: &Path, entries: &[CheckpointEntry]) -> Result<()> {
+    let mut text = format!("{VERSION}\n{}\n", entries.len());
+    for (topic, partition, offset) in entries {
+        text.push_str(&format!("{topic} {partition} {offset}\n"));
+    }
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = Path::new(&tmp_name);
+    let mut file = std::fs::File::create(tmp).map_err(io_err(tmp))?;
+    file.write_all(text.as_bytes()).map_err(io_err(tmp))?;
+    file.sync_all().map_err(io_err(tmp))?;
+    std::fs::rename(tmp, path).map_err(io_err(path))?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_in_kafkas_text_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(LOG_START_OFFSET_CHECKPOINT);
+        assert!(read_checkpoint(&path).expect("missing").is_empty());
+        let entries = vec![("orders".to_owned(), 0, 42), ("a.b-c".to_owned(), 11, 7)];
+        write_checkpoint(&path, &entries).expect("write");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text, "0\n2\norders 0 42\na.b-c 11 7\n");
+        assert_eq!(read_checkpoint(&path).expect("read"), entries);
+        assert!(!dir.path().join("log-start-offset-checkpoint.tmp").exists());
+    }
+
+    #[test]
+    fn malformed_files_are_refused_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(LOG_START_OFFSET_CHECKPOINT);
+        for text in ["", "1\n0\n", "0\n2\nt 0 1\n", "0\n1\nt x 1\n", "0\n1\nt 0 1 9\n"] {
+            std::fs::write(&path, text).expect("write");
+            let err = read_checkpoint(&path).expect_err(text);
+            assert!(err.to_string().contains("log-start-offset-checkpoint"), "{err}");
+        }
+    }
+}
