@@ -17,6 +17,7 @@ pub mod partition;
 mod producer_state;
 mod record_batch;
 pub mod replica_manager;
+mod start_offsets;
 pub mod topic_config;
 pub mod topics;
 
@@ -37,6 +38,7 @@ use fetch_session::FetchSessions;
 use group::{GroupCoordinator, OFFSETS_TOPIC};
 use log_dirs::LogDirs;
 use replica_manager::ReplicaManager;
+use start_offsets::LogStartOffsets;
 
 /// Why the broker could not start or stopped with an error; each names what and where.
 #[derive(Debug, Error)]
@@ -56,6 +58,9 @@ pub enum StartError {
         /// The cause (names the file).
         source: error::BrokerError,
     },
+    /// A log dir's `log-start-offset-checkpoint` could not be written.
+    #[error("cannot write the log start offset checkpoint: {0}")]
+    Checkpoint(#[source] error::BrokerError),
     /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -94,6 +99,8 @@ pub struct Broker {
     /// The cluster id (from meta.properties).
     pub cluster_id: String,
     log_dirs: LogDirs,
+    /// Log start offsets moved by DeleteRecords, checkpointed per log dir.
+    log_start_offsets: LogStartOffsets,
     metadata: Mutex<MetadataLog>,
     /// The partitions this broker hosts.
     pub replicas: ReplicaManager,
@@ -126,10 +133,12 @@ impl Broker {
         let metadata = MetadataLog::open(&log_dirs.metadata_dir(), log_dirs.clean_shutdown)?;
         let topics: Vec<_> = metadata.image().topics().cloned().collect();
         let groups = GroupCoordinator::new(config.groups.clone());
+        let log_start_offsets = LogStartOffsets::load(log_dirs.dirs());
         let broker = Arc::new(Broker {
             cluster_id: log_dirs.cluster_id.clone(),
             config,
             log_dirs,
+            log_start_offsets,
             metadata: Mutex::new(metadata),
             replicas: ReplicaManager::default(),
             data_arrived: Notify::new(),
@@ -143,6 +152,9 @@ impl Broker {
                 .host_topic(topic)
                 .map_err(|source| StartError::Topic { topic: topic.name.clone(), source })?;
         }
+        // Entries of topics deleted meanwhile must not reach a topic created later.
+        broker.log_start_offsets.finish_restore();
+        broker.checkpoint_log_start_offsets().map_err(StartError::Checkpoint)?;
         if let Some(hosted) = broker.replicas.topic(OFFSETS_TOPIC) {
             broker
                 .groups

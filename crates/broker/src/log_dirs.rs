@@ -123,6 +123,11 @@ impl LogDirs {
         Ok(LogDirs { dirs: dirs.to_vec(), cluster_id, clean_shutdown })
     }
 
+    /// The configured log directories.
+    pub(crate) fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
     /// The directory of the metadata log.
     pub(crate) fn metadata_dir(&self) -> PathBuf {
         self.dirs[0].join("__cluster_metadata-0")

@@ -1,5 +1,6 @@
 //! One partition this broker hosts: its log, leader epoch and high watermark.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
 use bytes::Bytes;
@@ -23,6 +24,8 @@ pub struct Partition {
     pub topic_id: Uuid,
     /// The partition index.
     pub index: i32,
+    /// The log dir holding this partition's directory.
+    log_dir: PathBuf,
     // Fetches read under the read lock, so they run beside each other.
     log: RwLock<Option<PartitionLog>>,
     leader_epoch: AtomicI32,
@@ -60,10 +63,12 @@ impl Partition {
     pub fn new(topic: String, topic_id: Uuid, index: i32, log: Log, leader_epoch: i32) -> Partition {
         let start = log.log_start_offset();
         let end = log.log_end_offset();
+        let log_dir = log.dir().parent().map_or_else(|| log.dir().to_path_buf(), Path::to_path_buf);
         Partition {
             topic,
             topic_id,
             index,
+            log_dir,
             log: RwLock::new(Some(PartitionLog { log, producers: ProducerStates::default() })),
             leader_epoch: AtomicI32::new(leader_epoch),
             high_watermark: AtomicI64::new(end),
@@ -178,6 +183,47 @@ impl Partition {
     pub fn max_timestamp(&self) -> Result<Option<TimestampAndOffset>> {
         let batch = self.reading_log(|log| Ok(log.batch_with_max_timestamp()?))?;
         Ok(batch.and_then(|b| find_record(b, |_| true, true)))
+    }
+
+    /// The log dir this partition lives in.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Bytes of record batches in the partition's segments.
+    pub fn size_in_bytes(&self) -> Result<u64> {
+        self.reading_log(|log| Ok(log.size_in_bytes()))
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (-1: the high
+    /// watermark), deleting the segments wholly below it, and returns the new
+    /// low watermark. Past the high watermark, or negative, is
+    /// OFFSET_OUT_OF_RANGE, as in Kafka; an offset below the current start
+    /// changes nothing.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let high_watermark = self.high_watermark();
+        let offset = if offset == -1 { high_watermark } else { offset };
+        if !(0..=high_watermark).contains(&offset) {
+            return Err(BrokerError::kafka(
+                ResponseError::OffsetOutOfRange,
+                format!(
+                    "Cannot increment the log start offset to {offset} of partition {}-{} since it is larger than the high watermark {high_watermark}",
+                    self.topic, self.index
+                ),
+            ));
+        }
+        self.advance_log_start_offset(offset)
+    }
+
+    /// Moves the log start offset forward to `offset` (at most the log end),
+    /// as a `log-start-offset-checkpoint` recorded it; returns the new start.
+    pub fn advance_log_start_offset(&self, offset: i64) -> Result<i64> {
+        self.with_log(|log| {
+            log.advance_log_start_offset(offset.min(log.log_end_offset()))?;
+            let start = log.log_start_offset();
+            self.log_start_offset.store(start, Ordering::Release);
+            Ok(start)
+        })
     }
 
     /// Applies new log settings (a topic config change).

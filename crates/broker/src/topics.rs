@@ -190,6 +190,9 @@ impl Broker {
                 }
             }
         }
+        if let Err(e) = self.checkpoint_log_start_offsets() {
+            tracing::warn!(topic = name, error = %e, "cannot rewrite the log start offset checkpoints");
+        }
         self.fetch_sessions.lock().forget_topic(topic_id);
         self.groups.forget_topic(name, now_ms());
         tracing::info!(topic = name, "deleted topic");
@@ -260,7 +263,11 @@ impl Broker {
                 .partition_dir(&topic.name, index, topic.id)
                 .map_err(|e| invalid(ResponseError::KafkaStorageError, e.to_string()))?;
             let log = Log::open(&dir, log_config.clone(), self.log_dirs.clean_shutdown)?;
-            partitions.push(Arc::new(Partition::new(topic.name.clone(), topic.id, index, log, image.leader_epoch)));
+            let partition = Partition::new(topic.name.clone(), topic.id, index, log, image.leader_epoch);
+            if let Some(start) = self.log_start_offsets.take(&topic.name, index) {
+                partition.advance_log_start_offset(start)?;
+            }
+            partitions.push(Arc::new(partition));
         }
         self.replicas.put_topic(topic.name.clone(), HostedTopic { id: topic.id, partitions });
         Ok(())

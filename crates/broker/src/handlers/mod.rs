@@ -5,9 +5,11 @@ pub(crate) mod api_versions;
 mod cluster;
 mod configs;
 mod consumer_group;
+mod delete_records;
 mod fetch;
 mod groups;
 mod list_offsets;
+mod log_dirs;
 mod metadata;
 mod offsets;
 mod produce;
@@ -59,6 +61,8 @@ const IMPLEMENTED: &[(ApiKey, i16)] = &[
     (ApiKey::OffsetDelete, 0),
     (ApiKey::ConsumerGroupHeartbeat, 1),
     (ApiKey::ConsumerGroupDescribe, 1),
+    (ApiKey::DeleteRecords, 2),
+    (ApiKey::DescribeLogDirs, 4),
 ];
 
 /// The version range served for an API, None if it is not served.
@@ -105,6 +109,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
         RequestKind::OffsetDelete(req) => offsets::delete(broker, req).into(),
         RequestKind::ConsumerGroupHeartbeat(req) => consumer_group::heartbeat(broker, client, req, version).into(),
         RequestKind::ConsumerGroupDescribe(req) => consumer_group::describe(broker, req, version).into(),
+        RequestKind::DeleteRecords(req) => delete_records::handle(broker, req).into(),
+        RequestKind::DescribeLogDirs(req) => log_dirs::describe(broker, req).into(),
         other => {
             // Unreachable in practice: net.rs only decodes served APIs.
             tracing::warn!(request = ?std::mem::discriminant(&other), "no handler");
