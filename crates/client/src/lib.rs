@@ -3,7 +3,8 @@
 //! - [`Connection`]: one broker connection (framing, correlation ids, ApiVersions).
 //! - [`Client`]: the cluster view (bootstrap, metadata, a connection per broker).
 //! - [`Admin`]: create, delete, list and describe topics; describe configs; list,
-//!   describe and delete consumer groups and their offsets ([`group_admin`]).
+//!   describe and delete consumer groups and their offsets ([`group_admin`]); delete
+//!   records, describe log dirs, list offsets ([`log_admin`]).
 //! - [`Producer`]: partitioning, batching, compression, acks.
 //! - [`Consumer`]: manual assignment or group subscription, seeking, polling, commits.
 //! - [`group`]: classic consumer-group membership, the embedded consumer protocol, assignors.
@@ -19,6 +20,7 @@ pub mod consumer;
 pub mod error;
 pub mod group;
 pub mod group_admin;
+pub mod log_admin;
 pub mod partitioner;
 pub mod producer;
 pub mod records;
@@ -32,6 +34,7 @@ pub use consumer::{
 };
 pub use error::{Error, KafkaError, Result};
 pub use group_admin::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
+pub use log_admin::{ListedOffset, LogDirDescription, ReplicaInfo};
 pub use producer::{
     Acks, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };

@@ -818,7 +818,7 @@ fn list_table(rows: &[Vec<String>]) -> String {
 
 /// The name and message of an error as Kafka's Java client prints the exception
 /// (`org.apache.kafka.common.errors.GroupNotEmptyException: The group is not empty.`).
-fn java_error(e: &client::Error) -> String {
+pub(crate) fn java_error(e: &client::Error) -> String {
     let client::Error::Kafka(k) = e else {
         return e.to_string();
     };

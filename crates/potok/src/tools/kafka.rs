@@ -211,7 +211,7 @@ pub(crate) struct KafkaConsoleProducerArgs {
 }
 
 /// Reads a Java properties file: `key=value` or `key: value`, `#`/`!` comments.
-fn read_properties(path: &PathBuf) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn read_properties(path: &PathBuf) -> anyhow::Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     Ok(parse_properties(&text))
@@ -239,7 +239,7 @@ fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> anyhow::Result<T> {
 }
 
 /// Applies one producer config (Kafka name); returns a note if it is not supported.
-fn apply_producer_config(
+pub(crate) fn apply_producer_config(
     s: &mut ProducerSettings,
     bootstrap: &mut Option<String>,
     key: &str,

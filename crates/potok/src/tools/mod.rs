@@ -1,5 +1,5 @@
-//! The command-line tools: `potok topics|produce|consume|groups` and Kafka's script
-//! names.
+//! The command-line tools: `potok topics|produce|consume|groups|log-dirs|perf` and
+//! Kafka's script names.
 //!
 //! Each tool parses its flags into an options struct (`topics::TopicsAction`,
 //! `produce::ProduceOptions`, `consume::ConsumeOptions`, `groups::GroupsAction`); the
@@ -8,9 +8,12 @@
 //! the same code.
 
 mod consume;
+mod dump_log;
 mod encoding;
 mod groups;
 mod kafka;
+mod log_tools;
+mod perf;
 mod produce;
 mod topics;
 
@@ -30,6 +33,28 @@ pub(crate) enum ToolCommand {
     Consume(Box<consume::ConsumeArgs>),
     /// List, describe, reset offsets of, or delete consumer groups.
     Groups(Box<groups::GroupsArgs>),
+    /// Show the brokers' log dirs: partition sizes and free space.
+    LogDirs(Box<log_tools::LogDirsArgs>),
+    /// Measure produce or consume throughput and latency.
+    Perf(Box<perf::PerfArgs>),
+    /// Kafka's kafka-delete-records.sh, with its flags.
+    #[command(name = "kafka-delete-records", hide = true)]
+    KafkaDeleteRecords(Box<log_tools::KafkaDeleteRecordsArgs>),
+    /// Kafka's kafka-log-dirs.sh, with its flags.
+    #[command(name = "kafka-log-dirs", hide = true)]
+    KafkaLogDirs(Box<log_tools::KafkaLogDirsArgs>),
+    /// Kafka's kafka-get-offsets.sh, with its flags.
+    #[command(name = "kafka-get-offsets", hide = true)]
+    KafkaGetOffsets(Box<log_tools::KafkaGetOffsetsArgs>),
+    /// Kafka's kafka-dump-log.sh, with its flags.
+    #[command(name = "kafka-dump-log", hide = true)]
+    KafkaDumpLog(Box<dump_log::KafkaDumpLogArgs>),
+    /// Kafka's kafka-producer-perf-test.sh, with its flags.
+    #[command(name = "kafka-producer-perf-test", hide = true)]
+    KafkaProducerPerfTest(Box<perf::ProducerPerfArgs>),
+    /// Kafka's kafka-consumer-perf-test.sh, with its flags.
+    #[command(name = "kafka-consumer-perf-test", hide = true)]
+    KafkaConsumerPerfTest(Box<perf::ConsumerPerfArgs>),
     /// Kafka's kafka-topics.sh, with its flags.
     #[command(name = "kafka-topics", hide = true)]
     KafkaTopics(Box<kafka::KafkaTopicsArgs>),
@@ -52,6 +77,10 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
             .with_writer(std::io::stderr)
             .init();
     }
+    // Reads files only: no runtime needed.
+    if let ToolCommand::KafkaDumpLog(args) = cmd {
+        return dump_log::run(*args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -64,6 +93,14 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
             ToolCommand::Groups(args) => {
                 groups::run(args.into_action()?, groups::ReportedErrors::Fail).await
             }
+            ToolCommand::LogDirs(args) => log_tools::log_dirs(*args).await,
+            ToolCommand::Perf(args) => args.run().await,
+            ToolCommand::KafkaDeleteRecords(args) => log_tools::delete_records(*args).await,
+            ToolCommand::KafkaLogDirs(args) => log_tools::kafka_log_dirs(*args).await,
+            ToolCommand::KafkaGetOffsets(args) => log_tools::get_offsets(*args).await,
+            ToolCommand::KafkaDumpLog(args) => dump_log::run(*args),
+            ToolCommand::KafkaProducerPerfTest(args) => perf::producer_perf(*args).await,
+            ToolCommand::KafkaConsumerPerfTest(args) => perf::consumer_perf(*args).await,
             ToolCommand::KafkaTopics(args) => {
                 let translated = args.translate()?;
                 for note in &translated.notes {

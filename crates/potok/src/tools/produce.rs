@@ -156,8 +156,15 @@ pub(crate) struct ProduceOptions {
 
 impl ProduceOptions {
     fn producer_config(&self) -> anyhow::Result<ProducerConfig> {
-        let s = &self.settings;
-        let mut c = ProducerConfig::new(&self.bootstrap)?;
+        self.settings.producer_config(&self.bootstrap)
+    }
+}
+
+impl ProducerSettings {
+    /// The client's producer configuration for these settings.
+    pub(crate) fn producer_config(&self, bootstrap: &str) -> anyhow::Result<ProducerConfig> {
+        let s = self;
+        let mut c = ProducerConfig::new(bootstrap)?;
         c.acks = s.acks;
         c.compression = s.compression;
         c.linger = Duration::from_millis(s.linger_ms);
