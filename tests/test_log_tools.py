@@ -105,6 +105,8 @@ def test_kafka_get_offsets(broker, bin_dir, tool_env):
     a = admin(broker.bootstrap)
     a.delete_records([TopicPartition("go", 0, 6)])[TopicPartition("go", 0, 6)].result(timeout=30)
     assert offsets("--topic", "go", "--time", "-2") == ["go:0:6", "go:1:0"]
+    # ... and a timestamp before every record finds the first record at or after it
+    assert offsets("--topic", "go", "--partitions", "0", "--time", "1000") == ["go:0:6"]
 
     r = run([bin_dir / "kafka-get-offsets.sh", "--bootstrap-server", broker.bootstrap, "--topic", "nope"],
             tool_env, ok=False)

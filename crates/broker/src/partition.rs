@@ -173,16 +173,53 @@ impl Partition {
         self.log_end_offset.load(Ordering::Acquire)
     }
 
-    /// The first record with a timestamp at or after `ts`.
+    /// The first record at or after the log start offset with a timestamp at or
+    /// after `ts`.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampAndOffset>> {
-        let batch = self.reading_log(|log| Ok(log.batch_at_or_after_timestamp(ts)?))?;
-        Ok(batch.and_then(|b| find_record(b, |t| t >= ts, false)))
+        let start = self.log_start_offset();
+        let matches = |t: i64, o: i64| t >= ts && o >= start;
+        let Some(batch) = self.reading_log(|log| Ok(log.batch_at_or_after_timestamp(ts)?))? else {
+            return Ok(None);
+        };
+        match find_record(batch, matches, false) {
+            Some(found) => Ok(Some(found)),
+            // The time index found a batch below the log start (DeleteRecords moved
+            // it into a segment): look on from the start, as Kafka does.
+            None => self.scan_for_timestamp(start, matches),
+        }
+    }
+
+    /// The first record from `start` on that `matches` (timestamp, offset),
+    /// decoding only batches whose max timestamp could match.
+    fn scan_for_timestamp(&self, start: i64, matches: impl Fn(i64, i64) -> bool + Copy) -> Result<Option<TimestampAndOffset>> {
+        let mut offset = start;
+        while offset < self.high_watermark() {
+            let bytes = self.read(offset, 1 << 20)?;
+            let mut position = 0;
+            while let Ok(h) = BatchHeader::parse(&bytes[position..]) {
+                let size = h.total_size();
+                if position + size > bytes.len() {
+                    break;
+                }
+                if matches(h.max_timestamp, h.last_offset()) {
+                    if let Some(found) = find_record(bytes.slice(position..position + size), matches, false) {
+                        return Ok(Some(found));
+                    }
+                }
+                offset = h.next_offset();
+                position += size;
+            }
+            if position == 0 {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// The record with the largest timestamp (the first one on ties, as Kafka).
     pub fn max_timestamp(&self) -> Result<Option<TimestampAndOffset>> {
         let batch = self.reading_log(|log| Ok(log.batch_with_max_timestamp()?))?;
-        Ok(batch.and_then(|b| find_record(b, |_| true, true)))
+        Ok(batch.and_then(|b| find_record(b, |_, _| true, true)))
     }
 
     /// The log dir this partition lives in.
@@ -291,7 +328,7 @@ fn below_offset(bytes: Bytes, end: i64) -> Bytes {
 
 /// Decodes one batch (decompressing if needed) and finds a record: the first whose
 /// timestamp matches, or with `max` the one with the largest timestamp.
-fn find_record(mut batch: Bytes, matches: impl Fn(i64) -> bool, max: bool) -> Option<TimestampAndOffset> {
+fn find_record(mut batch: Bytes, matches: impl Fn(i64, i64) -> bool, max: bool) -> Option<TimestampAndOffset> {
     let set = RecordBatchDecoder::decode(&mut batch).ok()?;
     let mut best: Option<TimestampAndOffset> = None;
     for record in set.records {
@@ -300,7 +337,7 @@ fn find_record(mut batch: Bytes, matches: impl Fn(i64) -> bool, max: bool) -> Op
             if best.is_none_or(|b| found.timestamp > b.timestamp) {
                 best = Some(found);
             }
-        } else if matches(record.timestamp) {
+        } else if matches(record.timestamp, record.offset) {
             return Some(found);
         }
     }
@@ -347,6 +384,19 @@ mod tests {
         assert_eq!(found, TimestampAndOffset { timestamp: 200, offset: 1 });
         assert_eq!(p.offset_for_timestamp(301).expect("lookup"), None);
         assert_eq!(p.max_timestamp().expect("max"), Some(TimestampAndOffset { timestamp: 300, offset: 2 }));
+    }
+
+    #[test]
+    fn timestamp_lookup_skips_records_below_the_log_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = partition(dir.path());
+        p.append(&mut batch(&[100, 200, 300]), 0).expect("append");
+        p.append(&mut batch(&[400]), 0).expect("append");
+        assert_eq!(p.delete_records_before(2).expect("delete"), 2);
+        assert_eq!(p.offset_for_timestamp(150).expect("lookup"), Some(TimestampAndOffset { timestamp: 300, offset: 2 }));
+        assert_eq!(p.delete_records_before(3).expect("delete"), 3);
+        assert_eq!(p.offset_for_timestamp(0).expect("lookup"), Some(TimestampAndOffset { timestamp: 400, offset: 3 }));
+        assert!(matches!(p.read(1, 1 << 20), Err(e) if e.code() == ResponseError::OffsetOutOfRange.code()));
     }
 
     #[test]
