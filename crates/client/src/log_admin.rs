@@ -4,9 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{DeleteRecordsRequest, DescribeLogDirsRequest, ListOffsetsRequest, TopicName};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DescribeLogDirsRequest, ListOffsetsRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::admin::Admin;
@@ -74,8 +78,14 @@ impl Admin {
         }
         for (leader, entries) in by_leader {
             let mut req = DeleteRecordsRequest::default();
-            req.timeout_ms = i32::try_from(self.client().config().connection.request_timeout.as_millis())
-                .unwrap_or(i32::MAX);
+            req.timeout_ms = i32::try_from(
+                self.client()
+                    .config()
+                    .connection
+                    .request_timeout
+                    .as_millis(),
+            )
+            .unwrap_or(i32::MAX);
             for ((topic, partition), offset) in entries.iter().map(|e| (&e.0, e.1)) {
                 let mut p = DeleteRecordsPartition::default();
                 p.partition_index = *partition;
@@ -102,7 +112,10 @@ impl Admin {
             .iter()
             .map(|(tp, _)| {
                 let r = results.remove(tp).unwrap_or_else(|| {
-                    Err(Error::protocol(format!("DeleteRecords response has no result for {}-{}", tp.0, tp.1)))
+                    Err(Error::protocol(format!(
+                        "DeleteRecords response has no result for {}-{}",
+                        tp.0, tp.1
+                    )))
                 });
                 (tp.clone(), r)
             })
@@ -203,7 +216,10 @@ impl Admin {
             for t in resp.topics {
                 for p in t.partitions {
                     let tp = (t.name.0.to_string(), p.partition_index);
-                    let found = ListedOffset { offset: p.offset, timestamp: p.timestamp };
+                    let found = ListedOffset {
+                        offset: p.offset,
+                        timestamp: p.timestamp,
+                    };
                     results.insert(tp, check(p.error_code, None).map(|()| found));
                 }
             }
@@ -212,7 +228,10 @@ impl Admin {
             .iter()
             .map(|tp| {
                 let r = results.remove(tp).unwrap_or_else(|| {
-                    Err(Error::protocol(format!("ListOffsets response has no result for {}-{}", tp.0, tp.1)))
+                    Err(Error::protocol(format!(
+                        "ListOffsets response has no result for {}-{}",
+                        tp.0, tp.1
+                    )))
                 });
                 (tp.clone(), r)
             })

@@ -51,15 +51,20 @@ pub fn read_checkpoint(path: &Path) -> Result<Vec<CheckpointEntry>> {
     for line in lines.by_ref().take(count) {
         let mut fields = line.split_whitespace();
         let entry = match (fields.next(), fields.next(), fields.next(), fields.next()) {
-            (Some(topic), Some(partition), Some(offset), None) => {
-                partition.parse().ok().zip(offset.parse().ok()).map(|(p, o)| (topic.to_owned(), p, o))
-            }
+            (Some(topic), Some(partition), Some(offset), None) => partition
+                .parse()
+                .ok()
+                .zip(offset.parse().ok())
+                .map(|(p, o)| (topic.to_owned(), p, o)),
             _ => None,
         };
         entries.push(entry.ok_or_else(|| bad(&format!("malformed line {line:?}")))?);
     }
     if entries.len() != count {
-        return Err(bad(&format!("expected {count} entries, found {}", entries.len())));
+        return Err(bad(&format!(
+            "expected {count} entries, found {}",
+            entries.len()
+        )));
     }
     Ok(entries)
 }
@@ -104,10 +109,19 @@ mod tests {
     fn malformed_files_are_refused_naming_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(LOG_START_OFFSET_CHECKPOINT);
-        for text in ["", "1\n0\n", "0\n2\nt 0 1\n", "0\n1\nt x 1\n", "0\n1\nt 0 1 9\n"] {
+        for text in [
+            "",
+            "1\n0\n",
+            "0\n2\nt 0 1\n",
+            "0\n1\nt x 1\n",
+            "0\n1\nt 0 1 9\n",
+        ] {
             std::fs::write(&path, text).expect("write");
             let err = read_checkpoint(&path).expect_err(text);
-            assert!(err.to_string().contains("log-start-offset-checkpoint"), "{err}");
+            assert!(
+                err.to_string().contains("log-start-offset-checkpoint"),
+                "{err}"
+            );
         }
     }
 }

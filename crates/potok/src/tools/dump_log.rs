@@ -93,12 +93,24 @@ pub(crate) fn run(args: KafkaDumpLogArgs) -> anyhow::Result<ExitCode> {
 
 /// The base offset a segment file's name carries (`00000000000000000042.log`).
 fn base_offset(path: &Path) -> anyhow::Result<i64> {
-    let stem = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.split('.').next()).unwrap_or_default();
-    stem.parse().with_context(|| format!("{}: the file name is not a segment's base offset", path.display()))
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('.').next())
+        .unwrap_or_default();
+    stem.parse().with_context(|| {
+        format!(
+            "{}: the file name is not a segment's base offset",
+            path.display()
+        )
+    })
 }
 
 fn absolute(path: &Path) -> String {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// Reads the batches of a `.log` file one at a time, each as its bytes and
@@ -112,8 +124,15 @@ struct FileBatches {
 impl FileBatches {
     fn open(path: &Path, max_bytes: usize) -> anyhow::Result<FileBatches> {
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let size = file.metadata().with_context(|| format!("cannot read {}", path.display()))?.len();
-        Ok(FileBatches { file, limit: size.min(max_bytes as u64), position: 0 })
+        let size = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        Ok(FileBatches {
+            file,
+            limit: size.min(max_bytes as u64),
+            position: 0,
+        })
     }
 
     /// The next whole batch at or after `position`, with its header.
@@ -122,16 +141,24 @@ impl FileBatches {
         if self.position + LOG_OVERHEAD as u64 > self.limit {
             return Ok(None);
         }
-        self.file.read_exact_at(&mut head, self.position).context("cannot read the log file")?;
+        self.file
+            .read_exact_at(&mut head, self.position)
+            .context("cannot read the log file")?;
         let length = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
-        let Ok(length) = u64::try_from(length) else { return Ok(None) };
+        let Ok(length) = u64::try_from(length) else {
+            return Ok(None);
+        };
         let total = LOG_OVERHEAD as u64 + length;
         if self.position + total > self.limit {
             return Ok(None);
         }
         let mut bytes = vec![0u8; usize::try_from(total).context("batch too large")?];
-        self.file.read_exact_at(&mut bytes, self.position).context("cannot read the log file")?;
-        let Ok(header) = BatchHeader::parse(&bytes) else { return Ok(None) };
+        self.file
+            .read_exact_at(&mut bytes, self.position)
+            .context("cannot read the log file")?;
+        let Ok(header) = BatchHeader::parse(&bytes) else {
+            return Ok(None);
+        };
         let at = self.position;
         self.position += total;
         Ok(Some((at, header, bytes)))
@@ -167,8 +194,11 @@ fn timestamp_type_name(t: storage::TimestampType) -> &'static str {
 
 /// Kafka's batch line.
 fn batch_line(h: &BatchHeader, position: u64, valid: bool) -> String {
-    let last_sequence =
-        if h.base_sequence < 0 { -1 } else { increment_sequence(h.base_sequence, h.last_offset_delta) };
+    let last_sequence = if h.base_sequence < 0 {
+        -1
+    } else {
+        increment_sequence(h.base_sequence, h.last_offset_delta)
+    };
     let delete_horizon = if h.has_delete_horizon() {
         format!("OptionalLong[{}]", h.base_timestamp)
     } else {
@@ -202,7 +232,10 @@ fn record_lines(batch: &DecodedBatch, print: bool, skip_metadata: bool) -> Vec<S
         TimestampType::CreateTime => "CreateTime",
         TimestampType::LogAppendTime => "LogAppendTime",
     };
-    let size = |b: &Option<Bytes>| b.as_ref().map_or(-1, |b| i64::try_from(b.len()).unwrap_or(i64::MAX));
+    let size = |b: &Option<Bytes>| {
+        b.as_ref()
+            .map_or(-1, |b| i64::try_from(b.len()).unwrap_or(i64::MAX))
+    };
     batch
         .records
         .iter()
@@ -266,11 +299,15 @@ fn dump_log(path: &Path, args: &KafkaDumpLogArgs, findings: &mut Findings) -> an
     let size = batches.file.metadata().map(|m| m.len()).unwrap_or(0);
     let trailing = size.saturating_sub(batches.position);
     if trailing > 0 && args.max_bytes == i32::MAX as usize {
-        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         println!("Found {trailing} invalid bytes at the end of {name}");
     }
     if !non_consecutive.is_empty() {
-        findings.non_consecutive.push((absolute(path), non_consecutive));
+        findings
+            .non_consecutive
+            .push((absolute(path), non_consecutive));
     }
     Ok(())
 }
@@ -302,7 +339,8 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
 fn dump_index(path: &Path, args: &KafkaDumpLogArgs, findings: &mut Findings) -> anyhow::Result<()> {
     let base = base_offset(path)?;
     let (bytes, entries) = read_entries(path, OFFSET_ENTRY)?;
-    let log = File::open(sibling(path, "log")?).with_context(|| format!("cannot open the log file of {}", path.display()))?;
+    let log = File::open(sibling(path, "log")?)
+        .with_context(|| format!("cannot open the log file of {}", path.display()))?;
     if entries == 0 && bytes.is_empty() {
         println!("{} is empty.", path.display());
         return Ok(());

@@ -29,10 +29,15 @@ pub(crate) struct KafkaDeleteRecordsArgs {
 /// Parses Kafka's offset JSON (version 1) into (topic, partition, offset), in
 /// file order, refusing a partition named twice as Kafka does.
 pub(crate) fn parse_offset_json(text: &str) -> anyhow::Result<Vec<((String, i32), i64)>> {
-    let js: serde_json::Value = serde_json::from_str(text).context("the offset JSON file does not parse")?;
+    let js: serde_json::Value =
+        serde_json::from_str(text).context("the offset JSON file does not parse")?;
     let version = js.get("version").map_or(Some(1), serde_json::Value::as_i64);
     if version != Some(1) {
-        bail!("Not supported version field value {}", js.get("version").map_or_else(String::new, |v| v.to_string()));
+        bail!(
+            "Not supported version field value {}",
+            js.get("version")
+                .map_or_else(String::new, |v| v.to_string())
+        );
     }
     let Some(partitions) = js.get("partitions").and_then(serde_json::Value::as_array) else {
         bail!("Missing partitions field");
@@ -41,7 +46,10 @@ pub(crate) fn parse_offset_json(text: &str) -> anyhow::Result<Vec<((String, i32)
     let mut duplicates = Vec::new();
     for p in partitions {
         let topic = p.get("topic").and_then(serde_json::Value::as_str);
-        let partition = p.get("partition").and_then(serde_json::Value::as_i64).and_then(|v| i32::try_from(v).ok());
+        let partition = p
+            .get("partition")
+            .and_then(serde_json::Value::as_i64)
+            .and_then(|v| i32::try_from(v).ok());
         let offset = p.get("offset").and_then(serde_json::Value::as_i64);
         let (Some(topic), Some(partition), Some(offset)) = (topic, partition, offset) else {
             bail!("each partition needs \"topic\" (string), \"partition\" and \"offset\" (numbers): {p}");
@@ -53,7 +61,10 @@ pub(crate) fn parse_offset_json(text: &str) -> anyhow::Result<Vec<((String, i32)
         out.push((tp, offset));
     }
     if !duplicates.is_empty() {
-        bail!("Offset json file contains duplicate topic partitions: {}", duplicates.join(","));
+        bail!(
+            "Offset json file contains duplicate topic partitions: {}",
+            duplicates.join(",")
+        );
     }
     Ok(out)
 }
@@ -61,7 +72,8 @@ pub(crate) fn parse_offset_json(text: &str) -> anyhow::Result<Vec<((String, i32)
 /// `kafka-delete-records --offset-json-file F`.
 pub(crate) async fn delete_records(args: KafkaDeleteRecordsArgs) -> anyhow::Result<ExitCode> {
     let path = &args.offset_json_file;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let offsets = parse_offset_json(&text)?;
     let admin = Admin::connect(&args.bootstrap_server).await?;
     println!("Executing records delete operation");
@@ -69,7 +81,9 @@ pub(crate) async fn delete_records(args: KafkaDeleteRecordsArgs) -> anyhow::Resu
     println!("Records delete operation completed:");
     for ((topic, partition), result) in results {
         match result {
-            Ok(low_watermark) => println!("partition: {topic}-{partition}\tlow_watermark: {low_watermark}"),
+            Ok(low_watermark) => {
+                println!("partition: {topic}-{partition}\tlow_watermark: {low_watermark}")
+            }
             Err(e) => println!("partition: {topic}-{partition}\terror: {}", java_error(&e)),
         }
     }
@@ -108,7 +122,10 @@ pub(crate) struct LogDirsArgs {
 }
 
 fn split_list(list: &str) -> Vec<&str> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Every broker's log dirs; `brokers` empty means all.
@@ -118,7 +135,11 @@ async fn describe_brokers(
 ) -> anyhow::Result<(Vec<i32>, Vec<(i32, Vec<LogDirDescription>)>)> {
     let metadata = admin.client().refresh_metadata(Some(&[])).await?;
     let cluster: Vec<i32> = metadata.brokers.keys().copied().collect();
-    let missing: Vec<String> = brokers.iter().filter(|b| !cluster.contains(b)).map(i32::to_string).collect();
+    let missing: Vec<String> = brokers
+        .iter()
+        .filter(|b| !cluster.contains(b))
+        .map(i32::to_string)
+        .collect();
     if !missing.is_empty() {
         let existing: Vec<String> = cluster.iter().map(i32::to_string).collect();
         bail!(
@@ -127,7 +148,11 @@ async fn describe_brokers(
             existing.join(",")
         );
     }
-    let chosen: Vec<i32> = if brokers.is_empty() { cluster } else { brokers.to_vec() };
+    let chosen: Vec<i32> = if brokers.is_empty() {
+        cluster
+    } else {
+        brokers.to_vec()
+    };
     let mut out = Vec::new();
     for &broker in &chosen {
         out.push((broker, admin.describe_log_dirs(broker, None).await?));
@@ -140,7 +165,10 @@ async fn describe_brokers(
 pub(crate) async fn kafka_log_dirs(args: KafkaLogDirsArgs) -> anyhow::Result<ExitCode> {
     let brokers = split_list(&args.broker_list)
         .into_iter()
-        .map(|b| b.parse::<i32>().with_context(|| format!("--broker-list: {b:?} is not a broker id")))
+        .map(|b| {
+            b.parse::<i32>()
+                .with_context(|| format!("--broker-list: {b:?} is not a broker id"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let topics = split_list(&args.topic_list);
     let admin = Admin::connect(&args.bootstrap_server).await?;
@@ -154,7 +182,10 @@ pub(crate) async fn kafka_log_dirs(args: KafkaLogDirsArgs) -> anyhow::Result<Exi
     };
     println!("Querying brokers for log directories information");
     let ids: Vec<String> = chosen.iter().map(i32::to_string).collect();
-    println!("Received log directory information from brokers {}", ids.join(","));
+    println!(
+        "Received log directory information from brokers {}",
+        ids.join(",")
+    );
     println!("{}", log_dirs_json(&described, &topics));
     Ok(ExitCode::SUCCESS)
 }
@@ -175,7 +206,14 @@ fn log_dirs_json(described: &[(i32, Vec<LogDirDescription>)], topics: &[&str]) -
                 .map(|d| {
                     let error = d.error.as_ref().map_or_else(
                         || "null".to_owned(),
-                        |e| json_str(&java_error(&client::Error::Kafka(e.clone())).split(':').next().unwrap_or_default().to_owned()),
+                        |e| {
+                            json_str(
+                                java_error(&client::Error::Kafka(e.clone()))
+                                    .split(':')
+                                    .next()
+                                    .unwrap_or_default(),
+                            )
+                        },
                     );
                     let partitions: Vec<String> = d
                         .replicas
@@ -208,7 +246,16 @@ fn log_dirs_json(described: &[(i32, Vec<LogDirDescription>)], topics: &[&str]) -
 pub(crate) async fn log_dirs(args: LogDirsArgs) -> anyhow::Result<ExitCode> {
     let admin = Admin::connect(&args.bootstrap_server).await?;
     let (_, described) = describe_brokers(&admin, &[]).await?;
-    let mut rows = vec![["BROKER", "LOG-DIR", "TOPIC", "PARTITION", "SIZE", "OFFSET-LAG"].map(String::from).to_vec()];
+    let mut rows = vec![[
+        "BROKER",
+        "LOG-DIR",
+        "TOPIC",
+        "PARTITION",
+        "SIZE",
+        "OFFSET-LAG",
+    ]
+    .map(String::from)
+    .to_vec()];
     let mut dirs = Vec::new();
     for (broker, descriptions) in &described {
         for d in descriptions {
@@ -217,9 +264,15 @@ pub(crate) async fn log_dirs(args: LogDirsArgs) -> anyhow::Result<ExitCode> {
                 d.path,
                 d.usable_bytes,
                 d.total_bytes,
-                d.error.as_ref().map_or_else(String::new, |e| format!(" (offline: {e})"))
+                d.error
+                    .as_ref()
+                    .map_or_else(String::new, |e| format!(" (offline: {e})"))
             ));
-            for r in d.replicas.iter().filter(|r| args.topic.is_empty() || args.topic.contains(&r.partition.0)) {
+            for r in d
+                .replicas
+                .iter()
+                .filter(|r| args.topic.is_empty() || args.topic.contains(&r.partition.0))
+            {
                 rows.push(vec![
                     broker.to_string(),
                     d.path.clone(),
@@ -231,9 +284,15 @@ pub(crate) async fn log_dirs(args: LogDirsArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
     for row in &rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         println!("{}", cells.join(" ").trim_end());
     }
     for line in dirs {
@@ -297,7 +356,8 @@ pub(crate) async fn get_offsets(args: KafkaGetOffsetsArgs) -> anyhow::Result<Exi
 async fn run_get_offsets(args: KafkaGetOffsetsArgs) -> anyhow::Result<()> {
     let spec = parse_time(&args.time)?;
     let pattern = args.topic.as_deref().unwrap_or(".*");
-    let regex = regex::Regex::new(&format!("^(?:{pattern})$")).with_context(|| format!("bad --topic pattern {pattern:?}"))?;
+    let regex = regex::Regex::new(&format!("^(?:{pattern})$"))
+        .with_context(|| format!("bad --topic pattern {pattern:?}"))?;
     let wanted: Option<Vec<i32>> = match &args.partitions {
         Some(list) if !list.is_empty() => Some(
             list.split(',')
@@ -308,7 +368,9 @@ async fn run_get_offsets(args: KafkaGetOffsetsArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let admin = Admin::connect(&args.bootstrap_server).await?;
-    let topics = admin.describe_all_topics(!args.exclude_internal_topics).await?;
+    let topics = admin
+        .describe_all_topics(!args.exclude_internal_topics)
+        .await?;
     let partitions: Vec<(String, i32)> = topics
         .iter()
         .filter(|t| regex.is_match(&t.name))
@@ -321,7 +383,12 @@ async fn run_get_offsets(args: KafkaGetOffsetsArgs) -> anyhow::Result<()> {
     let mut found = Vec::new();
     for ((topic, partition), result) in admin.list_offsets(&partitions, spec).await? {
         match result {
-            Ok(listed) if listed.offset >= 0 => found.push((format!("{topic}-{partition}"), topic, partition, listed.offset)),
+            Ok(listed) if listed.offset >= 0 => found.push((
+                format!("{topic}-{partition}"),
+                topic,
+                partition,
+                listed.offset,
+            )),
             Ok(_) => {}
             Err(e) => eprintln!(
                 "Skip getting offsets for topic-partition {topic}-{partition} due to error: {}",
@@ -344,8 +411,13 @@ mod tests {
     fn offset_json_is_kafkas() {
         let parsed = parse_offset_json(r#"{"partitions":[{"topic":"t","partition":0,"offset":3},{"topic":"t","partition":1,"offset":-1}],"version":1}"#)
             .expect("parses");
-        assert_eq!(parsed, vec![(("t".to_owned(), 0), 3), (("t".to_owned(), 1), -1)]);
-        let dup = parse_offset_json(r#"{"partitions":[{"topic":"t","partition":0,"offset":3},{"topic":"t","partition":0,"offset":4}],"version":1}"#);
+        assert_eq!(
+            parsed,
+            vec![(("t".to_owned(), 0), 3), (("t".to_owned(), 1), -1)]
+        );
+        let dup = parse_offset_json(
+            r#"{"partitions":[{"topic":"t","partition":0,"offset":3},{"topic":"t","partition":0,"offset":4}],"version":1}"#,
+        );
         assert_eq!(
             dup.expect_err("duplicate").to_string(),
             "Offset json file contains duplicate topic partitions: t-0"
@@ -371,7 +443,12 @@ mod tests {
             vec![LogDirDescription {
                 path: "/data".into(),
                 error: None,
-                replicas: vec![client::ReplicaInfo { partition: ("t".into(), 0), size: 70, offset_lag: 0, is_future: false }],
+                replicas: vec![client::ReplicaInfo {
+                    partition: ("t".into(), 0),
+                    size: 70,
+                    offset_lag: 0,
+                    is_future: false,
+                }],
                 total_bytes: 10,
                 usable_bytes: 5,
             }],

@@ -123,7 +123,9 @@ pub(crate) struct ConsumerPerfArgs {
 }
 
 fn millis_since_epoch() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A tiny deterministic generator for payload letters (Kafka seeds its random
@@ -188,7 +190,7 @@ impl Stats {
         self.window_bytes += bytes as u64;
         self.window_total_latency += u64::from(latency_ms);
         self.window_max_latency = self.window_max_latency.max(latency_ms);
-        if self.iteration % self.sampling == 0 {
+        if self.iteration.is_multiple_of(self.sampling) {
             self.latencies.push(latency_ms);
         }
         if now.duration_since(self.window_start) >= REPORTING_INTERVAL {
@@ -259,21 +261,32 @@ fn producer_settings(args: &ProducerPerfArgs) -> anyhow::Result<(ProducerSetting
         }
     }
     // The Java producer's defaults (acks=all, linger.ms=5, batch.size=16384).
-    let mut settings = ProducerSettings { client_id: Some("perf-producer-client".to_owned()), ..ProducerSettings::default() };
+    let mut settings = ProducerSettings {
+        client_id: Some("perf-producer-client".to_owned()),
+        ..ProducerSettings::default()
+    };
     let mut bootstrap = None;
     for (k, v) in &configs {
         if let Some(note) = apply_producer_config(&mut settings, &mut bootstrap, k, v)? {
             eprintln!("{note}");
         }
     }
-    let bootstrap = bootstrap.context("Missing required configuration \"bootstrap.servers\" which has no default value.")?;
+    let bootstrap = bootstrap.context(
+        "Missing required configuration \"bootstrap.servers\" which has no default value.",
+    )?;
     Ok((settings, bootstrap))
 }
 
 /// The payloads to send: fixed size, picked from a file, or the record number.
 enum Payloads {
-    Random { buf: Vec<u8>, letters: Letters },
-    File { payloads: Vec<Bytes>, letters: Letters },
+    Random {
+        buf: Vec<u8>,
+        letters: Letters,
+    },
+    File {
+        payloads: Vec<Bytes>,
+        letters: Letters,
+    },
     Monotonic,
 }
 
@@ -283,7 +296,10 @@ impl Payloads {
             if size == 0 {
                 bail!("--record-size should be greater than zero");
             }
-            return Ok(Payloads::Random { buf: vec![0; size], letters: Letters(0x9E37_79B9_7F4A_7C15) });
+            return Ok(Payloads::Random {
+                buf: vec![0; size],
+                letters: Letters(0x9E37_79B9_7F4A_7C15),
+            });
         }
         if let Some(path) = &args.payload_file {
             let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
@@ -292,11 +308,21 @@ impl Payloads {
             if text.is_empty() {
                 bail!("File does not exist or empty file provided.");
             }
-            let delimiter = if args.payload_delimiter == "\\n" { "\n" } else { args.payload_delimiter.as_str() };
-            let payloads: Vec<Bytes> =
-                text.split(delimiter).filter(|p| !p.is_empty()).map(|p| Bytes::from(p.to_owned())).collect();
+            let delimiter = if args.payload_delimiter == "\\n" {
+                "\n"
+            } else {
+                args.payload_delimiter.as_str()
+            };
+            let payloads: Vec<Bytes> = text
+                .split(delimiter)
+                .filter(|p| !p.is_empty())
+                .map(|p| Bytes::from(p.to_owned()))
+                .collect();
             println!("Number of messages read: {}", payloads.len());
-            return Ok(Payloads::File { payloads, letters: Letters(0x2545_F491_4F6C_DD1D) });
+            return Ok(Payloads::File {
+                payloads,
+                letters: Letters(0x2545_F491_4F6C_DD1D),
+            });
         }
         Ok(Payloads::Monotonic)
     }
@@ -337,7 +363,8 @@ pub(crate) async fn producer_perf(args: ProducerPerfArgs) -> anyhow::Result<Exit
             match delivery.await {
                 Ok(_) => {
                     let now = Instant::now();
-                    let latency = u32::try_from(now.duration_since(sent).as_millis()).unwrap_or(u32::MAX);
+                    let latency =
+                        u32::try_from(now.duration_since(sent).as_millis()).unwrap_or(u32::MAX);
                     stats.record(latency, bytes, now);
                 }
                 Err(e) => {
@@ -355,7 +382,9 @@ pub(crate) async fn producer_perf(args: ProducerPerfArgs) -> anyhow::Result<Exit
         let payload = payloads.next(i);
         let bytes = payload.len();
         let sent = Instant::now();
-        let delivery = producer.send(ProducerRecord::new(args.topic.clone(), payload)).await?;
+        let delivery = producer
+            .send(ProducerRecord::new(args.topic.clone(), payload))
+            .await?;
         if tx.send((sent, bytes, delivery)).await.is_err() {
             break;
         }
@@ -375,7 +404,11 @@ pub(crate) async fn producer_perf(args: ProducerPerfArgs) -> anyhow::Result<Exit
     if args.print_metrics {
         eprintln!("Note: --print-metrics: Potok's client keeps no metrics to print");
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Kafka's default `--date-format`, `yyyy-MM-dd HH:mm:ss:SSS`, in UTC.
@@ -403,12 +436,26 @@ fn format_time(ms: i64) -> String {
 
 /// One detailed-stats line (`time, threadId, ...`).
 #[allow(clippy::too_many_arguments)]
-fn progress_line(now_ms: i64, bytes: u64, last_bytes: u64, messages: u64, last_messages: u64, elapsed_ms: f64, join_ms: u64) -> String {
+fn progress_line(
+    now_ms: i64,
+    bytes: u64,
+    last_bytes: u64,
+    messages: u64,
+    last_messages: u64,
+    elapsed_ms: f64,
+    join_ms: u64,
+) -> String {
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     let interval_mb = mb(bytes - last_bytes);
     let interval_messages = (messages - last_messages) as f64;
     let fetch_ms = elapsed_ms - join_ms as f64;
-    let per_fetch_sec = |v: f64| if fetch_ms <= 0.0 { 0.0 } else { 1000.0 * v / fetch_ms };
+    let per_fetch_sec = |v: f64| {
+        if fetch_ms <= 0.0 {
+            0.0
+        } else {
+            1000.0 * v / fetch_ms
+        }
+    };
     format!(
         "{}, 0, {:.4}, {:.4}, {messages}, {:.4}, {join_ms}, {}, {:.4}, {:.4}",
         format_time(now_ms),
@@ -426,7 +473,11 @@ pub(crate) async fn consumer_perf(args: ConsumerPerfArgs) -> anyhow::Result<Exit
     let mut bootstrap = args.bootstrap_server.clone();
     let mut group = args.group.clone();
     let mut client_id = None;
-    let mut reset = if args.from_latest { AutoOffsetReset::Latest } else { AutoOffsetReset::Earliest };
+    let mut reset = if args.from_latest {
+        AutoOffsetReset::Latest
+    } else {
+        AutoOffsetReset::Earliest
+    };
     if let Some(path) = &args.consumer_config {
         for (k, v) in read_properties(path)? {
             match k.as_str() {
@@ -435,12 +486,15 @@ pub(crate) async fn consumer_perf(args: ConsumerPerfArgs) -> anyhow::Result<Exit
                 "client.id" => client_id = Some(v),
                 "auto.offset.reset" => reset = v.parse()?,
                 "key.deserializer" | "value.deserializer" | "enable.auto.commit" => {}
-                other => eprintln!("Note: consumer property {other} is not supported and is ignored"),
+                other => {
+                    eprintln!("Note: consumer property {other} is not supported and is ignored")
+                }
             }
         }
     }
     let bootstrap = bootstrap.unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned());
-    let group = group.unwrap_or_else(|| format!("perf-consumer-{}", millis_since_epoch().rem_euclid(100_000)));
+    let group = group
+        .unwrap_or_else(|| format!("perf-consumer-{}", millis_since_epoch().rem_euclid(100_000)));
     let mut config = ConsumerConfig::new(&bootstrap)?;
     config.group_id = Some(group);
     config.auto_offset_reset = reset;
@@ -480,11 +534,23 @@ pub(crate) async fn consumer_perf(args: ConsumerPerfArgs) -> anyhow::Result<Exit
         }
         for r in &records {
             messages += 1;
-            bytes += r.key.as_ref().map_or(0, |k| k.len() as u64) + r.value.as_ref().map_or(0, |v| v.len() as u64);
+            bytes += r.key.as_ref().map_or(0, |k| k.len() as u64)
+                + r.value.as_ref().map_or(0, |v| v.len() as u64);
             if now.duration_since(last_report) >= interval {
                 if args.show_detailed_stats {
                     let elapsed_ms = now.duration_since(last_report).as_secs_f64() * 1000.0;
-                    println!("{}", progress_line(millis_since_epoch(), bytes, last_bytes, messages, last_messages, elapsed_ms, round_join_ms));
+                    println!(
+                        "{}",
+                        progress_line(
+                            millis_since_epoch(),
+                            bytes,
+                            last_bytes,
+                            messages,
+                            last_messages,
+                            elapsed_ms,
+                            round_join_ms
+                        )
+                    );
                 }
                 round_join_ms = 0;
                 last_report = now;
@@ -546,7 +612,10 @@ mod tests {
         let line = stats.total_line();
         assert!(line.starts_with("3 records sent, "), "{line}");
         assert!(line.ends_with("ms avg latency, 9.00 ms max latency, 2 ms 50th, 9 ms 95th, 9 ms 99th, 9 ms 99.9th."), "{line}");
-        assert!(line.contains(" ms avg latency") && line.contains("4.00 ms avg latency"), "{line}");
+        assert!(
+            line.contains(" ms avg latency") && line.contains("4.00 ms avg latency"),
+            "{line}"
+        );
     }
 
     #[test]
