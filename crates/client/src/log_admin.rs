@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
     DeleteRecordsRequest, DescribeLogDirsRequest, ListOffsetsRequest, TopicName,
@@ -58,7 +59,71 @@ fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_owned()))
 }
 
+/// Adds partition entry `p` to the request topic named `topic`, creating the
+/// topic entry with `new` when it is not there yet.
+fn push_partition<T, P>(
+    topics: &mut Vec<T>,
+    topic: &str,
+    p: P,
+    name_of: impl Fn(&T) -> &str,
+    new: impl Fn(TopicName) -> T,
+    partitions: impl Fn(&mut T) -> &mut Vec<P>,
+) {
+    match topics.iter_mut().find(|t| name_of(t) == topic) {
+        Some(t) => partitions(t).push(p),
+        None => {
+            let mut t = new(name(topic));
+            partitions(&mut t).push(p);
+            topics.push(t);
+        }
+    }
+}
+
+/// Per-partition results in the order the partitions were asked for; one the
+/// responses left out is a protocol error naming `api`.
+fn in_order<R>(
+    asked: impl Iterator<Item = TopicPartition>,
+    mut results: BTreeMap<TopicPartition, Result<R>>,
+    api: &str,
+) -> Vec<(TopicPartition, Result<R>)> {
+    asked
+        .map(|tp| {
+            let r = results.remove(&tp).unwrap_or_else(|| {
+                Err(Error::protocol(format!(
+                    "{api} response has no result for {}-{}",
+                    tp.0, tp.1
+                )))
+            });
+            (tp, r)
+        })
+        .collect()
+}
+
 impl Admin {
+    /// Groups `items` by the leader of their partition (`tp_of`); an item whose
+    /// leader cannot be found gets its error in the returned results.
+    async fn by_leader<'a, T, R>(
+        &self,
+        items: &'a [T],
+        tp_of: impl Fn(&T) -> &TopicPartition,
+    ) -> (
+        BTreeMap<i32, Vec<&'a T>>,
+        BTreeMap<TopicPartition, Result<R>>,
+    ) {
+        let mut grouped: BTreeMap<i32, Vec<&T>> = BTreeMap::new();
+        let mut failed = BTreeMap::new();
+        for item in items {
+            let tp = tp_of(item);
+            match self.client().leader_for(&tp.0, tp.1).await {
+                Ok(leader) => grouped.entry(leader).or_default().push(item),
+                Err(e) => {
+                    failed.insert(tp.clone(), Err(e));
+                }
+            }
+        }
+        (grouped, failed)
+    }
+
     /// Deletes the records before each given offset (-1: the high watermark),
     /// sending each partition to its leader; returns each partition's new low
     /// watermark or its error, in the order given.
@@ -66,17 +131,8 @@ impl Admin {
         &self,
         offsets: &[(TopicPartition, i64)],
     ) -> Result<Vec<(TopicPartition, Result<i64>)>> {
-        let mut by_leader: BTreeMap<i32, Vec<&(TopicPartition, i64)>> = BTreeMap::new();
-        let mut results: BTreeMap<TopicPartition, Result<i64>> = BTreeMap::new();
-        for entry in offsets {
-            match self.client().leader_for(&entry.0 .0, entry.0 .1).await {
-                Ok(leader) => by_leader.entry(leader).or_default().push(entry),
-                Err(e) => {
-                    results.insert(entry.0.clone(), Err(e));
-                }
-            }
-        }
-        for (leader, entries) in by_leader {
+        let (grouped, mut results) = self.by_leader(offsets, |e| &e.0).await;
+        for (leader, entries) in grouped {
             let mut req = DeleteRecordsRequest::default();
             req.timeout_ms = i32::try_from(
                 self.client()
@@ -86,19 +142,18 @@ impl Admin {
                     .as_millis(),
             )
             .unwrap_or(i32::MAX);
-            for ((topic, partition), offset) in entries.iter().map(|e| (&e.0, e.1)) {
+            for ((topic, partition), offset) in entries {
                 let mut p = DeleteRecordsPartition::default();
                 p.partition_index = *partition;
-                p.offset = offset;
-                match req.topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
-                    Some(t) => t.partitions.push(p),
-                    None => {
-                        let mut t = DeleteRecordsTopic::default();
-                        t.name = name(topic);
-                        t.partitions.push(p);
-                        req.topics.push(t);
-                    }
-                }
+                p.offset = *offset;
+                push_partition(
+                    &mut req.topics,
+                    topic,
+                    p,
+                    |t: &DeleteRecordsTopic| t.name.0.as_str(),
+                    |name| DeleteRecordsTopic::default().with_name(name),
+                    |t| &mut t.partitions,
+                );
             }
             let resp = self.client().broker(leader).await?.send(&req).await?;
             for t in resp.topics {
@@ -108,18 +163,11 @@ impl Admin {
                 }
             }
         }
-        Ok(offsets
-            .iter()
-            .map(|(tp, _)| {
-                let r = results.remove(tp).unwrap_or_else(|| {
-                    Err(Error::protocol(format!(
-                        "DeleteRecords response has no result for {}-{}",
-                        tp.0, tp.1
-                    )))
-                });
-                (tp.clone(), r)
-            })
-            .collect())
+        Ok(in_order(
+            offsets.iter().map(|(tp, _)| tp.clone()),
+            results,
+            "DeleteRecords",
+        ))
     }
 
     /// Describes the log dirs of one broker; `partitions` None asks for every
@@ -131,18 +179,16 @@ impl Admin {
     ) -> Result<Vec<LogDirDescription>> {
         let mut req = DescribeLogDirsRequest::default();
         req.topics = partitions.map(|tps| {
-            let mut topics: Vec<kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic> =
-                Vec::new();
+            let mut topics = Vec::new();
             for (topic, partition) in tps {
-                match topics.iter_mut().find(|t| t.topic.0.as_str() == topic) {
-                    Some(t) => t.partitions.push(*partition),
-                    None => {
-                        let mut t = kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic::default();
-                        t.topic = name(topic);
-                        t.partitions.push(*partition);
-                        topics.push(t);
-                    }
-                }
+                push_partition(
+                    &mut topics,
+                    topic,
+                    *partition,
+                    |t: &DescribableLogDirTopic| t.topic.0.as_str(),
+                    |name| DescribableLogDirTopic::default().with_topic(name),
+                    |t| &mut t.partitions,
+                );
             }
             topics
         });
@@ -184,17 +230,8 @@ impl Admin {
         partitions: &[TopicPartition],
         spec: i64,
     ) -> Result<Vec<(TopicPartition, Result<ListedOffset>)>> {
-        let mut by_leader: BTreeMap<i32, Vec<&TopicPartition>> = BTreeMap::new();
-        let mut results: BTreeMap<TopicPartition, Result<ListedOffset>> = BTreeMap::new();
-        for tp in partitions {
-            match self.client().leader_for(&tp.0, tp.1).await {
-                Ok(leader) => by_leader.entry(leader).or_default().push(tp),
-                Err(e) => {
-                    results.insert(tp.clone(), Err(e));
-                }
-            }
-        }
-        for (leader, tps) in by_leader {
+        let (grouped, mut results) = self.by_leader(partitions, |tp| tp).await;
+        for (leader, tps) in grouped {
             let mut req = ListOffsetsRequest::default();
             req.replica_id = (-1).into();
             for (topic, partition) in tps {
@@ -202,15 +239,14 @@ impl Admin {
                 p.partition_index = *partition;
                 p.timestamp = spec;
                 p.current_leader_epoch = -1;
-                match req.topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
-                    Some(t) => t.partitions.push(p),
-                    None => {
-                        let mut t = ListOffsetsTopic::default();
-                        t.name = name(topic);
-                        t.partitions.push(p);
-                        req.topics.push(t);
-                    }
-                }
+                push_partition(
+                    &mut req.topics,
+                    topic,
+                    p,
+                    |t: &ListOffsetsTopic| t.name.0.as_str(),
+                    |name| ListOffsetsTopic::default().with_name(name),
+                    |t| &mut t.partitions,
+                );
             }
             let resp = self.client().broker(leader).await?.send(&req).await?;
             for t in resp.topics {
@@ -224,17 +260,6 @@ impl Admin {
                 }
             }
         }
-        Ok(partitions
-            .iter()
-            .map(|tp| {
-                let r = results.remove(tp).unwrap_or_else(|| {
-                    Err(Error::protocol(format!(
-                        "ListOffsets response has no result for {}-{}",
-                        tp.0, tp.1
-                    )))
-                });
-                (tp.clone(), r)
-            })
-            .collect())
+        Ok(in_order(partitions.iter().cloned(), results, "ListOffsets"))
     }
 }

@@ -37,6 +37,16 @@ fn all_batches(log: &Log) -> Vec<Vec<u8>> {
     out
 }
 
+/// An empty log in `dir` whose segments roll after `batches` batches of
+/// `records` records each (as [`append`] writes them), and its config.
+fn log_with_segments_of(dir: &std::path::Path, records: usize, batches: u64) -> (Log, LogConfig) {
+    let cfg = LogConfig {
+        segment_bytes: batch(records, 0).len() as u64 * batches,
+        ..small_config()
+    };
+    (Log::open(dir, cfg.clone(), true).unwrap(), cfg)
+}
+
 fn log_file(log: &Log, base: i64) -> std::path::PathBuf {
     log.dir().join(format!("{base:020}.log"))
 }
@@ -326,12 +336,7 @@ fn index_entries_are_sparse() {
 #[test]
 fn reopen_after_clean_close_finds_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let one = batch(3, 0).len() as u64;
-    let cfg = LogConfig {
-        segment_bytes: one * 10,
-        ..small_config()
-    };
-    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    let (mut log, cfg) = log_with_segments_of(dir.path(), 3, 10);
     for i in 0..35 {
         append(&mut log, 3, 100 + i);
     }
@@ -1246,12 +1251,7 @@ fn a_swap_index_without_its_swap_log_is_removed_on_open() {
 #[test]
 fn advancing_the_log_start_deletes_whole_segments_below_it() {
     let dir = tempfile::tempdir().unwrap();
-    let one = batch(5, 0).len() as u64;
-    let cfg = LogConfig {
-        segment_bytes: one * 3,
-        ..small_config()
-    };
-    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    let (mut log, cfg) = log_with_segments_of(dir.path(), 5, 3);
     for _ in 0..10 {
         append(&mut log, 5, 0);
     }

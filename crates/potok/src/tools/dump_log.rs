@@ -336,6 +336,17 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(a)
 }
 
+/// Kafka's first sanity check of an index: whole entries only.
+fn check_whole_entries(path: &Path, len: usize, entry: usize, kind: &str) -> anyhow::Result<()> {
+    if !len.is_multiple_of(entry) {
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        bail!("{kind} file {name} is corrupt, found {len} bytes which is neither positive nor a multiple of {entry}.");
+    }
+    Ok(())
+}
+
 fn dump_index(path: &Path, args: &KafkaDumpLogArgs, findings: &mut Findings) -> anyhow::Result<()> {
     let base = base_offset(path)?;
     let (bytes, entries) = read_entries(path, OFFSET_ENTRY)?;
@@ -347,13 +358,7 @@ fn dump_index(path: &Path, args: &KafkaDumpLogArgs, findings: &mut Findings) -> 
     }
     if args.index_sanity_check {
         // Kafka's OffsetIndex.sanityCheck.
-        if bytes.len() % OFFSET_ENTRY != 0 {
-            bail!(
-                "Index file {} is corrupt, found {} bytes which is neither positive nor a multiple of {OFFSET_ENTRY}.",
-                path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                bytes.len()
-            );
-        }
+        check_whole_entries(path, bytes.len(), OFFSET_ENTRY, "Index")?;
         let last = base + i64::from(i32_at(&bytes, (entries - 1) * OFFSET_ENTRY));
         if last < base {
             bail!(
@@ -398,13 +403,7 @@ fn dump_time_index(path: &Path, args: &KafkaDumpLogArgs) -> anyhow::Result<()> {
     let (bytes, entries) = read_entries(path, TIME_ENTRY)?;
     if args.index_sanity_check {
         // Kafka's TimeIndex.sanityCheck.
-        if bytes.len() % TIME_ENTRY != 0 {
-            bail!(
-                "Time index file {} is corrupt, found {} bytes which is neither positive nor a multiple of {TIME_ENTRY}.",
-                path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                bytes.len()
-            );
-        }
+        check_whole_entries(path, bytes.len(), TIME_ENTRY, "Time index")?;
         if entries > 0 {
             let first = i64_at(&bytes, 0);
             let last_ts = i64_at(&bytes, (entries - 1) * TIME_ENTRY);
