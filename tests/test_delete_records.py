@@ -97,6 +97,15 @@ def _read_all_clients(broker, topic: str, start: int, tool_env) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [f"{o} {v.decode()}" for o, v in expected]
 
+    # Potok's own client, through Kafka's console consumer
+    bin_dir = Path(__file__).resolve().parent.parent / "bin"
+    r = subprocess.run([str(bin_dir / "kafka-console-consumer.sh"), "--bootstrap-server", broker.bootstrap,
+                        "--topic", topic, "--from-beginning", "--max-messages", str(N - start),
+                        "--property", "print.offset=true"],
+                       capture_output=True, text=True, env=tool_env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"Offset:{o}\t{v.decode()}" for o, v in expected]
+
     # kafkajs: a group consumer with fromBeginning
     if shutil.which("node") is None or not (JS_DIR / "node_modules").exists():
         pytest.fail("node / tests/js/node_modules missing: run scripts/test")
