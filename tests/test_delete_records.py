@@ -2,10 +2,11 @@
 `delete_records` and bin/kafka-delete-records.sh move a partition's log start offset;
 whole segments below it go; the offset is kept in Kafka's `log-start-offset-checkpoint`
 across clean restarts and crashes; and every client (confluent-kafka, kafka-python,
-kcat, kafkajs) starts reading there, also when asked for an offset below it."""
+aiokafka, kcat, kafkajs, Potok's console consumer) starts reading there, also when asked for an offset below it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -44,6 +45,26 @@ def _values(msgs) -> list[tuple[int, bytes]]:
 
 def _expected(start: int, end: int = N) -> list[tuple[int, bytes]]:
     return [(i, b"v-%d" % i) for i in range(start, end)]
+
+
+async def _aiokafka_read(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes]]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka import TopicPartition as ATP
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                         auto_offset_reset="earliest", request_timeout_ms=30000)
+    await c.start()
+    try:
+        tp = ATP(topic, 0)
+        c.assign([tp])
+        await c.seek_to_beginning(tp)
+        got = []
+        while len(got) < count:
+            batch = await asyncio.wait_for(c.getmany(tp, timeout_ms=500), 30)
+            got.extend((r.offset, r.value) for r in batch.get(tp, []))
+        return got
+    finally:
+        await c.stop()
 
 
 def _read_all_clients(broker, topic: str, start: int, tool_env) -> None:
@@ -87,6 +108,9 @@ def _read_all_clients(broker, topic: str, start: int, tool_env) -> None:
             assert [(r.offset, r.value) for r in got] == expected, f"kafka-python from {seek}"
         finally:
             kc.close()
+
+    # aiokafka: seek_to_beginning
+    assert asyncio.run(_aiokafka_read(broker.bootstrap, topic, N - start)) == expected
 
     # kcat from the beginning
     kcat = shutil.which("kcat")
