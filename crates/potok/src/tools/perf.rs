@@ -355,9 +355,9 @@ pub(crate) async fn producer_perf(args: ProducerPerfArgs) -> anyhow::Result<Exit
 
     // Acknowledgements are awaited in send order by one task that keeps the stats.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, usize, DeliveryFuture)>(100_000);
-    let num_records = args.num_records;
+    // Created here, not in the task: the clock starts before the first send.
+    let mut stats = Stats::new(args.num_records);
     let stats_task = tokio::spawn(async move {
-        let mut stats = Stats::new(num_records);
         let mut failed = 0u64;
         while let Some((sent, bytes, delivery)) = rx.recv().await {
             match delivery.await {
