@@ -56,7 +56,7 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cmd {
             ToolCommand::Topics(args) => topics::run(args.into_action()).await,
             ToolCommand::Produce(args) => produce::run(args.into_options()?).await,
@@ -93,7 +93,10 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
                 groups::run(translated.options, groups::ReportedErrors::Succeed).await
             }
         }
-    })
+    });
+    // Do not wait for a thread still blocked reading standard input.
+    runtime.shutdown_background();
+    result
 }
 
 /// Splits `key=value`; a missing `=` is an error naming the flag.
