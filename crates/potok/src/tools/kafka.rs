@@ -220,7 +220,8 @@ fn read_properties(path: &PathBuf) -> anyhow::Result<Vec<(String, String)>> {
     Ok(parse_properties(&text))
 }
 
-fn parse_properties(text: &str) -> Vec<(String, String)> {
+/// The `key=value` (or `key: value`) pairs of a Java properties text.
+pub(crate) fn parse_properties(text: &str) -> Vec<(String, String)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))

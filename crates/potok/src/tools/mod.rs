@@ -12,6 +12,7 @@ mod encoding;
 mod groups;
 mod kafka;
 mod produce;
+mod storage;
 mod topics;
 
 use std::process::ExitCode;
@@ -42,9 +43,16 @@ pub(crate) enum ToolCommand {
     /// Kafka's kafka-consumer-groups.sh, with its flags.
     #[command(name = "kafka-consumer-groups", hide = true)]
     KafkaConsumerGroups(Box<kafka::KafkaConsumerGroupsArgs>),
+    /// Kafka's kafka-storage.sh: random-uuid, format, info.
+    #[command(name = "kafka-storage", subcommand, hide = true)]
+    KafkaStorage(storage::StorageCommand),
 }
 
 pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
+    // Local files only: no runtime, no client.
+    if let ToolCommand::KafkaStorage(cmd) = cmd {
+        return Ok(storage::run(cmd));
+    }
     // Tools print their own messages; client logs only when asked (POTOK_LOG=debug).
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("POTOK_LOG") {
         tracing_subscriber::fmt()
@@ -92,6 +100,7 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
                 }
                 groups::run(translated.options, groups::ReportedErrors::Succeed).await
             }
+            ToolCommand::KafkaStorage(cmd) => Ok(storage::run(cmd)),
         }
     });
     // Do not wait for a thread still blocked reading standard input.
