@@ -404,10 +404,7 @@ pub(crate) async fn run(opts: ProduceOptions) -> anyhow::Result<ExitCode> {
     loop {
         let mut batch = Vec::with_capacity(1);
         tokio::select! {
-            item = reader.next() => match item {
-                Some(item) => batch.push(item),
-                None => {}
-            },
+            item = reader.next() => batch.extend(item),
             code = &mut stop => {
                 stopped_by = Some(code);
                 batch = reader.already_read().await;

@@ -233,16 +233,7 @@ fn info(config: &Path) -> Result<(), String> {
             }
         }
     }
-    if !found.is_empty() {
-        println!(
-            "Found log director{}:",
-            if found.len() == 1 { "y" } else { "ies" }
-        );
-        for dir in &found {
-            println!("  {dir}");
-        }
-        println!();
-    }
+    print_section("Found log directory:", "Found log directories:", &found);
     if let Some((_, props)) = &first {
         println!("Found metadata: {}", shown(props));
         println!();
@@ -250,16 +241,21 @@ fn info(config: &Path) -> Result<(), String> {
     if problems.is_empty() {
         return Ok(());
     }
-    println!(
-        "Found problem{}:",
-        if problems.len() == 1 { "" } else { "s" }
-    );
-    for p in &problems {
-        println!("  {p}");
-    }
-    println!();
+    print_section("Found problem:", "Found problems:", &problems);
     // The problems are printed: fail without another message.
     Err(String::new())
+}
+
+/// A heading (singular or plural), the items indented, a blank line; nothing when empty.
+fn print_section(one: &str, many: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    println!("{}", if items.len() == 1 { one } else { many });
+    for item in items {
+        println!("  {item}");
+    }
+    println!();
 }
 
 /// `{key=value, ...}`, as Java prints a Properties map.
