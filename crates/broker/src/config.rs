@@ -252,7 +252,7 @@ impl ServerConfig {
             Some(id) => id,
             None => p.num("broker.id", 1)?,
         };
-        check_security_protocols(&p, &listeners, &advertised_listeners)?;
+        check_security_protocols(&p, &listeners, &advertised_listeners, &controller_listener_names)?;
         check_single_node_roles(&p, node_id)?;
         let log_dirs: Vec<PathBuf> = match p.get("log.dirs").or_else(|| p.get("log.dir")) {
             Some(v) => v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
@@ -314,7 +314,13 @@ const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SAS
 /// Refuses a client listener whose security protocol (from
 /// `listener.security.protocol.map`, else its name, as Kafka) is not PLAINTEXT:
 /// serving it unsecured would be worse than not starting.
-fn check_security_protocols(p: &Parser<'_>, listeners: &[Listener], advertised: &[Listener]) -> Result<(), ConfigError> {
+/// Controller listeners are not served (Kafka maps an unmapped one to PLAINTEXT).
+fn check_security_protocols(
+    p: &Parser<'_>,
+    listeners: &[Listener],
+    advertised: &[Listener],
+    controller_names: &[String],
+) -> Result<(), ConfigError> {
     let map_key = "listener.security.protocol.map";
     let mut map: BTreeMap<String, String> = BTreeMap::new();
     if let Some(v) = p.get(map_key) {
@@ -330,7 +336,7 @@ fn check_security_protocols(p: &Parser<'_>, listeners: &[Listener], advertised: 
         }
     }
     for (key, list) in [("listeners", listeners), ("advertised.listeners", advertised)] {
-        for l in list {
+        for l in list.iter().filter(|l| !controller_names.contains(&l.name)) {
             let protocol = match map.get(&l.name) {
                 Some(protocol) => protocol.clone(),
                 None if p.get(map_key).is_none() && SECURITY_PROTOCOLS.contains(&l.name.as_str()) => l.name.clone(),
@@ -834,6 +840,13 @@ mod tests {
             ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
             ("controller.listener.names", "CONTROLLER"),
             ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"),
+        ]));
+        assert!(c.is_ok(), "{:?}", c.err());
+        // Kafka 4's file advertises its controller listener too; it is not served.
+        let c = ServerConfig::from_entries(entries(&[
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            ("advertised.listeners", "PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093"),
+            ("controller.listener.names", "CONTROLLER"),
         ]));
         assert!(c.is_ok(), "{:?}", c.err());
     }
