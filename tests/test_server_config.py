@@ -206,3 +206,49 @@ def test_properties_file_joins_backslash_continued_lines(broker_factory, tmp_pat
     flush_all(p)
     assert not t.errors, t.errors
     assert list_topics(b.bootstrap)["auto"] == 4
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SSL", "SASL_SSL"])
+def test_secured_listener_is_refused_with_one_line_naming_it(tmp_path, protocol):
+    port = free_port()
+    r = run_server(["--override", f"listeners={protocol}://{HOST}:{port}",
+                    "--override", f"log.dirs={tmp_path / 'data'}"], tmp_path)
+    line = assert_single_error_line(r, f"listener {protocol}", f"security protocol {protocol}", "not supported yet")
+    assert not (tmp_path / "data").exists(), f"nothing should be initialised: {line}"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, port))  # nothing was left listening without security
+
+
+def test_listener_mapped_to_sasl_in_a_file_is_refused_naming_the_file_line(tmp_path):
+    props = tmp_path / "sasl.properties"
+    props.write_text("\n".join([
+        f"listeners=PLAINTEXT://{HOST}:{free_port()},EXTERNAL://{HOST}:{free_port()}",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,EXTERNAL:SASL_PLAINTEXT",
+        f"log.dirs={tmp_path / 'data'}",
+        "",
+    ]))
+    r = run_server([str(props)], tmp_path)
+    assert_single_error_line(r, "listener EXTERNAL", "SASL_PLAINTEXT", f"{props}:2")
+
+
+@pytest.mark.parametrize("setting,value,words", [
+    ("controller.quorum.voters", "1@localhost:9093,2@localhost:9094,3@localhost:9095", ["3 voters"]),
+    ("controller.quorum.bootstrap.servers", "localhost:9093,localhost:9094", ["2 controllers"]),
+    ("process.roles", "controller", ["broker role"]),
+])
+def test_cluster_settings_beyond_one_node_are_refused_with_one_line(tmp_path, setting, value, words):
+    r = run_server(["--override", f"listeners=PLAINTEXT://{HOST}:{free_port()}",
+                    "--override", f"log.dirs={tmp_path / 'data'}", "--override", f"{setting}={value}"], tmp_path)
+    assert_single_error_line(r, setting, "not supported yet", *words)
+
+
+def test_ssl_and_sasl_settings_are_accepted_and_logged_as_without_effect(broker_factory):
+    b = broker_factory(overrides={"ssl.keystore.location": "/nonexistent/keystore.jks",
+                                  "sasl.enabled.mechanisms": "PLAIN",
+                                  "listener.name.plaintext.ssl.client.auth": "none"})
+    create_topic(b.bootstrap, "t")
+    assert "t" in list_topics(b.bootstrap)
+    notes = [l for l in b.tail(200).splitlines() if "no effect" in l]
+    assert len(notes) == 1, b.tail(200)
+    for key in ("ssl.keystore.location", "sasl.enabled.mechanisms", "listener.name.plaintext.ssl.client.auth"):
+        assert key in notes[0], notes[0]

@@ -42,6 +42,19 @@ pub enum ConfigError {
         /// Where it was given.
         origin: String,
     },
+    /// The value asks for something Potok does not do yet (a secured listener,
+    /// a multi-node quorum): refused rather than silently ignored.
+    #[error("'{key}={value}' ({origin}): {what} is not supported yet")]
+    NotSupported {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// Where it was given.
+        origin: String,
+        /// What the value asks for.
+        what: String,
+    },
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Io {
@@ -235,6 +248,12 @@ impl ServerConfig {
             Some(v) => Listener::parse_list("advertised.listeners", v, p.origin("advertised.listeners"))?,
             None => listeners.clone(),
         };
+        let node_id = match p.opt_num("node.id")? {
+            Some(id) => id,
+            None => p.num("broker.id", 1)?,
+        };
+        check_security_protocols(&p, &listeners, &advertised_listeners, &controller_listener_names)?;
+        check_single_node_roles(&p, node_id)?;
         let log_dirs: Vec<PathBuf> = match p.get("log.dirs").or_else(|| p.get("log.dir")) {
             Some(v) => v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
             None => vec![default_data_dir()],
@@ -260,10 +279,7 @@ impl ServerConfig {
             _ => return Err(p.invalid("log.message.timestamp.type", "expected CreateTime or LogAppendTime")),
         };
         let config = ServerConfig {
-            node_id: match p.opt_num("node.id")? {
-                Some(id) => id,
-                None => p.num("broker.id", 1)?,
-            },
+            node_id,
             listeners,
             advertised_listeners,
             log_dirs,
@@ -290,6 +306,103 @@ impl ServerConfig {
         };
         Ok(config)
     }
+}
+
+/// Security protocols Kafka listeners may use; Potok serves only the first.
+const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
+/// Refuses a client listener whose security protocol (from
+/// `listener.security.protocol.map`, else its name, as Kafka) is not PLAINTEXT:
+/// serving it unsecured would be worse than not starting.
+/// Controller listeners are not served (Kafka maps an unmapped one to PLAINTEXT).
+fn check_security_protocols(
+    p: &Parser<'_>,
+    listeners: &[Listener],
+    advertised: &[Listener],
+    controller_names: &[String],
+) -> Result<(), ConfigError> {
+    let map_key = "listener.security.protocol.map";
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(v) = p.get(map_key) {
+        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some((name, protocol)) = item.split_once(':') else {
+                return Err(p.invalid(map_key, "expected NAME:PROTOCOL[,NAME:PROTOCOL]"));
+            };
+            let protocol = protocol.trim().to_ascii_uppercase();
+            if !SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
+                return Err(p.invalid(map_key, &format!("unknown security protocol '{protocol}' (expected one of {})", SECURITY_PROTOCOLS.join(", "))));
+            }
+            map.insert(name.trim().to_string(), protocol);
+        }
+    }
+    for (key, list) in [("listeners", listeners), ("advertised.listeners", advertised)] {
+        for l in list.iter().filter(|l| !controller_names.contains(&l.name)) {
+            let protocol = match map.get(&l.name) {
+                Some(protocol) => protocol.clone(),
+                None if p.get(map_key).is_none() && SECURITY_PROTOCOLS.contains(&l.name.as_str()) => l.name.clone(),
+                None => {
+                    return Err(p.invalid(key, &format!("no security protocol defined for listener {} in {map_key}", l.name)))
+                }
+            };
+            if protocol != "PLAINTEXT" {
+                let origin = if map.contains_key(&l.name) { p.origin(map_key) } else { p.origin(key) };
+                return Err(ConfigError::NotSupported {
+                    key: key.into(),
+                    value: p.get(key).unwrap_or_default().into(),
+                    origin: origin.into(),
+                    what: format!("listener {} with security protocol {protocol} (only PLAINTEXT is served)", l.name),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Until the cluster is built, one process is the whole cluster: it must have the
+/// broker role and be the only voter of the metadata quorum.
+fn check_single_node_roles(p: &Parser<'_>, node_id: i32) -> Result<(), ConfigError> {
+    let not_supported = |key: &str, what: String| ConfigError::NotSupported {
+        key: key.into(),
+        value: p.get(key).unwrap_or_default().into(),
+        origin: p.origin(key).into(),
+        what,
+    };
+    if let Some(v) = p.get("process.roles") {
+        let roles: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        if let Some(bad) = roles.iter().find(|r| !matches!(**r, "broker" | "controller")) {
+            return Err(p.invalid("process.roles", &format!("unknown role '{bad}' (expected broker and/or controller)")));
+        }
+        if !roles.is_empty() && !roles.contains(&"broker") {
+            return Err(not_supported("process.roles", "a node without the broker role (a separate controller)".into()));
+        }
+    }
+    let entries = |key: &str| -> Vec<String> {
+        p.get(key)
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+            .unwrap_or_default()
+    };
+    let voters = entries("controller.quorum.voters");
+    if voters.len() > 1 {
+        return Err(not_supported("controller.quorum.voters", format!("a metadata quorum of {} voters (Potok runs one node)", voters.len())));
+    }
+    if let Some(voter) = voters.first() {
+        let id = voter.split_once('@').and_then(|(id, _)| id.trim().parse::<i32>().ok());
+        match id {
+            None => return Err(p.invalid("controller.quorum.voters", "expected ID@HOST:PORT")),
+            Some(id) if id != node_id => {
+                return Err(not_supported("controller.quorum.voters", format!("a quorum whose voter {id} is not this node ({node_id})")))
+            }
+            Some(_) => {}
+        }
+    }
+    let bootstrap = entries("controller.quorum.bootstrap.servers");
+    if bootstrap.len() > 1 {
+        return Err(not_supported(
+            "controller.quorum.bootstrap.servers",
+            format!("a metadata quorum of {} controllers (Potok runs one node)", bootstrap.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn group_config(p: &Parser<'_>) -> Result<GroupConfig, ConfigError> {
@@ -630,8 +743,30 @@ const ACCEPTED: &[&str] = &[
     "confluent.support.metrics.enable",
 ];
 
+/// Prefixes of Kafka's security settings (`ssl.keystore.location`,
+/// `sasl.enabled.mechanisms`, `security.providers`, per-listener
+/// `listener.name.<name>.<setting>` overrides): accepted as Kafka settings, but
+/// without effect while no listener is secured (and none may be yet).
+const SECURITY_PREFIXES: &[&str] = &["ssl.", "sasl.", "security.", "listener.name."];
+
+fn is_security_setting(key: &str) -> bool {
+    SECURITY_PREFIXES.iter().any(|prefix| key.starts_with(prefix) && key.len() > prefix.len())
+}
+
 fn is_known_key(key: &str) -> bool {
-    ACTED_ON.contains(&key) || ACCEPTED.contains(&key)
+    ACTED_ON.contains(&key) || ACCEPTED.contains(&key) || is_security_setting(key)
+}
+
+impl ServerConfig {
+    /// The security settings given (`ssl.*`, `sasl.*`, …) that have no effect,
+    /// as no listener uses security: for one line in the start-up log.
+    pub fn inert_security_settings(&self) -> Vec<&str> {
+        self.given
+            .keys()
+            .map(String::as_str)
+            .filter(|k| is_security_setting(k))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -676,6 +811,82 @@ mod tests {
         assert_eq!(c.listeners.len(), 1);
         assert_eq!(c.listeners[0].host, "");
         assert_eq!(c.log_roll_ms, 3_600_000);
+    }
+
+    fn refusal(items: &[(&str, &str)]) -> String {
+        match ServerConfig::from_entries(entries(items)) {
+            Ok(_) => panic!("{items:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn secured_listeners_are_refused_naming_listener_and_protocol() {
+        let err = refusal(&[("listeners", "SASL_PLAINTEXT://localhost:9093")]);
+        assert!(err.contains("listener SASL_PLAINTEXT") && err.contains("security protocol SASL_PLAINTEXT"), "{err}");
+        assert!(err.contains("not supported yet"), "{err}");
+        let err = refusal(&[
+            ("listeners", "PLAINTEXT://:9092,EXTERNAL://:9094"),
+            ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,EXTERNAL:SASL_SSL"),
+        ]);
+        assert!(err.contains("listener EXTERNAL") && err.contains("SASL_SSL"), "{err}");
+        let err = refusal(&[("listeners", "PLAINTEXT://:9092"), ("advertised.listeners", "SSL://h:9092")]);
+        assert!(err.contains("advertised.listeners") && err.contains("listener SSL"), "{err}");
+        // A name Kafka cannot map is refused as Kafka refuses it.
+        let err = refusal(&[("listeners", "INTERNAL://:9092")]);
+        assert!(err.contains("no security protocol defined for listener INTERNAL"), "{err}");
+        // The stock KRaft map (every protocol listed) with plaintext listeners starts.
+        let c = ServerConfig::from_entries(entries(&[
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"),
+        ]));
+        assert!(c.is_ok(), "{:?}", c.err());
+        // Kafka 4's file advertises its controller listener too; it is not served.
+        let c = ServerConfig::from_entries(entries(&[
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            ("advertised.listeners", "PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093"),
+            ("controller.listener.names", "CONTROLLER"),
+        ]));
+        assert!(c.is_ok(), "{:?}", c.err());
+    }
+
+    #[test]
+    fn security_settings_are_known_and_reported_as_without_effect() {
+        let c = ServerConfig::from_entries(entries(&[
+            ("ssl.keystore.location", "/etc/k.jks"),
+            ("sasl.enabled.mechanisms", "PLAIN"),
+            ("listener.name.external.ssl.key.password", "x"),
+            ("num.partitions", "2"),
+        ]))
+        .expect("security settings are Kafka settings");
+        assert_eq!(
+            c.inert_security_settings(),
+            vec!["listener.name.external.ssl.key.password", "sasl.enabled.mechanisms", "ssl.keystore.location"]
+        );
+        assert!(refusal(&[("ssl.", "x")]).contains("unknown setting"));
+    }
+
+    #[test]
+    fn cluster_roles_beyond_one_node_are_refused() {
+        let err = refusal(&[("process.roles", "controller")]);
+        assert!(err.contains("process.roles") && err.contains("broker role") && err.contains("not supported yet"), "{err}");
+        let err = refusal(&[("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")]);
+        assert!(err.contains("controller.quorum.voters") && err.contains("3 voters"), "{err}");
+        let err = refusal(&[("controller.quorum.voters", "2@b:9093")]);
+        assert!(err.contains("voter 2 is not this node (1)"), "{err}");
+        let err = refusal(&[("controller.quorum.bootstrap.servers", "a:9093,b:9093")]);
+        assert!(err.contains("controller.quorum.bootstrap.servers") && err.contains("2 controllers"), "{err}");
+        assert!(refusal(&[("process.roles", "broker,leader")]).contains("unknown role 'leader'"));
+        // Kafka's single-node KRaft files start.
+        for items in [
+            &[("process.roles", "broker,controller"), ("node.id", "1"), ("controller.quorum.voters", "1@localhost:9093")][..],
+            &[("process.roles", "broker,controller"), ("controller.quorum.bootstrap.servers", "localhost:9093")][..],
+            &[("process.roles", "broker")][..],
+        ] {
+            let c = ServerConfig::from_entries(entries(items));
+            assert!(c.is_ok(), "{items:?}: {:?}", c.err());
+        }
     }
 
     #[test]

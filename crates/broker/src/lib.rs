@@ -32,7 +32,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 
 pub use config::{ConfigError, ServerConfig};
-pub use log_dirs::LogDirError;
+pub use log_dirs::{new_cluster_id, write_meta_properties, LogDirError, META_PROPERTIES_FILE};
 
 use fetch_session::FetchSessions;
 use group::{GroupCoordinator, OFFSETS_TOPIC};

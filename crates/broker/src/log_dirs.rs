@@ -113,12 +113,7 @@ impl LogDirs {
         }
         let cluster_id = cluster_id.unwrap_or_else(new_cluster_id);
         for dir in fresh {
-            let meta = dir.join(META_PROPERTIES);
-            let text = format!(
-                "#\n#Written by Potok\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\ndirectory.id={}\n",
-                new_cluster_id()
-            );
-            write_synced(&meta, text.as_bytes())?;
+            write_meta_properties(&dir, &cluster_id, node_id)?;
         }
         Ok(LogDirs { dirs: dirs.to_vec(), cluster_id, clean_shutdown })
     }
@@ -172,6 +167,20 @@ impl LogDirs {
     }
 }
 
+/// The name of the file that marks a formatted log directory.
+pub const META_PROPERTIES_FILE: &str = META_PROPERTIES;
+
+/// Writes (fsynced) a fresh `meta.properties` into `dir` as Kafka's KRaft
+/// format does: version 1, the cluster id, the node id and a new directory id.
+/// `LogDirs::open` writes it for a fresh directory, `kafka-storage format` ahead of it.
+pub fn write_meta_properties(dir: &Path, cluster_id: &str, node_id: i32) -> Result<(), LogDirError> {
+    let text = format!(
+        "#\n#Written by Potok\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\ndirectory.id={}\n",
+        new_cluster_id()
+    );
+    write_synced(&dir.join(META_PROPERTIES), text.as_bytes())
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), LogDirError> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
@@ -181,10 +190,22 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), LogDirError> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-/// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding.
-fn new_cluster_id() -> String {
+/// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding,
+/// never starting with `-` (as Kafka's `Uuid.randomUuid`, so that it can follow
+/// a flag on a command line).
+pub fn new_cluster_id() -> String {
+    loop {
+        let id = base64_uuid(Uuid::new_v4());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+/// A UUID in URL-safe base64 without padding (22 characters), Kafka's text form.
+fn base64_uuid(uuid: Uuid) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = Uuid::new_v4().into_bytes();
+    let bytes = uuid.into_bytes();
     let mut out = String::with_capacity(22);
     let mut acc: u32 = 0;
     let mut bits = 0;

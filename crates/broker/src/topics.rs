@@ -244,6 +244,7 @@ impl Broker {
         if let Some(topic) = topic {
             self.host_topic(&topic)?;
         }
+        tracing::info!(topic = name, from = current, to = count, "changed partition count");
         Ok(())
     }
 

@@ -28,6 +28,13 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .init();
     let config = ServerConfig::load(args.config.as_deref(), &args.overrides).context("config")?;
     tracing::info!(log_dirs = ?config.log_dirs, node_id = config.node_id, "starting potok");
+    let inert = config.inert_security_settings();
+    if !inert.is_empty() {
+        tracing::warn!(
+            settings = inert.join(","),
+            "security settings have no effect: no listener uses SSL or SASL (not supported yet)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -6,18 +6,22 @@ use std::sync::Arc;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest, FindCoordinatorResponse,
 };
 
-use super::str_bytes;
+use super::{authorized_operations, str_bytes};
 
 /// FindCoordinator's key type for consumer groups (1 is transactions).
 const GROUP_KEY_TYPE: i8 = 0;
 use crate::Broker;
 
-pub(crate) fn describe(broker: &Arc<Broker>) -> DescribeClusterResponse {
+pub(crate) fn describe(broker: &Arc<Broker>, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let (host, port) = broker.advertised_endpoint();
     DescribeClusterResponse::default()
+        .with_cluster_authorized_operations(authorized_operations::if_asked(
+            req.include_cluster_authorized_operations,
+            authorized_operations::CLUSTER,
+        ))
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_brokers(vec![DescribeClusterBroker::default()

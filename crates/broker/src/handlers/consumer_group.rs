@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
     ConsumerGroupHeartbeatResponse, TopicName,
 };
 
-use super::str_bytes;
+use super::{authorized_operations, str_bytes};
 use crate::group::consumer::{Description, GroupError, Heartbeat};
 use crate::group::assignor::Assignment;
 use crate::group::{ClientInfo, TopicCatalog};
@@ -20,8 +20,6 @@ use crate::Broker;
 
 /// ConsumerGroupDescribe v1's member type of a member using the consumer protocol.
 const CONSUMER_MEMBER_TYPE: i8 = 1;
-/// Authorized operations of a group with no authorizer: READ, DELETE, DESCRIBE.
-const ALL_GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 pub(crate) fn heartbeat(
     broker: &Arc<Broker>,
@@ -85,13 +83,13 @@ pub(crate) fn heartbeat(
 
 pub(crate) fn describe(broker: &Arc<Broker>, req: ConsumerGroupDescribeRequest, version: i16) -> ConsumerGroupDescribeResponse {
     let ids: Vec<String> = req.group_ids.iter().map(|g| g.to_string()).collect();
-    let operations = if req.include_authorized_operations { ALL_GROUP_OPERATIONS } else { i32::MIN };
+    let operations = authorized_operations::if_asked(req.include_authorized_operations, authorized_operations::GROUP);
     let failed = |id: &str, error: ResponseError, message: String| {
         DescribedGroup::default()
             .with_group_id(str_bytes(id).into())
             .with_error_code(error.code())
             .with_error_message(Some(str_bytes(message)))
-            .with_authorized_operations(i32::MIN)
+            .with_authorized_operations(authorized_operations::NOT_ASKED)
     };
     if let Err(e) = broker.ensure_offsets_topic() {
         let groups = ids.iter().map(|id| failed(id, e.response_error(), e.to_string())).collect();

@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
 };
 
-use super::str_bytes;
+use super::{authorized_operations, str_bytes};
 use crate::group::classic::{join_error as join_failed, Answer, ClassicGroup, JoinRequest};
 use crate::group::{ClientInfo, GroupCoordinator, Membership};
 use crate::{now_ms, Broker};
@@ -196,6 +196,8 @@ pub(crate) fn list(broker: &Arc<Broker>, req: ListGroupsRequest) -> ListGroupsRe
 }
 
 pub(crate) fn describe(broker: &Arc<Broker>, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+    let group_operations =
+        authorized_operations::if_asked(req.include_authorized_operations, authorized_operations::GROUP);
     let groups = broker.groups.lock();
     let described = req
         .groups
@@ -249,6 +251,11 @@ pub(crate) fn describe(broker: &Arc<Broker>, req: DescribeGroupsRequest, version
                         .with_members(members)
                 }
             }
+        })
+        // KIP-430 (v3+): operations of the groups described without error.
+        .map(|g: DescribedGroup| {
+            let operations = if g.error_code == 0 { group_operations } else { authorized_operations::NOT_ASKED };
+            g.with_authorized_operations(operations)
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(described)

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use metadata::TopicImage;
 use uuid::Uuid;
 
-use super::str_bytes;
+use super::{authorized_operations, str_bytes};
 use crate::topics::{is_internal, validate_topic_name, NewTopic};
 use crate::Broker;
 
@@ -22,7 +22,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -
         Some(list) if list.is_empty() && version == 0 => None,
         Some(list) => Some(list.into_iter().map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)).collect()),
     };
-    let topics = match requested {
+    let topics: Vec<MetadataResponseTopic> = match requested {
         None => {
             let image = broker.metadata.lock();
             image.image().topics().map(topic_response).collect()
@@ -43,6 +43,16 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -
             })
             .collect(),
     };
+    // KIP-430 (v8+): operations only for topics that were found.
+    let topic_operations =
+        authorized_operations::if_asked(req.include_topic_authorized_operations, authorized_operations::TOPIC);
+    let topics = topics
+        .into_iter()
+        .map(|t| {
+            let operations = if t.error_code == 0 { topic_operations } else { authorized_operations::NOT_ASKED };
+            t.with_topic_authorized_operations(operations)
+        })
+        .collect();
     let (host, port) = broker.advertised_endpoint();
     let brokers = vec![MetadataResponseBroker::default()
         .with_node_id(BrokerId(broker.config.node_id))
@@ -53,6 +63,10 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -
         .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_topics(topics)
+        .with_cluster_authorized_operations(authorized_operations::if_asked(
+            req.include_cluster_authorized_operations,
+            authorized_operations::CLUSTER,
+        ))
 }
 
 fn named_topic(broker: &Arc<Broker>, name: &str, allow_auto_create: bool) -> MetadataResponseTopic {

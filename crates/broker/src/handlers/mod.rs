@@ -24,6 +24,24 @@ use kafka_protocol::protocol::StrBytes;
 use crate::group::ClientInfo;
 use crate::Broker;
 
+/// KIP-430 authorized operations with no authorizer: every operation Kafka
+/// defines for the resource type (bit N is `AclOperation` code N).
+pub(crate) mod authorized_operations {
+    /// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+    pub(crate) const TOPIC: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+    /// READ, DELETE, DESCRIBE.
+    pub(crate) const GROUP: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+    /// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+    pub(crate) const CLUSTER: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+    /// What Kafka answers when the request did not ask.
+    pub(crate) const NOT_ASKED: i32 = i32::MIN;
+
+    /// `operations` if asked for, else Kafka's "not asked" value.
+    pub(crate) fn if_asked(asked: bool, operations: i32) -> i32 {
+        if asked { operations } else { NOT_ASKED }
+    }
+}
+
 /// What a handler gives back.
 pub(crate) enum Reply {
     /// Send this response (boxed: responses are large, the other variants empty).
@@ -94,7 +112,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
         RequestKind::DeleteTopics(req) => topics::delete(broker, req).into(),
         RequestKind::CreatePartitions(req) => topics::create_partitions(broker, req).into(),
         RequestKind::DescribeConfigs(req) => configs::describe(broker, req).into(),
-        RequestKind::DescribeCluster(_) => cluster::describe(broker).into(),
+        RequestKind::DescribeCluster(req) => cluster::describe(broker, req).into(),
         RequestKind::InitProducerId(req) => producer_ids::init(broker, req).into(),
         RequestKind::FindCoordinator(req) => cluster::find_coordinator(broker, req, version).into(),
         RequestKind::JoinGroup(req) => groups::join(broker, client, req, version).await.into(),

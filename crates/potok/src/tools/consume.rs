@@ -339,14 +339,23 @@ async fn consume(
     count: &mut u64,
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let topic = wait_for_topic(
+        consumer,
+        &opts.topic,
+        opts.idle_timeout.map(|t| started + t),
+    )
+    .await?;
+    let existing: Vec<i32> = topic.partitions.iter().map(|p| p.partition).collect();
+    // Kafka's consumer would wait for ever on a partition that does not exist.
+    if let Some(missing) = opts.partitions.iter().find(|p| !existing.contains(p)) {
+        anyhow::bail!(
+            "partition {missing} of topic {} does not exist (it has {} partitions)",
+            opts.topic,
+            existing.len()
+        );
+    }
     let partitions = if opts.partitions.is_empty() {
-        let topic = wait_for_topic(
-            consumer,
-            &opts.topic,
-            opts.idle_timeout.map(|t| started + t),
-        )
-        .await?;
-        topic.partitions.iter().map(|p| p.partition).collect()
+        existing
     } else {
         opts.partitions.clone()
     };
@@ -519,6 +528,18 @@ mod tests {
             ..TextFormat::default()
         };
         assert_eq!(text(&f, &no_headers), "NO_HEADERS:null:v\n");
+    }
+
+    #[test]
+    fn keys_without_values_print_as_kafka_prints_them() {
+        // Kafka's DefaultMessageFormatter ends a record with line.separator only
+        // after its value: with print.value=false, keys follow each other.
+        let f = TextFormat {
+            print_key: true,
+            print_value: false,
+            ..TextFormat::default()
+        };
+        assert_eq!(text(&f, &record()), "k");
     }
 
     #[test]

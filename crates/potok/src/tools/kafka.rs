@@ -65,6 +65,11 @@ pub(crate) struct KafkaTopicsArgs {
     command_config: Option<PathBuf>,
 }
 
+/// The one line the tools print for `--zookeeper` (old tutorials pass it).
+fn zookeeper_note(bootstrap: &str) -> String {
+    format!("Potok needs no ZooKeeper; using bootstrap server {bootstrap}")
+}
+
 /// A Kafka tool's flags, translated.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Translated<T> {
@@ -88,9 +93,7 @@ impl KafkaTopicsArgs {
             .bootstrap_server
             .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned());
         if self.zookeeper.is_some() {
-            notes.push(format!(
-                "Potok needs no ZooKeeper; using bootstrap server {bootstrap}"
-            ));
+            notes.push(zookeeper_note(&bootstrap));
         }
         if self.command_config.is_some() {
             notes.push(
@@ -169,8 +172,8 @@ pub(crate) struct KafkaConsoleProducerArgs {
     /// Compression codec: none, gzip, snappy, lz4, zstd (given alone: gzip).
     #[arg(long, num_args = 0..=1, default_missing_value = "gzip")]
     compression_codec: Option<String>,
-    /// acks (Kafka's default: -1).
-    #[arg(long)]
+    /// acks: 0, 1, -1 or all (Kafka's default: -1).
+    #[arg(long, allow_hyphen_values = true)]
     request_required_acks: Option<String>,
     /// linger.ms (Kafka's default: 1000).
     #[arg(long)]
@@ -217,7 +220,8 @@ pub(crate) fn read_properties(path: &PathBuf) -> anyhow::Result<Vec<(String, Str
     Ok(parse_properties(&text))
 }
 
-fn parse_properties(text: &str) -> Vec<(String, String)> {
+/// The `key=value` (or `key: value`) pairs of a Java properties text.
+pub(crate) fn parse_properties(text: &str) -> Vec<(String, String)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
@@ -376,6 +380,9 @@ pub(crate) struct KafkaConsoleConsumerArgs {
     /// The broker to connect to, host:port[,host:port].
     #[arg(long)]
     bootstrap_server: Option<String>,
+    /// Accepted for old tutorials; Potok has no ZooKeeper.
+    #[arg(long, value_name = "HOST:PORT")]
+    zookeeper: Option<String>,
     /// The topic to consume.
     #[arg(long)]
     topic: String,
@@ -503,6 +510,9 @@ impl KafkaConsoleConsumerArgs {
             .bootstrap_server
             .or(bootstrap_from_config)
             .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned());
+        if self.zookeeper.is_some() {
+            notes.insert(0, zookeeper_note(&bootstrap));
+        }
         Ok(Translated {
             options: ConsumeOptions {
                 bootstrap,
@@ -904,6 +914,43 @@ mod tests {
         assert_eq!(
             s,
             Some(("localhost:9092".to_owned(), 1000, client::Compression::Zstd))
+        );
+    }
+
+    #[test]
+    fn console_producer_takes_minus_one_and_all_for_acks() {
+        for value in ["-1", "all"] {
+            let t = producer(&[
+                "kafka-console-producer",
+                "--topic",
+                "t",
+                "--request-required-acks",
+                value,
+            ]);
+            assert_eq!(
+                t.ok().map(|t| t.options.settings.acks),
+                Some(client::Acks::All),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn console_consumer_zookeeper_prints_the_kafka_topics_line() {
+        let t = consumer(&[
+            "kafka-console-consumer",
+            "--zookeeper",
+            "localhost:2181",
+            "--topic",
+            "t",
+        ])
+        .ok();
+        assert_eq!(
+            t.map(|t| (t.options.bootstrap, t.notes)),
+            Some((
+                "localhost:9092".to_owned(),
+                vec!["Potok needs no ZooKeeper; using bootstrap server localhost:9092".to_owned()]
+            ))
         );
     }
 

@@ -15,6 +15,7 @@ mod kafka;
 mod log_tools;
 mod perf;
 mod produce;
+mod storage;
 mod topics;
 
 use std::process::ExitCode;
@@ -67,9 +68,16 @@ pub(crate) enum ToolCommand {
     /// Kafka's kafka-consumer-groups.sh, with its flags.
     #[command(name = "kafka-consumer-groups", hide = true)]
     KafkaConsumerGroups(Box<kafka::KafkaConsumerGroupsArgs>),
+    /// Kafka's kafka-storage.sh: random-uuid, format, info.
+    #[command(name = "kafka-storage", subcommand, hide = true)]
+    KafkaStorage(storage::StorageCommand),
 }
 
 pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
+    // Local files only: no runtime, no client.
+    if let ToolCommand::KafkaStorage(cmd) = cmd {
+        return Ok(storage::run(cmd));
+    }
     // Tools print their own messages; client logs only when asked (POTOK_LOG=debug).
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("POTOK_LOG") {
         tracing_subscriber::fmt()
@@ -85,7 +93,7 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cmd {
             ToolCommand::Topics(args) => topics::run(args.into_action()).await,
             ToolCommand::Produce(args) => produce::run(args.into_options()?).await,
@@ -129,8 +137,12 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
                 }
                 groups::run(translated.options, groups::ReportedErrors::Succeed).await
             }
+            ToolCommand::KafkaStorage(cmd) => Ok(storage::run(cmd)),
         }
-    })
+    });
+    // Do not wait for a thread still blocked reading standard input.
+    runtime.shutdown_background();
+    result
 }
 
 /// Splits `key=value`; a missing `=` is an error naming the flag.

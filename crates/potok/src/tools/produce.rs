@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use client::{Acks, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::Instant;
 
 use super::DEFAULT_BOOTSTRAP;
 
@@ -286,47 +286,166 @@ fn split<'a>(data: &'a [u8], sep: &'a [u8]) -> Vec<&'a [u8]> {
 /// Records awaiting acknowledgement before reading further input.
 const MAX_UNACKED: usize = 100_000;
 
+/// Lines read ahead of the producer.
+const READ_AHEAD: usize = 1024;
+
+/// After Ctrl-C or SIGTERM, how long to wait for the reader thread to hand over
+/// the lines it has already read (it is normally back in `read` within microseconds).
+const HANDOVER_LIMIT: Duration = Duration::from_secs(1);
+
+/// Standard input, read line by line on its own thread, so that a signal never
+/// finds a line half-way between the kernel and the producer: the thread marks
+/// when it is blocked in `read`, and at that moment every line it read before is
+/// in the channel. (A tokio stdin read cancelled by `select!` could drop one.)
+struct LineReader {
+    lines: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    in_read: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LineReader {
+    /// Starts the thread; with `prompt`, it prints Kafka's `>` before each line.
+    fn spawn(prompt: bool) -> anyhow::Result<LineReader> {
+        use std::io::{BufRead, Write};
+        use std::sync::atomic::Ordering::SeqCst;
+        let (tx, lines) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let in_read = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = in_read.clone();
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || {
+                let mut input = std::io::stdin().lock();
+                loop {
+                    if prompt {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(b">").and_then(|()| out.flush());
+                    }
+                    let mut line = Vec::new();
+                    flag.store(true, SeqCst);
+                    let read = input.read_until(b'\n', &mut line);
+                    flag.store(false, SeqCst);
+                    let done = !matches!(read, Ok(n) if n > 0);
+                    let item = match read {
+                        Ok(0) => break,
+                        Ok(_) => Ok(line),
+                        Err(e) => Err(e),
+                    };
+                    if tx.blocking_send(item).is_err() || done {
+                        break;
+                    }
+                }
+            })
+            .context("starting the standard input reader")?;
+        Ok(LineReader { lines, in_read })
+    }
+
+    /// The next line (with its line ending), or None at end of input.
+    async fn next(&mut self) -> Option<std::io::Result<Vec<u8>>> {
+        self.lines.recv().await
+    }
+
+    /// After a stop signal: the lines already read, up to the moment the thread
+    /// is blocked reading again (or input ended).
+    async fn already_read(&mut self) -> Vec<std::io::Result<Vec<u8>>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let give_up = Instant::now() + HANDOVER_LIMIT;
+        let mut out = Vec::new();
+        loop {
+            // Read the flag before draining: if it was set, every earlier line
+            // is already in the channel.
+            let idle = self.in_read.load(SeqCst);
+            loop {
+                match self.lines.try_recv() {
+                    Ok(item) => out.push(item),
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return out,
+                }
+            }
+            if idle || Instant::now() >= give_up {
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Resolves with the exit code of the first SIGINT (130) or SIGTERM (143), as a
+/// JVM tool exits after its shutdown hooks ran.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = u8>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => 130,
+            _ = term.recv() => 143,
+        }
+    })
+}
+
+/// Drops "\n" or "\r\n", like Java's readLine.
+fn strip_line_ending(line: &mut Vec<u8>) {
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+}
+
+/// Reads standard input to its end (or to Ctrl-C / SIGTERM), producing one record
+/// per line; everything read is flushed and acknowledged before it returns.
 pub(crate) async fn run(opts: ProduceOptions) -> anyhow::Result<ExitCode> {
+    // Watch the signals first: from here on, Ctrl-C flushes instead of killing.
+    let stop = stop_signal()?;
+    tokio::pin!(stop);
     let config = opts.producer_config()?;
-    let producer = Producer::connect(config).await?;
-    let mut input = BufReader::new(tokio::io::stdin());
+    let producer = tokio::select! {
+        p = Producer::connect(config) => p?,
+        code = &mut stop => return Ok(ExitCode::from(code)),
+    };
+    let mut reader = LineReader::spawn(std::io::IsTerminal::is_terminal(&std::io::stdin()))?;
     let mut pending: VecDeque<(u64, DeliveryFuture)> = VecDeque::new();
     let mut failures = Failures::default();
-    let mut line = Vec::new();
     let mut line_no = 0u64;
+    let mut stopped_by = None;
     loop {
-        line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .await
-            .context("reading standard input")?;
-        if n == 0 {
+        let mut batch = Vec::with_capacity(1);
+        tokio::select! {
+            item = reader.next() => batch.extend(item),
+            code = &mut stop => {
+                stopped_by = Some(code);
+                batch = reader.already_read().await;
+            }
+        }
+        let ended = batch.is_empty() || stopped_by.is_some();
+        for item in batch {
+            let mut line = item.context("reading standard input")?;
+            // A line cut short by the signal was not finished by its writer.
+            if stopped_by.is_some() && line.last() != Some(&b'\n') {
+                continue;
+            }
+            line_no += 1;
+            strip_line_ending(&mut line);
+            let parsed = opts.line.parse(&line, line_no)?;
+            let mut headers = parsed.headers;
+            headers.extend(opts.static_headers.iter().cloned());
+            let record = ProducerRecord {
+                topic: opts.topic.clone(),
+                partition: opts.partition,
+                key: parsed.key,
+                value: parsed.value,
+                headers,
+                timestamp: None,
+            };
+            pending.push_back((line_no, producer.send(record).await?));
+            while pending.len() > MAX_UNACKED {
+                if let Some((no, fut)) = pending.pop_front() {
+                    failures.note(no, fut.await);
+                }
+            }
+        }
+        if ended {
             break;
-        }
-        line_no += 1;
-        // Like Java's readLine: drop "\n", "\r\n".
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        }
-        let parsed = opts.line.parse(&line, line_no)?;
-        let mut headers = parsed.headers;
-        headers.extend(opts.static_headers.iter().cloned());
-        let record = ProducerRecord {
-            topic: opts.topic.clone(),
-            partition: opts.partition,
-            key: parsed.key,
-            value: parsed.value,
-            headers,
-            timestamp: None,
-        };
-        pending.push_back((line_no, producer.send(record).await?));
-        while pending.len() > MAX_UNACKED {
-            if let Some((no, fut)) = pending.pop_front() {
-                failures.note(no, fut.await);
-            }
         }
     }
     producer.flush().await?;
@@ -335,7 +454,7 @@ pub(crate) async fn run(opts: ProduceOptions) -> anyhow::Result<ExitCode> {
     }
     let _ = producer.close().await;
     match failures.first {
-        None => Ok(ExitCode::SUCCESS),
+        None => Ok(stopped_by.map_or(ExitCode::SUCCESS, ExitCode::from)),
         Some((no, e)) => {
             let total = line_no;
             anyhow::bail!(
