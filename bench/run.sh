@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark Potok against the Tansu peer with the shared harness (../shared/bench).
+# Benchmark Potok against the Tansu peer with the harness in bench/harness/.
 #
 #   bench/run.sh                      # full compare.sh run (REPS=3), ~15-25 min
 #   REPS=1 TESTS=throughput bench/run.sh
@@ -12,7 +12,7 @@
 #      POTOK_PORT (39092), TANSU_PORT (29092), BENCH_DATA_DIR (where the data dir goes).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED="$(cd "$REPO/../shared/bench" && pwd)"
+HARNESS="$REPO/bench/harness"
 CACHE="${BENCH_CACHE:-$HOME/.cache/kbench}"
 POTOK_PORT="${POTOK_PORT:-39092}"
 TANSU_PORT="${TANSU_PORT:-29092}"
@@ -37,7 +37,7 @@ if [ ! -x "$CACHE/bin/rdkafka_performance" ] || [ ! -x "$CACHE/venv/bin/python" 
     sed -i 's/^Types: deb$/Types: deb deb-src/' "$SOURCES"
     apt-get update -qq >&2
   fi
-  BENCH_CACHE="$CACHE" "$SHARED/build-tools.sh" >/dev/null
+  BENCH_CACHE="$CACHE" "$HARNESS/build-tools.sh" >/dev/null
 fi
 
 # ---- build ---------------------------------------------------------------------------
@@ -71,7 +71,7 @@ done
 port_busy "$POTOK_PORT" || { echo "potok did not come up:" >&2; cat "$DATA/potok.log" >&2; exit 1; }
 
 log "starting tansu on 127.0.0.1:$TANSU_PORT"
-TANSU_PID="$(BENCH_CACHE="$CACHE" "$SHARED/tansu.sh" "$TANSU_PORT")"
+TANSU_PID="$(BENCH_CACHE="$CACHE" "$HARNESS/tansu.sh" "$TANSU_PORT")"
 
 # ---- run -----------------------------------------------------------------------------
 {
@@ -81,7 +81,7 @@ TANSU_PID="$(BENCH_CACHE="$CACHE" "$SHARED/tansu.sh" "$TANSU_PORT")"
   echo "# REPS=${REPS:-3} COUNT=${COUNT:-1000000} TESTS='${TESTS:-throughput latency}'"
 } >"$OUTFILE"
 log "compare.sh -> $OUTFILE"
-BENCH_CACHE="$CACHE" "$SHARED/compare.sh" \
+BENCH_CACHE="$CACHE" "$HARNESS/compare.sh" \
   "tansu=127.0.0.1:$TANSU_PORT@$TANSU_PID" "potok=127.0.0.1:$POTOK_PORT@$POTOK_PID" | tee -a "$OUTFILE"
 if kill -0 "$POTOK_PID" 2>/dev/null; then
   echo "# potok peak RSS (VmHWM) $(awk '/VmHWM/ {print $2, $3}' "/proc/$POTOK_PID/status")" | tee -a "$OUTFILE"
