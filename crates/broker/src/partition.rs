@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::error::{BrokerError, Result};
 use crate::producer_state::{ProducerStates, SequenceCheck};
+use crate::recompress::ProducePolicy;
 
 /// A hosted partition. On a single node this broker is always the leader and the
 /// high watermark equals the log end; replication will move the high watermark
@@ -29,6 +30,8 @@ pub struct Partition {
     high_watermark: AtomicI64,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
+    // Read on every produce; written on a config change.
+    produce_policy: RwLock<ProducePolicy>,
 }
 
 /// The log and the producer state that must change together with it.
@@ -69,6 +72,7 @@ impl Partition {
             high_watermark: AtomicI64::new(end),
             log_start_offset: AtomicI64::new(start),
             log_end_offset: AtomicI64::new(end),
+            produce_policy: RwLock::new(ProducePolicy::default()),
         }
     }
 
@@ -178,6 +182,16 @@ impl Partition {
     pub fn max_timestamp(&self) -> Result<Option<TimestampAndOffset>> {
         let batch = self.reading_log(|log| Ok(log.batch_with_max_timestamp()?))?;
         Ok(batch.and_then(|b| find_record(b, |_| true, true)))
+    }
+
+    /// What the topic's configs ask of produced batches (compression, timestamps).
+    pub fn produce_policy(&self) -> ProducePolicy {
+        *self.produce_policy.read()
+    }
+
+    /// Sets the produce policy (a topic config change).
+    pub fn set_produce_policy(&self, policy: ProducePolicy) {
+        *self.produce_policy.write() = policy;
     }
 
     /// Applies new log settings (a topic config change).

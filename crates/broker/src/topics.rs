@@ -248,7 +248,9 @@ impl Broker {
     /// already open.
     pub(crate) fn host_topic(&self, topic: &TopicImage) -> Result<()> {
         let existing = self.replicas.topic(&topic.name).filter(|h| h.id == topic.id);
-        let log_config = topic_config::log_config(&topic.configs, &self.config);
+        let server = self.effective_config();
+        let log_config = topic_config::log_config(&topic.configs, &server);
+        let policy = topic_config::produce_policy(&topic.configs, &server);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for (&index, image) in &topic.partitions {
             if let Some(open) = existing.as_ref().and_then(|h| h.partitions.get(index as usize)) {
@@ -260,7 +262,9 @@ impl Broker {
                 .partition_dir(&topic.name, index, topic.id)
                 .map_err(|e| invalid(ResponseError::KafkaStorageError, e.to_string()))?;
             let log = Log::open(&dir, log_config.clone(), self.log_dirs.clean_shutdown)?;
-            partitions.push(Arc::new(Partition::new(topic.name.clone(), topic.id, index, log, image.leader_epoch)));
+            let partition = Partition::new(topic.name.clone(), topic.id, index, log, image.leader_epoch);
+            partition.set_produce_policy(policy);
+            partitions.push(Arc::new(partition));
         }
         self.replicas.put_topic(topic.name.clone(), HostedTopic { id: topic.id, partitions });
         Ok(())

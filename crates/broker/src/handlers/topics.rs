@@ -52,7 +52,7 @@ pub(crate) fn create(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i1
             };
             match broker.create_topic(new, req.validate_only) {
                 Ok(created) => {
-                    let configs = topic_config::describe(&created.configs, &broker.config)
+                    let configs = topic_config::describe(&created.configs, &broker.effective_config())
                         .into_iter()
                         .map(|c| {
                             CreatableTopicConfigs::default()
