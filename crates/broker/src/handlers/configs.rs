@@ -53,9 +53,14 @@ impl Levels {
         let node = broker.config.node_id.to_string();
         let metadata = broker.metadata.lock();
         let image = metadata.image();
-        let defaults = ServerConfig::from_entries(Vec::new())
+        let mut defaults: BTreeMap<String, String> = ServerConfig::from_entries(Vec::new())
             .map(|c| c.describe().into_iter().filter_map(|(k, v, _)| v.map(|v| (k, v))).collect())
             .unwrap_or_default();
+        // Kafka's defaults of these are given in hours (the ms settings default to null).
+        for (ms, hours) in [("log.retention.ms", "log.retention.hours"), ("log.roll.ms", "log.roll.hours")] {
+            defaults.remove(ms);
+            defaults.insert(hours.to_string(), "168".to_string());
+        }
         Levels {
             per_broker: image.broker_configs(&node).cloned().unwrap_or_default(),
             cluster_default: image.broker_configs("").cloned().unwrap_or_default(),

@@ -1,4 +1,4 @@
-//! The command-line tools: `potok topics|produce|consume|groups` and Kafka's script
+//! The command-line tools: `potok topics|produce|consume|groups|configs` and Kafka's script
 //! names.
 //!
 //! Each tool parses its flags into an options struct (`topics::TopicsAction`,
@@ -7,6 +7,7 @@
 //! `kafka` only translate Kafka's flags into the same structs, so both spellings run
 //! the same code.
 
+mod configs;
 mod consume;
 mod encoding;
 mod groups;
@@ -30,6 +31,11 @@ pub(crate) enum ToolCommand {
     Consume(Box<consume::ConsumeArgs>),
     /// List, describe, reset offsets of, or delete consumer groups.
     Groups(Box<groups::GroupsArgs>),
+    /// Describe or change topic and broker configs, live.
+    Configs(Box<configs::ConfigsArgs>),
+    /// Kafka's kafka-configs.sh, with its flags.
+    #[command(name = "kafka-configs", hide = true)]
+    KafkaConfigs(Box<configs::KafkaConfigsArgs>),
     /// Kafka's kafka-topics.sh, with its flags.
     #[command(name = "kafka-topics", hide = true)]
     KafkaTopics(Box<kafka::KafkaTopicsArgs>),
@@ -63,6 +69,14 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
             ToolCommand::Consume(args) => consume::run(args.into_options()?).await,
             ToolCommand::Groups(args) => {
                 groups::run(args.into_action()?, groups::ReportedErrors::Fail).await
+            }
+            ToolCommand::Configs(args) => configs::run(args.into_action()?).await,
+            ToolCommand::KafkaConfigs(args) => {
+                let (action, notes) = args.translate()?;
+                for note in &notes {
+                    eprintln!("{note}");
+                }
+                configs::run(action).await
             }
             ToolCommand::KafkaTopics(args) => {
                 let translated = args.translate()?;
