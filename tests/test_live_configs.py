@@ -240,6 +240,17 @@ def test_kafka_configs_alter_and_kafka_topics_alter_config(broker, bin_dir, tool
     assert res.stdout.decode().strip() == "Updated config for topic tooled."
     assert _describe(broker.bootstrap, ConfigResource(ResourceType.TOPIC, "tooled"))["segment.bytes"].value == "200000"
 
+    potok = [tool_env["POTOK_BIN"], "configs"]
+    res = subprocess.run([*potok, "alter", "--bootstrap-server", broker.bootstrap, "--topic", "tooled",
+                          "--add-config", "max.message.bytes=5000", "--delete-config", "retention.ms"],
+                         capture_output=True, env=tool_env, timeout=120)
+    assert res.returncode == 0 and res.stdout.decode().strip() == "Completed updating config for topic tooled.", res
+    res = subprocess.run([*potok, "describe", "--bootstrap-server", broker.bootstrap, "--topic", "tooled"],
+                         capture_output=True, env=tool_env, timeout=120)
+    assert res.returncode == 0, res
+    assert [line.split(" ")[2] for line in res.stdout.decode().splitlines()[1:]] == \
+        ["cleanup.policy=compact,delete", "max.message.bytes=5000", "segment.bytes=200000"], res.stdout
+
     res = subprocess.run([str(bin_dir / "kafka-configs.sh"), "--bootstrap-server", broker.bootstrap, "--alter",
                           "--entity-type", "topics", "--entity-name", "tooled", "--add-config", "retention.ms=x"],
                          capture_output=True, env=tool_env, timeout=120)

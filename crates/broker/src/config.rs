@@ -623,33 +623,6 @@ const ACCEPTED: &[&str] = &[
     "replica.fetch.max.bytes",
     "log.preallocate",
     "log.segment.delete.delay.ms",
-    // Dynamic in Kafka (DynamicBrokerConfig): settable live, shown by DescribeConfigs.
-    "log.roll.jitter.ms",
-    "log.roll.jitter.hours",
-    "log.cleaner.delete.retention.ms",
-    "log.cleaner.min.compaction.lag.ms",
-    "log.cleaner.max.compaction.lag.ms",
-    "log.cleaner.min.cleanable.ratio",
-    "log.cleaner.threads",
-    "log.cleaner.dedupe.buffer.size",
-    "log.cleaner.io.buffer.load.factor",
-    "log.cleaner.io.buffer.size",
-    "log.cleaner.io.max.bytes.per.second",
-    "compression.gzip.level",
-    "compression.lz4.level",
-    "compression.zstd.level",
-    "log.message.timestamp.before.max.ms",
-    "log.message.timestamp.after.max.ms",
-    "log.local.retention.bytes",
-    "log.local.retention.ms",
-    "background.threads",
-    "max.connections",
-    "max.connections.per.ip",
-    "max.connections.per.ip.overrides",
-    "max.connection.creation.rate",
-    "producer.id.expiration.ms",
-    "transaction.partition.verification.enable",
-    "metric.reporters",
     "metadata.log.dir",
     "cluster.id",
     "broker.rack",
@@ -659,7 +632,8 @@ const ACCEPTED: &[&str] = &[
 
 /// True for a Kafka broker setting Potok knows (acted on or accepted).
 pub(crate) fn is_known_key(key: &str) -> bool {
-    ACTED_ON.contains(&key) || ACCEPTED.contains(&key)
+    // Settings Kafka changes live are Kafka settings too, wherever they are given.
+    ACTED_ON.contains(&key) || ACCEPTED.contains(&key) || crate::dynamic_config::is_dynamic_broker_config(key)
 }
 
 #[cfg(test)]

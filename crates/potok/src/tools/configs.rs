@@ -198,13 +198,9 @@ enum ConfigsCommand {
     Alter(AlterArgs),
 }
 
-/// Which entity, for `potok configs`.
+/// The entity flags both spellings share.
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("entity").required(true).args(["topic", "broker", "broker_defaults", "broker_logger"])))]
-struct EntityArgs {
-    /// Broker to connect to, host:port[,host:port].
-    #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
-    bootstrap_server: String,
+struct EntityFlags {
     /// A topic.
     #[arg(long)]
     topic: Option<String>,
@@ -219,17 +215,35 @@ struct EntityArgs {
     broker_logger: Option<String>,
 }
 
-impl EntityArgs {
-    fn entity(&self) -> Entity {
-        if let Some(t) = &self.topic {
-            Entity::Topic(t.clone())
-        } else if let Some(b) = &self.broker {
-            Entity::Broker(Some(b.clone()))
-        } else if let Some(b) = &self.broker_logger {
-            Entity::BrokerLogger(b.clone())
+impl EntityFlags {
+    fn entity(self) -> Option<Entity> {
+        if let Some(t) = self.topic {
+            Some(Entity::Topic(t))
+        } else if let Some(b) = self.broker {
+            Some(Entity::Broker(Some(b)))
+        } else if let Some(b) = self.broker_logger {
+            Some(Entity::BrokerLogger(b))
         } else {
-            Entity::BrokerDefault
+            self.broker_defaults.then_some(Entity::BrokerDefault)
         }
+    }
+}
+
+/// Which entity, for `potok configs`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("entity").required(true).args(["topic", "broker", "broker_defaults", "broker_logger"])))]
+struct EntityArgs {
+    /// Broker to connect to, host:port[,host:port].
+    #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
+    bootstrap_server: String,
+    #[command(flatten)]
+    flags: EntityFlags,
+}
+
+impl EntityArgs {
+    fn into_parts(self) -> (String, Entity) {
+        // The required group guarantees one entity flag.
+        (self.bootstrap_server, self.flags.entity().unwrap_or(Entity::BrokerDefault))
     }
 }
 
@@ -275,14 +289,14 @@ fn alter_lists(add_config: &[String], delete_config: &[String]) -> anyhow::Resul
 impl ConfigsArgs {
     pub(crate) fn into_action(self) -> anyhow::Result<ConfigsAction> {
         Ok(match self.action {
-            ConfigsCommand::Describe(a) => ConfigsAction::Describe {
-                entity: a.entity.entity(),
-                bootstrap: a.entity.bootstrap_server,
-                all: a.all,
-            },
+            ConfigsCommand::Describe(a) => {
+                let (bootstrap, entity) = a.entity.into_parts();
+                ConfigsAction::Describe { entity, bootstrap, all: a.all }
+            }
             ConfigsCommand::Alter(a) => {
                 let (add, delete) = alter_lists(&a.add_config, &a.delete_config)?;
-                ConfigsAction::Alter { entity: a.entity.entity(), bootstrap: a.entity.bootstrap_server, add, delete }
+                let (bootstrap, entity) = a.entity.into_parts();
+                ConfigsAction::Alter { entity, bootstrap, add, delete }
             }
         })
     }
@@ -310,18 +324,9 @@ pub(crate) struct KafkaConfigsArgs {
     /// The cluster-wide broker default.
     #[arg(long)]
     entity_default: bool,
-    /// Shorthand for --entity-type topics --entity-name.
-    #[arg(long)]
-    topic: Option<String>,
-    /// Shorthand for --entity-type brokers --entity-name.
-    #[arg(long)]
-    broker: Option<String>,
-    /// Shorthand for --entity-type brokers --entity-default.
-    #[arg(long)]
-    broker_defaults: bool,
-    /// Shorthand for --entity-type broker-loggers --entity-name.
-    #[arg(long)]
-    broker_logger: Option<String>,
+    /// Shorthands: --topic, --broker, --broker-defaults, --broker-logger.
+    #[command(flatten)]
+    shorthand: EntityFlags,
     /// Describe configs.
     #[arg(long)]
     describe: bool,
@@ -350,14 +355,8 @@ impl KafkaConfigsArgs {
         if self.command_config.is_some() {
             notes.push("Note: --command-config is ignored (no client security settings yet)".to_owned());
         }
-        let entity = if let Some(t) = self.topic {
-            Entity::Topic(t)
-        } else if let Some(b) = self.broker {
-            Entity::Broker(Some(b))
-        } else if self.broker_defaults {
-            Entity::BrokerDefault
-        } else if let Some(b) = self.broker_logger {
-            Entity::BrokerLogger(b)
+        let entity = if let Some(entity) = self.shorthand.entity() {
+            entity
         } else {
             match (self.entity_type.as_deref(), self.entity_name, self.entity_default) {
                 (Some("topics"), Some(n), _) => Entity::Topic(n),
