@@ -134,6 +134,26 @@ def test_topic_configs_change_live_survive_restart_and_show_their_source(broker,
     assert (e.value, e.source) == ("1048588", ConfigSource.DEFAULT_CONFIG.value)
 
 
+@pytest.mark.parametrize("produced,topic_codec,stored", [("lz4", "zstd", 4), ("zstd", "gzip", 1),
+                                                        ("gzip", "uncompressed", 0), ("snappy", "snappy", 2),
+                                                        ("snappy", "lz4", 3)])
+def test_compression_type_stores_every_batch_in_the_topic_codec(broker, produced, topic_codec, stored):
+    create_topic(broker.bootstrap, "codec", config={"compression.type": topic_codec})
+    headers = [("dup", b"a"), ("dup", b"b"), ("null", None)]
+    values = [b"%d-" % i * 30 for i in range(200)]
+    ok = _produce(broker.bootstrap, "codec", values, conf={"compression.type": produced}, headers=headers,
+                  timestamp=1_600_000_000_000)
+    assert not ok.errors and len(ok.ok) == 200, ok.errors
+    codecs = _batch_codecs(broker, "codec")
+    assert codecs and all(c == stored for c in codecs), codecs
+    for msgs in (consume_confluent(broker.bootstrap, "codec", 0, 200),):
+        assert [m.value() for m in msgs] == values
+        assert all(m.headers() == headers and m.timestamp()[1] == 1_600_000_000_000 for m in msgs)
+    records = consume_kafka_python(broker.bootstrap, "codec", 0, 200)
+    assert [r.value for r in records] == values
+    assert all(r.headers == [("dup", b"a"), ("dup", b"b"), ("null", None)] for r in records), records[0].headers
+
+
 def test_alter_configs_replaces_the_whole_set_of_a_topic(broker):
     create_topic(broker.bootstrap, "legacy", config={"retention.ms": "1000", "segment.bytes": "100000"})
     a = admin(broker.bootstrap)

@@ -158,8 +158,13 @@ fn describe_topic(broker: &Broker, levels: &Levels, name: &str) -> Described {
     let Some(overrides) = overrides else {
         return Err((ResponseError::UnknownTopicOrPartition, format!("Topic {name} does not exist.")));
     };
+    Ok(topic_entries(broker, levels, &overrides))
+}
+
+/// Every config of a topic with these overrides, with source, synonyms, type and doc.
+fn topic_entries(broker: &Broker, levels: &Levels, overrides: &BTreeMap<String, String>) -> Vec<DescribeConfigsResourceResult> {
     let server = broker.effective_config();
-    Ok(topic_config::describe(&overrides, &server)
+    topic_config::describe(overrides, &server)
         .into_iter()
         .map(|c| {
             let mut synonyms = Vec::new();
@@ -180,7 +185,15 @@ fn describe_topic(broker: &Broker, levels: &Levels, name: &str) -> Described {
                 .with_config_type(topic_config::config_type(c.name))
                 .with_documentation(topic_config::documentation(c.name).map(str_bytes))
         })
-        .collect())
+        .collect()
+}
+
+/// A topic's configs as CreateTopics v5+ reports them: `(name, value, source)`.
+pub(crate) fn created_topic_configs(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<(String, Option<String>, i8)> {
+    topic_entries(broker, &Levels::new(broker), overrides)
+        .into_iter()
+        .map(|e| (e.name.to_string(), e.value.map(|v| v.to_string()), e.config_source))
+        .collect()
 }
 
 /// Kafka's type of a broker setting: its topic config's type, else from its value.
