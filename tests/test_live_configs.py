@@ -183,6 +183,20 @@ def test_invalid_unknown_and_validate_only_changes_are_refused_or_not_applied(br
     assert err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART, err
 
 
+def test_append_and_subtract_edit_list_configs(broker):
+    create_topic(broker.bootstrap, "lists")
+    _incremental(broker.bootstrap, _topic("lists", ("cleanup.policy", "compact,delete", APPEND)))
+    entries = _describe(broker.bootstrap, ConfigResource(ResourceType.TOPIC, "lists"))
+    assert entries["cleanup.policy"].value == "delete,compact", entries["cleanup.policy"]
+    _incremental(broker.bootstrap, _topic("lists", ("cleanup.policy", "delete", AlterConfigOpType.SUBTRACT)))
+    entries = _describe(broker.bootstrap, ConfigResource(ResourceType.TOPIC, "lists"))
+    assert entries["cleanup.policy"].value == "compact", entries["cleanup.policy"]
+    # Subtracting the last item leaves an empty list, which cleanup.policy does not allow.
+    err = _kafka_error(lambda: _incremental(
+        broker.bootstrap, _topic("lists", ("cleanup.policy", "compact", AlterConfigOpType.SUBTRACT))))
+    assert err.code() == KafkaError.INVALID_CONFIG and "cleanup.policy" in err.str(), err
+
+
 def _broker(name: str, *entries: tuple[str, str, AlterConfigOpType]) -> ConfigResource:
     return ConfigResource(ResourceType.BROKER, name, incremental_configs=[
         ConfigEntry(k, v, incremental_operation=op) for k, v, op in entries])

@@ -76,37 +76,74 @@ impl Default for ProducePolicy {
 /// Applies the policy to one produced batch: INVALID_TIMESTAMP for a CreateTime
 /// timestamp out of bounds, and the batch in the topic's codec if it had another
 /// (`Ok(None)`: keep the batch as it is). Bytes that do not parse as a batch are
-/// left for the log's validation to refuse.
+/// left for the log's validation to refuse. Without timestamp bounds (the
+/// default) and with `producer` or a matching codec, nothing is decoded.
 pub fn prepare(policy: &ProducePolicy, batch: &[u8], now_ms: i64, max_decompressed: usize) -> Result<Option<BytesMut>> {
     let Ok(header) = BatchHeader::parse(batch) else { return Ok(None) };
-    if !policy.log_append_time {
-        check_timestamps(policy, &header, now_ms)?;
-    }
-    let Some(target) = policy.target else { return Ok(None) };
-    if header.compression() == target.id() || header.is_control() || batch.len() != header.total_size() {
-        return Ok(None);
-    }
     let Some(codec) = Codec::from_id(header.compression()) else { return Ok(None) };
+    let bounded = !policy.log_append_time && (policy.timestamp_before_max_ms < i64::MAX || policy.timestamp_after_max_ms < i64::MAX);
+    let target = policy
+        .target
+        .filter(|t| t.id() != codec.id() && !header.is_control() && batch.len() == header.total_size());
     let records = batch.get(HEADER_SIZE..).unwrap_or_default();
-    let plain = decompress(codec, records, max_decompressed)?;
-    let compressed = compress(target, &plain)?;
-    Ok(Some(rebuild(batch, target, &compressed)?))
+    let plain = if target.is_some() || (bounded && codec != Codec::None) {
+        Some(decompress(codec, records, max_decompressed)?)
+    } else {
+        None
+    };
+    if bounded {
+        check_timestamps(policy, &header, plain.as_deref().unwrap_or(records), now_ms)?;
+    }
+    match (target, plain) {
+        (Some(target), Some(plain)) => Ok(Some(rebuild(batch, target, &compress(target, &plain)?)?)),
+        _ => Ok(None),
+    }
 }
 
-/// Kafka 3.6+'s timestamp bounds, checked on the batch's first and largest
-/// timestamps (the header's), so uncompressed batches stay undecoded.
-fn check_timestamps(policy: &ProducePolicy, header: &BatchHeader, now_ms: i64) -> Result<()> {
+/// Kafka 3.6+'s timestamp bounds, on the batch's largest timestamp and on every
+/// record's (`records`: the uncompressed records section).
+fn check_timestamps(policy: &ProducePolicy, header: &BatchHeader, records: &[u8], now_ms: i64) -> Result<()> {
     let earliest = now_ms.saturating_sub(policy.timestamp_before_max_ms);
     let latest = now_ms.saturating_add(policy.timestamp_after_max_ms);
-    for ts in [header.base_timestamp, header.max_timestamp] {
-        if ts < earliest || ts > latest {
-            return Err(BrokerError::kafka(
-                ResponseError::InvalidTimestamp,
-                format!("Timestamp {ts} of a record in the batch is out of range. The timestamp should be within [{earliest}, {latest}]"),
-            ));
+    let out_of_range = |ts: i64| {
+        BrokerError::kafka(
+            ResponseError::InvalidTimestamp,
+            format!("Timestamp {ts} of a record in the batch is out of range. The timestamp should be within [{earliest}, {latest}]"),
+        )
+    };
+    if !(earliest..=latest).contains(&header.max_timestamp) {
+        return Err(out_of_range(header.max_timestamp));
+    }
+    // Each record: length, attributes (1 byte), timestamp delta, ... (varints).
+    let mut at = 0;
+    while at < records.len() {
+        let Some(length) = read_varlong(records, &mut at) else { break };
+        let start = at;
+        at += 1;
+        let Some(delta) = read_varlong(records, &mut at) else { break };
+        let ts = header.base_timestamp.saturating_add(delta);
+        if !(earliest..=latest).contains(&ts) {
+            return Err(out_of_range(ts));
         }
+        // A malformed length is the log's validation to refuse.
+        let Some(next) = usize::try_from(length).ok().and_then(|l| start.checked_add(l)) else { break };
+        at = next;
     }
     Ok(())
+}
+
+/// A zig-zag varlong at `at` (at most 10 bytes), advancing `at`.
+fn read_varlong(b: &[u8], at: &mut usize) -> Option<i64> {
+    let mut value = 0u64;
+    for shift in (0..70).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    None
 }
 
 /// The batch's header with the new codec and length, the new records section and
@@ -335,5 +372,10 @@ mod tests {
         }
         let append_time = ProducePolicy { log_append_time: true, ..bounded };
         assert!(prepare(&append_time, &batch(Compression::None, &[0]), now, 1 << 20).is_ok());
+        // A record older than the batch's first one, in any codec, is found too.
+        for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let err = prepare(&bounded, &batch(compression, &[now, now - 5000, now]), now, 1 << 20).expect_err("old record");
+            assert_eq!(err.response_error(), ResponseError::InvalidTimestamp, "{compression:?}");
+        }
     }
 }
