@@ -290,6 +290,14 @@ def test_kafka_configs_alter_and_kafka_topics_alter_config(broker, bin_dir, tool
                          capture_output=True, env=tool_env, timeout=120)
     assert res.returncode != 0 and "retention.ms" in res.stderr.decode(), res
 
+    # Without --entity-name every topic is described, each under its own heading.
+    create_topic(broker.bootstrap, "plain")
+    out = _kafka_configs(bin_dir, tool_env, broker, "--describe", "--entity-type", "topics").splitlines()
+    assert "Dynamic configs for topic plain are:" in out
+    at = out.index("Dynamic configs for topic tooled are:")
+    assert [line.split(" ")[2] for line in out[at + 1:at + 4]] == \
+        ["cleanup.policy=compact,delete", "max.message.bytes=5000", "segment.bytes=200000"], out
+
 
 def test_kafka_python_admin_alters_a_topic_config(broker):
     from kafka.admin import ConfigResource as KConfigResource

@@ -26,6 +26,8 @@ pub(crate) async fn set_topic_configs(admin: &Admin, topic: &str, configs: &[Str
 pub(crate) enum Entity {
     /// A topic.
     Topic(String),
+    /// Every topic (a describe without `--entity-name`).
+    AllTopics,
     /// A broker by id; None: every broker in the cluster.
     Broker(Option<String>),
     /// The cluster-wide broker default (`--entity-default`).
@@ -38,7 +40,7 @@ impl Entity {
     /// Kafka's singular name of the entity type, for the tool's messages.
     fn singular(&self) -> &'static str {
         match self {
-            Entity::Topic(_) => "topic",
+            Entity::Topic(_) | Entity::AllTopics => "topic",
             Entity::Broker(_) | Entity::BrokerDefault => "broker",
             Entity::BrokerLogger(_) => "broker-logger",
         }
@@ -90,6 +92,7 @@ pub(crate) fn parse_add_config(text: &str) -> anyhow::Result<Vec<(String, String
 fn resource(entity: &Entity) -> ConfigResource {
     match entity {
         Entity::Topic(t) => ConfigResource::Topic(t.clone()),
+        Entity::AllTopics => ConfigResource::Topic(String::new()),
         Entity::Broker(b) => ConfigResource::Broker(b.clone().unwrap_or_default()),
         Entity::BrokerDefault => ConfigResource::Broker(String::new()),
         Entity::BrokerLogger(b) => ConfigResource::BrokerLogger(b.clone()),
@@ -119,7 +122,7 @@ fn entry_line(e: &ConfigEntry) -> String {
 fn shown(entity: &Entity, mut entries: Vec<ConfigEntry>, all: bool) -> Vec<ConfigEntry> {
     use client::admin::ConfigSource;
     let own = match entity {
-        Entity::Topic(_) => Some(ConfigSource::DynamicTopic),
+        Entity::Topic(_) | Entity::AllTopics => Some(ConfigSource::DynamicTopic),
         Entity::Broker(_) => Some(ConfigSource::DynamicBroker),
         Entity::BrokerDefault => Some(ConfigSource::DynamicDefaultBroker),
         Entity::BrokerLogger(_) => None,
@@ -148,10 +151,12 @@ pub(crate) async fn run(action: ConfigsAction) -> anyhow::Result<ExitCode> {
                     let md = admin.client().refresh_metadata(None).await?;
                     md.brokers.keys().map(i32::to_string).collect()
                 }
+                Entity::AllTopics => admin.list_topics(true).await?,
             };
             for name in names {
                 let entity = match &entity {
                     Entity::Broker(None) => Entity::Broker(Some(name.clone())),
+                    Entity::AllTopics => Entity::Topic(name.clone()),
                     other => other.clone(),
                 };
                 let entries = admin.describe_resource_configs(&resource(&entity)).await?;
@@ -162,8 +167,10 @@ pub(crate) async fn run(action: ConfigsAction) -> anyhow::Result<ExitCode> {
             }
         }
         ConfigsAction::Alter { entity, add, delete, .. } => {
-            if matches!(entity, Entity::Broker(None)) {
-                anyhow::bail!("an entity name must be specified with --alter of brokers (or use --entity-default)");
+            match entity {
+                Entity::Broker(None) => anyhow::bail!("an entity name must be specified with --alter of brokers (or use --entity-default)"),
+                Entity::AllTopics => anyhow::bail!("an entity name must be specified with --alter of topics"),
+                _ => {}
             }
             let ops: Vec<(String, AlterConfigOp)> = add
                 .into_iter()
@@ -176,7 +183,7 @@ pub(crate) async fn run(action: ConfigsAction) -> anyhow::Result<ExitCode> {
                 Entity::Topic(n) | Entity::Broker(Some(n)) | Entity::BrokerLogger(n) => {
                     println!("Completed updating config for {} {n}.", entity.singular())
                 }
-                Entity::Broker(None) => {}
+                Entity::Broker(None) | Entity::AllTopics => {}
             }
         }
     }
@@ -360,7 +367,7 @@ impl KafkaConfigsArgs {
         } else {
             match (self.entity_type.as_deref(), self.entity_name, self.entity_default) {
                 (Some("topics"), Some(n), _) => Entity::Topic(n),
-                (Some("topics"), None, _) => anyhow::bail!("an entity name must be specified with --entity-type topics"),
+                (Some("topics"), None, _) => Entity::AllTopics,
                 (Some("brokers"), _, true) => Entity::BrokerDefault,
                 (Some("brokers"), n, false) => Entity::Broker(n),
                 (Some("broker-loggers"), Some(n), _) => Entity::BrokerLogger(n),
