@@ -275,7 +275,10 @@ struct AlterArgs {
     delete_config: Vec<String>,
 }
 
-fn alter_lists(add_config: &[String], delete_config: &[String]) -> anyhow::Result<(Vec<(String, String)>, Vec<String>)> {
+/// Configs to set and configs to delete.
+type ConfigChanges = (Vec<(String, String)>, Vec<String>);
+
+fn alter_lists(add_config: &[String], delete_config: &[String]) -> anyhow::Result<ConfigChanges> {
     let mut add = Vec::new();
     for a in add_config {
         add.extend(parse_add_config(a)?);
