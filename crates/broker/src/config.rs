@@ -753,8 +753,13 @@ fn is_security_setting(key: &str) -> bool {
     SECURITY_PREFIXES.iter().any(|prefix| key.starts_with(prefix) && key.len() > prefix.len())
 }
 
-fn is_known_key(key: &str) -> bool {
-    ACTED_ON.contains(&key) || ACCEPTED.contains(&key) || is_security_setting(key)
+/// True for a Kafka broker setting Potok knows (acted on or accepted).
+pub(crate) fn is_known_key(key: &str) -> bool {
+    // Settings Kafka changes live are Kafka settings too, wherever they are given.
+    ACTED_ON.contains(&key)
+        || ACCEPTED.contains(&key)
+        || is_security_setting(key)
+        || crate::dynamic_config::is_dynamic_broker_config(key)
 }
 
 impl ServerConfig {

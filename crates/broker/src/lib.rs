@@ -6,6 +6,7 @@
 //! log dirs clean.
 
 pub mod config;
+pub mod dynamic_config;
 pub mod error;
 mod fetch_session;
 pub mod group;
@@ -15,6 +16,7 @@ mod log_dirs;
 mod net;
 pub mod partition;
 mod producer_state;
+pub mod recompress;
 mod record_batch;
 pub mod replica_manager;
 mod start_offsets;
@@ -27,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
 use metadata::MetadataLog;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 use tokio::sync::Notify;
 
@@ -96,6 +98,8 @@ impl Listeners {
 pub struct Broker {
     /// The configuration it was started with.
     pub config: ServerConfig,
+    /// `config` with the dynamic broker configs applied ([`Broker::effective_config`]).
+    effective: RwLock<Arc<ServerConfig>>,
     /// The cluster id (from meta.properties).
     pub cluster_id: String,
     log_dirs: LogDirs,
@@ -134,8 +138,14 @@ impl Broker {
         let topics: Vec<_> = metadata.image().topics().cloned().collect();
         let groups = GroupCoordinator::new(config.groups.clone());
         let log_start_offsets = LogStartOffsets::load(log_dirs.dirs());
+        let effective = dynamic_config::effective_server_config(&config, metadata.image()).unwrap_or_else(|e| {
+            // As Kafka: a stored dynamic config that no longer applies is logged and skipped.
+            tracing::error!(error = %e, "dynamic broker configs not applied");
+            config.clone()
+        });
         let broker = Arc::new(Broker {
             cluster_id: log_dirs.cluster_id.clone(),
+            effective: RwLock::new(Arc::new(effective)),
             config,
             log_dirs,
             log_start_offsets,
@@ -291,9 +301,10 @@ async fn enforce_retention(broker: Arc<Broker>) {
     loop {
         tick.tick().await;
         let topics: Vec<_> = broker.metadata.lock().image().topics().cloned().collect();
+        let server = broker.effective_config();
         let now = now_ms();
         for topic in topics {
-            let setting = |name| topic_config::effective(name, &topic.configs, &broker.config);
+            let setting = |name| topic_config::effective(name, &topic.configs, &server);
             if !setting("cleanup.policy").split(',').any(|p| p.trim() == "delete") {
                 continue;
             }
@@ -332,8 +343,9 @@ async fn clean_compacted_topics(broker: Arc<Broker>) {
     loop {
         tick.tick().await;
         let topics: Vec<_> = broker.metadata.lock().image().topics().cloned().collect();
+        let server = broker.effective_config();
         for topic in topics {
-            let setting = |name| topic_config::effective(name, &topic.configs, &broker.config);
+            let setting = |name| topic_config::effective(name, &topic.configs, &server);
             if !setting("cleanup.policy").split(',').any(|p| p.trim() == "compact") {
                 continue;
             }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::error::{BrokerError, Result};
 use crate::producer_state::{ProducerStates, SequenceCheck};
+use crate::recompress::ProducePolicy;
 
 /// A hosted partition. On a single node this broker is always the leader and the
 /// high watermark equals the log end; replication will move the high watermark
@@ -32,6 +33,8 @@ pub struct Partition {
     high_watermark: AtomicI64,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
+    // Read on every produce; written on a config change.
+    produce_policy: RwLock<ProducePolicy>,
 }
 
 /// The log and the producer state that must change together with it.
@@ -74,6 +77,7 @@ impl Partition {
             high_watermark: AtomicI64::new(end),
             log_start_offset: AtomicI64::new(start),
             log_end_offset: AtomicI64::new(end),
+            produce_policy: RwLock::new(ProducePolicy::default()),
         }
     }
 
@@ -261,6 +265,16 @@ impl Partition {
             self.log_start_offset.store(start, Ordering::Release);
             Ok(start)
         })
+    }
+
+    /// What the topic's configs ask of produced batches (compression, timestamps).
+    pub fn produce_policy(&self) -> ProducePolicy {
+        *self.produce_policy.read()
+    }
+
+    /// Sets the produce policy (a topic config change).
+    pub fn set_produce_policy(&self, policy: ProducePolicy) {
+        *self.produce_policy.write() = policy;
     }
 
     /// Applies new log settings (a topic config change).

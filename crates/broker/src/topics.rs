@@ -252,7 +252,9 @@ impl Broker {
     /// already open.
     pub(crate) fn host_topic(&self, topic: &TopicImage) -> Result<()> {
         let existing = self.replicas.topic(&topic.name).filter(|h| h.id == topic.id);
-        let log_config = topic_config::log_config(&topic.configs, &self.config);
+        let server = self.effective_config();
+        let log_config = topic_config::log_config(&topic.configs, &server);
+        let policy = topic_config::produce_policy(&topic.configs, &server);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for (&index, image) in &topic.partitions {
             if let Some(open) = existing.as_ref().and_then(|h| h.partitions.get(index as usize)) {
@@ -268,6 +270,7 @@ impl Broker {
             if let Some(start) = self.log_start_offsets.take(&topic.name, index) {
                 partition.advance_log_start_offset(start)?;
             }
+            partition.set_produce_policy(policy);
             partitions.push(Arc::new(partition));
         }
         self.replicas.put_topic(topic.name.clone(), HostedTopic { id: topic.id, partitions });

@@ -5,9 +5,12 @@ use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    TopicName,
+    IncrementalAlterConfigsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -120,6 +123,21 @@ pub enum ConfigSource {
     Other(i8),
 }
 
+impl ConfigSource {
+    /// Kafka's name of the source, as `kafka-configs.sh` prints it.
+    pub fn kafka_name(&self) -> String {
+        match self {
+            ConfigSource::DynamicTopic => "DYNAMIC_TOPIC_CONFIG".into(),
+            ConfigSource::DynamicBroker => "DYNAMIC_BROKER_CONFIG".into(),
+            ConfigSource::DynamicDefaultBroker => "DYNAMIC_DEFAULT_BROKER_CONFIG".into(),
+            ConfigSource::StaticBroker => "STATIC_BROKER_CONFIG".into(),
+            ConfigSource::Default => "DEFAULT_CONFIG".into(),
+            ConfigSource::Other(6) => "DYNAMIC_BROKER_LOGGER_CONFIG".into(),
+            ConfigSource::Other(_) => "UNKNOWN".into(),
+        }
+    }
+}
+
 impl From<i8> for ConfigSource {
     fn from(v: i8) -> Self {
         match v {
@@ -146,6 +164,53 @@ pub struct ConfigEntry {
     pub read_only: bool,
     /// Whether the value is hidden because it is sensitive.
     pub sensitive: bool,
+    /// Where else the value is set, highest precedence first (Kafka's synonyms).
+    pub synonyms: Vec<ConfigSynonym>,
+}
+
+/// One level a config is set at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSynonym {
+    /// The name at that level (e.g. `log.retention.ms` for a topic's `retention.ms`).
+    pub name: String,
+    /// The value there.
+    pub value: Option<String>,
+    /// The level.
+    pub source: ConfigSource,
+}
+
+/// A resource with configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigResource {
+    /// A topic by name.
+    Topic(String),
+    /// A broker by node id, or `""` for the cluster-wide broker default.
+    Broker(String),
+    /// A broker's loggers, by node id.
+    BrokerLogger(String),
+}
+
+impl ConfigResource {
+    fn wire(&self) -> (i8, &str) {
+        match self {
+            ConfigResource::Topic(n) => (RESOURCE_TOPIC, n),
+            ConfigResource::Broker(n) => (RESOURCE_BROKER, n),
+            ConfigResource::BrokerLogger(n) => (RESOURCE_BROKER_LOGGER, n),
+        }
+    }
+}
+
+/// One change of IncrementalAlterConfigs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlterConfigOp {
+    /// Set the value.
+    Set(String),
+    /// Remove the setting (back to the inherited value).
+    Delete,
+    /// Add items to a list config.
+    Append(String),
+    /// Remove items from a list config.
+    Subtract(String),
 }
 
 impl ConfigEntry {
@@ -163,6 +228,10 @@ pub struct Admin {
 
 /// `ConfigResource.Type.TOPIC`.
 const RESOURCE_TOPIC: i8 = 2;
+/// `ConfigResource.Type.BROKER`.
+const RESOURCE_BROKER: i8 = 4;
+/// `ConfigResource.Type.BROKER_LOGGER`.
+const RESOURCE_BROKER_LOGGER: i8 = 8;
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
@@ -335,10 +404,20 @@ impl Admin {
 
     /// Every config of a topic, with its source.
     pub async fn describe_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>> {
+        self.describe_resource_configs(&ConfigResource::Topic(topic.to_owned())).await
+    }
+
+    /// Every config of a resource, with its source and synonyms.
+    pub async fn describe_resource_configs(
+        &self,
+        resource: &ConfigResource,
+    ) -> Result<Vec<ConfigEntry>> {
+        let (resource_type, name) = resource.wire();
         let mut req = DescribeConfigsRequest::default();
+        req.include_synonyms = true;
         let mut res = DescribeConfigsResource::default();
-        res.resource_type = RESOURCE_TOPIC;
-        res.resource_name = StrBytes::from_string(topic.to_owned());
+        res.resource_type = resource_type;
+        res.resource_name = StrBytes::from_string(name.to_owned());
         res.configuration_keys = None;
         req.resources.push(res);
         let conn = self.client.any_connection().await?;
@@ -346,11 +425,9 @@ impl Admin {
         let result = resp
             .results
             .into_iter()
-            .find(|r| r.resource_type == RESOURCE_TOPIC && r.resource_name.as_str() == topic)
+            .find(|r| r.resource_type == resource_type && r.resource_name.as_str() == name)
             .ok_or_else(|| {
-                Error::protocol(format!(
-                    "DescribeConfigs response has no result for {topic}"
-                ))
+                Error::protocol(format!("DescribeConfigs response has no result for {name}"))
             })?;
         check(result.error_code, result.error_message.as_deref())?;
         Ok(result
@@ -362,8 +439,59 @@ impl Admin {
                 source: ConfigSource::from(c.config_source),
                 read_only: c.read_only,
                 sensitive: c.is_sensitive,
+                synonyms: c
+                    .synonyms
+                    .into_iter()
+                    .map(|s| ConfigSynonym {
+                        name: s.name.to_string(),
+                        value: s.value.map(|v| v.to_string()),
+                        source: ConfigSource::from(s.source),
+                    })
+                    .collect(),
             })
             .collect())
+    }
+
+    /// Changes configs of a resource with IncrementalAlterConfigs; fails with the
+    /// broker's error (e.g. `INVALID_CONFIG` naming the key).
+    pub async fn incremental_alter_configs(
+        &self,
+        resource: &ConfigResource,
+        ops: &[(String, AlterConfigOp)],
+        validate_only: bool,
+    ) -> Result<()> {
+        let (resource_type, name) = resource.wire();
+        let mut req = IncrementalAlterConfigsRequest::default();
+        req.validate_only = validate_only;
+        let mut res = AlterConfigsResource::default();
+        res.resource_type = resource_type;
+        res.resource_name = StrBytes::from_string(name.to_owned());
+        for (key, op) in ops {
+            let (code, value) = match op {
+                AlterConfigOp::Set(v) => (0, Some(v)),
+                AlterConfigOp::Delete => (1, None),
+                AlterConfigOp::Append(v) => (2, Some(v)),
+                AlterConfigOp::Subtract(v) => (3, Some(v)),
+            };
+            let mut c = AlterableConfig::default();
+            c.name = StrBytes::from_string(key.clone());
+            c.config_operation = code;
+            c.value = value.map(|v| StrBytes::from_string(v.clone()));
+            res.configs.push(c);
+        }
+        req.resources.push(res);
+        let conn = self.client.any_connection().await?;
+        let resp = conn.send(&req).await?;
+        match resp
+            .responses
+            .iter()
+            .find(|r| r.resource_type == resource_type && r.resource_name.as_str() == name)
+        {
+            Some(r) => check(r.error_code, r.error_message.as_deref()),
+            None => Err(Error::protocol(format!(
+                "IncrementalAlterConfigs response has no result for {name}"
+            ))),
+        }
     }
 
     /// Raises a topic's partition count to `total_count`.

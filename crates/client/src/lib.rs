@@ -25,7 +25,10 @@ pub mod partitioner;
 pub mod producer;
 pub mod records;
 
-pub use admin::{Admin, ConfigEntry, NewTopic, PartitionDescription, TopicDescription};
+pub use admin::{
+    Admin, AlterConfigOp, ConfigEntry, ConfigResource, ConfigSynonym, NewTopic, PartitionDescription,
+    TopicDescription,
+};
 pub use cluster::{Client, ClientConfig};
 pub use connection::{Connection, ConnectionConfig};
 pub use consumer::{

@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 
-use crate::record::{MetadataRecord, PartitionRecord};
+use crate::record::{ConfigRecord, MetadataRecord, PartitionRecord, RESOURCE_BROKER, RESOURCE_TOPIC};
 
 /// The cluster as the metadata log describes it after applying every record.
 #[derive(Debug, Clone, Default)]
@@ -10,6 +10,8 @@ pub struct Image {
     topics: BTreeMap<String, TopicImage>,
     names_by_id: HashMap<Uuid, String>,
     next_producer_id: i64,
+    /// Dynamic broker configs by resource name (a node id; "" is the cluster default).
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// One topic in the image.
@@ -83,6 +85,24 @@ impl Image {
                     };
                 }
             }
+            MetadataRecord::Config(ConfigRecord { resource_type, resource_name, name, value }) => {
+                let configs = match *resource_type {
+                    RESOURCE_TOPIC => match self.topics.get_mut(resource_name) {
+                        Some(topic) => &mut topic.configs,
+                        None => return,
+                    },
+                    RESOURCE_BROKER => self.broker_configs.entry(resource_name.clone()).or_default(),
+                    // Other resource types (client quotas, groups) are not kept yet.
+                    _ => return,
+                };
+                match value {
+                    Some(value) => configs.insert(name.clone(), value.clone()),
+                    None => configs.remove(name),
+                };
+                if *resource_type == RESOURCE_BROKER && configs.is_empty() {
+                    self.broker_configs.remove(resource_name);
+                }
+            }
             MetadataRecord::ProducerIds { next_producer_id } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
@@ -112,6 +132,12 @@ impl Image {
     /// The first producer id not yet handed out.
     pub fn next_producer_id(&self) -> i64 {
         self.next_producer_id
+    }
+
+    /// The dynamic configs of a broker resource: a node id, or "" for the
+    /// cluster-wide default.
+    pub fn broker_configs(&self, resource_name: &str) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(resource_name)
     }
 
     /// All topics, ordered by name.
@@ -161,5 +187,43 @@ mod tests {
         let t = image.topic_by_id(id).expect("topic");
         assert_eq!(t.partitions.len(), 1);
         assert_eq!(t.configs.get("retention.ms").map(String::as_str), Some("1000"));
+    }
+
+    fn config(resource_type: i8, resource_name: &str, name: &str, value: Option<&str>) -> MetadataRecord {
+        MetadataRecord::Config(ConfigRecord {
+            resource_type,
+            resource_name: resource_name.into(),
+            name: name.into(),
+            value: value.map(Into::into),
+        })
+    }
+
+    #[test]
+    fn config_records_set_and_remove_topic_and_broker_configs() {
+        let mut image = Image::default();
+        let (_, record) = topic("a");
+        image.apply(&record);
+        image.apply(&config(RESOURCE_TOPIC, "a", "cleanup.policy", Some("compact")));
+        image.apply(&config(RESOURCE_TOPIC, "missing", "cleanup.policy", Some("compact")));
+        image.apply(&config(RESOURCE_BROKER, "", "log.retention.ms", Some("5")));
+        image.apply(&config(RESOURCE_BROKER, "1", "message.max.bytes", Some("100")));
+        assert_eq!(image.topic("a").and_then(|t| t.configs.get("cleanup.policy")).map(String::as_str), Some("compact"));
+        assert!(image.topic("missing").is_none());
+        assert_eq!(image.broker_configs("").and_then(|c| c.get("log.retention.ms")).map(String::as_str), Some("5"));
+        assert_eq!(image.broker_configs("1").and_then(|c| c.get("message.max.bytes")).map(String::as_str), Some("100"));
+        image.apply(&config(RESOURCE_TOPIC, "a", "cleanup.policy", None));
+        image.apply(&config(RESOURCE_BROKER, "1", "message.max.bytes", None));
+        assert!(image.topic("a").is_some_and(|t| t.configs.is_empty()));
+        assert!(image.broker_configs("1").is_none());
+    }
+
+    #[test]
+    fn old_topic_config_records_still_read() {
+        let old = r#"{"type":"TopicConfig","topic":"a","name":"retention.ms","value":"7"}"#;
+        let record: MetadataRecord = serde_json::from_str(old).expect("parse");
+        let mut image = Image::default();
+        image.apply(&topic("a").1);
+        image.apply(&record);
+        assert_eq!(image.topic("a").and_then(|t| t.configs.get("retention.ms")).map(String::as_str), Some("7"));
     }
 }

@@ -17,5 +17,5 @@ mod record;
 pub use error::{MetadataError, Result};
 pub use image::{Image, PartitionImage, TopicImage};
 pub use log::MetadataLog;
-pub use record::{MetadataRecord, PartitionRecord, TopicRecord};
+pub use record::{ConfigRecord, MetadataRecord, PartitionRecord, TopicRecord, RESOURCE_BROKER, RESOURCE_TOPIC};
 pub use uuid::Uuid;

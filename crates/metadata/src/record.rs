@@ -20,6 +20,10 @@ pub enum MetadataRecord {
         /// The new value, or None to return to the default.
         value: Option<String>,
     },
+    /// A config of a resource was set (`value: Some`) or removed (`value: None`),
+    /// as Kafka's `ConfigRecord`: topics, and brokers (a node id, or the empty
+    /// name for the cluster-wide default).
+    Config(ConfigRecord),
     /// A block of producer ids was handed out: ids below `next_producer_id` are taken.
     ProducerIds {
         /// The first id not yet handed out.
@@ -56,4 +60,22 @@ pub struct PartitionRecord {
     pub leader: i32,
     /// The leader epoch: bumped on every leader change.
     pub leader_epoch: i32,
+}
+
+/// Kafka's `ConfigResource.Type` id of a topic.
+pub const RESOURCE_TOPIC: i8 = 2;
+/// Kafka's `ConfigResource.Type` id of a broker.
+pub const RESOURCE_BROKER: i8 = 4;
+
+/// One config of one resource, as Kafka's `ConfigRecord`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigRecord {
+    /// Kafka's resource type id ([`RESOURCE_TOPIC`], [`RESOURCE_BROKER`]).
+    pub resource_type: i8,
+    /// The topic name, the broker's node id, or empty for the broker default.
+    pub resource_name: String,
+    /// The config key, Kafka's name.
+    pub name: String,
+    /// The new value, or None to remove the setting.
+    pub value: Option<String>,
 }

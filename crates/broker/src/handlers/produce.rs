@@ -79,9 +79,21 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceOutcom
                 ));
                 continue;
             }
+            // The topic's timestamp bounds and compression.type; a batch already
+            // in the topic's codec comes back as None and is appended as it is.
+            let rewritten = match crate::recompress::prepare(&partition.produce_policy(), &records, now, broker.config.socket_request_max_bytes) {
+                Ok(rewritten) => rewritten,
+                Err(e) => {
+                    partition_responses.push(fail(e.response_error(), e.to_string()));
+                    continue;
+                }
+            };
             // Base offset and leader epoch are patched in place: without a copy
             // when these bytes are the buffer's only user, else in a copy.
-            let mut batches = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+            let mut batches = match rewritten {
+                Some(batch) => batch,
+                None => records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..])),
+            };
             match partition.append(&mut batches, now) {
                 Ok(info) => {
                     appended = true;

@@ -13,14 +13,9 @@ use kafka_protocol::error::ResponseError;
 
 use super::str_bytes;
 use crate::error::BrokerError;
-use crate::topic_config;
 use crate::topics::NewTopic;
 use crate::Broker;
 
-/// Config source codes of DescribeConfigs / CreateTopics.
-pub(crate) const SOURCE_TOPIC: i8 = 1;
-pub(crate) const SOURCE_STATIC_BROKER: i8 = 4;
-pub(crate) const SOURCE_DEFAULT: i8 = 5;
 /// First CreateTopics version whose response carries the topic's configs.
 const CONFIGS_IN_RESPONSE_VERSION: i16 = 5;
 
@@ -52,19 +47,13 @@ pub(crate) fn create(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i1
             };
             match broker.create_topic(new, req.validate_only) {
                 Ok(created) => {
-                    let configs = topic_config::describe(&created.configs, &broker.config)
+                    let configs = super::configs::created_topic_configs(broker, &created.configs)
                         .into_iter()
-                        .map(|c| {
+                        .map(|(name, value, source)| {
                             CreatableTopicConfigs::default()
-                                .with_name(str_bytes(c.name))
-                                .with_value(Some(str_bytes(c.value)))
-                                .with_config_source(if c.is_topic_override {
-                                    SOURCE_TOPIC
-                                } else if c.broker_synonym.is_some() {
-                                    SOURCE_STATIC_BROKER
-                                } else {
-                                    SOURCE_DEFAULT
-                                })
+                                .with_name(str_bytes(name))
+                                .with_value(value.map(str_bytes))
+                                .with_config_source(source)
                         })
                         .collect();
                     let rf = created.partitions.values().next().map_or(1, |p| p.replicas.len() as i16);

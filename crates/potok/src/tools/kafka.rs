@@ -36,7 +36,7 @@ pub(crate) struct KafkaTopicsArgs {
     /// Delete a topic.
     #[arg(long)]
     delete: bool,
-    /// Change a topic's partition count.
+    /// Change a topic's partition count (or, deprecated, its configs with --config).
     #[arg(long)]
     alter: bool,
     /// The topic.
@@ -132,9 +132,16 @@ impl KafkaTopicsArgs {
                 bootstrap,
                 if_exists: self.if_exists,
             }
+        } else if self.partitions.is_none() && !self.config.is_empty() {
+            notes.push(super::configs::KAFKA_TOPICS_CONFIG_DEPRECATION.to_owned());
+            TopicsAction::AlterConfigs {
+                topic: need_topic("--alter")?,
+                bootstrap,
+                configs: self.config.clone(),
+            }
         } else {
             let Some(partitions) = self.partitions else {
-                anyhow::bail!("--alter needs --partitions (other alterations are not supported)");
+                anyhow::bail!("--alter needs --partitions or --config");
             };
             TopicsAction::Alter {
                 topic: need_topic("--alter")?,

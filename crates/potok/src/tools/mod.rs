@@ -1,5 +1,5 @@
-//! The command-line tools: `potok topics|produce|consume|groups|log-dirs|perf` and
-//! Kafka's script names.
+//! The command-line tools: `potok topics|produce|consume|groups|configs|log-dirs|perf`
+//! and Kafka's script names.
 //!
 //! Each tool parses its flags into an options struct (`topics::TopicsAction`,
 //! `produce::ProduceOptions`, `consume::ConsumeOptions`, `groups::GroupsAction`); the
@@ -7,6 +7,7 @@
 //! `kafka` only translate Kafka's flags into the same structs, so both spellings run
 //! the same code.
 
+mod configs;
 mod consume;
 mod dump_log;
 mod encoding;
@@ -56,6 +57,11 @@ pub(crate) enum ToolCommand {
     /// Kafka's kafka-consumer-perf-test.sh, with its flags.
     #[command(name = "kafka-consumer-perf-test", hide = true)]
     KafkaConsumerPerfTest(Box<perf::ConsumerPerfArgs>),
+    /// Describe or change topic and broker configs, live.
+    Configs(Box<configs::ConfigsArgs>),
+    /// Kafka's kafka-configs.sh, with its flags.
+    #[command(name = "kafka-configs", hide = true)]
+    KafkaConfigs(Box<configs::KafkaConfigsArgs>),
     /// Kafka's kafka-topics.sh, with its flags.
     #[command(name = "kafka-topics", hide = true)]
     KafkaTopics(Box<kafka::KafkaTopicsArgs>),
@@ -109,6 +115,14 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
             ToolCommand::KafkaDumpLog(args) => dump_log::run(*args),
             ToolCommand::KafkaProducerPerfTest(args) => perf::producer_perf(*args).await,
             ToolCommand::KafkaConsumerPerfTest(args) => perf::consumer_perf(*args).await,
+            ToolCommand::Configs(args) => configs::run(args.into_action()?).await,
+            ToolCommand::KafkaConfigs(args) => {
+                let (action, notes) = args.translate()?;
+                for note in &notes {
+                    eprintln!("{note}");
+                }
+                configs::run(action).await
+            }
             ToolCommand::KafkaTopics(args) => {
                 let translated = args.translate()?;
                 for note in &translated.notes {

@@ -173,6 +173,13 @@ pub(crate) enum TopicsAction {
         topic: String,
         if_exists: bool,
     },
+    /// `kafka-topics.sh --alter --config k=v` (old Kafka's way; kafka-configs.sh's job).
+    AlterConfigs {
+        bootstrap: String,
+        topic: String,
+        /// Raw `key=value` strings.
+        configs: Vec<String>,
+    },
 }
 
 impl TopicsAction {
@@ -182,7 +189,8 @@ impl TopicsAction {
             | TopicsAction::List { bootstrap, .. }
             | TopicsAction::Describe { bootstrap, .. }
             | TopicsAction::Alter { bootstrap, .. }
-            | TopicsAction::Delete { bootstrap, .. } => bootstrap,
+            | TopicsAction::Delete { bootstrap, .. }
+            | TopicsAction::AlterConfigs { bootstrap, .. } => bootstrap,
         }
     }
 }
@@ -254,6 +262,10 @@ pub(crate) async fn run(action: TopicsAction) -> anyhow::Result<ExitCode> {
             Err(e) if if_exists && is_code(&e, ResponseError::UnknownTopicOrPartition) => {}
             Err(e) => return Err(e.into()),
         },
+        TopicsAction::AlterConfigs { topic, configs, .. } => {
+            super::configs::set_topic_configs(&admin, &topic, &configs).await?;
+            println!("Updated config for topic {topic}.");
+        }
         TopicsAction::Delete {
             topic, if_exists, ..
         } => match admin.delete_topic(&topic).await {
