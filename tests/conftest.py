@@ -9,7 +9,8 @@ Fixtures:
   tool_env        environment for tools/scripts (POTOK_BIN set, potok on PATH)
 
 On a failing test the tail of every broker log is attached to the report.
-The peak RSS (VmHWM) of every broker is logged and summarised at the end.
+The peak RSS (VmHWM) and the open file descriptors of every broker (counted when the
+harness stops it) are logged and summarised at the end.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ _FATAL = re.compile(r"panicked at|memory allocation of|fatal|SIGSEGV|stack overf
 
 # (test nodeid, broker name, peak RSS kB) for the session summary
 _PEAK_RSS: list[tuple[str, str, int]] = []
+# (test nodeid, broker name, open fds when stopped) for the session summary
+_OPEN_FDS: list[tuple[str, str, int]] = []
 
 
 def free_port() -> int:
@@ -158,6 +161,12 @@ class Broker:
         self.peak_rss_kb.append(hwm)
         _PEAK_RSS.append((self.owner, self.name, hwm))
         self._log_line(f"peak RSS (VmHWM) {hwm} kB")
+        try:
+            fds = len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        except OSError:
+            return
+        _OPEN_FDS.append((self.owner, self.name, fds))
+        self._log_line(f"open file descriptors {fds}")
 
     def _log_line(self, text: str) -> None:
         with open(self.log_path, "ab") as log:
@@ -296,3 +305,8 @@ def pytest_terminal_summary(terminalreporter):
                   f"{len(_PEAK_RSS)} broker runs")
     for owner, name, kb in top[:5]:
         tr.write_line(f"  {kb / 1024:8.1f} MiB  {owner} [{name}]")
+    if _OPEN_FDS:
+        fds = sorted(_OPEN_FDS, key=lambda r: -r[2])
+        tr.write_sep("-", "potok broker open file descriptors (at stop)")
+        for owner, name, n in fds[:5]:
+            tr.write_line(f"  {n:8d}  {owner} [{name}]")
