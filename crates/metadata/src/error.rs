@@ -15,6 +15,14 @@ pub enum MetadataError {
         /// What was wrong with it.
         reason: String,
     },
+    /// A metadata checkpoint file could not be read or written.
+    #[error("metadata checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A record could not be encoded.
     #[error("metadata log: cannot encode record: {0}")]
     Encode(String),

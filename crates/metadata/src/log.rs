@@ -7,6 +7,7 @@ use kafka_protocol::records::{
 };
 use storage::{Log, LogConfig};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::{MetadataError, Result};
 use crate::image::Image;
 use crate::record::MetadataRecord;
@@ -21,6 +22,9 @@ const REPLAY_CHUNK: usize = 1 << 20;
 pub struct MetadataLog {
     log: Log,
     image: Image,
+    /// Checkpoint files rewritten after every append, and the cluster id they record.
+    checkpoints: Vec<std::path::PathBuf>,
+    cluster_id: String,
 }
 
 impl MetadataLog {
@@ -52,7 +56,33 @@ impl MetadataLog {
                 }
             }
         }
-        Ok(MetadataLog { log, image })
+        Ok(MetadataLog { log, image, checkpoints: Vec::new(), cluster_id: String::new() })
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        self.log.dir()
+    }
+
+    /// The offset the next record will get: the committed end of the log.
+    pub fn end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
+    /// From now on, records the committed end in a [`Checkpoint`] at each of
+    /// `paths` after every append; writes them once now.
+    pub fn set_checkpoints(&mut self, paths: Vec<std::path::PathBuf>, cluster_id: String) -> Result<()> {
+        self.checkpoints = paths;
+        self.cluster_id = cluster_id;
+        self.write_checkpoints()
+    }
+
+    fn write_checkpoints(&self) -> Result<()> {
+        let checkpoint = Checkpoint { cluster_id: self.cluster_id.clone(), end_offset: self.end_offset() };
+        for path in &self.checkpoints {
+            checkpoint.write(path)?;
+        }
+        Ok(())
     }
 
     /// The current image.
@@ -70,6 +100,11 @@ impl MetadataLog {
         self.log.flush()?;
         for record in records {
             self.image.apply(record);
+        }
+        // The append is committed: a checkpoint left behind only weakens the
+        // start-up check (it never claims more than was committed).
+        if let Err(e) = self.write_checkpoints() {
+            tracing::warn!(error = %e, "cannot update the metadata checkpoint");
         }
         Ok(())
     }

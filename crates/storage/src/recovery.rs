@@ -10,8 +10,12 @@
 //!   sanity checks (entry size, monotonic entries, positions inside the file,
 //!   offsets inside the segment), or whose tail disagrees with its index, is
 //!   scanned and rebuilt the same way, clean shutdown or not.
-//! * If a segment other than the last loses bytes in such a scan, the
-//!   segments after it are deleted: the log must stay contiguous.
+//! * A segment other than the last was flushed when the next one rolled, so
+//!   if such a scan finds a corrupt batch in it (damage from outside, not a
+//!   torn write), only that segment is cut at the bad batch; every later
+//!   segment is kept and the lost offsets (up to the next segment's base) are
+//!   named in one WARN. Reads skip the gap as they skip compacted offsets.
+//!   Only the active (unflushed) segment's tail is cut as a torn write.
 //! * Before all that, interrupted segment replacements (see
 //!   [`crate::Log::replace_segments`]) are settled: `*.cleaned` files were
 //!   not complete and are deleted; a `<base>.log.swap` file was complete, so
@@ -223,17 +227,11 @@ pub(crate) fn open_segments(
             if clean_shutdown || !is_last {
                 warn!(segment = %seg.log_path.display(), %reason, "rebuilding segment indexes");
             }
-            let cut = rebuild_segment(&mut seg, limit, config.index_interval_bytes)?;
-            if cut > 0 && !is_last {
-                warn!(segment = %seg.log_path.display(), "segment lost bytes; deleting the segments after it");
-                segments.push(seg);
-                for &later in &bases[i + 1..] {
-                    let (s, _, _) = Segment::open_files(dir, later, config)?;
-                    s.delete_files()?;
-                }
-                sync_dir(dir)?;
-                return finish(dir, config, segments);
-            }
+            // A segment below the active one was flushed when it rolled, so
+            // the segments after it are intact: only its own corrupt bytes go
+            // (rebuild_segment warns naming the offsets lost) and the log keeps
+            // a gap, which reads skip as they skip compacted offsets.
+            rebuild_segment(&mut seg, limit, config.index_interval_bytes)?;
         }
         segments.push(seg);
     }
@@ -339,10 +337,16 @@ pub(crate) fn rebuild_segment(
     drop(window);
     let cut = size - pos;
     if cut > 0 {
+        let lost_offsets = match offset_limit {
+            Some(limit) if limit > next => format!("{next}..={}", limit - 1),
+            Some(_) => "none".to_owned(),
+            None => format!("{next} and later"),
+        };
         warn!(
             segment = %seg.log_path.display(),
             valid_bytes = pos,
             cut_bytes = cut,
+            %lost_offsets,
             reason = bad.as_deref().unwrap_or(""),
             "truncating invalid tail of segment"
         );
