@@ -99,3 +99,28 @@ def test_a_create_topics_that_fails_for_lack_of_file_descriptors_leaves_nothing_
     assert_all_back(broker.bootstrap, expected)
     create_topic(broker.bootstrap, "big", partitions=300)
     assert list_topics(broker.bootstrap)["big"] == 300
+
+
+def test_a_partition_that_cannot_be_opened_at_start_goes_offline_not_the_broker(broker):
+    """Issue 8 item 10: one unopenable partition used to stop the whole broker."""
+    expected = produce_data_set(broker.bootstrap, per_partition=300)
+    assert broker.stop() == 0
+    # a "segment" that cannot be opened: a directory where a .log file belongs
+    bogus = partition_dir(broker, TOPIC, 1) / f"{999999:020}.log"
+    bogus.mkdir()
+    broker.start()
+    assert list_topics(broker.bootstrap) == {TOPIC: 3}
+    lines = log_lines(broker, "cannot open the partition")
+    assert len(lines) == 1 and "partition=1" in lines[0], lines
+    storage_error = 56
+    with w.Connection(broker.bootstrap) as c:
+        batch = w.record_batch([(None, b"v")])
+        produced = w.parse_produce_v3(c.request(w.API_PRODUCE, 3, w.produce_v3_body(TOPIC, 1, batch)))
+        assert produced[(TOPIC, 1)][0] == storage_error
+        fetched = w.parse_fetch_v11(c.request(w.API_FETCH, 11, w.fetch_v11_body([(TOPIC, 1, 0)])))
+        assert fetched.partition(TOPIC, 1).error_code == storage_error
+    assert_all_back(broker.bootstrap, {k: v for k, v in expected.items() if k[0] != 1})
+    assert broker.stop() == 0
+    bogus.rmdir()
+    broker.start()
+    assert_all_back(broker.bootstrap, expected)

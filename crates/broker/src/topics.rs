@@ -318,6 +318,18 @@ impl Broker {
                     log,
                     partition.leader_epoch,
                 ))),
+                // At start, one partition that cannot be opened (a damaged
+                // file, no descriptors) goes offline instead of the broker.
+                Err(e) if placement == Placement::Existing => {
+                    tracing::error!(topic = %topic.name, partition = index, error = %e, "cannot open the partition: it is offline (KAFKA_STORAGE_ERROR) until the cause is fixed and the broker restarted");
+                    prepared.partitions.push(Arc::new(Partition::offline(
+                        topic.name.clone(),
+                        topic.id,
+                        index,
+                        partition.leader_epoch,
+                        e.to_string(),
+                    )));
+                }
                 Err(e) => {
                     prepared.roll_back();
                     return Err(e.into());
