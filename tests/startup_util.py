@@ -9,7 +9,7 @@ import struct
 import subprocess
 from pathlib import Path
 
-from e2e_util import DeliveryTracker, consume_confluent, create_topic, flush_all, producer, watermarks
+from e2e_util import consume_confluent, create_topic, produce_keyed, watermarks
 
 TOPIC = "important"
 PARTITIONS = 3
@@ -21,27 +21,10 @@ BATCH_HEADER = 61
 
 def produce_data_set(bootstrap: str, topic: str = TOPIC, partitions: int = PARTITIONS,
                      per_partition: int = PER_PARTITION) -> dict:
-    """Creates `topic` and produces distinct records to each partition;
+    """Creates `topic` (small segments) and produces distinct records to each partition;
     returns {(partition, offset): (key, value, headers)}."""
     create_topic(bootstrap, topic, partitions=partitions, config=TOPIC_CONFIG)
-    p = producer(bootstrap, {"linger.ms": 20, "batch.size": 2000})
-    t = DeliveryTracker()
-    sent = {}
-    idx = 0
-    for part in range(partitions):
-        for i in range(per_partition):
-            key = f"{topic}-{part}-{i}".encode()
-            value = f"value {part}/{i} ".encode() * (1 + i % 7)
-            headers = [("i", str(i).encode())]
-            p.produce(topic, key=key, value=value, headers=headers, partition=part,
-                      on_delivery=t.callback(idx))
-            sent[idx] = (key, value, headers)
-            idx += 1
-            if idx % 500 == 0:
-                p.poll(0)
-    flush_all(p)
-    assert not t.errors, f"delivery errors: {list(t.errors.items())[:3]}"
-    return {t.ok[i]: sent[i] for i in sent}
+    return produce_keyed(bootstrap, topic, partitions, per_partition, {"linger.ms": 20, "batch.size": 2000})
 
 
 def read_back(bootstrap: str, expected: dict, topic: str = TOPIC) -> dict:

@@ -54,8 +54,8 @@ def test_a_corrupt_batch_in_an_old_segment_loses_only_that_batch(broker):
     log = _seg(broker, 0, 0, ".log")
     size = log.stat().st_size
     pos, bsize, first, last = next(b for b in batches(log) if b[0] <= size // 2 < b[0] + b[1])
-    at = max(size // 2, pos + 61)
-    assert at + 16 <= pos + bsize
+    at = min(max(size // 2, pos + 61), pos + bsize - 16)  # inside that batch's records
+    assert pos + 61 <= at
     data = bytearray(log.read_bytes())
     data[at:at + 16] = bytes(b ^ 0xFF for b in data[at:at + 16])
     log.write_bytes(bytes(data))
