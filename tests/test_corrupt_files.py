@@ -171,7 +171,7 @@ def test_a_damaged_meta_properties_next_to_data_refuses_to_start(broker, damage)
 
 # ---- the metadata log ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("damage", ["missing", "half", "half-unclean"])
+@pytest.mark.parametrize("damage", ["missing", "half", "half-unclean", "damaged"])
 def test_a_lost_or_truncated_metadata_log_refuses_to_start_until_recovered(broker, damage):
     expected = _stopped_with_data(broker)
     meta_dir = broker.data_dir / METADATA_DIR
@@ -179,6 +179,12 @@ def test_a_lost_or_truncated_metadata_log_refuses_to_start_until_recovered(broke
         for f in meta_dir.iterdir():
             f.unlink()
         meta_dir.rmdir()
+    elif damage == "damaged":
+        log = meta_dir / f"{0:020}.log"
+        pos, _, _, _ = batches(log)[-1]
+        data = bytearray(log.read_bytes())
+        data[pos + 70] ^= 0xFF  # inside the last change's records: CRC and JSON break
+        log.write_bytes(bytes(data))
     else:
         log = meta_dir / f"{0:020}.log"
         with open(log, "r+b") as f:

@@ -132,7 +132,15 @@ impl Broker {
         if !log_dirs.clean_shutdown {
             tracing::info!("log dirs were not shut down cleanly: recovering active segments");
         }
-        let mut metadata = MetadataLog::open(&log_dirs.metadata_dir(), log_dirs.clean_shutdown)?;
+        let mut metadata =
+            MetadataLog::open_with(&log_dirs.metadata_dir(), log_dirs.clean_shutdown, config.metadata_recover)
+                .map_err(|e| match e {
+                    metadata::MetadataError::CorruptRecord { .. } => StartError::MetadataLost(format!(
+                        "{e}; {}",
+                        metadata_recovery::way_out()
+                    )),
+                    e => e.into(),
+                })?;
         let on_disk = log_dirs.partition_dirs()?;
         if let Some(problem) = metadata_recovery::missing_metadata(&log_dirs, &metadata, &on_disk) {
             if !config.metadata_recover {

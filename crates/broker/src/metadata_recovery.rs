@@ -20,14 +20,17 @@ use crate::log_dirs::{LogDirs, PartitionDir};
 /// The setting that rebuilds topics from the partition directories.
 pub(crate) const RECOVER_SETTING: &str = "potok.metadata.recover";
 
+/// What the operator can do about a lost or damaged metadata log.
+pub(crate) fn way_out() -> String {
+    format!("restore it, or start once with --override {RECOVER_SETTING}=true to rebuild the topics from the partition directories")
+}
+
 /// Why the metadata log cannot be trusted to list every topic, if so: one
 /// line naming the files and the way out.
 pub(crate) fn missing_metadata(log_dirs: &LogDirs, metadata: &MetadataLog, found: &[PartitionDir]) -> Option<String> {
     let end = metadata.end_offset();
     let dir = metadata.dir().display();
-    let way_out = format!(
-        "restore it, or start once with --override {RECOVER_SETTING}=true to rebuild the topics from the partition directories"
-    );
+    let way_out = way_out();
     if let Some((checkpoint, committed)) = log_dirs.committed() {
         if end < *committed {
             return Some(format!(
