@@ -594,7 +594,7 @@ mod tests {
     fn the_metadata_log_directory_is_never_a_partition_directory() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dirs = LogDirs::open(&[tmp.path().to_path_buf()], 1).expect("open");
-        let err = dirs.partition_dir(METADATA_TOPIC, 0, Uuid::new_v4(), Placement::New, &never).err().expect("refused");
+        let err = dirs.partition_dir(METADATA_TOPIC, 0, Uuid::new_v4(), Placement::New, &never).expect_err("refused");
         assert!(matches!(err, LogDirError::Reserved { .. }), "{err}");
     }
 
