@@ -195,6 +195,8 @@ def test_a_lost_or_truncated_metadata_log_refuses_to_start_until_recovered(broke
     line = start_refused(broker)
     assert METADATA_DIR in line and "potok.metadata.recover=true" in line, line
     assert _partition_files(broker) == before, "a refused start changed partition files"
+    if damage == "missing":
+        assert not meta_dir.exists(), "a refused start created a metadata log"
     line_again = start_refused(broker)  # nothing was half-done by the first attempt
     assert line_again == line
     broker.overrides.update(RECOVER)

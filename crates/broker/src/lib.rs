@@ -124,25 +124,31 @@ pub fn now_ms() -> i64 {
 impl Broker {
     /// Locks and checks the log dirs, replays the metadata log, checks it
     /// against the data on disk, opens every hosted partition and sets aside
-    /// partition directories the metadata does not know. Nothing is written
-    /// before the checks pass (a refused start leaves the dirs as they were,
-    /// clean-shutdown markers included).
+    /// partition directories the metadata does not know. No partition file
+    /// is written before the checks pass (a refused start leaves them as they
+    /// were, clean-shutdown markers included; only a torn tail of the metadata
+    /// log itself may have been cut).
     pub fn open(config: ServerConfig) -> Result<Arc<Broker>, StartError> {
         let log_dirs = LogDirs::open(&config.log_dirs, config.node_id)?;
         if !log_dirs.clean_shutdown {
             tracing::info!("log dirs were not shut down cleanly: recovering active segments");
         }
-        let mut metadata =
-            MetadataLog::open_with(&log_dirs.metadata_dir(), log_dirs.clean_shutdown, config.metadata_recover)
-                .map_err(|e| match e {
-                    metadata::MetadataError::CorruptRecord { .. } => StartError::MetadataLost(format!(
-                        "{e}; {}",
-                        metadata_recovery::way_out()
-                    )),
-                    e => e.into(),
-                })?;
+        let metadata_dir = log_dirs.metadata_dir();
         let on_disk = log_dirs.partition_dirs()?;
-        if let Some(problem) = metadata_recovery::missing_metadata(&log_dirs, &metadata, &on_disk) {
+        if !metadata_dir.exists() && !config.metadata_recover {
+            // Refuse before opening would create an empty log in its place.
+            if let Some(problem) = metadata_recovery::missing_metadata(&log_dirs, &metadata_dir, 0, &on_disk) {
+                return Err(StartError::MetadataLost(problem));
+            }
+        }
+        let mut metadata = MetadataLog::open_with(&metadata_dir, log_dirs.clean_shutdown, config.metadata_recover)
+            .map_err(|e| match e {
+                metadata::MetadataError::CorruptRecord { .. } => {
+                    StartError::MetadataLost(format!("{e}; {}", metadata_recovery::way_out()))
+                }
+                e => e.into(),
+            })?;
+        if let Some(problem) = metadata_recovery::missing_metadata(&log_dirs, &metadata_dir, metadata.end_offset(), &on_disk) {
             if !config.metadata_recover {
                 return Err(StartError::MetadataLost(problem));
             }

@@ -11,6 +11,7 @@
 //! but partition directories exist".
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use metadata::{MetadataLog, MetadataRecord, PartitionRecord, TopicRecord};
 use uuid::Uuid;
@@ -27,9 +28,10 @@ pub(crate) fn way_out() -> String {
 
 /// Why the metadata log cannot be trusted to list every topic, if so: one
 /// line naming the files and the way out.
-pub(crate) fn missing_metadata(log_dirs: &LogDirs, metadata: &MetadataLog, found: &[PartitionDir]) -> Option<String> {
-    let end = metadata.end_offset();
-    let dir = metadata.dir().display();
+/// `dir` is the metadata log's directory and `end` its end offset (0 when the
+/// directory is missing).
+pub(crate) fn missing_metadata(log_dirs: &LogDirs, dir: &Path, end: i64, found: &[PartitionDir]) -> Option<String> {
+    let dir = dir.display();
     let way_out = way_out();
     if let Some((checkpoint, committed)) = log_dirs.committed() {
         if end < *committed {
