@@ -179,3 +179,26 @@ def poll_messages(c: Consumer, count: int, timeout: float = 60.0, on_message=Non
 def flush_all(p: Producer, timeout: float = 60.0) -> None:
     remaining = p.flush(timeout)
     assert remaining == 0, f"{remaining} messages still undelivered after {timeout}s"
+
+
+def produce_keyed(bootstrap: str, topic: str, partitions: int, per_partition: int,
+                  conf: dict | None = None) -> dict:
+    """Produce `per_partition` distinct records (key, value, one header) to each partition;
+    returns {(partition, offset): (key, value, headers)}."""
+    p = producer(bootstrap, conf)
+    t = DeliveryTracker()
+    sent = {}
+    idx = 0
+    for part in range(partitions):
+        for i in range(per_partition):
+            key = f"{topic}-{part}-k{i}".encode()
+            value = f"{topic}/{part}/{i}/".encode() * (1 + i % 5)
+            headers = [("i", str(i).encode())]
+            p.produce(topic, key=key, value=value, headers=headers, partition=part,
+                      on_delivery=t.callback(idx))
+            sent[idx] = (key, value, headers)
+            idx += 1
+            p.poll(0)
+    flush_all(p)
+    assert not t.errors, f"delivery errors: {list(t.errors.items())[:3]}"
+    return {t.ok[i]: sent[i] for i in sent}

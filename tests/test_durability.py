@@ -5,32 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
-from e2e_util import (DeliveryTracker, consume_confluent, create_topic, flush_all, list_topics,
-                      producer, watermarks)
+from e2e_util import consume_confluent, create_topic, list_topics, produce_keyed, producer, watermarks
 
 KILL_AFTER_ACKED = 50_000
 TOTAL = 200_000
-
-
-def _produce_keyed(bootstrap: str, topic: str, partitions: int, per_partition: int) -> dict:
-    """Produce `per_partition` records to each partition; returns {(p, offset): (key, value, headers)}."""
-    p = producer(bootstrap)
-    t = DeliveryTracker()
-    sent = {}
-    idx = 0
-    for part in range(partitions):
-        for i in range(per_partition):
-            key = f"{topic}-{part}-k{i}".encode()
-            value = f"{topic}/{part}/{i}/".encode() * (1 + i % 5)
-            headers = [("i", str(i).encode())]
-            p.produce(topic, key=key, value=value, headers=headers, partition=part,
-                      on_delivery=t.callback(idx))
-            sent[idx] = (key, value, headers)
-            idx += 1
-            p.poll(0)
-    flush_all(p)
-    assert not t.errors, f"delivery errors: {list(t.errors.items())[:3]}"
-    return {t.ok[i]: sent[i] for i in sent}
 
 
 def _read_all(bootstrap: str, topic: str, partitions: int, per_partition: int) -> dict:
@@ -46,7 +24,7 @@ def test_topics_and_records_survive_graceful_restart(broker):
     expected = {}
     for name, parts in topics.items():
         create_topic(broker.bootstrap, name, partitions=parts)
-        expected[name] = _produce_keyed(broker.bootstrap, name, parts, 500)
+        expected[name] = produce_keyed(broker.bootstrap, name, parts, 500)
 
     code = broker.stop()
     assert code == 0, f"broker exited with code {code} on SIGTERM"
@@ -60,13 +38,13 @@ def test_topics_and_records_survive_graceful_restart(broker):
             assert watermarks(broker.bootstrap, name, part) == (0, 500)
 
     # appends continue after the recovered log end
-    more = _produce_keyed(broker.bootstrap, "one-partition", 1, 10)
+    more = produce_keyed(broker.bootstrap, "one-partition", 1, 10)
     assert sorted(more) == [(0, 500 + i) for i in range(10)]
 
 
 def test_partition_directory_uses_kafka_layout(broker):
     create_topic(broker.bootstrap, "layout", partitions=2)
-    _produce_keyed(broker.bootstrap, "layout", 2, 10)
+    produce_keyed(broker.bootstrap, "layout", 2, 10)
     for part in range(2):
         d = broker.data_dir / f"layout-{part}"
         assert d.is_dir(), f"missing partition dir {d}; data dir has {sorted(p.name for p in broker.data_dir.iterdir())}"

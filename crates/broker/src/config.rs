@@ -146,6 +146,10 @@ pub struct ServerConfig {
     pub log_cleaner_enable: bool,
     /// `log.cleaner.backoff.ms`: pause between compaction passes.
     pub log_cleaner_backoff_ms: u64,
+    /// `potok.metadata.recover`: a Potok setting (not Kafka's), the escape hatch
+    /// for a lost or truncated metadata log: start anyway and rebuild the
+    /// topics the metadata no longer knows from the partition directories.
+    pub metadata_recover: bool,
     /// The group coordinator's settings.
     pub groups: GroupConfig,
     /// Every key given, as given (for DescribeConfigs).
@@ -301,6 +305,7 @@ impl ServerConfig {
             controller_listener_names,
             log_cleaner_enable: p.boolean("log.cleaner.enable", true)?,
             log_cleaner_backoff_ms: p.min("log.cleaner.backoff.ms", 15_000u64, 1)?,
+            metadata_recover: p.boolean("potok.metadata.recover", false)?,
             groups: group_config(&p)?,
             given: given.clone(),
         };
@@ -678,6 +683,7 @@ const ACTED_ON: &[&str] = &[
     "controller.listener.names",
     "log.cleaner.enable",
     "log.cleaner.backoff.ms",
+    "potok.metadata.recover",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
     "offsets.retention.minutes",

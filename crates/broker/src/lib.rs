@@ -13,6 +13,7 @@ pub mod group;
 mod handlers;
 mod log_cleaner;
 mod log_dirs;
+mod metadata_recovery;
 mod net;
 pub mod partition;
 mod producer_state;
@@ -52,6 +53,10 @@ pub enum StartError {
     /// The metadata log could not be recovered.
     #[error(transparent)]
     Metadata(#[from] metadata::MetadataError),
+    /// The metadata log is missing or shorter than its committed end while
+    /// partition data exists (the message names the files and the way out).
+    #[error("{0}")]
+    MetadataLost(String),
     /// A topic's partitions could not be opened.
     #[error("cannot open the partitions of topic {topic}: {source}")]
     Topic {
@@ -128,14 +133,47 @@ pub fn now_ms() -> i64 {
 }
 
 impl Broker {
-    /// Opens the log dirs, replays the metadata log and opens every hosted partition.
+    /// Locks and checks the log dirs, replays the metadata log, checks it
+    /// against the data on disk, opens every hosted partition and sets aside
+    /// partition directories the metadata does not know. No partition file
+    /// is written before the checks pass (a refused start leaves them as they
+    /// were, clean-shutdown markers included; only a torn tail of the metadata
+    /// log itself may have been cut).
     pub fn open(config: ServerConfig) -> Result<Arc<Broker>, StartError> {
         let log_dirs = LogDirs::open(&config.log_dirs, config.node_id)?;
         if !log_dirs.clean_shutdown {
             tracing::info!("log dirs were not shut down cleanly: recovering active segments");
         }
-        let metadata = MetadataLog::open(&log_dirs.metadata_dir(), log_dirs.clean_shutdown)?;
-        let topics: Vec<_> = metadata.image().topics().cloned().collect();
+        let metadata_dir = log_dirs.metadata_dir();
+        let on_disk = log_dirs.partition_dirs()?;
+        if !metadata_dir.exists() && !config.metadata_recover {
+            // Refuse before opening would create an empty log in its place.
+            if let Some(problem) = metadata_recovery::missing_metadata(&log_dirs, &metadata_dir, 0, &on_disk) {
+                return Err(StartError::MetadataLost(problem));
+            }
+        }
+        let mut metadata = MetadataLog::open_with(&metadata_dir, log_dirs.clean_shutdown, config.metadata_recover)
+            .map_err(|e| match e {
+                metadata::MetadataError::CorruptRecord { .. } => {
+                    StartError::MetadataLost(format!("{e}; {}", metadata_recovery::way_out()))
+                }
+                e => e.into(),
+            })?;
+        if let Some(problem) = metadata_recovery::missing_metadata(&log_dirs, &metadata_dir, metadata.end_offset(), &on_disk) {
+            if !config.metadata_recover {
+                return Err(StartError::MetadataLost(problem));
+            }
+            tracing::warn!(%problem, "{}=true: rebuilding topics from the partition directories", metadata_recovery::RECOVER_SETTING);
+        }
+        log_dirs.consume_clean_shutdown_markers()?;
+        if config.metadata_recover {
+            let groups = &config.groups;
+            let extra = |name: &str| if name == OFFSETS_TOPIC { offsets_topic_configs(groups) } else { Vec::new() };
+            let rebuilt = metadata_recovery::rebuild_topics(&mut metadata, &on_disk, config.node_id, &extra, now_ms())?;
+            tracing::warn!(topics = rebuilt.len(), "rebuilt topics from partition directories");
+        }
+        metadata.set_checkpoints(log_dirs.checkpoint_paths(), log_dirs.cluster_id.clone())?;
+        let image = metadata.image().clone();
         let groups = GroupCoordinator::new(config.groups.clone());
         let log_start_offsets = LogStartOffsets::load(log_dirs.dirs());
         let effective = dynamic_config::effective_server_config(&config, metadata.image()).unwrap_or_else(|e| {
@@ -157,11 +195,19 @@ impl Broker {
             groups,
             offsets_topic_creation: Mutex::new(()),
         });
-        for topic in &topics {
+        let mut known = std::collections::HashSet::new();
+        for topic in image.topics() {
+            if topic.name == log_dirs::METADATA_TOPIC {
+                // Created before the name was reserved; its directory is the metadata log's.
+                tracing::warn!(topic = %topic.name, "ignoring a topic with the metadata log's reserved name");
+                continue;
+            }
             broker
-                .host_topic(topic)
+                .host_topic(topic, &image)
                 .map_err(|source| StartError::Topic { topic: topic.name.clone(), source })?;
+            known.extend(topic.partitions.keys().map(|&p| (topic.name.clone(), p)));
         }
+        broker.log_dirs.sweep_strays(&known, &|id| image.was_removed(id))?;
         // Entries of topics deleted meanwhile must not reach a topic created later.
         broker.log_start_offsets.finish_restore();
         broker.checkpoint_log_start_offsets().map_err(StartError::Checkpoint)?;
@@ -171,7 +217,7 @@ impl Broker {
                 .load(hosted.partitions.clone(), now_ms())
                 .map_err(|source| StartError::Topic { topic: OFFSETS_TOPIC.to_string(), source })?;
         }
-        tracing::info!(topics = topics.len(), cluster_id = %broker.cluster_id, "broker opened");
+        tracing::info!(topics = image.topics().count(), cluster_id = %broker.cluster_id, "broker opened");
         Ok(broker)
     }
 
@@ -269,11 +315,7 @@ impl Broker {
                     num_partitions: g.offsets_topic_num_partitions,
                     replication_factor: 1,
                     assignments: Vec::new(),
-                    configs: vec![
-                        ("cleanup.policy".to_string(), Some("compact".to_string())),
-                        ("compression.type".to_string(), Some("producer".to_string())),
-                        ("segment.bytes".to_string(), Some(g.offsets_topic_segment_bytes.to_string())),
-                    ],
+                    configs: offsets_topic_configs(g).into_iter().map(|(k, v)| (k, Some(v))).collect(),
                 },
                 false,
             )?;
@@ -292,6 +334,15 @@ impl Broker {
     fn notify_data_arrived(&self) {
         self.data_arrived.notify_waiters();
     }
+}
+
+/// The topic configs `__consumer_offsets` is created with.
+fn offsets_topic_configs(g: &config::GroupConfig) -> Vec<(String, String)> {
+    vec![
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("compression.type".to_string(), "producer".to_string()),
+        ("segment.bytes".to_string(), g.offsets_topic_segment_bytes.to_string()),
+    ]
 }
 
 /// Deletes old segments every `log.retention.check.interval.ms`, by each topic's

@@ -35,6 +35,8 @@ pub struct Partition {
     log_end_offset: AtomicI64,
     // Read on every produce; written on a config change.
     produce_policy: RwLock<ProducePolicy>,
+    /// Why the log could not be opened at start, for a partition taken offline.
+    offline: Option<String>,
 }
 
 /// The log and the producer state that must change together with it.
@@ -78,6 +80,26 @@ impl Partition {
             log_start_offset: AtomicI64::new(start),
             log_end_offset: AtomicI64::new(end),
             produce_policy: RwLock::new(ProducePolicy::default()),
+            offline: None,
+        }
+    }
+
+    /// A partition whose log could not be opened at start: every operation on
+    /// it answers KAFKA_STORAGE_ERROR with `reason`, while the broker serves
+    /// the others.
+    pub fn offline(topic: String, topic_id: Uuid, index: i32, dir: &Path, leader_epoch: i32, reason: String) -> Partition {
+        Partition {
+            topic,
+            topic_id,
+            index,
+            log_dir: dir.parent().map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
+            log: RwLock::new(None),
+            leader_epoch: AtomicI32::new(leader_epoch),
+            high_watermark: AtomicI64::new(0),
+            log_start_offset: AtomicI64::new(0),
+            log_end_offset: AtomicI64::new(0),
+            produce_policy: RwLock::new(ProducePolicy::default()),
+            offline: Some(reason),
         }
     }
 
@@ -99,7 +121,19 @@ impl Partition {
         }
     }
 
+    /// Ok while the log is open; the error an operation on it would get
+    /// otherwise (offline: KAFKA_STORAGE_ERROR, deleted: UNKNOWN_TOPIC_OR_PARTITION).
+    pub fn check_online(&self) -> Result<()> {
+        self.reading_log(|_| Ok(()))
+    }
+
     fn deleted(&self) -> BrokerError {
+        if let Some(reason) = &self.offline {
+            return BrokerError::kafka(
+                ResponseError::KafkaStorageError,
+                format!("partition {}-{} is offline: {reason}", self.topic, self.index),
+            );
+        }
         BrokerError::kafka(
             ResponseError::UnknownTopicOrPartition,
             format!("partition {}-{} was deleted", self.topic, self.index),

@@ -2,14 +2,16 @@
 //! host their partitions.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use metadata::{MetadataRecord, PartitionRecord, TopicImage, TopicRecord};
+use metadata::{Image, MetadataRecord, PartitionImage, PartitionRecord, TopicImage, TopicRecord};
 use storage::Log;
 use uuid::Uuid;
 
 use crate::error::{BrokerError, Result};
+use crate::log_dirs::{Placement, METADATA_TOPIC};
 use crate::partition::Partition;
 use crate::replica_manager::HostedTopic;
 use crate::{now_ms, topic_config, Broker};
@@ -38,9 +40,31 @@ pub fn validate_topic_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// True for Kafka's internal topics.
+/// True for Kafka's internal topics, and for `__cluster_metadata`, the
+/// metadata log's name, which no client topic may take.
 pub fn is_internal(name: &str) -> bool {
-    name == "__consumer_offsets" || name == "__transaction_state"
+    name == "__consumer_offsets" || name == "__transaction_state" || name == METADATA_TOPIC
+}
+
+/// A topic's partition logs opened before its metadata record is appended,
+/// so a failure leaves nothing behind.
+pub(crate) struct PreparedPartitions {
+    /// Every partition of the topic, in index order.
+    pub(crate) partitions: Vec<Arc<Partition>>,
+    /// The directories created for them, removed on roll-back.
+    created: Vec<PathBuf>,
+}
+
+impl PreparedPartitions {
+    /// Closes the partitions and removes the directories created for them.
+    fn roll_back(self) {
+        drop(self.partitions);
+        for dir in self.created {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot remove the directory of a failed topic change");
+            }
+        }
+    }
 }
 
 /// A request to create one topic.
@@ -65,6 +89,13 @@ impl Broker {
     /// Creates a topic (or only checks it, with `validate_only`) and returns it.
     pub fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<TopicImage> {
         validate_topic_name(&new.name).map_err(|m| invalid(ResponseError::InvalidTopicException, m))?;
+        if new.name == METADATA_TOPIC {
+            // Kafka's controller answers the same.
+            return Err(invalid(
+                ResponseError::InvalidRequest,
+                format!("Creation of internal topic {METADATA_TOPIC} is prohibited."),
+            ));
+        }
         let mut metadata = self.metadata.lock();
         if metadata.image().topic(&new.name).is_some() {
             return Err(invalid(
@@ -149,23 +180,25 @@ impl Broker {
                 value: Some(value.clone()),
             });
         }
-        if validate_only {
-            let mut image = metadata::Image::default();
-            for record in &records {
-                image.apply(record);
-            }
-            return image
-                .topic(&new.name)
-                .cloned()
-                .ok_or_else(|| invalid(ResponseError::UnknownServerError, "validation produced no topic"));
+        let mut image = Image::default();
+        for record in &records {
+            image.apply(record);
         }
-        metadata.append(&records, now_ms())?;
-        let topic = metadata
-            .image()
+        let topic = image
             .topic(&new.name)
             .cloned()
-            .ok_or_else(|| invalid(ResponseError::UnknownServerError, "created topic is missing"))?;
-        self.host_topic(&topic)?;
+            .ok_or_else(|| invalid(ResponseError::UnknownServerError, "validation produced no topic"))?;
+        if validate_only {
+            return Ok(topic);
+        }
+        // Prepare, then commit: the directories and logs first, so that a
+        // failure (no file descriptors, full disk) leaves no metadata record.
+        let prepared = self.prepare_partitions(&topic, Placement::New, metadata.image())?;
+        if let Err(e) = metadata.append(&records, now_ms()) {
+            prepared.roll_back();
+            return Err(e.into());
+        }
+        self.replicas.put_topic(topic.name.clone(), HostedTopic { id: topic.id, partitions: prepared.partitions });
         tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), "created topic");
         Ok(topic)
     }
@@ -227,53 +260,99 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let records: Vec<MetadataRecord> = (current..count)
-            .map(|p| {
-                MetadataRecord::Partition(PartitionRecord {
-                    topic_id: topic.id,
-                    partition: p,
-                    replicas: vec![self.config.node_id],
-                    isr: vec![self.config.node_id],
-                    leader: self.config.node_id,
-                    leader_epoch: 0,
-                })
-            })
-            .collect();
-        metadata.append(&records, now_ms())?;
-        let topic = metadata.image().topic(name).cloned();
-        if let Some(topic) = topic {
-            self.host_topic(&topic)?;
+        let mut grown = topic.clone();
+        let mut records = Vec::new();
+        for p in current..count {
+            let node = self.config.node_id;
+            grown.partitions.insert(p, PartitionImage { replicas: vec![node], isr: vec![node], leader: node, leader_epoch: 0 });
+            records.push(MetadataRecord::Partition(PartitionRecord {
+                topic_id: topic.id,
+                partition: p,
+                replicas: vec![node],
+                isr: vec![node],
+                leader: node,
+                leader_epoch: 0,
+            }));
         }
+        let prepared = self.prepare_partitions(&grown, Placement::New, metadata.image())?;
+        if let Err(e) = metadata.append(&records, now_ms()) {
+            prepared.roll_back();
+            return Err(e.into());
+        }
+        self.replicas.put_topic(grown.name.clone(), HostedTopic { id: grown.id, partitions: prepared.partitions });
         tracing::info!(topic = name, from = current, to = count, "changed partition count");
         Ok(())
     }
 
-    /// Opens the logs of a topic's partitions this broker leads, keeping those
-    /// already open.
-    pub(crate) fn host_topic(&self, topic: &TopicImage) -> Result<()> {
+    /// Opens the logs of a topic's partitions, reusing those already hosted
+    /// and creating directories for the others (`placement` says whether an
+    /// existing directory without a readable `partition.metadata` is theirs).
+    /// On failure the directories created here are removed again.
+    pub(crate) fn prepare_partitions(&self, topic: &TopicImage, placement: Placement, image: &Image) -> Result<PreparedPartitions> {
         let existing = self.replicas.topic(&topic.name).filter(|h| h.id == topic.id);
         let server = self.effective_config();
         let log_config = topic_config::log_config(&topic.configs, &server);
         let policy = topic_config::produce_policy(&topic.configs, &server);
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for (&index, image) in &topic.partitions {
+        let mut prepared = PreparedPartitions { partitions: Vec::with_capacity(topic.partitions.len()), created: Vec::new() };
+        for (&index, partition) in &topic.partitions {
             if let Some(open) = existing.as_ref().and_then(|h| h.partitions.get(index as usize)) {
-                partitions.push(Arc::clone(open));
+                prepared.partitions.push(Arc::clone(open));
                 continue;
             }
-            let dir = self
+            let placed = self
                 .log_dirs
-                .partition_dir(&topic.name, index, topic.id)
-                .map_err(|e| invalid(ResponseError::KafkaStorageError, e.to_string()))?;
-            let log = Log::open(&dir, log_config.clone(), self.log_dirs.clean_shutdown)?;
-            let partition = Partition::new(topic.name.clone(), topic.id, index, log, image.leader_epoch);
-            if let Some(start) = self.log_start_offsets.take(&topic.name, index) {
-                partition.advance_log_start_offset(start)?;
+                .partition_dir(&topic.name, index, topic.id, placement, &|id| image.was_removed(id))
+                .map_err(|e| invalid(ResponseError::KafkaStorageError, e.to_string()));
+            let dir = match placed {
+                Ok((dir, created)) => {
+                    if created {
+                        prepared.created.push(dir.clone());
+                    }
+                    dir
+                }
+                Err(e) => {
+                    prepared.roll_back();
+                    return Err(e);
+                }
+            };
+            let opened = Log::open(&dir, log_config.clone(), self.log_dirs.clean_shutdown).map_err(BrokerError::from).and_then(|log| {
+                let partition = Partition::new(topic.name.clone(), topic.id, index, log, partition.leader_epoch);
+                if let Some(start) = self.log_start_offsets.take(&topic.name, index) {
+                    partition.advance_log_start_offset(start)?;
+                }
+                Ok(partition)
+            });
+            match opened {
+                Ok(opened) => {
+                    opened.set_produce_policy(policy);
+                    prepared.partitions.push(Arc::new(opened));
+                }
+                // At start, one partition that cannot be opened (a damaged
+                // file, no descriptors) goes offline instead of the broker.
+                Err(e) if placement == Placement::Existing => {
+                    tracing::error!(topic = %topic.name, partition = index, error = %e, "cannot open the partition: it is offline (KAFKA_STORAGE_ERROR) until the cause is fixed and the broker restarted");
+                    prepared.partitions.push(Arc::new(Partition::offline(
+                        topic.name.clone(),
+                        topic.id,
+                        index,
+                        &dir,
+                        partition.leader_epoch,
+                        e.to_string(),
+                    )));
+                }
+                Err(e) => {
+                    prepared.roll_back();
+                    return Err(e);
+                }
             }
-            partition.set_produce_policy(policy);
-            partitions.push(Arc::new(partition));
         }
-        self.replicas.put_topic(topic.name.clone(), HostedTopic { id: topic.id, partitions });
+        Ok(prepared)
+    }
+
+    /// Opens and hosts the partitions of a topic already in the metadata.
+    pub(crate) fn host_topic(&self, topic: &TopicImage, image: &Image) -> Result<()> {
+        let prepared = self.prepare_partitions(topic, Placement::Existing, image)?;
+        self.replicas.put_topic(topic.name.clone(), HostedTopic { id: topic.id, partitions: prepared.partitions });
         Ok(())
     }
 }

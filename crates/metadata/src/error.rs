@@ -8,11 +8,21 @@ pub enum MetadataError {
     #[error("metadata log: {0}")]
     Storage(#[from] storage::StorageError),
     /// A record in the metadata log could not be decoded.
-    #[error("metadata log: corrupt record at offset {offset}: {reason}")]
+    #[error("metadata log {dir}: corrupt record at offset {offset}: {reason}")]
     CorruptRecord {
+        /// The log's directory.
+        dir: std::path::PathBuf,
         /// Offset of the bad record.
         offset: i64,
         /// What was wrong with it.
+        reason: String,
+    },
+    /// A metadata checkpoint file could not be read or written.
+    #[error("metadata checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: std::path::PathBuf,
+        /// What went wrong.
         reason: String,
     },
     /// A record could not be encoded.

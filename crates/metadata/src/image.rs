@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -9,6 +9,8 @@ use crate::record::{ConfigRecord, MetadataRecord, PartitionRecord, RESOURCE_BROK
 pub struct Image {
     topics: BTreeMap<String, TopicImage>,
     names_by_id: HashMap<Uuid, String>,
+    /// Ids of deleted topics: data left on disk under one of them is garbage.
+    removed_ids: HashSet<Uuid>,
     next_producer_id: i64,
     /// Dynamic broker configs by resource name (a node id; "" is the cluster default).
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
@@ -110,6 +112,7 @@ impl Image {
                 if let Some(name) = self.names_by_id.remove(topic_id) {
                     self.topics.remove(&name);
                 }
+                self.removed_ids.insert(*topic_id);
             }
         }
     }
@@ -127,6 +130,11 @@ impl Image {
     fn topic_by_id_mut(&mut self, id: Uuid) -> Option<&mut TopicImage> {
         let name = self.names_by_id.get(&id)?;
         self.topics.get_mut(name)
+    }
+
+    /// True if a topic with this id existed and was deleted.
+    pub fn was_removed(&self, id: Uuid) -> bool {
+        self.removed_ids.contains(&id)
     }
 
     /// The first producer id not yet handed out.
@@ -164,6 +172,7 @@ mod tests {
         image.apply(&MetadataRecord::RemoveTopic { topic_id: id });
         assert!(image.topic("a").is_none());
         assert!(image.topic_by_id(id).is_none());
+        assert!(image.was_removed(id));
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! appending is committing. A replicated quorum will commit the same records
 //! through Raft before applying them.
 
+mod checkpoint;
 mod error;
 mod image;
 mod log;
 mod record;
 
+pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use error::{MetadataError, Result};
 pub use image::{Image, PartitionImage, TopicImage};
 pub use log::MetadataLog;

@@ -7,12 +7,10 @@ use kafka_protocol::records::{
 };
 use storage::{Log, LogConfig};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::{MetadataError, Result};
 use crate::image::Image;
 use crate::record::MetadataRecord;
-
-/// Largest read while replaying the log.
-const REPLAY_CHUNK: usize = 1 << 20;
 
 /// The durable metadata log and the image built from it.
 ///
@@ -21,38 +19,76 @@ const REPLAY_CHUNK: usize = 1 << 20;
 pub struct MetadataLog {
     log: Log,
     image: Image,
+    /// Checkpoint files rewritten after every append, and the cluster id they record.
+    checkpoints: Vec<std::path::PathBuf>,
+    cluster_id: String,
 }
 
 impl MetadataLog {
     /// Opens the log in `dir` (normally `<log.dirs[0]>/__cluster_metadata-0`) and
-    /// replays it into an image.
+    /// replays it into an image; a corrupt record is an error naming the log.
     pub fn open(dir: &Path, clean_shutdown: bool) -> Result<MetadataLog> {
-        let log = Log::open(dir, LogConfig::default(), clean_shutdown)?;
+        Self::open_with(dir, clean_shutdown, false)
+    }
+
+    /// Opens and replays the log, one batch (one change) at a time: a batch
+    /// is applied only when all its records decode. With `cut_corrupt`, a
+    /// corrupt batch and everything after it are cut from the log (one WARN)
+    /// instead of failing, so an operator who chose to rebuild can start.
+    pub fn open_with(dir: &Path, clean_shutdown: bool, cut_corrupt: bool) -> Result<MetadataLog> {
+        let mut log = Log::open(dir, LogConfig::default(), clean_shutdown)?;
         let mut image = Image::default();
         let mut offset = log.log_start_offset();
         while offset < log.log_end_offset() {
-            let mut chunk = log.read(offset, REPLAY_CHUNK)?;
+            // At least one whole batch, and only one.
+            let chunk = log.read(offset, 1)?;
             if chunk.is_empty() {
                 break;
             }
-            let sets = RecordBatchDecoder::decode_all(&mut chunk).map_err(|e| {
-                MetadataError::CorruptRecord { offset, reason: e.to_string() }
-            })?;
-            for set in sets {
-                for record in set.records {
-                    if record.offset < offset {
-                        continue;
+            match decode_batch(chunk, offset) {
+                Ok((records, next)) => {
+                    for record in &records {
+                        image.apply(record);
                     }
-                    let value = record.value.unwrap_or_default();
-                    let decoded: MetadataRecord = serde_json::from_slice(&value).map_err(|e| {
-                        MetadataError::CorruptRecord { offset: record.offset, reason: e.to_string() }
-                    })?;
-                    image.apply(&decoded);
-                    offset = record.offset + 1;
+                    offset = next;
+                }
+                Err(reason) if cut_corrupt => {
+                    tracing::warn!(dir = %dir.display(), offset, %reason, "cutting the metadata log at a corrupt record");
+                    log.truncate_to(offset)?;
+                    break;
+                }
+                Err(reason) => {
+                    return Err(MetadataError::CorruptRecord { dir: dir.to_path_buf(), offset, reason })
                 }
             }
         }
-        Ok(MetadataLog { log, image })
+        Ok(MetadataLog { log, image, checkpoints: Vec::new(), cluster_id: String::new() })
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        self.log.dir()
+    }
+
+    /// The offset the next record will get: the committed end of the log.
+    pub fn end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
+    /// From now on, records the committed end in a [`Checkpoint`] at each of
+    /// `paths` after every append; writes them once now.
+    pub fn set_checkpoints(&mut self, paths: Vec<std::path::PathBuf>, cluster_id: String) -> Result<()> {
+        self.checkpoints = paths;
+        self.cluster_id = cluster_id;
+        self.write_checkpoints()
+    }
+
+    fn write_checkpoints(&self) -> Result<()> {
+        let checkpoint = Checkpoint { cluster_id: self.cluster_id.clone(), end_offset: self.end_offset() };
+        for path in &self.checkpoints {
+            checkpoint.write(path)?;
+        }
+        Ok(())
     }
 
     /// The current image.
@@ -71,6 +107,11 @@ impl MetadataLog {
         for record in records {
             self.image.apply(record);
         }
+        // The append is committed: a checkpoint left behind only weakens the
+        // start-up check (it never claims more than was committed).
+        if let Err(e) = self.write_checkpoints() {
+            tracing::warn!(error = %e, "cannot update the metadata checkpoint");
+        }
         Ok(())
     }
 
@@ -78,6 +119,24 @@ impl MetadataLog {
     pub fn close(self) -> Result<()> {
         Ok(self.log.close()?)
     }
+}
+
+/// The records of the one batch in `chunk` from `offset` on, and the offset
+/// after the batch; the reason if any of it does not decode.
+fn decode_batch(mut chunk: Bytes, offset: i64) -> std::result::Result<(Vec<MetadataRecord>, i64), String> {
+    let header = storage::batch::BatchHeader::parse(&chunk).map_err(|e| e.to_string())?;
+    let sets = RecordBatchDecoder::decode_all(&mut chunk).map_err(|e| e.to_string())?;
+    let mut records = Vec::new();
+    for record in sets.into_iter().flat_map(|s| s.records) {
+        if record.offset < offset {
+            continue;
+        }
+        let value = record.value.unwrap_or_default();
+        let decoded: MetadataRecord =
+            serde_json::from_slice(&value).map_err(|e| format!("record at offset {}: {e}", record.offset))?;
+        records.push(decoded);
+    }
+    Ok((records, header.next_offset().max(offset + 1)))
 }
 
 fn encode(records: &[MetadataRecord], base_offset: i64, now_ms: i64) -> Result<BytesMut> {
@@ -127,6 +186,30 @@ mod tests {
         let header = storage::batch::BatchHeader::parse(&buf).expect("header");
         assert_eq!(header.total_size(), buf.len());
         assert_eq!(header.record_count, 3);
+    }
+
+    #[test]
+    fn a_corrupt_change_is_an_error_naming_the_log_or_is_cut_with_what_follows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("__cluster_metadata-0");
+        let topic = |name: &str| MetadataRecord::Topic(TopicRecord { name: name.into(), topic_id: Uuid::new_v4() });
+        let mut log = MetadataLog::open(&path, true).expect("open");
+        log.append(&[topic("kept")], 1).expect("append");
+        let first_end = std::fs::metadata(path.join(format!("{:020}.log", 0))).expect("stat").len() as usize;
+        log.append(&[topic("damaged")], 2).expect("append");
+        log.append(&[topic("after")], 3).expect("append");
+        log.close().expect("close");
+        let file = path.join(format!("{:020}.log", 0));
+        let mut bytes = std::fs::read(&file).expect("read");
+        bytes[first_end + 70] ^= 0xff; // inside the second batch's record
+        std::fs::write(&file, &bytes).expect("write");
+
+        let err = MetadataLog::open(&path, true).err().expect("corrupt");
+        assert!(err.to_string().contains("__cluster_metadata-0") && err.to_string().contains("offset 1"), "{err}");
+        let log = MetadataLog::open_with(&path, true, true).expect("cut");
+        assert!(log.image().topic("kept").is_some());
+        assert!(log.image().topic("damaged").is_none() && log.image().topic("after").is_none());
+        assert_eq!(log.end_offset(), 1);
     }
 
     #[test]

@@ -80,8 +80,9 @@ impl Log {
     /// mode, any segment whose `.index`/`.timeindex` is missing or corrupt
     /// (size not a multiple of the entry size, entries not increasing,
     /// pointing past the file end or outside the segment) is rebuilt by a
-    /// scan; if such a scan cuts bytes from a non-active segment, the later
-    /// segments are deleted so the log stays contiguous.
+    /// scan; a corrupt batch in a non-active (flushed) segment costs only
+    /// that batch (or, if its framing is damaged, the rest of that segment):
+    /// later segments stay.
     pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool) -> Result<Log> {
         let segments = open_segments(dir, &config, clean_shutdown)?;
         let mut log = Log {

@@ -789,7 +789,7 @@ fn retention_deletes_old_segments_below_the_upper_bound() {
 }
 
 #[test]
-fn recovery_of_a_damaged_older_segment_drops_the_segments_after_it() {
+fn recovery_of_a_damaged_older_segment_keeps_the_segments_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let one = batch(2, 0).len();
     let cfg = LogConfig {
@@ -810,10 +810,22 @@ fn recovery_of_a_damaged_older_segment_drops_the_segments_after_it() {
     std::fs::write(&middle, &bytes).unwrap();
     std::fs::remove_file(dir.path().join(format!("{:020}.index", 8))).unwrap();
 
-    let log = Log::open(dir.path(), cfg, true).unwrap();
-    assert_eq!((log.segment_count(), log.log_end_offset()), (2, 12));
-    assert!(!dir.path().join(format!("{:020}.log", 16)).exists());
-    assert_eq!(all_batches(&log), before[..6]);
+    // Clean shutdown or not: only offsets 12..=13 (the bad batch) are lost;
+    // the batch after it and the last segment are intact.
+    for clean in [true, false] {
+        let log = Log::open(dir.path(), cfg.clone(), clean).unwrap();
+        assert_eq!((log.segment_count(), log.log_end_offset()), (3, 24));
+        let mut expected = before[..6].to_vec();
+        expected.extend_from_slice(&before[7..]);
+        assert_eq!(all_batches(&log), expected);
+        // A read inside the gap answers the next batch, as after compaction.
+        assert_eq!(headers(&log.read(12, 1 << 20).unwrap())[0].base_offset, 14);
+        assert_eq!(headers(&log.read(15, 1 << 20).unwrap())[0].base_offset, 14);
+        log.close().unwrap();
+    }
+    assert_eq!(std::fs::metadata(&middle).unwrap().len(), 3 * one as u64);
+    let mut log = Log::open(dir.path(), cfg, true).unwrap();
+    assert_eq!(append(&mut log, 1, 0).base_offset, 24);
 }
 
 // ---- Segment replacement (the log cleaner's swap) ----

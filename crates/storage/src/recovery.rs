@@ -10,8 +10,13 @@
 //!   sanity checks (entry size, monotonic entries, positions inside the file,
 //!   offsets inside the segment), or whose tail disagrees with its index, is
 //!   scanned and rebuilt the same way, clean shutdown or not.
-//! * If a segment other than the last loses bytes in such a scan, the
-//!   segments after it are deleted: the log must stay contiguous.
+//! * A segment other than the last was flushed when the next one rolled, so a
+//!   corrupt batch found in it by such a scan is damage from outside, not a
+//!   torn write: a batch whose CRC fails but whose framing holds is dropped
+//!   alone (the batches after it move up); damaged framing cuts that segment
+//!   there. Every later segment is kept, one WARN names the offsets lost, and
+//!   reads skip the gap as they skip compacted offsets. Only the active
+//!   (unflushed) segment's tail is cut as a torn write.
 //! * Before all that, interrupted segment replacements (see
 //!   [`crate::Log::replace_segments`]) are settled: `*.cleaned` files were
 //!   not complete and are deleted; a `<base>.log.swap` file was complete, so
@@ -223,17 +228,11 @@ pub(crate) fn open_segments(
             if clean_shutdown || !is_last {
                 warn!(segment = %seg.log_path.display(), %reason, "rebuilding segment indexes");
             }
-            let cut = rebuild_segment(&mut seg, limit, config.index_interval_bytes)?;
-            if cut > 0 && !is_last {
-                warn!(segment = %seg.log_path.display(), "segment lost bytes; deleting the segments after it");
-                segments.push(seg);
-                for &later in &bases[i + 1..] {
-                    let (s, _, _) = Segment::open_files(dir, later, config)?;
-                    s.delete_files()?;
-                }
-                sync_dir(dir)?;
-                return finish(dir, config, segments);
-            }
+            // A segment below the active one was flushed when it rolled, so
+            // the segments after it are intact: only its own corrupt bytes go
+            // (rebuild_segment warns naming the offsets lost) and the log keeps
+            // a gap, which reads skip as they skip compacted offsets.
+            rebuild_segment(&mut seg, limit, config.index_interval_bytes)?;
         }
         segments.push(seg);
     }
@@ -254,6 +253,12 @@ fn finish(dir: &Path, config: &LogConfig, mut segments: Vec<Segment>) -> Result<
 /// Scans `seg` batch by batch, keeps the longest valid prefix (framing,
 /// magic 2, CRC-32C, increasing offsets below `offset_limit`), truncates the
 /// rest and rewrites both indexes. Returns the number of bytes cut.
+///
+/// With an `offset_limit` (a segment below the active one, flushed when the
+/// next one rolled) a batch whose CRC fails but whose framing holds is damage
+/// from outside, not a torn write: only that batch is dropped (the bytes after
+/// it move up) and the scan goes on, so its intact neighbours stay. One WARN
+/// names the offsets lost.
 pub(crate) fn rebuild_segment(
     seg: &mut Segment,
     offset_limit: Option<i64>,
@@ -269,6 +274,12 @@ pub(crate) fn rebuild_segment(
     let mut max_ts: Option<(i64, i64)> = None;
     let mut since_index = 0u64;
     let mut bad: Option<String> = None;
+    // Corrupt batches dropped from a flushed segment: their byte ranges, the
+    // bytes they add up to, and the offset ranges lost with them.
+    let mut skipped: Vec<(u64, u64)> = Vec::new();
+    let mut skipped_bytes = 0u64;
+    let mut lost: Vec<(i64, i64)> = Vec::new();
+    let mut lost_from: Option<i64> = None;
     while pos < size {
         let header = match window.get(pos, HEADER_SIZE).and_then(BatchHeader::parse) {
             Ok(h) => h,
@@ -306,15 +317,26 @@ pub(crate) fn rebuild_segment(
             at += n as u64;
         }
         if crc != header.crc {
+            if offset_limit.is_some() {
+                skipped.push((pos, total));
+                skipped_bytes += total;
+                lost_from.get_or_insert(next);
+                pos = end;
+                continue;
+            }
             bad = Some(format!("CRC mismatch in batch at {pos}"));
             break;
         }
-        // Index exactly as the append path does.
+        if let Some(from) = lost_from.take() {
+            lost.push((from, header.base_offset - 1));
+        }
+        // Index exactly as the append path does, at the position the batch
+        // has once the skipped batches before it are gone.
         if header.max_timestamp > max_ts.map_or(-1, |t| t.0) {
             max_ts = Some((header.max_timestamp, last));
         }
         if since_index > index_interval {
-            if let (Ok(rel), Ok(position)) = (u32::try_from(last - base), u32::try_from(pos)) {
+            if let (Ok(rel), Ok(position)) = (u32::try_from(last - base), u32::try_from(pos - skipped_bytes)) {
                 offset_entries.push(OffsetEntry {
                     relative_offset: rel,
                     position,
@@ -338,11 +360,34 @@ pub(crate) fn rebuild_segment(
     }
     drop(window);
     let cut = size - pos;
+    if let Some(from) = lost_from {
+        if bad.is_none() {
+            lost.push((from, offset_limit.map_or(from, |l| l - 1)));
+        }
+    }
+    if !skipped.is_empty() {
+        let offsets: Vec<String> = lost.iter().map(|(a, b)| format!("{a}..={b}")).collect();
+        warn!(
+            segment = %seg.log_path.display(),
+            batches = skipped.len(),
+            lost_bytes = skipped_bytes,
+            lost_offsets = %offsets.join(","),
+            "dropping corrupt batches from a flushed segment; the batches around them are kept"
+        );
+        close_gaps(seg, &skipped, pos)?;
+    }
+    let pos = pos - skipped_bytes;
     if cut > 0 {
+        let lost_offsets = match offset_limit {
+            Some(limit) if limit > next => format!("{next}..={}", limit - 1),
+            Some(_) => "none".to_owned(),
+            None => format!("{next} and later"),
+        };
         warn!(
             segment = %seg.log_path.display(),
             valid_bytes = pos,
             cut_bytes = cut,
+            %lost_offsets,
             reason = bad.as_deref().unwrap_or(""),
             "truncating invalid tail of segment"
         );
@@ -355,5 +400,30 @@ pub(crate) fn rebuild_segment(
     seg.bytes_since_last_index = since_index;
     seg.offset_index.rewrite(offset_entries)?;
     seg.time_index.rewrite(time_entries)?;
-    Ok(cut)
+    Ok(cut + skipped_bytes)
+}
+
+/// Removes the byte ranges `skipped` (sorted, inside `[0, end)`) from the
+/// segment's `.log` by moving the bytes after each one up, and cuts the file
+/// to what remains. A crash half-way leaves a tail whose offsets repeat or
+/// break off; the next recovery cuts it there, so nothing is read twice.
+fn close_gaps(seg: &mut Segment, skipped: &[(u64, u64)], end: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let path = seg.log_path.clone();
+    let Some(&(mut dst, _)) = skipped.first() else { return Ok(()) };
+    let mut buf = vec![0u8; SCAN_CHUNK];
+    for (i, &(start, len)) in skipped.iter().enumerate() {
+        let mut src = start + len;
+        let until = skipped.get(i + 1).map_or(end, |&(next, _)| next);
+        while src < until {
+            let n = usize::try_from(until - src).unwrap_or(SCAN_CHUNK).min(SCAN_CHUNK);
+            seg.log.read_exact_at(&mut buf[..n], src).map_err(io_err(&path))?;
+            seg.log.write_all_at(&buf[..n], dst).map_err(io_err(&path))?;
+            src += n as u64;
+            dst += n as u64;
+        }
+    }
+    seg.log.set_len(dst).map_err(io_err(&path))?;
+    seg.mark_dirty();
+    Ok(())
 }

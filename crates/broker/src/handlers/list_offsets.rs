@@ -52,6 +52,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16
 
 fn lookup(partition: &Partition, timestamp: i64) -> crate::error::Result<Option<TimestampAndOffset>> {
     let at = |offset| Ok(Some(TimestampAndOffset { timestamp: -1, offset }));
+    partition.check_online()?;
     match timestamp {
         LATEST => at(partition.high_watermark()),
         EARLIEST | EARLIEST_LOCAL => at(partition.log_start_offset()),
