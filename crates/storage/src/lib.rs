@@ -10,6 +10,8 @@
 //!
 //! Layout of the crate, one file per step:
 //! * [`batch`]: the v2 batch header (parse, validate, patch, iterate).
+//! * [`records`]: the records inside a batch, byte-preserving: codecs,
+//!   varints, record framing, building a batch (for the client and the cleaner).
 //! * `config`: [`LogConfig`], Kafka-named settings.
 //! * `error`: [`StorageError`], one variant per Kafka error code.
 //! * `index`: the `.index` / `.timeindex` file formats.
@@ -25,6 +27,7 @@ mod config;
 mod error;
 mod index;
 mod log;
+pub mod records;
 mod recovery;
 mod segment;
 #[cfg(test)]
