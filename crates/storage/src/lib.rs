@@ -15,7 +15,10 @@
 //! * `config`: [`LogConfig`], Kafka-named settings.
 //! * `error`: [`StorageError`], one variant per Kafka error code.
 //! * `index`: the `.index` / `.timeindex` file formats.
-//! * `segment`: one segment: append, lookups, truncation.
+//! * `segment`: one segment: append, lookups, truncation; only the segment
+//!   being written keeps its files open.
+//! * [`file_cache`]: the bounded cache of open handles every other segment's
+//!   reads go through.
 //! * `recovery`: opening a directory, checking and rebuilding segments.
 //! * `log`: [`Log`], the public face: append, read, truncate, flush, and
 //!   the segment replacement a log cleaner uses.
@@ -25,6 +28,7 @@
 pub mod batch;
 mod config;
 mod error;
+pub mod file_cache;
 mod index;
 mod log;
 pub mod records;
