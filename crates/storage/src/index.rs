@@ -185,6 +185,11 @@ impl<E: IndexEntry> Index<E> {
         &self.entries
     }
 
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// The last entry, if any.
     pub(crate) fn last(&self) -> Option<&E> {
         self.entries.last()

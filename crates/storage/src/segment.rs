@@ -139,12 +139,6 @@ impl LogFile {
         LogFile { path, id: crate::file_cache::next_id(), pinned: None }
     }
 
-    /// A file kept open read-write from the start, created if missing.
-    fn pinned(path: PathBuf, truncate: bool) -> Result<LogFile> {
-        let file = open_rw(&path, truncate)?;
-        Ok(LogFile { path, id: crate::file_cache::next_id(), pinned: Some(file) })
-    }
-
     fn handle(&self) -> std::io::Result<Handle<'_>> {
         match &self.pinned {
             Some(f) => Ok(Handle::Pinned(f)),
@@ -360,7 +354,10 @@ impl Segment {
             remove_if_exists(&staged_path(dir, base_offset, suffix, stage))?;
         }
         let log_path = staged_path(dir, base_offset, LOG_SUFFIX, stage);
-        let log = LogFile::pinned(log_path.clone(), true)?;
+        // Created empty, then closed: a partition nobody writes to holds no
+        // descriptor; the first append opens the file.
+        open_rw(&log_path, true)?;
+        let log = LogFile::unpinned(log_path.clone());
         let (seg, _, _) = Self::with_files(dir, base_offset, log_path, log, 0, config, stage)?;
         Ok(seg)
     }
@@ -453,6 +450,8 @@ impl Segment {
     /// Writes `records` (already validated and patched) at the end and
     /// updates the indexes following Kafka's rule: a batch gets an entry when
     /// more than `index_interval` bytes were written since the last entry.
+    /// On error (a full disk) nothing of the append stays: the file and the
+    /// offset index are cut back, so its offsets are given out again.
     pub(crate) fn append(
         &mut self,
         records: &[u8],
@@ -461,24 +460,19 @@ impl Segment {
         now_ms: i64,
     ) -> Result<()> {
         let start = self.size;
-        if let Err(e) = self.log.write_all_at(records, start) {
-            // Best effort: do not leave a partial batch behind.
-            let _ = self.log.set_len(start);
-            return Err(io_err(&self.log_path)(e));
-        }
-        self.dirty = true;
-        self.size = start + records.len() as u64;
-        self.roll_base_ms.get_or_insert(now_ms);
-
+        // Plan the index entries and the new state before writing anything.
+        let mut max_timestamp = self.max_timestamp;
+        let mut since_index = self.bytes_since_last_index;
+        let mut next_offset = self.next_offset;
         let mut offset_entries = Vec::new();
         let mut time_entries: Vec<TimeEntry> = Vec::new();
         let mut last_time_ts = self.time_index.last().map_or(-1, |e| e.timestamp);
         let mut pos = start;
         for m in metas {
-            if m.max_timestamp > self.max_timestamp.map_or(-1, |t| t.0) {
-                self.max_timestamp = Some((m.max_timestamp, m.last_offset));
+            if m.max_timestamp > max_timestamp.map_or(-1, |t| t.0) {
+                max_timestamp = Some((m.max_timestamp, m.last_offset));
             }
-            if self.bytes_since_last_index > index_interval {
+            if since_index > index_interval {
                 if let (Ok(rel), Ok(position)) = (
                     u32::try_from(m.last_offset - self.base_offset),
                     u32::try_from(pos),
@@ -487,7 +481,7 @@ impl Segment {
                         relative_offset: rel,
                         position,
                     });
-                    if let Some((ts, off)) = self.max_timestamp {
+                    if let Some((ts, off)) = max_timestamp {
                         if ts > last_time_ts {
                             if let Ok(rel) = u32::try_from(off - self.base_offset) {
                                 time_entries.push(TimeEntry {
@@ -499,14 +493,33 @@ impl Segment {
                         }
                     }
                 }
-                self.bytes_since_last_index = 0;
+                since_index = 0;
             }
             pos += m.size as u64;
-            self.bytes_since_last_index += m.size as u64;
-            self.next_offset = m.last_offset + 1;
+            since_index += m.size as u64;
+            next_offset = m.last_offset + 1;
         }
-        self.offset_index.append(&offset_entries)?;
-        self.time_index.append(&time_entries)?;
+
+        let offset_entries_before = self.offset_index.len();
+        let written = self
+            .log
+            .write_all_at(records, start)
+            .map_err(io_err(&self.log_path))
+            .and_then(|()| self.offset_index.append(&offset_entries))
+            .and_then(|()| self.time_index.append(&time_entries));
+        if let Err(e) = written {
+            // Best effort: do not leave a partial batch or its index entries behind.
+            let _ = self.log.set_len(start);
+            let _ = self.offset_index.truncate_entries(offset_entries_before);
+            self.dirty = true;
+            return Err(e);
+        }
+        self.dirty = true;
+        self.size = start + records.len() as u64;
+        self.roll_base_ms.get_or_insert(now_ms);
+        self.max_timestamp = max_timestamp;
+        self.bytes_since_last_index = since_index;
+        self.next_offset = next_offset;
         Ok(())
     }
 
