@@ -16,8 +16,8 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 use storage::batch::{self as wire, BatchHeader, BatchIter};
-use storage::records::{self as codec, CodecError};
 pub use storage::records::Compression;
+use storage::records::{self as codec, CodecError};
 
 use crate::error::{Error, Result};
 
@@ -381,16 +381,10 @@ fn decode_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use storage::records::{put_varint, put_varlong};
     use std::time::{Duration, Instant};
+    use storage::records::{put_varint, put_varlong};
 
-    const CODECS: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    const CODECS: [Compression; 5] = Compression::ALL;
     const BIG: usize = 64 << 20;
 
     fn rec(

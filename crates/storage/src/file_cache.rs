@@ -68,7 +68,12 @@ struct FileCache {
 
 impl FileCache {
     fn new(capacity: usize) -> FileCache {
-        FileCache { capacity: capacity.max(1), tick: 0, by_id: HashMap::new(), by_tick: BTreeMap::new() }
+        FileCache {
+            capacity: capacity.max(1),
+            tick: 0,
+            by_id: HashMap::new(),
+            by_tick: BTreeMap::new(),
+        }
     }
 
     fn touch(&mut self, id: u64) -> Option<Arc<File>> {
@@ -92,7 +97,9 @@ impl FileCache {
             return existing;
         }
         while self.by_id.len() >= self.capacity {
-            let Some((_, oldest)) = self.by_tick.pop_first() else { break };
+            let Some((_, oldest)) = self.by_tick.pop_first() else {
+                break;
+            };
             self.by_id.remove(&oldest);
         }
         self.tick += 1;
@@ -126,7 +133,9 @@ mod tests {
         cache.insert(4, Arc::new(File::open(&path).unwrap()));
         assert_eq!(cache.by_id.len(), 3);
         assert!(cache.lookup(2).is_none());
-        assert!(cache.lookup(1).is_some() && cache.lookup(3).is_some() && cache.lookup(4).is_some());
+        assert!(
+            cache.lookup(1).is_some() && cache.lookup(3).is_some() && cache.lookup(4).is_some()
+        );
         cache.remove(3);
         assert!(cache.lookup(3).is_none());
         assert_eq!((cache.by_id.len(), cache.by_tick.len()), (2, 2));

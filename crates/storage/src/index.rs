@@ -231,7 +231,9 @@ impl<E: IndexEntry> Index<E> {
         if self.file.is_none() {
             self.file = Some(open_rw(&self.path)?);
         }
-        self.file.as_ref().ok_or_else(|| io_err(&self.path)(std::io::Error::other("index file not open")))
+        self.file
+            .as_ref()
+            .ok_or_else(|| io_err(&self.path)(std::io::Error::other("index file not open")))
     }
 
     /// Runs `f` on the file: the open one (marking the index dirty), or one
@@ -244,7 +246,9 @@ impl<E: IndexEntry> Index<E> {
             }
             None => {
                 let file = open_rw(&self.path)?;
-                f(&file).and_then(|()| file.sync_data()).map_err(io_err(&self.path))?;
+                f(&file)
+                    .and_then(|()| file.sync_data())
+                    .map_err(io_err(&self.path))?;
             }
         }
         Ok(())

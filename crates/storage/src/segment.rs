@@ -136,7 +136,11 @@ impl std::ops::Deref for Handle<'_> {
 impl LogFile {
     /// A file read on demand (nothing is opened yet).
     fn unpinned(path: PathBuf) -> LogFile {
-        LogFile { path, id: crate::file_cache::next_id(), pinned: None }
+        LogFile {
+            path,
+            id: crate::file_cache::next_id(),
+            pinned: None,
+        }
     }
 
     fn handle(&self) -> std::io::Result<Handle<'_>> {
@@ -153,7 +157,9 @@ impl LogFile {
             crate::file_cache::forget(self.id);
             self.pinned = Some(file);
         }
-        self.pinned.as_ref().ok_or_else(|| std::io::Error::other("file not open"))
+        self.pinned
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("file not open"))
     }
 
     /// Closes the pinned handle; the caller has flushed it.
