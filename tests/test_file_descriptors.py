@@ -5,8 +5,14 @@ partitions it hosts, not with the number of segments (Kafka kept three per segme
 from __future__ import annotations
 
 import os
+import resource
+import subprocess
+import time
 from pathlib import Path
 
+import pytest
+
+from conftest import HOST, POTOK_BIN, free_port
 from e2e_util import consume_confluent, create_topic, flush_all, producer
 
 # storage::file_cache::CAPACITY: cached handles of segments that are not written to.
@@ -25,9 +31,12 @@ def _fds(broker) -> list[str]:
     return out
 
 
-def _check_bounded(broker, when: str) -> None:
+def _check_bounded(broker, when: str, topic: str = "many-segments") -> None:
     data = Path(broker.overrides["log.dirs"])
     fds = _fds(broker)
+    of_topic = [f for f in fds if f.startswith(str(data / f"{topic}-0") + "/")]
+    # The topic's old segments: never more than the cache, plus its active segment.
+    assert len(of_topic) <= FILE_CACHE + 3, f"{when}: {len(of_topic)} files of {topic}-0 open"
     segment_files = [f for f in fds if f.startswith(str(data))]
     # At most the active segment of each partition (and of the metadata log) keeps its
     # three files open; partitions nobody writes to keep none.
@@ -64,3 +73,37 @@ def test_open_files_do_not_grow_with_segments_and_old_segments_read_back(broker)
 
     log = broker.log_path.read_text(errors="replace")
     assert "open file limit (RLIMIT_NOFILE)" in log, "the limit is logged at start"
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_limit(tmp_path):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = 256
+    if hard == resource.RLIM_INFINITY or hard <= low:
+        pytest.skip(f"the hard limit ({hard}) leaves no room to lower the soft one")
+    port = free_port()
+    log_path = tmp_path / "broker.log"
+    cmd = [str(POTOK_BIN), "server",
+           "--override", f"listeners=PLAINTEXT://{HOST}:{port}",
+           "--override", f"advertised.listeners=PLAINTEXT://{HOST}:{port}",
+           "--override", f"log.dirs={tmp_path / 'data'}", "--override", "node.id=1"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=dict(os.environ, NO_COLOR="1"), start_new_session=True,
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard)))
+    try:
+        deadline = time.monotonic() + 20
+        lines: list[str] = []
+        while not lines:
+            assert proc.poll() is None, f"broker exited: {log_path.read_text(errors='replace')}"
+            assert time.monotonic() < deadline, f"no limit logged: {log_path.read_text(errors='replace')}"
+            lines = [l for l in log_path.read_text(errors="replace").splitlines()
+                     if "open file limit (RLIMIT_NOFILE)" in l]
+            time.sleep(0.05)
+        assert len(lines) == 1 and "INFO" in lines[0], lines
+        assert f"soft={hard} hard={hard}" in lines[0], lines[0]
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        max_open = next(l for l in limits.splitlines() if l.startswith("Max open files")).split()
+        assert (int(max_open[3]), int(max_open[4])) == (hard, hard), max_open
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
