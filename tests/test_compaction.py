@@ -145,7 +145,10 @@ def test_kept_records_read_back_byte_identical_with_every_codec(broker):
                 flush_all(p)
         flush_all(p)
         produced[topic] = {offsets[i]: (offsets[i], *sent[i]) for i in range(len(sent))}
-        assert len(_segment_files(broker, topic)) >= 3, f"{topic}: small segments rolled"
+        # The cleaner may already have merged segments: the active one's base tells that
+        # the log rolled many times.
+        active_base = int(_segment_files(broker, topic)[-1].stem)
+        assert active_base >= 100, f"{topic}: small segments rolled (active segment at {active_base})"
 
     for topic in topics.values():
         _wait_for(f"the cleaner to compact {topic}", lambda: _compacted(broker, topic), broker=broker)
