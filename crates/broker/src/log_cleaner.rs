@@ -3,16 +3,34 @@
 //! record of each key is kept; tombstones (null values) go once they are older
 //! than `delete.retention.ms`. Offsets never change: survivors keep theirs, and
 //! a read of a removed offset returns the next record, as in Kafka.
+//!
+//! Kept records are never re-encoded: as Kafka's `MemoryRecords.filterTo`, a
+//! batch that loses records is rebuilt with its own base offset, last offset
+//! delta, base timestamp, producer id, epoch and base sequence, so each kept
+//! record's bytes (offset and timestamp deltas, key, value, every header in
+//! order) are copied verbatim into it and recompressed with the batch's own
+//! codec; a batch that loses nothing is copied whole. The last batch of each
+//! producer id stays, empty if need be, so the producer's sequence carries on.
+//! Neighbouring segments are merged while their cleaned size fits
+//! `segment.bytes` (and the indexes `segment.index.bytes`), as Kafka's cleaner
+//! groups segments, so segments emptied by compaction do not pile up.
 
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
-use storage::{Log, SegmentInfo};
+use storage::batch::{self, BatchHeader, BatchIter};
+use storage::records::{self, CodecError, RawRecord};
+use storage::{Log, SegmentInfo, TimestampType};
 
 use crate::error::{BrokerError, Result};
-use crate::record_batch;
+
+/// The most the cleaner decompresses of one batch; a batch whose records are
+/// larger is kept whole (its keys then count as unknown: nothing it holds is
+/// removed, and older records of its keys may stay).
+const MAX_DECOMPRESSED: usize = 256 << 20;
+/// How much of the log one read brings in.
+const READ_CHUNK: usize = 4 << 20;
 
 /// What one cleaning pass of a partition did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,28 +55,112 @@ pub(crate) struct CleanPolicy {
     pub(crate) segment_bytes: u64,
 }
 
-/// One inactive segment as it would be after cleaning.
+/// What the cleaner learns from the whole log before it rewrites anything.
+#[derive(Debug, Default)]
+struct OffsetMap {
+    /// Per key: the offset of its latest record, and whether that record is a
+    /// tombstone old enough to go.
+    latest: HashMap<Bytes, (i64, bool)>,
+    /// Per producer id: the last offset of its last batch.
+    producer_last: HashMap<i64, i64>,
+    /// Records in the inactive segments.
+    inactive_records: usize,
+    /// Of those, the ones a later record of the same key supersedes.
+    superseded: usize,
+}
+
+impl OffsetMap {
+    /// Records of the inactive segments a pass would remove.
+    fn removable(&self) -> usize {
+        self.superseded + self.latest.values().filter(|(_, expired)| *expired).count()
+    }
+}
+
+/// The cleaned bytes of one inactive segment.
 struct Cleaned {
     info: SegmentInfo,
-    /// The surviving records, re-encoded (each original batch's survivors stay one batch).
     batches: BytesMut,
+    batch_count: usize,
     kept: usize,
     removed: usize,
 }
 
-/// The offset of the latest record of every key in the whole log.
-fn latest_offsets(log: &Log) -> Result<HashMap<Bytes, i64>> {
-    let mut latest = HashMap::new();
-    let read = |offset| Ok(log.read(offset, 4 << 20)?);
-    record_batch::scan(read, log.log_start_offset(), log.log_end_offset(), |records, _| {
-        for r in records.into_iter().filter(|r| !r.control) {
-            if let Some(key) = r.key {
-                latest.insert(key, r.offset);
+fn corrupt(offset: i64, why: impl std::fmt::Display) -> BrokerError {
+    BrokerError::kafka(ResponseError::CorruptMessage, format!("log cleaner: corrupt record batch at offset {offset}: {why}"))
+}
+
+/// Calls `f` with every batch (header and whole bytes) that starts in
+/// `[from, to)`, reading the log a chunk at a time.
+fn for_each_batch(log: &Log, from: i64, to: i64, mut f: impl FnMut(&BatchHeader, Bytes) -> Result<()>) -> Result<()> {
+    let mut offset = from;
+    while offset < to {
+        let chunk = log.read(offset, READ_CHUNK)?;
+        let mut next = offset;
+        for b in BatchIter::new(&chunk) {
+            let b = b.map_err(|e| corrupt(next, e))?;
+            if b.header.base_offset >= to {
+                return Ok(());
             }
+            f(&b.header, chunk.slice(b.position..b.position + b.bytes.len()))?;
+            next = b.header.next_offset();
         }
-        Ok(())
-    })?;
-    Ok(latest)
+        if next <= offset {
+            break; // nothing more to read (the rest is a gap)
+        }
+        offset = next;
+    }
+    Ok(())
+}
+
+/// The records of a batch, or `None` when they are too large to look at.
+fn batch_records(header: &BatchHeader, bytes: &Bytes) -> Result<Option<Vec<RawRecord>>> {
+    match records::decode_records(header, bytes, MAX_DECOMPRESSED) {
+        Ok((records, _)) => Ok(Some(records)),
+        Err(CodecError::OverBudget) => {
+            tracing::warn!(offset = header.base_offset, limit = MAX_DECOMPRESSED, "log cleaner keeps a batch it cannot decompress within its limit");
+            Ok(None)
+        }
+        Err(e) => Err(corrupt(header.base_offset, e)),
+    }
+}
+
+/// Reads the whole log once: the latest offset of every key, the last batch of
+/// every producer, and how much of the inactive segments a pass would remove.
+fn build_offset_map(log: &Log, segments: &[SegmentInfo], policy: &CleanPolicy, now_ms: i64) -> Result<OffsetMap> {
+    let mut map = OffsetMap::default();
+    let cleanable_end = segments.last().map_or(log.log_start_offset(), |s| s.next_offset);
+    let mut ranges: Vec<(i64, i64, bool, bool)> = segments
+        .iter()
+        .map(|s| (s.base_offset, s.next_offset, true, s.largest_timestamp + policy.delete_retention_ms <= now_ms))
+        .collect();
+    ranges.push((cleanable_end, log.log_end_offset(), false, false));
+    for (from, to, inactive, tombstones_expire) in ranges {
+        for_each_batch(log, from, to, |header, bytes| {
+            if header.producer_id >= 0 {
+                map.producer_last.insert(header.producer_id, header.last_offset());
+            }
+            if header.is_control() {
+                return Ok(());
+            }
+            let Some(records) = batch_records(header, &bytes)? else { return Ok(()) };
+            if inactive {
+                map.inactive_records += records.len();
+            }
+            for r in records {
+                let Some(key) = r.key else { continue };
+                let offset = header.base_offset + i64::from(r.offset_delta);
+                let expired = inactive && tombstones_expire && r.value.is_none();
+                // Copied: a slice would keep the whole read chunk alive.
+                if let Some((previous, _)) = map.latest.insert(Bytes::copy_from_slice(&key), (offset, expired)) {
+                    if previous < cleanable_end {
+                        map.superseded += 1;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(map)
 }
 
 /// The offset after the last inactive segment: cleaning again only helps once
@@ -67,93 +169,155 @@ pub(crate) fn cleanable_end(log: &Log) -> Result<i64> {
     Ok(log.inactive_segments()?.last().map_or(-1, |s| s.next_offset))
 }
 
-/// Keeps, of one segment, the latest record of each key (and control and
-/// keyless records); tombstones only while `delete.retention.ms` has not passed.
-fn clean_segment(log: &Log, info: SegmentInfo, latest: &HashMap<Bytes, i64>, policy: &CleanPolicy, now_ms: i64) -> Result<Cleaned> {
-    let bytes = log.read_segment(info.base_offset)?;
-    let tombstones_expire = info.largest_timestamp + policy.delete_retention_ms <= now_ms;
-    let mut cleaned = Cleaned { info, batches: BytesMut::new(), kept: 0, removed: 0 };
-    // The segment is read whole: the scan gets it once, then nothing.
-    let mut whole = Some(bytes);
-    let read_once = |_| Ok(whole.take().unwrap_or_default());
-    record_batch::scan(read_once, info.base_offset, info.next_offset, |records, compression| {
-        let count = records.len();
-        let survivors: Vec<Record> = records
-            .into_iter()
-            .filter(|r| match &r.key {
-                Some(key) if !r.control => {
-                    latest.get(key) == Some(&r.offset) && !(r.value.is_none() && tombstones_expire)
-                }
-                _ => true,
-            })
-            .collect();
-        cleaned.kept += survivors.len();
-        cleaned.removed += count - survivors.len();
-        if survivors.is_empty() {
-            return Ok(());
+/// Keeps, of one batch, the latest record of each key (and keyless records);
+/// tombstones only while `delete.retention.ms` has not passed. Returns the
+/// batch to write, if any, and how many records it keeps and drops.
+fn clean_batch(header: &BatchHeader, bytes: Bytes, map: &OffsetMap, tombstones_expire: bool) -> Result<(Option<Bytes>, usize, usize)> {
+    let count = usize::try_from(header.record_count).unwrap_or(0);
+    if header.is_control() {
+        return Ok((Some(bytes), count, 0));
+    }
+    let Some(all) = batch_records(header, &bytes)? else { return Ok((Some(bytes), count, 0)) };
+    let total = all.len();
+    let kept: Vec<RawRecord> = all
+        .into_iter()
+        .filter(|r| match &r.key {
+            Some(key) => {
+                let offset = header.base_offset + i64::from(r.offset_delta);
+                map.latest.get(key).map(|(o, _)| *o) == Some(offset) && !(r.value.is_none() && tombstones_expire)
+            }
+            None => true,
+        })
+        .collect();
+    let removed = total - kept.len();
+    if removed == 0 {
+        return Ok((Some(bytes), total, 0));
+    }
+    let rebuilt = |h: &BatchHeader, n: usize, section: &[u8]| {
+        let n = i32::try_from(n).map_err(|_| corrupt(h.base_offset, "too many records"))?;
+        records::write_batch(h, n, section).map(BytesMut::freeze).map_err(|e| corrupt(h.base_offset, e))
+    };
+    if kept.is_empty() {
+        // Kafka keeps a producer's last batch, empty, so that its next sequence
+        // number still follows (an empty batch keeps offsets and sequence range).
+        if header.producer_id >= 0 && map.producer_last.get(&header.producer_id) == Some(&header.last_offset()) {
+            let mut h = *header;
+            h.attributes &= !(batch::COMPRESSION_MASK | batch::DELETE_HORIZON_MASK);
+            h.base_timestamp = header.max_timestamp;
+            return Ok((Some(rebuilt(&h, 0, &[])?), 0, removed));
         }
-        RecordBatchEncoder::encode(&mut cleaned.batches, &survivors, &RecordEncodeOptions { version: 2, compression })
-            .map_err(|e| BrokerError::kafka(ResponseError::UnknownServerError, format!("log cleaner cannot re-encode records: {e}")))
+        return Ok((None, 0, removed));
+    }
+    // Same base offset and base timestamp: every kept record's deltas stay valid.
+    let mut h = *header;
+    if header.timestamp_type() == TimestampType::CreateTime {
+        h.max_timestamp = kept.iter().map(|r| header.base_timestamp.wrapping_add(r.timestamp_delta)).max().unwrap_or(header.max_timestamp);
+    }
+    let section: Vec<u8> = kept.iter().flat_map(|r| r.bytes.iter().copied()).collect();
+    Ok((Some(rebuilt(&h, kept.len(), &section)?), kept.len(), removed))
+}
+
+/// One inactive segment as it would be after cleaning.
+fn clean_segment(log: &Log, info: SegmentInfo, map: &OffsetMap, policy: &CleanPolicy, now_ms: i64) -> Result<Cleaned> {
+    let tombstones_expire = info.largest_timestamp + policy.delete_retention_ms <= now_ms;
+    let mut cleaned = Cleaned { info, batches: BytesMut::new(), batch_count: 0, kept: 0, removed: 0 };
+    for_each_batch(log, info.base_offset, info.next_offset, |header, bytes| {
+        let (out, kept, removed) = clean_batch(header, bytes, map, tombstones_expire)?;
+        if let Some(out) = out {
+            cleaned.batches.extend_from_slice(&out);
+            cleaned.batch_count += 1;
+        }
+        cleaned.kept += kept;
+        cleaned.removed += removed;
+        Ok(())
     })?;
     Ok(cleaned)
 }
 
 /// Cleans the inactive segments of one partition's log: once at least
-/// `min.cleanable.dirty.ratio` of their records are superseded, every run of
-/// neighbouring segments that lose records is rewritten as one segment of at
-/// most `segment.bytes`.
+/// `min.cleanable.dirty.ratio` of their records would go, every run of
+/// neighbouring segments whose cleaned batches fit one segment (Kafka's
+/// grouping) is rewritten as one segment; a segment that would lose nothing
+/// and has no neighbour to merge with stays as it is.
 pub(crate) fn clean_log(log: &mut Log, policy: &CleanPolicy, now_ms: i64) -> Result<CleanStats> {
     let segments = log.inactive_segments()?;
     if segments.is_empty() {
         return Ok(CleanStats::default());
     }
-    let latest = latest_offsets(log)?;
-    let cleaned = segments
-        .into_iter()
-        .map(|info| clean_segment(log, info, &latest, policy, now_ms))
-        .collect::<Result<Vec<_>>>()?;
-    let total: usize = cleaned.iter().map(|c| c.kept + c.removed).sum();
-    let superseded: usize = cleaned.iter().map(|c| c.removed).sum();
-    if superseded == 0 || (superseded as f64) < policy.min_dirty_ratio * total as f64 {
+    let map = build_offset_map(log, &segments, policy, now_ms)?;
+    let removable = map.removable();
+    if removable == 0 || (removable as f64) < policy.min_dirty_ratio * map.inactive_records as f64 {
         return Ok(CleanStats::default());
     }
+    let config = log.config();
+    let limits = GroupLimits {
+        bytes: policy.segment_bytes.min(u64::from(u32::MAX)),
+        // Each batch adds at most one entry to each index; the time index's
+        // 12-byte entries are the tighter limit.
+        index_entries: config.segment_index_bytes / 12,
+        index_interval: config.index_interval_bytes,
+    };
     let mut stats = CleanStats::default();
-    let mut run: Vec<Cleaned> = Vec::new();
-    for segment in cleaned {
-        let size = run.iter().map(|c| c.batches.len()).sum::<usize>() + segment.batches.len();
-        if segment.removed == 0 || size as u64 > policy.segment_bytes {
-            replace(log, &mut run, &mut stats)?;
+    let mut group: Vec<Cleaned> = Vec::new();
+    for info in segments {
+        let segment = clean_segment(log, info, &map, policy, now_ms)?;
+        if !limits.fit(&group, &segment) {
+            replace(log, &mut group, &mut stats)?;
         }
-        if segment.removed > 0 {
-            run.push(segment);
-        }
+        group.push(segment);
     }
-    replace(log, &mut run, &mut stats)?;
+    replace(log, &mut group, &mut stats)?;
     Ok(stats)
 }
 
-/// Swaps a run of cleaned neighbouring segments in as one segment.
-fn replace(log: &mut Log, run: &mut Vec<Cleaned>, stats: &mut CleanStats) -> Result<()> {
-    let (Some(first), Some(last)) = (run.first(), run.last()) else { return Ok(()) };
+/// How large one merged segment may be.
+struct GroupLimits {
+    bytes: u64,
+    index_entries: u64,
+    index_interval: u64,
+}
+
+impl GroupLimits {
+    /// Whether `next` can join the segments of `group` in one segment.
+    fn fit(&self, group: &[Cleaned], next: &Cleaned) -> bool {
+        let Some(first) = group.first() else { return true };
+        let bytes = group.iter().chain([next]).map(|c| c.batches.len() as u64).sum::<u64>();
+        let batches = group.iter().chain([next]).map(|c| c.batch_count as u64).sum::<u64>();
+        let entries = batches.min(bytes / (self.index_interval + 1) + 1);
+        let relative_end = next.info.next_offset - 1 - first.info.base_offset;
+        bytes <= self.bytes && entries <= self.index_entries && relative_end <= i64::from(i32::MAX)
+    }
+}
+
+/// Swaps a run of cleaned neighbouring segments in as one segment (a lone
+/// segment only if it loses records).
+fn replace(log: &mut Log, group: &mut Vec<Cleaned>, stats: &mut CleanStats) -> Result<()> {
+    let (Some(first), Some(last)) = (group.first(), group.last()) else { return Ok(()) };
+    if group.len() == 1 && first.removed == 0 {
+        group.clear();
+        return Ok(());
+    }
     let (first, last) = (first.info.base_offset, last.info.base_offset);
     let mut bytes = BytesMut::new();
-    for c in run.iter() {
+    for c in group.iter() {
         bytes.extend_from_slice(&c.batches);
         stats.kept += c.kept;
         stats.removed += c.removed;
     }
-    stats.segments += run.len();
+    stats.segments += group.len();
     log.replace_segments(first, last, &bytes)?;
-    run.clear();
+    group.clear();
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use kafka_protocol::records::Compression;
+    use storage::records::{write_batch, write_record, Compression as Codec};
     use storage::LogConfig;
 
     use super::*;
+    use crate::record_batch;
 
     fn batch(records: &[(&str, Option<&str>)], now: i64) -> BytesMut {
         let entries = records.iter().map(|(k, v)| (Some(Bytes::from(k.to_string())), v.map(|v| Bytes::from(v.to_string())), now));
@@ -226,5 +390,125 @@ mod tests {
         let policy = CleanPolicy { delete_retention_ms: 60_000, min_dirty_ratio: 0.99, segment_bytes: 200 };
         assert_eq!(clean_log(&mut log, &policy, 2_000).expect("clean"), CleanStats::default());
         assert_eq!(contents(&log), before);
+    }
+
+    type Headers<'a> = &'a [(&'a str, Option<&'a str>)];
+
+    /// A batch of (key, value, headers) records with timestamps 1000, 1010, …,
+    /// written by our own codec (kafka-protocol's would merge duplicate keys).
+    fn raw_batch(codec: Codec, producer: Option<(i64, i32)>, records: &[(Option<&str>, Option<&str>, Headers<'_>)]) -> Vec<u8> {
+        let mut section = BytesMut::new();
+        for (i, (k, v, headers)) in records.iter().enumerate() {
+            let hs = headers.iter().map(|(hk, hv)| (hk.as_bytes(), hv.map(str::as_bytes)));
+            write_record(&mut section, 10 * i as i64, i as i32, k.map(str::as_bytes), v.map(str::as_bytes), hs).expect("record");
+        }
+        let n = records.len() as i32;
+        let (producer_id, base_sequence) = producer.unwrap_or((-1, -1));
+        let header = BatchHeader {
+            base_offset: 0,
+            batch_length: 0,
+            partition_leader_epoch: -1,
+            magic: 2,
+            crc: 0,
+            attributes: i16::from(codec.id()),
+            last_offset_delta: n - 1,
+            base_timestamp: 1_000,
+            max_timestamp: 1_000 + 10 * (i64::from(n) - 1),
+            producer_id,
+            producer_epoch: if producer.is_some() { 0 } else { -1 },
+            base_sequence,
+            record_count: n,
+        };
+        write_batch(&header, n, &section).expect("batch").to_vec()
+    }
+
+    /// Every record of the log: offset, timestamp and its exact bytes, plus each batch's header.
+    fn raw_contents(log: &Log) -> (Vec<(i64, i64, Bytes)>, Vec<BatchHeader>) {
+        let (mut out, mut headers) = (Vec::new(), Vec::new());
+        for_each_batch(log, log.log_start_offset(), log.log_end_offset(), |h, bytes| {
+            let (records, _) = records::decode_records(h, &bytes, 1 << 30).expect("decodes");
+            for r in records {
+                out.push((h.base_offset + i64::from(r.offset_delta), h.base_timestamp + r.timestamp_delta, r.bytes));
+            }
+            headers.push(*h);
+            Ok(())
+        })
+        .expect("reads");
+        (out, headers)
+    }
+
+    #[test]
+    fn kept_records_are_copied_byte_for_byte_with_every_codec() {
+        let dup: Headers<'_> = &[("trace", Some("1")), ("dup", Some("first")), ("dup", None), ("dup", Some("third")), ("", Some(""))];
+        for codec in Codec::ALL {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = LogConfig { segment_bytes: 300, ..LogConfig::default() };
+            let mut log = Log::open(dir.path(), config, true).expect("open");
+            for round in 0..6 {
+                let v = format!("value-{round}");
+                let recs = [(Some("a"), Some(v.as_str()), dup), (Some("b"), None, dup), (Some(&*format!("u{round}")), Some(""), &[][..])];
+                log.append(&mut raw_batch(codec, None, &recs), 0, 2_000).expect("append");
+            }
+            let (before, _) = raw_contents(&log);
+            let policy = CleanPolicy { delete_retention_ms: 1 << 40, min_dirty_ratio: 0.0, segment_bytes: 300 };
+            let stats = clean_log(&mut log, &policy, 3_000).expect("clean");
+            assert!(stats.removed > 0, "{codec:?}: {stats:?}");
+            let (after, headers) = raw_contents(&log);
+            assert!(after.len() < before.len());
+            // Every kept record is one of the originals, at its offset and timestamp, byte for byte.
+            for record in &after {
+                assert!(before.contains(record), "{codec:?}: {record:?} was changed");
+            }
+            let inactive_end = log.inactive_segments().expect("segments").last().expect("one").next_offset;
+            let removed: Vec<i64> = before.iter().map(|r| r.0).filter(|o| !after.iter().any(|a| a.0 == *o)).collect();
+            assert!(removed.iter().all(|o| *o < inactive_end), "{codec:?}: only inactive records go");
+            for h in headers.iter().filter(|h| h.last_offset() < inactive_end) {
+                assert_eq!(u8::from(h.compression()), codec.id(), "{codec:?}: rebuilt batches keep their codec");
+            }
+        }
+    }
+
+    #[test]
+    fn segments_emptied_by_compaction_are_merged_even_past_segments_that_lose_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = LogConfig { segment_bytes: 150, ..LogConfig::default() };
+        let mut log = Log::open(dir.path(), config, true).expect("open");
+        // Segments alternate: one superseded record, one record of a unique key (nothing to remove).
+        for i in 0..60 {
+            let key = if i % 2 == 0 { "hot".to_string() } else { format!("unique-{i}") };
+            log.append(&mut raw_batch(Codec::None, None, &[(Some(&key), Some("x"), &[])]), 0, 2_000).expect("append");
+        }
+        let before = log.segment_count();
+        assert!(before >= 30, "{before} segments");
+        let policy = CleanPolicy { delete_retention_ms: 1 << 40, min_dirty_ratio: 0.0, segment_bytes: 150 * 40 };
+        let stats = clean_log(&mut log, &policy, 3_000).expect("clean");
+        assert!(stats.removed >= 28, "{stats:?}");
+        assert!(log.segment_count() <= 3, "{before} segments became {}", log.segment_count());
+        let keys: Vec<String> = contents(&log).into_iter().map(|(_, k, _)| k).collect();
+        assert_eq!(keys.iter().filter(|k| *k == "hot").count(), 1);
+        assert_eq!(keys.iter().filter(|k| k.starts_with("unique-")).count(), 30);
+        assert_eq!(clean_log(&mut log, &policy, 3_000).expect("clean"), CleanStats::default(), "stable");
+    }
+
+    #[test]
+    fn a_producers_last_batch_stays_as_an_empty_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = LogConfig { segment_bytes: 100, ..LogConfig::default() };
+        let mut log = Log::open(dir.path(), config, true).expect("open");
+        log.append(&mut raw_batch(Codec::Lz4, Some((7, 0)), &[(Some("k"), Some("1"), &[])]), 0, 2_000).expect("append");
+        log.append(&mut raw_batch(Codec::Lz4, Some((8, 0)), &[(Some("k"), Some("2"), &[])]), 0, 2_000).expect("append");
+        log.append(&mut raw_batch(Codec::Lz4, Some((7, 1)), &[(Some("k"), Some("3"), &[])]), 0, 2_000).expect("append");
+        log.append(&mut raw_batch(Codec::None, None, &[(Some("x"), Some("4"), &[])]), 0, 2_000).expect("append");
+        let policy = CleanPolicy { delete_retention_ms: 1 << 40, min_dirty_ratio: 0.0, segment_bytes: 1 << 20 };
+        clean_log(&mut log, &policy, 3_000).expect("clean");
+        let (records, headers) = raw_contents(&log);
+        let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
+        assert_eq!(offsets, [2, 3]);
+        // Producer 8's only batch lost its record but stays, empty, with its offsets and sequence.
+        let empty: Vec<&BatchHeader> = headers.iter().filter(|h| h.record_count == 0).collect();
+        assert_eq!(empty.len(), 1, "{headers:?}");
+        assert_eq!((empty[0].producer_id, empty[0].base_sequence, empty[0].base_offset, empty[0].last_offset()), (8, 0, 1, 1));
+        // Producer 7's first batch went: its later batch carries its sequence.
+        assert!(!headers.iter().any(|h| h.base_offset == 0));
     }
 }

@@ -1,14 +1,14 @@
 //! One partition this broker hosts: its log, leader epoch and high watermark.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::error::ResponseError;
 use parking_lot::RwLock;
 use storage::batch::BatchHeader;
-use storage::{Log, LogConfig};
+use storage::{Log, LogConfig, StorageError};
 use uuid::Uuid;
 
 use crate::error::{BrokerError, Result};
@@ -153,7 +153,18 @@ impl Partition {
                     return Ok(Appended { base_offset, log_append_time: None });
                 }
             }
-            let info = state.log.append(records, leader_epoch, now_ms)?;
+            let info = match state.log.append(records, leader_epoch, now_ms) {
+                Ok(info) => {
+                    write_succeeded(state.log.dir());
+                    info
+                }
+                Err(e) => {
+                    if let StorageError::Io { .. } = e {
+                        write_failed(state.log.dir(), &e);
+                    }
+                    return Err(e.into());
+                }
+            };
             if let Some(h) = &idempotent {
                 state.producers.record(h.producer_id, h.producer_epoch, h.base_sequence, h.record_count, info.base_offset);
             }
@@ -354,6 +365,41 @@ impl Partition {
             Some(state) => Ok(state.log.delete()?),
             None => Ok(()),
         }
+    }
+}
+
+/// Log dirs whose writes fail (a full disk, an I/O error): an operator sees
+/// one WARN per log dir when writes start failing and one INFO when they
+/// succeed again, not a line per request (clients get KAFKA_STORAGE_ERROR).
+static FAILING_LOG_DIRS: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
+/// Whether [`FAILING_LOG_DIRS`] has any entry: the append path checks only this.
+static ANY_LOG_DIR_FAILING: AtomicBool = AtomicBool::new(false);
+
+/// The log dir a partition directory lives in.
+fn log_dir_of(partition_dir: &Path) -> &Path {
+    partition_dir.parent().unwrap_or(partition_dir)
+}
+
+fn write_failed(partition_dir: &Path, error: &StorageError) {
+    let dir = log_dir_of(partition_dir);
+    let mut failing = FAILING_LOG_DIRS.lock();
+    if !failing.iter().any(|d| d == dir) {
+        failing.push(dir.to_path_buf());
+        ANY_LOG_DIR_FAILING.store(true, Ordering::Release);
+        tracing::warn!(log_dir = %dir.display(), %error, "writes to the log dir are failing; produce requests get KAFKA_STORAGE_ERROR until they succeed again");
+    }
+}
+
+fn write_succeeded(partition_dir: &Path) {
+    if !ANY_LOG_DIR_FAILING.load(Ordering::Acquire) {
+        return;
+    }
+    let dir = log_dir_of(partition_dir);
+    let mut failing = FAILING_LOG_DIRS.lock();
+    if let Some(i) = failing.iter().position(|d| d == dir) {
+        failing.swap_remove(i);
+        ANY_LOG_DIR_FAILING.store(!failing.is_empty(), Ordering::Release);
+        tracing::info!(log_dir = %dir.display(), "writes to the log dir succeed again");
     }
 }
 

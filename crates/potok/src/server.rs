@@ -35,6 +35,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             "security settings have no effect: no listener uses SSL or SASL (not supported yet)"
         );
     }
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -47,6 +48,25 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the soft limit on open files to the hard limit, as servers do (a
+/// partition's active segment keeps up to three files open, every connection
+/// one socket), and logs the limit in force once.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
+    if let (Some(soft), Some(hard)) = (limit.current, limit.maximum) {
+        if soft < hard {
+            let raised = Rlimit { current: Some(hard), maximum: Some(hard) };
+            if let Err(e) = setrlimit(Resource::Nofile, raised) {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open file limit to its hard limit");
+            }
+        }
+    }
+    let now = getrlimit(Resource::Nofile);
+    tracing::info!(soft = %show(now.current), hard = %show(now.maximum), "open file limit (RLIMIT_NOFILE)");
 }
 
 async fn shutdown_signal() {

@@ -9,7 +9,10 @@
 //!   batch whose last offset is `base + o`". Timestamps strictly increase.
 //!
 //! Both are plain append-only files mirrored in memory (no preallocation, no
-//! mmap). Entries are only written after the data they point at.
+//! mmap). Entries are only written after the data they point at. Lookups use
+//! the memory copy only, so the file is open only while the segment is
+//! written: appends open it and keep it open until [`Index::release`]; the
+//! rare rewrite of a closed index opens it, writes, fsyncs and closes again.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -101,11 +104,22 @@ pub(crate) enum IndexState {
 #[derive(Debug)]
 pub(crate) struct Index<E: IndexEntry> {
     path: PathBuf,
-    file: File,
+    /// Open only while appends go to the index (see the module docs).
+    file: Option<File>,
     base_offset: i64,
     entries: Vec<E>,
     max_entries: usize,
     dirty: bool,
+}
+
+fn open_rw(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err(path))
 }
 
 /// The `.index` file of a segment.
@@ -125,13 +139,10 @@ impl<E: IndexEntry> Index<E> {
             Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(path)(e)),
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err(path))?;
+        if bytes.is_none() {
+            // Created now, so that a segment with no entries has its file.
+            open_rw(path)?;
+        }
         let mut entries = Vec::new();
         let state = match bytes {
             None => IndexState::Missing,
@@ -158,7 +169,7 @@ impl<E: IndexEntry> Index<E> {
         Ok((
             Index {
                 path: path.to_path_buf(),
-                file,
+                file: None,
                 base_offset,
                 entries,
                 max_entries,
@@ -172,6 +183,11 @@ impl<E: IndexEntry> Index<E> {
     #[cfg(test)]
     pub(crate) fn entries(&self) -> &[E] {
         &self.entries
+    }
+
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
     }
 
     /// The last entry, if any.
@@ -202,12 +218,52 @@ impl<E: IndexEntry> Index<E> {
             e.encode(&mut buf);
         }
         let at = (self.entries.len() * E::SIZE) as u64;
-        self.file
+        self.open_file()?
             .write_all_at(&buf, at)
             .map_err(io_err(&self.path))?;
         self.entries.extend_from_slice(new);
         self.dirty = true;
         Ok(())
+    }
+
+    /// The file, opened and kept open if it was closed.
+    fn open_file(&mut self) -> Result<&File> {
+        if self.file.is_none() {
+            self.file = Some(open_rw(&self.path)?);
+        }
+        self.file
+            .as_ref()
+            .ok_or_else(|| io_err(&self.path)(std::io::Error::other("index file not open")))
+    }
+
+    /// Runs `f` on the file: the open one (marking the index dirty), or one
+    /// opened for this alone and fsynced before it is closed again.
+    fn change_file(&mut self, f: impl FnOnce(&File) -> std::io::Result<()>) -> Result<()> {
+        match &self.file {
+            Some(file) => {
+                f(file).map_err(io_err(&self.path))?;
+                self.dirty = true;
+            }
+            None => {
+                let file = open_rw(&self.path)?;
+                f(&file)
+                    .and_then(|()| file.sync_data())
+                    .map_err(io_err(&self.path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes the file (the segment no longer takes appends).
+    pub(crate) fn release(&mut self) -> Result<()> {
+        self.flush()?;
+        self.file = None;
+        Ok(())
+    }
+
+    /// Whether the file is open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.file.is_some()
     }
 
     /// Replaces the whole file with `entries`.
@@ -218,12 +274,11 @@ impl<E: IndexEntry> Index<E> {
         for e in &entries {
             e.encode(&mut buf);
         }
-        self.file.set_len(0).map_err(io_err(&self.path))?;
-        self.file
-            .write_all_at(&buf, 0)
-            .map_err(io_err(&self.path))?;
+        self.change_file(|file| {
+            file.set_len(0)?;
+            file.write_all_at(&buf, 0)
+        })?;
         self.entries = entries;
-        self.dirty = true;
         Ok(())
     }
 
@@ -232,11 +287,8 @@ impl<E: IndexEntry> Index<E> {
         if n >= self.entries.len() {
             return Ok(());
         }
-        self.file
-            .set_len((n * E::SIZE) as u64)
-            .map_err(io_err(&self.path))?;
+        self.change_file(|file| file.set_len((n * E::SIZE) as u64))?;
         self.entries.truncate(n);
-        self.dirty = true;
         Ok(())
     }
 
@@ -247,10 +299,10 @@ impl<E: IndexEntry> Index<E> {
 
     /// fsyncs the file if it changed since the last flush.
     pub(crate) fn flush(&mut self) -> Result<()> {
-        if self.dirty {
-            self.file.sync_data().map_err(io_err(&self.path))?;
-            self.dirty = false;
+        if let (true, Some(file)) = (self.dirty, &self.file) {
+            file.sync_data().map_err(io_err(&self.path))?;
         }
+        self.dirty = false;
         Ok(())
     }
 

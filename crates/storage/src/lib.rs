@@ -10,10 +10,15 @@
 //!
 //! Layout of the crate, one file per step:
 //! * [`batch`]: the v2 batch header (parse, validate, patch, iterate).
+//! * [`records`]: the records inside a batch, byte-preserving: codecs,
+//!   varints, record framing, building a batch (for the client and the cleaner).
 //! * `config`: [`LogConfig`], Kafka-named settings.
 //! * `error`: [`StorageError`], one variant per Kafka error code.
 //! * `index`: the `.index` / `.timeindex` file formats.
-//! * `segment`: one segment: append, lookups, truncation.
+//! * `segment`: one segment: append, lookups, truncation; only the segment
+//!   being written keeps its files open.
+//! * [`file_cache`]: the bounded cache of open handles every other segment's
+//!   reads go through.
 //! * `recovery`: opening a directory, checking and rebuilding segments.
 //! * [`checkpoint`]: Kafka's per-log-dir offset checkpoint files.
 //! * `log`: [`Log`], the public face: append, read, truncate, flush, and
@@ -25,8 +30,10 @@ pub mod batch;
 pub mod checkpoint;
 mod config;
 mod error;
+pub mod file_cache;
 mod index;
 mod log;
+pub mod records;
 mod recovery;
 mod segment;
 #[cfg(test)]

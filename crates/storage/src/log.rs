@@ -84,7 +84,13 @@ impl Log {
     /// that batch (or, if its framing is damaged, the rest of that segment):
     /// later segments stay.
     pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool) -> Result<Log> {
-        let segments = open_segments(dir, &config, clean_shutdown)?;
+        let mut segments = open_segments(dir, &config, clean_shutdown)?;
+        // Only the active segment may keep files open (recovery's writes to
+        // older ones are flushed here).
+        let inactive = segments.len().saturating_sub(1);
+        for seg in &mut segments[..inactive] {
+            seg.release_files()?;
+        }
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -172,6 +178,12 @@ impl Log {
     /// Number of segments (for tests and metrics).
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// Segments that keep files open: at most one, the active segment (for
+    /// tests and metrics). The others are read through [`crate::file_cache`].
+    pub fn segments_with_open_files(&self) -> usize {
+        self.segments.iter().filter(|s| s.holds_files()).count()
     }
 
     /// Total bytes of batch data in all segments.
@@ -396,7 +408,8 @@ impl Log {
         let new_base = self.log_end_offset();
         let active = self.active()?;
         active.seal_time_index()?;
-        active.flush()?;
+        // Flushed and closed: from now on it is read through the file cache.
+        active.release_files()?;
         debug!(dir = %self.dir.display(), new_base, reason, "rolling segment");
         let seg = Segment::create(&self.dir, new_base, &self.config)?;
         sync_dir(&self.dir)?;
@@ -544,9 +557,11 @@ impl Log {
     /// segments' files are deleted, the `.swap` files renamed to their final
     /// names and the directory fsynced. [`Log::open`] finishes or discards a
     /// replacement a crash interrupted. The log start and end offsets do not
-    /// change. If an I/O error stops the swap after the `.swap` rename, this
-    /// log keeps serving the old segments from their open files; reopen it
-    /// (as after any storage I/O error) and recovery finishes the swap.
+    /// change. If an I/O error stops the swap after the `.swap` rename, the
+    /// old segments' files may be gone (they are not kept open, see
+    /// [`crate::file_cache`]) and reads of the replaced offsets fail; reopen
+    /// the log (as after any storage I/O error) and recovery finishes the
+    /// swap.
     pub fn replace_segments(
         &mut self,
         first_base: i64,

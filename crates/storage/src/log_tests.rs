@@ -1290,3 +1290,54 @@ fn advancing_the_log_start_deletes_whole_segments_below_it() {
     let log = Log::open(dir.path(), cfg, true).unwrap();
     assert_eq!(log.log_start_offset(), 45);
 }
+
+/// Counts this process's open descriptors on files under `dir`.
+fn open_fds_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+#[test]
+fn only_the_active_segment_keeps_files_open_and_old_segments_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 200,
+        index_interval_bytes: 0,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), config.clone(), true).unwrap();
+    for i in 0..2 * (crate::file_cache::CAPACITY as i64 + 200) {
+        append(&mut log, 1, 1_000 + i);
+    }
+    let segments = log.segment_count();
+    assert!(segments > crate::file_cache::CAPACITY + 100, "{segments} segments");
+    assert_eq!(log.segments_with_open_files(), 1);
+    // Every record of every segment reads back, through the bounded cache.
+    let end = log.log_end_offset();
+    assert_eq!(all_batches(&log).len() as i64, end);
+    assert!(crate::file_cache::open_handles() <= crate::file_cache::CAPACITY);
+    // Other tests share the cache, but none uses this directory: its open
+    // files are this log's cached handles plus the active segment's.
+    assert!(open_fds_under(dir.path()) <= crate::file_cache::CAPACITY + 3);
+    assert_eq!(
+        at_timestamp(&log, 1_010),
+        Some(10),
+        "time lookups in old segments"
+    );
+
+    // Retention and a reopen (after a crash, so recovery scans) work the same.
+    log.delete_retained_segments(None, Some(200 * 100), end, 2_000)
+        .unwrap();
+    let start = log.log_start_offset();
+    assert!(start > 0);
+    drop(log);
+    let log = Log::open(dir.path(), config, false).unwrap();
+    assert_eq!(log.segments_with_open_files(), 0, "nothing is open until a write");
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, end));
+    assert_eq!(all_batches(&log).len() as i64, end - start);
+    drop(log);
+    assert_eq!(open_fds_under(dir.path()), 0, "closing the log closes its handles");
+}

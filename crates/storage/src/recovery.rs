@@ -408,7 +408,7 @@ pub(crate) fn rebuild_segment(
 /// to what remains. A crash half-way leaves a tail whose offsets repeat or
 /// break off; the next recovery cuts it there, so nothing is read twice.
 fn close_gaps(seg: &mut Segment, skipped: &[(u64, u64)], end: u64) -> Result<()> {
-    use std::os::unix::fs::FileExt;
+    use crate::segment::ReadAt;
     let path = seg.log_path.clone();
     let Some(&(mut dst, _)) = skipped.first() else { return Ok(()) };
     let mut buf = vec![0u8; SCAN_CHUNK];

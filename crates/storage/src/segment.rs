@@ -1,8 +1,15 @@
 //! One segment: a `.log` file of whole batches plus its two sparse indexes.
+//!
+//! Only the segment being written keeps its files open ("pinned"); every
+//! other segment's `.log` is read through the process-wide cache of open
+//! handles ([`crate::file_cache`]) and its indexes, held in memory, have no
+//! open file at all. A segment is pinned by its first write and released
+//! (flushed, then closed) when it rolls.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -84,12 +91,143 @@ pub(crate) struct BatchMeta {
     pub(crate) max_timestamp: i64,
 }
 
+/// Positional reads, from a plain file or a segment's [`LogFile`].
+pub(crate) trait ReadAt {
+    /// Fills `buf` from position `pos`.
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for File {
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
+        FileExt::read_exact_at(self, buf, pos)
+    }
+}
+
+/// A segment's `.log` file: open read-write while pinned (the segment being
+/// written), else opened read-only on demand through the file cache.
+///
+/// Invariant: an unpinned file has no writes of ours that are not fsynced
+/// (writes pin the file; it is unpinned only after a flush; the rare writes
+/// to an unpinned file, recovery truncating it, fsync at once).
+#[derive(Debug)]
+pub(crate) struct LogFile {
+    path: PathBuf,
+    /// Key in the file cache, unique to this open of the segment.
+    id: u64,
+    pinned: Option<File>,
+}
+
+/// A handle for one read: the pinned file or a cached one.
+enum Handle<'a> {
+    Pinned(&'a File),
+    Cached(Arc<File>),
+}
+
+impl std::ops::Deref for Handle<'_> {
+    type Target = File;
+    fn deref(&self) -> &File {
+        match self {
+            Handle::Pinned(f) => f,
+            Handle::Cached(f) => f,
+        }
+    }
+}
+
+impl LogFile {
+    /// A file read on demand (nothing is opened yet).
+    fn unpinned(path: PathBuf) -> LogFile {
+        LogFile {
+            path,
+            id: crate::file_cache::next_id(),
+            pinned: None,
+        }
+    }
+
+    fn handle(&self) -> std::io::Result<Handle<'_>> {
+        match &self.pinned {
+            Some(f) => Ok(Handle::Pinned(f)),
+            None => crate::file_cache::get(self.id, &self.path).map(Handle::Cached),
+        }
+    }
+
+    /// The file kept open read-write (opened now if it was not).
+    fn pin(&mut self) -> std::io::Result<&File> {
+        if self.pinned.is_none() {
+            let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+            crate::file_cache::forget(self.id);
+            self.pinned = Some(file);
+        }
+        self.pinned
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("file not open"))
+    }
+
+    /// Closes the pinned handle; the caller has flushed it.
+    fn unpin(&mut self) {
+        self.pinned = None;
+    }
+
+    /// Writes `buf` at `pos` (pins the file).
+    pub(crate) fn write_all_at(&mut self, buf: &[u8], pos: u64) -> std::io::Result<()> {
+        self.pin()?.write_all_at(buf, pos)
+    }
+
+    /// Truncates or extends the file. An unpinned file is opened for this
+    /// alone and fsynced before it is closed again.
+    pub(crate) fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        match &self.pinned {
+            Some(f) => f.set_len(len),
+            None => {
+                let f = OpenOptions::new().write(true).open(&self.path)?;
+                f.set_len(len)?;
+                f.sync_data()
+            }
+        }
+    }
+
+    /// Sets the modification time (pins the file).
+    pub(crate) fn set_modified(&mut self, t: std::time::SystemTime) -> std::io::Result<()> {
+        self.pin()?.set_modified(t)
+    }
+
+    /// fsyncs the file's data; nothing to do for an unpinned file (see the
+    /// invariant).
+    pub(crate) fn sync_data(&self) -> std::io::Result<()> {
+        match &self.pinned {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
+    }
+
+    /// The file's metadata, from its path (opens nothing).
+    pub(crate) fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
+        std::fs::metadata(&self.path)
+    }
+
+    /// Whether the file is kept open.
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
+    }
+}
+
+impl ReadAt for LogFile {
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
+        FileExt::read_exact_at(&*self.handle()?, buf, pos)
+    }
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        crate::file_cache::forget(self.id);
+    }
+}
+
 /// A segment of the log.
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
     pub(crate) log_path: PathBuf,
-    pub(crate) log: File,
+    pub(crate) log: LogFile,
     /// Bytes of whole batches in the `.log` file.
     pub(crate) size: u64,
     /// Offset after the last batch (the base offset when empty).
@@ -108,8 +246,8 @@ pub(crate) struct Segment {
 
 /// Reads a file region through a reusable window of `chunk` bytes, so that
 /// scanning many small batch headers costs few syscalls.
-pub(crate) struct FileWindow<'a> {
-    file: &'a File,
+pub(crate) struct FileWindow<'a, F: ReadAt + ?Sized = File> {
+    file: &'a F,
     path: &'a Path,
     end: u64,
     start: u64,
@@ -117,8 +255,8 @@ pub(crate) struct FileWindow<'a> {
     chunk: usize,
 }
 
-impl<'a> FileWindow<'a> {
-    pub(crate) fn new(file: &'a File, path: &'a Path, end: u64, chunk: usize) -> Self {
+impl<'a, F: ReadAt + ?Sized> FileWindow<'a, F> {
+    pub(crate) fn new(file: &'a F, path: &'a Path, end: u64, chunk: usize) -> Self {
         FileWindow {
             file,
             path,
@@ -159,14 +297,14 @@ impl<'a> FileWindow<'a> {
 }
 
 /// Walks batch headers from a position to an end position.
-pub(crate) struct HeaderScan<'a> {
-    window: FileWindow<'a>,
+pub(crate) struct HeaderScan<'a, F: ReadAt + ?Sized = File> {
+    window: FileWindow<'a, F>,
     pos: u64,
     end: u64,
 }
 
-impl<'a> HeaderScan<'a> {
-    pub(crate) fn new(file: &'a File, path: &'a Path, start: u64, end: u64) -> Self {
+impl<'a, F: ReadAt + ?Sized> HeaderScan<'a, F> {
+    pub(crate) fn new(file: &'a F, path: &'a Path, start: u64, end: u64) -> Self {
         HeaderScan {
             window: FileWindow::new(file, path, end, 16 * 1024),
             pos: start,
@@ -222,7 +360,10 @@ impl Segment {
             remove_if_exists(&staged_path(dir, base_offset, suffix, stage))?;
         }
         let log_path = staged_path(dir, base_offset, LOG_SUFFIX, stage);
-        let log = open_rw(&log_path, true)?;
+        // Created empty, then closed: a partition nobody writes to holds no
+        // descriptor; the first append opens the file.
+        open_rw(&log_path, true)?;
+        let log = LogFile::unpinned(log_path.clone());
         let (seg, _, _) = Self::with_files(dir, base_offset, log_path, log, 0, config, stage)?;
         Ok(seg)
     }
@@ -264,14 +405,15 @@ impl Segment {
 
     /// Opens an existing segment's files without interpreting them: size is
     /// the file size and the indexes are loaded as found. Recovery then
-    /// either trusts ([`Segment::load_tail`]) or rebuilds them.
+    /// either trusts ([`Segment::load_tail`]) or rebuilds them. No file stays
+    /// open: reads go through the file cache until a write pins the segment.
     pub(crate) fn open_files(
         dir: &Path,
         base_offset: i64,
         config: &LogConfig,
     ) -> Result<(Segment, IndexState, IndexState)> {
         let log_path = file_path(dir, base_offset, LOG_SUFFIX);
-        let log = open_rw(&log_path, false)?;
+        let log = LogFile::unpinned(log_path.clone());
         let size = log.metadata().map_err(io_err(&log_path))?.len();
         Self::with_files(dir, base_offset, log_path, log, size, config, None)
     }
@@ -280,7 +422,7 @@ impl Segment {
         dir: &Path,
         base_offset: i64,
         log_path: PathBuf,
-        log: File,
+        log: LogFile,
         size: u64,
         config: &LogConfig,
         stage: Option<&str>,
@@ -314,6 +456,8 @@ impl Segment {
     /// Writes `records` (already validated and patched) at the end and
     /// updates the indexes following Kafka's rule: a batch gets an entry when
     /// more than `index_interval` bytes were written since the last entry.
+    /// On error (a full disk) nothing of the append stays: the file and the
+    /// offset index are cut back, so its offsets are given out again.
     pub(crate) fn append(
         &mut self,
         records: &[u8],
@@ -322,24 +466,19 @@ impl Segment {
         now_ms: i64,
     ) -> Result<()> {
         let start = self.size;
-        if let Err(e) = self.log.write_all_at(records, start) {
-            // Best effort: do not leave a partial batch behind.
-            let _ = self.log.set_len(start);
-            return Err(io_err(&self.log_path)(e));
-        }
-        self.dirty = true;
-        self.size = start + records.len() as u64;
-        self.roll_base_ms.get_or_insert(now_ms);
-
+        // Plan the index entries and the new state before writing anything.
+        let mut max_timestamp = self.max_timestamp;
+        let mut since_index = self.bytes_since_last_index;
+        let mut next_offset = self.next_offset;
         let mut offset_entries = Vec::new();
         let mut time_entries: Vec<TimeEntry> = Vec::new();
         let mut last_time_ts = self.time_index.last().map_or(-1, |e| e.timestamp);
         let mut pos = start;
         for m in metas {
-            if m.max_timestamp > self.max_timestamp.map_or(-1, |t| t.0) {
-                self.max_timestamp = Some((m.max_timestamp, m.last_offset));
+            if m.max_timestamp > max_timestamp.map_or(-1, |t| t.0) {
+                max_timestamp = Some((m.max_timestamp, m.last_offset));
             }
-            if self.bytes_since_last_index > index_interval {
+            if since_index > index_interval {
                 if let (Ok(rel), Ok(position)) = (
                     u32::try_from(m.last_offset - self.base_offset),
                     u32::try_from(pos),
@@ -348,7 +487,7 @@ impl Segment {
                         relative_offset: rel,
                         position,
                     });
-                    if let Some((ts, off)) = self.max_timestamp {
+                    if let Some((ts, off)) = max_timestamp {
                         if ts > last_time_ts {
                             if let Ok(rel) = u32::try_from(off - self.base_offset) {
                                 time_entries.push(TimeEntry {
@@ -360,14 +499,33 @@ impl Segment {
                         }
                     }
                 }
-                self.bytes_since_last_index = 0;
+                since_index = 0;
             }
             pos += m.size as u64;
-            self.bytes_since_last_index += m.size as u64;
-            self.next_offset = m.last_offset + 1;
+            since_index += m.size as u64;
+            next_offset = m.last_offset + 1;
         }
-        self.offset_index.append(&offset_entries)?;
-        self.time_index.append(&time_entries)?;
+
+        let offset_entries_before = self.offset_index.len();
+        let written = self
+            .log
+            .write_all_at(records, start)
+            .map_err(io_err(&self.log_path))
+            .and_then(|()| self.offset_index.append(&offset_entries))
+            .and_then(|()| self.time_index.append(&time_entries));
+        if let Err(e) = written {
+            // Best effort: do not leave a partial batch or its index entries behind.
+            let _ = self.log.set_len(start);
+            let _ = self.offset_index.truncate_entries(offset_entries_before);
+            self.dirty = true;
+            return Err(e);
+        }
+        self.dirty = true;
+        self.size = start + records.len() as u64;
+        self.roll_base_ms.get_or_insert(now_ms);
+        self.max_timestamp = max_timestamp;
+        self.bytes_since_last_index = since_index;
+        self.next_offset = next_offset;
         Ok(())
     }
 
@@ -576,6 +734,21 @@ impl Segment {
         }
         self.offset_index.flush()?;
         self.time_index.flush()
+    }
+
+    /// Flushes the segment and closes its files (it no longer takes writes:
+    /// it rolled, or it is not the active segment); reads then go through the
+    /// file cache.
+    pub(crate) fn release_files(&mut self) -> Result<()> {
+        self.flush()?;
+        self.log.unpin();
+        self.offset_index.release()?;
+        self.time_index.release()
+    }
+
+    /// Whether any of the segment's files is kept open.
+    pub(crate) fn holds_files(&self) -> bool {
+        self.log.is_pinned() || self.offset_index.is_open() || self.time_index.is_open()
     }
 
     /// Deletes the segment's three files.
