@@ -21,6 +21,7 @@ use std::str::FromStr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use storage::batch::{self as wire, BatchHeader, BatchIter};
+use storage::compression::SNAPPY_XERIAL_HEADER;
 
 use crate::error::{Error, Result};
 
@@ -177,8 +178,6 @@ impl BatchOptions {
 
 /// Partition leader epoch written by producers (Kafka's `NO_PARTITION_LEADER_EPOCH`).
 const NO_PARTITION_LEADER_EPOCH: i32 = -1;
-/// Xerial snappy framing: 8 magic bytes, version 1, compatible version 1.
-const SNAPPY_XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 /// Block size of xerial snappy streams (snappy-java's default).
 const SNAPPY_BLOCK: usize = 32 * 1024;
 /// The smallest possible record: length, attributes, timestamp delta, offset delta,
@@ -674,26 +673,17 @@ fn read_varlong(b: &[u8], at: &mut usize) -> DecodeResult<i64> {
 }
 
 /// Decompresses `data`, failing with [`DecodeError::OverBudget`] beyond `limit` bytes.
+/// The codecs' streams are the storage crate's, which the broker validates with.
 fn decompress(codec: Compression, data: &[u8], limit: usize) -> DecodeResult<Vec<u8>> {
-    let failed = |e: &dyn fmt::Display| corrupt(format!("cannot decompress ({codec:?}): {e}"));
-    match codec {
-        Compression::None => {
-            if data.len() > limit {
-                return Err(DecodeError::OverBudget);
-            }
-            Ok(data.to_vec())
+    if codec == Compression::None {
+        if data.len() > limit {
+            return Err(DecodeError::OverBudget);
         }
-        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), limit, codec),
-        Compression::Lz4 => {
-            let dec = lz4::Decoder::new(data).map_err(|e| failed(&e))?;
-            read_bounded(dec, limit, codec)
-        }
-        Compression::Zstd => {
-            let dec = zstd::stream::read::Decoder::with_buffer(data).map_err(|e| failed(&e))?;
-            read_bounded(dec, limit, codec)
-        }
-        Compression::Snappy => snappy_decompress(data, limit),
+        return Ok(data.to_vec());
     }
+    let r = storage::compression::reader(codec.id(), data)
+        .map_err(|e| corrupt(format!("cannot decompress ({codec:?}): {e}")))?;
+    read_bounded(r, limit, codec)
 }
 
 /// Reads `r` to the end, growing the output by doubling and never past `limit + 1`.
@@ -723,50 +713,6 @@ fn read_bounded(mut r: impl Read, limit: usize, codec: Compression) -> DecodeRes
         return Err(DecodeError::OverBudget);
     }
     out.truncate(filled);
-    Ok(out)
-}
-
-/// Kafka's snappy: xerial framing (a 16-byte header, then blocks each prefixed with
-/// its compressed length), or raw snappy without the header, as snappy-java reads it.
-fn snappy_decompress(data: &[u8], limit: usize) -> DecodeResult<Vec<u8>> {
-    let failed = |e: &dyn fmt::Display| corrupt(format!("cannot decompress (Snappy): {e}"));
-    let mut dec = snap::raw::Decoder::new();
-    let mut out = Vec::new();
-    let mut block = |compressed: &[u8], out: &mut Vec<u8>| -> DecodeResult<()> {
-        let n = snap::raw::decompress_len(compressed).map_err(|e| failed(&e))?;
-        let start = out.len();
-        if n > limit - start {
-            return Err(DecodeError::OverBudget);
-        }
-        out.resize(start + n, 0);
-        let dst = out.get_mut(start..).unwrap_or_default();
-        let written = dec.decompress(compressed, dst).map_err(|e| failed(&e))?;
-        out.truncate(start + written);
-        Ok(())
-    };
-    match data.strip_prefix(&SNAPPY_XERIAL_HEADER[..8]) {
-        None => block(data, &mut out)?,
-        Some(_) => {
-            let mut rest = data
-                .get(SNAPPY_XERIAL_HEADER.len()..)
-                .ok_or_else(|| corrupt("truncated xerial snappy header"))?;
-            while !rest.is_empty() {
-                let (len, tail) = rest
-                    .split_first_chunk::<4>()
-                    .ok_or_else(|| corrupt("truncated snappy block length"))?;
-                let len = u32::from_be_bytes(*len) as usize;
-                if len > tail.len() {
-                    return Err(corrupt(format!(
-                        "snappy block of {len} bytes but {} remain",
-                        tail.len()
-                    )));
-                }
-                let (compressed, tail) = tail.split_at(len);
-                block(compressed, &mut out)?;
-                rest = tail;
-            }
-        }
-    }
     Ok(out)
 }
 

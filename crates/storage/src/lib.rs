@@ -10,6 +10,7 @@
 //!
 //! Layout of the crate, one file per step:
 //! * [`batch`]: the v2 batch header (parse, validate, patch, iterate).
+//! * [`compression`]: the codecs as streams, and the walk over a batch's records.
 //! * `config`: [`LogConfig`], Kafka-named settings.
 //! * `error`: [`StorageError`], one variant per Kafka error code.
 //! * `index`: the `.index` / `.timeindex` file formats.
@@ -21,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod compression;
 mod config;
 mod error;
 mod index;
