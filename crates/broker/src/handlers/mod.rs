@@ -5,7 +5,7 @@ pub(crate) mod api_versions;
 mod cluster;
 mod configs;
 mod consumer_group;
-mod fetch;
+pub(crate) mod fetch;
 mod groups;
 mod list_offsets;
 mod metadata;
@@ -79,12 +79,11 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
         RequestKind::Metadata(req) => metadata::handle(broker, req, version).into(),
-        RequestKind::Produce(req) => match produce::handle(broker, req) {
+        RequestKind::Produce(req) => match produce::handle(broker, req, version) {
             produce::ProduceOutcome::Respond(resp) => resp.into(),
             produce::ProduceOutcome::Silent => return Reply::None,
             produce::ProduceOutcome::Close => return Reply::Close,
         },
-        RequestKind::Fetch(req) => fetch::handle(broker, req, version).await.into(),
         RequestKind::ListOffsets(req) => list_offsets::handle(broker, req, version).into(),
         RequestKind::CreateTopics(req) => topics::create(broker, req, version).into(),
         RequestKind::DeleteTopics(req) => topics::delete(broker, req).into(),
@@ -106,7 +105,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
         RequestKind::ConsumerGroupHeartbeat(req) => consumer_group::heartbeat(broker, client, req, version).into(),
         RequestKind::ConsumerGroupDescribe(req) => consumer_group::describe(broker, req, version).into(),
         other => {
-            // Unreachable in practice: net.rs only decodes served APIs.
+            // Unreachable in practice: net.rs only decodes served APIs, and
+            // dispatches Fetch itself (its response holds budgeted memory).
             tracing::warn!(request = ?std::mem::discriminant(&other), "no handler");
             return Reply::None;
         }

@@ -14,7 +14,7 @@ use kafka_protocol::error::ResponseError;
 use super::str_bytes;
 use crate::error::BrokerError;
 use crate::topic_config;
-use crate::topics::NewTopic;
+use crate::topics::{self, NewTopic};
 use crate::Broker;
 
 /// Config source codes of DescribeConfigs / CreateTopics.
@@ -25,6 +25,22 @@ pub(crate) const SOURCE_DEFAULT: i8 = 5;
 const CONFIGS_IN_RESPONSE_VERSION: i16 = 5;
 
 pub(crate) fn create(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    // As Kafka's controller: a request adding too many partitions in all is
+    // refused whole, before any topic is looked at.
+    let total: u64 = req
+        .topics
+        .iter()
+        .map(|t| topics::partitions_requested(t.num_partitions, t.assignments.len(), broker.config.num_partitions))
+        .fold(0u64, u64::saturating_add);
+    if total > topics::MAX_PARTITIONS_PER_REQUEST {
+        let error = BrokerError::kafka(ResponseError::PolicyViolation, topics::TOO_MANY_PARTITIONS_PER_REQUEST);
+        let results = req
+            .topics
+            .into_iter()
+            .map(|t| with_error(CreatableTopicResult::default().with_name(t.name), &error))
+            .collect();
+        return CreateTopicsResponse::default().with_topics(results);
+    }
     let mut seen = std::collections::HashSet::new();
     let topics = req
         .topics
