@@ -347,9 +347,13 @@ fn parse_whole(batch: &[u8]) -> Result<BatchHeader> {
 fn check_records_held(header: &BatchHeader, batch: &[u8], client_batch: bool) -> Result<()> {
     let section = batch.get(HEADER_SIZE..).unwrap_or_default();
     let codec = header.compression();
-    let walked = compression::reader(codec, section)
-        .map_err(|e| compression::WalkError::Stream(e.to_string()))
-        .and_then(|records| compression::walk_records(records, header.record_count, client_batch && codec != compression::NONE));
+    let walked = if codec == compression::NONE {
+        compression::walk_records(section, header.record_count, false)
+    } else {
+        compression::buffered(codec, section)
+            .map_err(|e| compression::WalkError::Stream(e.to_string()))
+            .and_then(|records| compression::walk_records(records, header.record_count, client_batch))
+    };
     match walked {
         Ok(()) => Ok(()),
         Err(compression::WalkError::Stream(why)) => Err(StorageError::CorruptRecord(format!(

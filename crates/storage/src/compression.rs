@@ -125,35 +125,32 @@ pub enum WalkError {
     Count(String),
 }
 
-/// Walks the length-prefixed records streamed from `records` (a batch's
-/// records section, decompressed) as Kafka's validator does, without keeping
-/// any: each record's length, attributes, timestamp delta and offset delta,
-/// then skips its body. The records must be exactly `claimed` many; with
+/// Walks the length-prefixed records read from `records` (a batch's records
+/// section, decompressed; a `&[u8]` for an uncompressed batch, a `BufReader`
+/// over [`reader`] for a compressed one) as Kafka's validator does, without
+/// keeping any: each record's length, attributes, timestamp delta and offset
+/// delta, then skips its body. The records must be exactly `claimed` many; with
 /// `check_offsets`, record `i` must carry offset delta `i` (Kafka's rule for
 /// compressed batches). Stops at the first record past `claimed`.
-pub fn walk_records(records: impl Read, claimed: i32, check_offsets: bool) -> Result<(), WalkError> {
-    let mut r = BufReader::with_capacity(8 * 1024, records);
+pub fn walk_records(mut r: impl BufRead, claimed: i32, check_offsets: bool) -> Result<(), WalkError> {
     let claimed = i64::from(claimed);
     let mut held = 0i64;
     loop {
         // A clean end of data between records ends the walk.
-        let at_end = r.fill_buf().map_err(stream_error)?.is_empty();
-        if at_end {
+        if r.fill_buf().map_err(stream_error)?.is_empty() {
             break;
         }
         if held == claimed {
             return Err(WalkError::Count(format!("batch header claims {claimed} records but more are present")));
         }
-        let len = read_varint(&mut r, 5)?;
-        let len = zigzag32(len)?;
+        let len = zigzag32(read_varint(&mut r, 5)?)?;
         let len = u64::try_from(len)
             .map_err(|_| WalkError::Records(format!("record {held} has a negative length {len}")))?;
-        let mut fields = CountingReader { inner: &mut r, used: 0 };
-        let mut attributes = [0u8; 1];
-        read_exact(&mut fields, &mut attributes, held)?;
-        let _timestamp_delta = read_varint(&mut fields, 10)?;
-        let offset_delta = zigzag32(read_varint(&mut fields, 5)?)?;
-        let used = fields.used;
+        let (_attributes, a) = (next_byte(&mut r)?.ok_or_else(|| premature_end(held))?, 1u64);
+        let (_timestamp_delta, t) = read_varint_counted(&mut r, 10)?;
+        let (offset_delta, o) = read_varint_counted(&mut r, 5)?;
+        let offset_delta = zigzag32(offset_delta)?;
+        let used = a + t + o;
         if used > len {
             return Err(WalkError::Records(format!("record {held} of {len} bytes is shorter than its fields")));
         }
@@ -162,17 +159,18 @@ pub fn walk_records(records: impl Read, claimed: i32, check_offsets: bool) -> Re
                 "record {held} inside the compressed batch has offset delta {offset_delta}: offsets must be consecutive"
             )));
         }
-        let body = len - used;
-        let skipped = io::copy(&mut (&mut r).take(body), &mut io::sink()).map_err(stream_error)?;
-        if skipped != body {
-            return Err(premature_end(held));
-        }
+        skip(&mut r, len - used, held)?;
         held += 1;
     }
     if held != claimed {
         return Err(WalkError::Count(format!("batch header claims {claimed} records but holds {held}")));
     }
     Ok(())
+}
+
+/// A buffered reader over a compressed records section, for [`walk_records`].
+pub fn buffered<'a>(codec: u8, data: &'a [u8]) -> io::Result<BufReader<Box<dyn Read + 'a>>> {
+    Ok(BufReader::with_capacity(16 * 1024, reader(codec, data)?))
 }
 
 fn stream_error(e: io::Error) -> WalkError {
@@ -183,46 +181,44 @@ fn premature_end(record: i64) -> WalkError {
     WalkError::Records(format!("record {record} runs past the end of the records"))
 }
 
-/// Counts the bytes read through it (the fields of one record).
-struct CountingReader<'a, R> {
-    inner: &'a mut R,
-    used: u64,
+/// The next byte, None at the end of the data.
+fn next_byte(r: &mut impl BufRead) -> Result<Option<u8>, WalkError> {
+    let b = match r.fill_buf().map_err(stream_error)?.first() {
+        Some(&b) => b,
+        None => return Ok(None),
+    };
+    r.consume(1);
+    Ok(Some(b))
 }
 
-impl<R: Read> Read for CountingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.used += n as u64;
-        Ok(n)
-    }
-}
-
-fn read_exact(r: &mut impl Read, buf: &mut [u8], record: i64) -> Result<(), WalkError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => return Err(premature_end(record)),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(stream_error(e)),
+/// Skips `n` bytes without copying them out of the reader's buffer.
+fn skip(r: &mut impl BufRead, mut n: u64, record: i64) -> Result<(), WalkError> {
+    while n > 0 {
+        let available = r.fill_buf().map_err(stream_error)?.len();
+        if available == 0 {
+            return Err(premature_end(record));
         }
+        let k = available.min(usize::try_from(n).unwrap_or(usize::MAX));
+        r.consume(k);
+        n -= k as u64;
     }
     Ok(())
 }
 
 /// An unsigned varint of at most `max_bytes` bytes.
-fn read_varint(r: &mut impl Read, max_bytes: usize) -> Result<u64, WalkError> {
+fn read_varint(r: &mut impl BufRead, max_bytes: usize) -> Result<u64, WalkError> {
+    read_varint_counted(r, max_bytes).map(|(v, _)| v)
+}
+
+/// An unsigned varint of at most `max_bytes` bytes and how many it took.
+fn read_varint_counted(r: &mut impl BufRead, max_bytes: usize) -> Result<(u64, u64), WalkError> {
     let mut value = 0u64;
     for i in 0..max_bytes {
-        let mut byte = [0u8; 1];
-        match r.read(&mut byte) {
-            Ok(0) => return Err(WalkError::Records("a record's varint runs past the end of the records".into())),
-            Ok(_) => {}
-            Err(e) => return Err(stream_error(e)),
-        }
-        value |= u64::from(byte[0] & 0x7f) << (7 * i);
-        if byte[0] & 0x80 == 0 {
-            return Ok(value);
+        let byte = next_byte(r)?
+            .ok_or_else(|| WalkError::Records("a record's varint runs past the end of the records".into()))?;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok((value, i as u64 + 1));
         }
     }
     Err(WalkError::Records(format!("varint longer than {max_bytes} bytes in a record")))
@@ -251,7 +247,7 @@ mod tests {
     }
 
     fn walk(codec: u8, data: &[u8], claimed: i32) -> Result<(), WalkError> {
-        let r = reader(codec, data).map_err(stream_error)?;
+        let r = buffered(codec, data).map_err(stream_error)?;
         walk_records(r, claimed, true)
     }
 
