@@ -396,3 +396,24 @@ def broker_sockets(broker) -> list[str]:
         if target.startswith("socket:"):
             out.append(target)
     return out
+
+
+@pytest.mark.broker_config(**{"potok.fetch.memory.bytes": str(8 << 20), "fetch.max.bytes": str(8 << 20),
+                              "potok.request.receive.timeout.ms": "1000"})
+def test_a_client_that_never_reads_its_fetch_response_cannot_hold_the_memory_budget(broker):
+    create_topic(broker.bootstrap, "stall")
+    sent = produce_values(broker.bootstrap, "stall", batches=8, per_batch=10, size=100_000)  # 8 MB
+    body = w.fetch_v11_body([("stall", 0, 0)], max_bytes=2**31 - 1, partition_max_bytes=2**31 - 1)
+    host, port = broker.bootstrap.rsplit(":", 1)
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # so the response cannot fit
+    stalled.connect((host, int(port)))
+    try:
+        stalled.sendall(w.request_frame(w.API_FETCH, 11, 1, body))
+        time.sleep(1)  # the broker is now writing to a client that reads nothing
+        # It holds the whole budget until it is closed; then another fetch is served.
+        with w.Connection(broker.bootstrap, timeout=60) as reader:
+            res = w.parse_fetch_v11(reader.recv_response(reader.send(w.API_FETCH, 11, body)))
+            check_records(res.partition("stall", 0).records, sent)
+    finally:
+        stalled.close()

@@ -7,7 +7,8 @@
 //! Everything a connection holds is bounded: `max.connections` and
 //! `max.connections.per.ip` bound how many there are, an idle connection holds
 //! no buffer and is closed after `connections.max.idle.ms`, a request must
-//! arrive whole within `potok.request.receive.timeout.ms` of its first byte,
+//! arrive whole within `potok.request.receive.timeout.ms` of its first byte
+//! (and a client must take some of a response within that time),
 //! the read buffer grows only with the bytes that actually arrive and is
 //! released after each request, and Fetch responses share one memory budget
 //! (`potok.fetch.memory.bytes`).
@@ -206,7 +207,7 @@ async fn serve_connection(
         if out.is_empty() || (has_whole_frame(&buf) && out.len() < WRITE_BATCH) {
             continue;
         }
-        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        write_all(&mut stream, &out, receive_timeout).await?;
         held.clear();
         if out.capacity() > KEEP_BUFFER {
             out = BytesMut::new();
@@ -214,6 +215,29 @@ async fn serve_connection(
             out.clear();
         }
     }
+}
+
+/// Writes `out`, closing the connection if the client takes no bytes for
+/// `stall` (a client that stops reading would otherwise hold its responses,
+/// and their Fetch memory, forever).
+async fn write_all(stream: &mut TcpStream, out: &[u8], stall: Duration) -> Result<(), CloseReason> {
+    let mut written = 0;
+    while written < out.len() {
+        let n = tokio::time::timeout(stall, stream.write(&out[written..]))
+            .await
+            .map_err(|_| {
+                format!(
+                    "client read nothing of its response for {} ms (potok.request.receive.timeout.ms)",
+                    stall.as_millis()
+                )
+            })?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed while writing".into());
+        }
+        written += n;
+    }
+    Ok(())
 }
 
 /// True if `buf` starts with a whole size-prefixed frame.
