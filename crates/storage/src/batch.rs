@@ -722,4 +722,49 @@ mod tests {
             let _ = validate(&buf, usize::MAX);
         }
     }
+
+    /// What validating a batch's records costs on produce, per codec: the full
+    /// `validate` against the header and CRC checks alone (all that compressed
+    /// batches had before their records were walked). Not a check, a measure:
+    /// `cargo test --release -p potok-storage --lib validation_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn validation_cost_per_codec() {
+        use std::time::{Duration, Instant};
+        fn time(mut f: impl FnMut()) -> Duration {
+            let start = Instant::now();
+            let mut n = 0u32;
+            while start.elapsed() < Duration::from_millis(500) {
+                f();
+                n += 1;
+            }
+            start.elapsed() / n
+        }
+        // ~1 MiB of 100-byte JSON-ish values, as a batching producer sends.
+        let values: Vec<Vec<u8>> = (0..9_000)
+            .map(|i| format!("{{\"id\":{i:08},\"payload\":\"{}\"}}", "abcdefgh".repeat(10)).into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        let plain = batch_with(refs.len(), 0, &refs, 1);
+        println!("{} records, {} bytes uncompressed", refs.len(), plain.len());
+        println!("{:<7} {:>9} {:>14} {:>14} {:>9}", "codec", "bytes", "header+CRC", "validate", "MB/s");
+        for codec in [0, GZIP, SNAPPY, LZ4, ZSTD] {
+            let b = with_section(&plain, codec, &compress(codec, &plain[HEADER_SIZE..]), None);
+            let before = time(|| {
+                let h = BatchHeader::parse(&b).expect("parse");
+                h.validate_fields().expect("fields");
+                h.verify_crc(&b).expect("crc");
+            });
+            let after = time(|| {
+                validate(&b, usize::MAX).expect("valid");
+            });
+            println!(
+                "{codec:<7} {:>9} {:>11.1} µs {:>11.1} µs {:>9.0}",
+                b.len(),
+                before.as_secs_f64() * 1e6,
+                after.as_secs_f64() * 1e6,
+                plain.len() as f64 / after.as_secs_f64() / 1e6
+            );
+        }
+    }
 }
