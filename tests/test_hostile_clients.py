@@ -417,3 +417,17 @@ def test_a_client_that_never_reads_its_fetch_response_cannot_hold_the_memory_bud
             check_records(res.partition("stall", 0).records, sent)
     finally:
         stalled.close()
+
+
+@pytest.mark.broker_config(**{"potok.fetch.memory.bytes": str(2 << 20), "fetch.max.bytes": str(2 << 20)})
+def test_pipelined_fetches_larger_than_the_budget_are_all_answered(broker):
+    create_topic(broker.bootstrap, "pipe")
+    sent = produce_values(broker.bootstrap, "pipe", batches=4, per_batch=10, size=100_000)  # 4 MB
+    body = w.fetch_v11_body([("pipe", 0, 0)], max_bytes=2**31 - 1, partition_max_bytes=2**31 - 1)
+    with w.Connection(broker.bootstrap, timeout=60) as conn:
+        # Three fetches in one write: each reserves the whole budget in turn.
+        frames = b"".join(w.request_frame(w.API_FETCH, 11, cid, body) for cid in (1, 2, 3))
+        conn.send_raw(frames)
+        for cid in (1, 2, 3):
+            res = w.parse_fetch_v11(conn.recv_response(cid))
+            check_records(res.partition("pipe", 0).records, sent)

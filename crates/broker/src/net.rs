@@ -203,8 +203,10 @@ async fn serve_connection(
             out[start..start + 4].copy_from_slice(&len.to_be_bytes());
             held.extend(reply.fetch_memory);
         }
-        // Pipelined requests share one write, unless the responses grow large.
-        if out.is_empty() || (has_whole_frame(&buf) && out.len() < WRITE_BATCH) {
+        // Pipelined requests share one write, unless the responses grow large
+        // or hold Fetch memory (a pipelined fetch waiting for memory that this
+        // connection's own unwritten response holds would wait forever).
+        if out.is_empty() || (has_whole_frame(&buf) && out.len() < WRITE_BATCH && held.is_empty()) {
             continue;
         }
         write_all(&mut stream, &out, receive_timeout).await?;
