@@ -127,6 +127,29 @@ pub(crate) fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTo
 }
 
 pub(crate) fn create_partitions(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    // As Kafka's controller: a request that would add too many partitions in
+    // all fails whole (its bounded list of metadata records overflows).
+    let adding: u64 = req
+        .topics
+        .iter()
+        .map(|t| {
+            let current = broker.replicas.topic(t.name.0.as_str()).map_or(0, |h| h.partitions.len() as i64);
+            u64::try_from(i64::from(t.count) - current).unwrap_or(0)
+        })
+        .fold(0u64, u64::saturating_add);
+    if adding > topics::MAX_PARTITIONS_PER_REQUEST {
+        let results = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(ResponseError::PolicyViolation.code())
+                    .with_error_message(Some(str_bytes(topics::EXCESSIVE_BATCH)))
+            })
+            .collect();
+        return CreatePartitionsResponse::default().with_results(results);
+    }
     let results = req
         .topics
         .into_iter()
