@@ -194,7 +194,17 @@ async fn serve_connection(
             buf.split_to(whole).freeze()
         };
         frame.advance(4);
-        if let Some(reply) = handle_frame(&broker, frame, &client_host, limits).await? {
+        let reply = match handle_frame(&broker, frame, &client_host, limits).await {
+            Ok(reply) => reply,
+            Err(reason) => {
+                // Earlier pipelined requests still get their responses first.
+                if !out.is_empty() {
+                    let _ = write_all(&mut stream, &out, receive_timeout).await;
+                }
+                return Err(reason);
+            }
+        };
+        if let Some(reply) = reply {
             let start = out.len();
             out.put_i32(0);
             reply.header.encode(&mut out, reply.header_version).map_err(|e| e.to_string())?;
