@@ -152,6 +152,8 @@ pub struct ServerConfig {
     pub metadata_recover: bool,
     /// The group coordinator's settings.
     pub groups: GroupConfig,
+    /// Bounds on what one client can make the broker spend.
+    pub limits: LimitsConfig,
     /// Every key given, as given (for DescribeConfigs).
     pub given: BTreeMap<String, String>,
 }
@@ -186,6 +188,124 @@ pub struct GroupConfig {
     /// `group.consumer.assignors`, as short names (`uniform`, `range`); the first
     /// is the default.
     pub consumer_assignors: Vec<String>,
+}
+
+/// Bounds on what clients can make the broker spend (Kafka's names where Kafka
+/// has the setting, `potok.*` where it has none).
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// `fetch.max.bytes`: caps every Fetch response's `max_bytes`.
+    pub fetch_max_bytes: usize,
+    /// `potok.fetch.memory.bytes`: the bytes all Fetch responses in flight may
+    /// hold together; a fetch that does not fit waits for memory.
+    pub fetch_memory_bytes: usize,
+    /// `connections.max.idle.ms`: a connection with no request for this long is
+    /// closed; negative: never.
+    pub connections_max_idle_ms: i64,
+    /// `potok.request.receive.timeout.ms`: a request whose first byte arrived
+    /// must arrive whole within this time, or the connection is closed.
+    pub request_receive_timeout_ms: u64,
+    /// `max.connections`: open client connections; more wait to be accepted.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: open connections per client address; more are closed.
+    pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides`: `host:count,...`, resolved at start.
+    pub max_connections_per_ip_overrides: Vec<(std::net::IpAddr, usize)>,
+    /// `potok.max.partitions`: partitions this broker hosts at most; topic and
+    /// partition creation beyond it is refused (POLICY_VIOLATION).
+    pub max_partitions: usize,
+}
+
+impl LimitsConfig {
+    /// Kafka's setting names parsed here.
+    const KEYS: &'static [&'static str] = &[
+        "fetch.max.bytes",
+        "potok.fetch.memory.bytes",
+        "connections.max.idle.ms",
+        "potok.request.receive.timeout.ms",
+        "max.connections",
+        "max.connections.per.ip",
+        "max.connections.per.ip.overrides",
+        "potok.max.partitions",
+    ];
+
+    fn parse(p: &Parser<'_>) -> Result<LimitsConfig, ConfigError> {
+        let max_connections_per_ip: usize = p.min("max.connections.per.ip", i32::MAX as usize, 0)?;
+        let mut overrides = Vec::new();
+        let key = "max.connections.per.ip.overrides";
+        for item in p.get(key).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (host, count) = item.rsplit_once(':').ok_or_else(|| p.invalid(key, "expected host:count,..."))?;
+            let count: usize = count.trim().parse().map_err(|_| p.invalid(key, &format!("'{count}' is not a count")))?;
+            let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+            let addrs: Vec<std::net::IpAddr> = match host.parse() {
+                Ok(ip) => vec![ip],
+                Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))
+                    .map_err(|e| p.invalid(key, &format!("cannot resolve '{host}': {e}")))?
+                    .map(|a| a.ip())
+                    .collect(),
+            };
+            overrides.extend(addrs.into_iter().map(|ip| (ip, count)));
+        }
+        Ok(LimitsConfig {
+            fetch_max_bytes: p.min("fetch.max.bytes", 57_671_680usize, 1024)?,
+            fetch_memory_bytes: p.min("potok.fetch.memory.bytes", 268_435_456usize, 1)?,
+            connections_max_idle_ms: p.num("connections.max.idle.ms", 600_000i64)?,
+            request_receive_timeout_ms: p.min("potok.request.receive.timeout.ms", 60_000u64, 1)?,
+            max_connections: p.min("max.connections", i32::MAX as usize, 0)?,
+            max_connections_per_ip,
+            max_connections_per_ip_overrides: overrides,
+            max_partitions: p.min("potok.max.partitions", 100_000usize, 1)?,
+        })
+    }
+
+    /// The effective values, for DescribeConfigs.
+    fn describe(&self) -> Vec<(&'static str, Option<String>)> {
+        let overrides: Vec<String> =
+            self.max_connections_per_ip_overrides.iter().map(|(ip, n)| format!("{ip}:{n}")).collect();
+        vec![
+            ("fetch.max.bytes", Some(self.fetch_max_bytes.to_string())),
+            ("potok.fetch.memory.bytes", Some(self.fetch_memory_bytes.to_string())),
+            ("connections.max.idle.ms", Some(self.connections_max_idle_ms.to_string())),
+            ("potok.request.receive.timeout.ms", Some(self.request_receive_timeout_ms.to_string())),
+            ("max.connections", Some(self.max_connections.to_string())),
+            ("max.connections.per.ip", Some(self.max_connections_per_ip.to_string())),
+            ("max.connections.per.ip.overrides", Some(overrides.join(","))),
+            ("potok.max.partitions", Some(self.max_partitions.to_string())),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::*;
+
+    fn config(items: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::from_entries(items.iter().map(|(k, v)| (k.to_string(), v.to_string(), "test".into())).collect())
+    }
+
+    #[test]
+    fn connection_and_fetch_limits_take_kafkas_names_and_defaults() {
+        let limits = config(&[]).expect("defaults").limits;
+        assert_eq!(limits.fetch_max_bytes, 57_671_680);
+        assert_eq!(limits.connections_max_idle_ms, 600_000);
+        assert_eq!(limits.max_connections_per_ip, i32::MAX as usize);
+        let limits = config(&[
+            ("connections.max.idle.ms", "-1"),
+            ("max.connections.per.ip", "3"),
+            ("max.connections.per.ip.overrides", "127.0.0.2:5, [::1]:7"),
+            ("fetch.max.bytes", "1024"),
+        ])
+        .expect("valid")
+        .limits;
+        assert_eq!(limits.connections_max_idle_ms, -1);
+        let ips: Vec<(std::net::IpAddr, usize)> =
+            vec![("127.0.0.2".parse().expect("ip"), 5), ("::1".parse().expect("ip"), 7)];
+        assert_eq!(limits.max_connections_per_ip_overrides, ips);
+        for bad in [("fetch.max.bytes", "1023"), ("max.connections.per.ip.overrides", "127.0.0.1"), ("max.connections", "-1")] {
+            let e = config(&[bad]).expect_err("invalid").to_string();
+            assert!(e.contains(bad.0), "{e}");
+        }
+    }
 }
 
 /// Where data lives when `log.dirs` is not set.
@@ -307,6 +427,7 @@ impl ServerConfig {
             log_cleaner_backoff_ms: p.min("log.cleaner.backoff.ms", 15_000u64, 1)?,
             metadata_recover: p.boolean("potok.metadata.recover", false)?,
             groups: group_config(&p)?,
+            limits: LimitsConfig::parse(&p)?,
             given: given.clone(),
         };
         Ok(config)
@@ -522,7 +643,7 @@ impl ServerConfig {
             ls.iter().map(|l| format!("{}://{}:{}", l.name, l.host, l.port)).collect::<Vec<_>>().join(",")
         };
         let g = &self.groups;
-        let effective: Vec<(&str, Option<String>)> = vec![
+        let mut effective: Vec<(&str, Option<String>)> = vec![
             ("node.id", Some(self.node_id.to_string())),
             ("listeners", Some(listeners(&self.listeners))),
             ("advertised.listeners", Some(listeners(&self.advertised_listeners))),
@@ -561,6 +682,7 @@ impl ServerConfig {
             ("group.consumer.max.size", Some(g.consumer_max_size.to_string())),
             ("group.consumer.assignors", Some(g.consumer_assignors.join(","))),
         ];
+        effective.extend(self.limits.describe());
         let mut out: Vec<(String, Option<String>, bool)> = effective
             .into_iter()
             .map(|(name, value)| (name.to_string(), value, self.given.contains_key(name)))
@@ -765,6 +887,7 @@ pub(crate) fn is_known_key(key: &str) -> bool {
     ACTED_ON.contains(&key)
         || ACCEPTED.contains(&key)
         || is_security_setting(key)
+        || LimitsConfig::KEYS.contains(&key)
         || crate::dynamic_config::is_dynamic_broker_config(key)
 }
 

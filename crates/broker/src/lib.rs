@@ -229,8 +229,9 @@ impl Broker {
     ) -> Result<(), StartError> {
         let Listeners(listeners) = listeners;
         let mut tasks = tokio::task::JoinSet::new();
+        let limits = net::NetLimits::new(&self.config.limits);
         for socket in listeners {
-            tasks.spawn(net::accept_loop(Arc::clone(self), socket));
+            tasks.spawn(net::accept_loop(Arc::clone(self), socket, Arc::clone(&limits)));
         }
         tasks.spawn(flush_by_time(Arc::clone(self)));
         tasks.spawn(enforce_retention(Arc::clone(self)));

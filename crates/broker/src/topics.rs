@@ -85,7 +85,47 @@ fn invalid(error: ResponseError, message: impl Into<String>) -> BrokerError {
     BrokerError::kafka(error, message)
 }
 
+/// Kafka's controller refuses requests that add more partitions than this
+/// (`MAX_PARTITIONS_PER_BATCH`), with POLICY_VIOLATION.
+pub const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
+
+/// Kafka's message for a CreateTopics over [`MAX_PARTITIONS_PER_REQUEST`].
+pub const TOO_MANY_PARTITIONS_PER_REQUEST: &str = "Excessively large number of partitions per request.";
+
+/// Kafka's message for any other request that would write more than
+/// [`MAX_PARTITIONS_PER_REQUEST`] metadata records (e.g. a CreatePartitions).
+pub const EXCESSIVE_BATCH: &str = "Unable to perform excessively large batch operation.";
+
+/// How many partitions creating `new` adds (before any other validation;
+/// nonsense counts add none and are refused later).
+pub fn partitions_requested(new_partitions: i32, assignments: usize, default_partitions: i32) -> u64 {
+    if assignments > 0 {
+        return assignments as u64;
+    }
+    let n = if new_partitions == -1 { default_partitions } else { new_partitions };
+    u64::try_from(n).unwrap_or(0)
+}
+
 impl Broker {
+    /// Refuses adding `adding` partitions above Kafka's per-request limit or
+    /// above this broker's `potok.max.partitions`, with POLICY_VIOLATION.
+    fn check_partition_limits(&self, image: &metadata::Image, adding: u64, too_many: &str) -> Result<()> {
+        if adding > MAX_PARTITIONS_PER_REQUEST {
+            return Err(invalid(ResponseError::PolicyViolation, too_many));
+        }
+        let hosted: u64 = image.topics().map(|t| t.partitions.len() as u64).sum();
+        let max = self.config.limits.max_partitions as u64;
+        if hosted.saturating_add(adding) > max {
+            return Err(invalid(
+                ResponseError::PolicyViolation,
+                format!(
+                    "Adding {adding} partitions to the {hosted} this broker hosts would exceed its limit of {max} (potok.max.partitions)."
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Creates a topic (or only checks it, with `validate_only`) and returns it.
     pub fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<TopicImage> {
         validate_topic_name(&new.name).map_err(|m| invalid(ResponseError::InvalidTopicException, m))?;
@@ -97,6 +137,9 @@ impl Broker {
             ));
         }
         let mut metadata = self.metadata.lock();
+        // Limits first, before anything is sized from the counts.
+        let adding = partitions_requested(new.num_partitions, new.assignments.len(), self.config.num_partitions);
+        self.check_partition_limits(metadata.image(), adding, TOO_MANY_PARTITIONS_PER_REQUEST)?;
         if metadata.image().topic(&new.name).is_some() {
             return Err(invalid(
                 ResponseError::TopicAlreadyExists,
@@ -245,6 +288,10 @@ impl Broker {
             .cloned()
             .ok_or_else(|| invalid(ResponseError::UnknownTopicOrPartition, format!("The topic '{name}' does not exist.")))?;
         let current = topic.partitions.len() as i32;
+        if count > current {
+            let adding = (i64::from(count) - i64::from(current)) as u64;
+            self.check_partition_limits(metadata.image(), adding, EXCESSIVE_BATCH)?;
+        }
         if count < current {
             return Err(invalid(
                 ResponseError::InvalidPartitions,

@@ -10,6 +10,7 @@
 //!
 //! Layout of the crate, one file per step:
 //! * [`batch`]: the v2 batch header (parse, validate, patch, iterate).
+//! * [`compression`]: the codecs as streams, and the walk over a batch's records.
 //! * [`records`]: the records inside a batch, byte-preserving: codecs,
 //!   varints, record framing, building a batch (for the client and the cleaner).
 //! * `config`: [`LogConfig`], Kafka-named settings.
@@ -28,6 +29,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod compression;
 mod config;
 mod error;
 pub mod file_cache;

@@ -1,5 +1,9 @@
-//! Test helpers: builds valid uncompressed v2 record batches.
+//! Test helpers: builds valid v2 record batches, uncompressed or compressed.
 #![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+
+use crate::compression::{GZIP, LZ4, NONE, SNAPPY, SNAPPY_XERIAL_HEADER};
 
 fn varint(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
@@ -61,4 +65,57 @@ pub(crate) fn batch(n: usize, ts: i64) -> Vec<u8> {
 pub(crate) fn sized_batch(size: usize, ts: i64) -> Vec<u8> {
     let v = vec![b'x'; size];
     batch_with(1, ts, &[&v], 0)
+}
+
+/// `data` compressed with `codec` (snappy in xerial framing of 1000-byte blocks).
+pub(crate) fn compress(codec: u8, data: &[u8]) -> Vec<u8> {
+    match codec {
+        NONE => data.to_vec(),
+        GZIP => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(data).unwrap();
+            enc.finish().unwrap()
+        }
+        SNAPPY => {
+            let mut out = SNAPPY_XERIAL_HEADER.to_vec();
+            for chunk in data.chunks(1000) {
+                let block = snap::raw::Encoder::new().compress_vec(chunk).unwrap();
+                out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+                out.extend_from_slice(&block);
+            }
+            out
+        }
+        LZ4 => {
+            let mut enc = lz4::EncoderBuilder::new().build(Vec::new()).unwrap();
+            enc.write_all(data).unwrap();
+            let (out, r) = enc.finish();
+            r.unwrap();
+            out
+        }
+        _ => zstd::stream::encode_all(data, 3).unwrap(),
+    }
+}
+
+/// `batch` (uncompressed) with its records section replaced by `section`, the
+/// codec bits set to `codec`, and, if given, a record count of `claimed` (with a
+/// matching last offset delta); length and CRC are fixed up.
+pub(crate) fn with_section(batch: &[u8], codec: u8, section: &[u8], claimed: Option<i32>) -> Vec<u8> {
+    let mut b = batch[..61].to_vec();
+    b.extend_from_slice(section);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    b[21..23].copy_from_slice(&i16::from(codec).to_be_bytes());
+    if let Some(n) = claimed {
+        b[23..27].copy_from_slice(&(n - 1).to_be_bytes());
+        b[57..61].copy_from_slice(&n.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// A valid batch of `n` records compressed with `codec`.
+pub(crate) fn compressed_batch(n: usize, codec: u8) -> Vec<u8> {
+    let plain = batch(n, 0);
+    with_section(&plain, codec, &compress(codec, &plain[61..]), None)
 }

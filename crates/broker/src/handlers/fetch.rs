@@ -1,5 +1,10 @@
 //! Fetch: read whole batches from the partitions' logs, waiting up to max_wait_ms
 //! for min_bytes, answered as soon as enough data arrives.
+//!
+//! Bounded as Kafka bounds it: `max_bytes` is capped by `fetch.max.bytes`, a
+//! partition listed twice is read once (the last listing wins, as in Kafka's
+//! map of fetch data), and every read first reserves its `max_bytes` from the
+//! broker's Fetch memory budget, waiting for memory rather than allocating.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +13,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::str_bytes;
@@ -16,6 +22,10 @@ use crate::Broker;
 
 /// First Fetch version that names topics by id.
 const TOPIC_ID_VERSION: i16 = 13;
+/// First Fetch version whose clients can read zstd batches (KIP-110).
+const ZSTD_VERSION: i16 = 10;
+/// The zstd codec id of the batch attributes.
+const ZSTD: u8 = storage::compression::ZSTD;
 
 struct PartitionRead {
     target: FetchTarget,
@@ -25,7 +35,14 @@ struct PartitionRead {
     log_start_offset: i64,
 }
 
-pub(crate) async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
+/// Serves one Fetch; the permit holds the response's share of `memory` until
+/// the caller has written it.
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    req: FetchRequest,
+    version: i16,
+    memory: &Arc<Semaphore>,
+) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
     // From v13 topics are named by id (resolved here), before by name.
     let target = |name: &TopicName, id: uuid::Uuid, partition: i32, fetch_offset: i64, max_bytes: i32| {
         let (topic, topic_id) = if version >= TOPIC_ID_VERSION {
@@ -35,15 +52,11 @@ pub(crate) async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16
         };
         FetchTarget { topic, topic_id, partition, fetch_offset, max_bytes }
     };
-    let requested = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| target(&t.topic, t.topic_id, p.partition, p.fetch_offset, p.partition_max_bytes))
-        })
-        .collect();
+    let requested = collapse_duplicates(req.topics.iter().flat_map(|t| {
+        t.partitions
+            .iter()
+            .map(|p| target(&t.topic, t.topic_id, p.partition, p.fetch_offset, p.partition_max_bytes))
+    }));
     let forgotten = req
         .forgotten_topics_data
         .iter()
@@ -51,14 +64,19 @@ pub(crate) async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16
         .collect();
     let plan = match broker.fetch_sessions.lock().plan(req.session_id, req.session_epoch, requested, forgotten) {
         Ok(plan) => plan,
-        Err(error) => return FetchResponse::default().with_error_code(error.code()),
+        Err(error) => return (FetchResponse::default().with_error_code(error.code()), None),
     };
 
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let deadline = Instant::now() + max_wait;
     let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
-    let reads = loop {
+    let requested_max = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
+    let max_bytes = requested_max.min(broker.config.limits.fetch_max_bytes);
+    // A response larger than the whole budget may still run alone.
+    let reservation = max_bytes.min(broker.config.limits.fetch_memory_bytes).min(u32::MAX as usize) as u32;
+    let (reads, permit) = loop {
+        // Memory first: a fetch that does not fit waits here, holding nothing.
+        let permit = Arc::clone(memory).acquire_many_owned(reservation).await.ok();
         // Register for the wake-up before reading, so an append between the read
         // and the wait is not missed.
         let notified = broker.data_arrived.notified();
@@ -68,14 +86,53 @@ pub(crate) async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16
         let total: usize = reads.iter().map(|r| r.records.len()).sum();
         let any_error = reads.iter().any(|r| r.error.is_some());
         if total >= min_bytes || any_error || plan.targets.is_empty() || Instant::now() >= deadline {
-            break reads;
+            break (reads, permit);
         }
+        // Waiting for data holds no memory.
+        drop((reads, permit));
         tokio::select! {
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     };
-    build_response(broker, &plan, reads, version)
+    let reads = if version < ZSTD_VERSION { reads.into_iter().map(refuse_zstd).collect() } else { reads };
+    (build_response(broker, &plan, reads, version), permit)
+}
+
+/// One target per partition: a partition listed again takes the later
+/// listing's offset and limit at the first listing's place (Kafka keeps fetch
+/// data in an insertion-ordered map).
+fn collapse_duplicates(targets: impl Iterator<Item = FetchTarget>) -> Vec<FetchTarget> {
+    let mut out: Vec<FetchTarget> = Vec::new();
+    let mut index: std::collections::HashMap<(String, uuid::Uuid, i32), usize> = std::collections::HashMap::new();
+    for target in targets {
+        let key = (target.topic.clone(), target.topic_id, target.partition);
+        match index.get(&key) {
+            Some(&at) => out[at] = target,
+            None => {
+                index.insert(key, out.len());
+                out.push(target);
+            }
+        }
+    }
+    out
+}
+
+/// Below Fetch v10 clients cannot decode zstd: a partition whose data holds a
+/// zstd batch is answered UNSUPPORTED_COMPRESSION_TYPE without data, as Kafka does.
+fn refuse_zstd(read: PartitionRead) -> PartitionRead {
+    let has_zstd = storage::BatchIter::stop_at_partial_tail(&read.records)
+        .any(|b| b.is_ok_and(|b| b.header.compression() == ZSTD));
+    if !has_zstd {
+        return read;
+    }
+    PartitionRead {
+        error: Some(ResponseError::UnsupportedCompressionType),
+        records: Bytes::new(),
+        high_watermark: -1,
+        log_start_offset: -1,
+        ..read
+    }
 }
 
 fn read_all(broker: &Broker, plan: &FetchPlan, max_bytes: usize) -> Vec<PartitionRead> {

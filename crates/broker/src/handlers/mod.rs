@@ -6,7 +6,7 @@ mod cluster;
 mod configs;
 mod consumer_group;
 mod delete_records;
-mod fetch;
+pub(crate) mod fetch;
 mod groups;
 mod list_offsets;
 mod log_dirs;
@@ -103,12 +103,11 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
         RequestKind::Metadata(req) => metadata::handle(broker, req, version).into(),
-        RequestKind::Produce(req) => match produce::handle(broker, req) {
+        RequestKind::Produce(req) => match produce::handle(broker, req, version) {
             produce::ProduceOutcome::Respond(resp) => resp.into(),
             produce::ProduceOutcome::Silent => return Reply::None,
             produce::ProduceOutcome::Close => return Reply::Close,
         },
-        RequestKind::Fetch(req) => fetch::handle(broker, req, version).await.into(),
         RequestKind::ListOffsets(req) => list_offsets::handle(broker, req, version).into(),
         RequestKind::CreateTopics(req) => topics::create(broker, req, version).into(),
         RequestKind::DeleteTopics(req) => topics::delete(broker, req).into(),
@@ -134,7 +133,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
         RequestKind::DeleteRecords(req) => delete_records::handle(broker, req).into(),
         RequestKind::DescribeLogDirs(req) => log_dirs::describe(broker, req).into(),
         other => {
-            // Unreachable in practice: net.rs only decodes served APIs.
+            // Unreachable in practice: net.rs only decodes served APIs, and
+            // dispatches Fetch itself (its response holds budgeted memory).
             tracing::warn!(request = ?std::mem::discriminant(&other), "no handler");
             return Reply::None;
         }

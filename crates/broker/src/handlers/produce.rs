@@ -24,8 +24,11 @@ pub(crate) enum ProduceOutcome {
     Close,
 }
 
+/// First Produce version whose clients may send zstd batches (KIP-110).
+const ZSTD_VERSION: i16 = 7;
+
 /// Appends every partition's records.
-pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceOutcome {
+pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> ProduceOutcome {
     let acks = req.acks;
     let acks_valid = matches!(acks, -1..=1);
     let now = now_ms();
@@ -76,6 +79,15 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceOutcom
                 partition_responses.push(fail(
                     ResponseError::InvalidRecord,
                     "Produce requests since v3 must contain exactly one record batch per partition".into(),
+                ));
+                continue;
+            }
+            let zstd = storage::BatchIter::new(&records)
+                .any(|b| b.is_ok_and(|b| b.header.compression() == storage::compression::ZSTD));
+            if version < ZSTD_VERSION && zstd {
+                partition_responses.push(fail(
+                    ResponseError::UnsupportedCompressionType,
+                    format!("Produce requests with version {version} are not allowed to use ZStandard compression"),
                 ));
                 continue;
             }

@@ -13,13 +13,29 @@ use kafka_protocol::error::ResponseError;
 
 use super::str_bytes;
 use crate::error::BrokerError;
-use crate::topics::NewTopic;
+use crate::topics::{self, NewTopic};
 use crate::Broker;
 
 /// First CreateTopics version whose response carries the topic's configs.
 const CONFIGS_IN_RESPONSE_VERSION: i16 = 5;
 
 pub(crate) fn create(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    // As Kafka's controller: a request adding too many partitions in all is
+    // refused whole, before any topic is looked at.
+    let total: u64 = req
+        .topics
+        .iter()
+        .map(|t| topics::partitions_requested(t.num_partitions, t.assignments.len(), broker.config.num_partitions))
+        .fold(0u64, u64::saturating_add);
+    if total > topics::MAX_PARTITIONS_PER_REQUEST {
+        let error = BrokerError::kafka(ResponseError::PolicyViolation, topics::TOO_MANY_PARTITIONS_PER_REQUEST);
+        let results = req
+            .topics
+            .into_iter()
+            .map(|t| with_error(CreatableTopicResult::default().with_name(t.name), &error))
+            .collect();
+        return CreateTopicsResponse::default().with_topics(results);
+    }
     let mut seen = std::collections::HashSet::new();
     let topics = req
         .topics
@@ -100,6 +116,29 @@ pub(crate) fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTo
 }
 
 pub(crate) fn create_partitions(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    // As Kafka's controller: a request that would add too many partitions in
+    // all fails whole (its bounded list of metadata records overflows).
+    let adding: u64 = req
+        .topics
+        .iter()
+        .map(|t| {
+            let current = broker.replicas.topic(t.name.0.as_str()).map_or(0, |h| h.partitions.len() as i64);
+            u64::try_from(i64::from(t.count) - current).unwrap_or(0)
+        })
+        .fold(0u64, u64::saturating_add);
+    if adding > topics::MAX_PARTITIONS_PER_REQUEST {
+        let results = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(ResponseError::PolicyViolation.code())
+                    .with_error_message(Some(str_bytes(topics::EXCESSIVE_BATCH)))
+            })
+            .collect();
+        return CreatePartitionsResponse::default().with_results(results);
+    }
     let results = req
         .topics
         .into_iter()
