@@ -7,11 +7,10 @@
 //! Every header (duplicate keys too), timestamp, key, value and producer field is
 //! kept byte for byte. Batches already in the topic's codec are not touched.
 
-use std::io::{Read, Write};
-
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::error::ResponseError;
 use storage::batch::{BatchHeader, ATTRIBUTES_OFFSET, COMPRESSION_MASK};
+use storage::records::{CodecError, Compression};
 
 use crate::error::{BrokerError, Result};
 
@@ -21,10 +20,6 @@ const HEADER_SIZE: usize = 61;
 const LENGTH_OFFSET: usize = 8;
 /// Offset of the CRC.
 const CRC_OFFSET: usize = 17;
-/// snappy-java's stream header, which Kafka writes before snappy blocks.
-const XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
-/// snappy-java's default block size.
-const SNAPPY_BLOCK: usize = 32 * 1024;
 
 /// A codec with its level, as a topic's `compression.type` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,16 +129,7 @@ fn check_timestamps(policy: &ProducePolicy, header: &BatchHeader, records: &[u8]
 
 /// A zig-zag varlong at `at` (at most 10 bytes), advancing `at`.
 fn read_varlong(b: &[u8], at: &mut usize) -> Option<i64> {
-    let mut value = 0u64;
-    for shift in (0..70).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
-        }
-    }
-    None
+    storage::records::read_varlong(b, at).ok()
 }
 
 /// The batch's header with the new codec and length, the new records section and
@@ -182,93 +168,32 @@ fn corrupt(why: impl Into<String>) -> BrokerError {
 }
 
 /// The records section in `codec`.
+impl Codec {
+    /// The storage codec and the level to compress at.
+    fn storage(self) -> (Compression, Option<i32>) {
+        match self {
+            Codec::None => (Compression::None, None),
+            Codec::Gzip(level) => (Compression::Gzip, Some(level)),
+            Codec::Snappy => (Compression::Snappy, None),
+            Codec::Lz4(level) => (Compression::Lz4, Some(level)),
+            Codec::Zstd(level) => (Compression::Zstd, Some(level)),
+        }
+    }
+}
+
 fn compress(codec: Codec, plain: &[u8]) -> Result<Vec<u8>> {
-    let failed = |e: std::io::Error| BrokerError::kafka(ResponseError::UnknownServerError, format!("cannot compress ({codec:?}): {e}"));
-    match codec {
-        Codec::None => Ok(plain.to_vec()),
-        Codec::Gzip(level) => {
-            let level = if level < 0 { flate2::Compression::default() } else { flate2::Compression::new(level as u32) };
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), level);
-            enc.write_all(plain).map_err(failed)?;
-            enc.finish().map_err(failed)
-        }
-        Codec::Snappy => {
-            // snappy-java's framing, which every Kafka client reads.
-            let mut out = XERIAL_HEADER.to_vec();
-            let mut enc = snap::raw::Encoder::new();
-            for chunk in plain.chunks(SNAPPY_BLOCK) {
-                let block = enc.compress_vec(chunk).map_err(|e| failed(std::io::Error::other(e)))?;
-                out.extend_from_slice(&(block.len() as u32).to_be_bytes());
-                out.extend_from_slice(&block);
-            }
-            Ok(out)
-        }
-        Codec::Lz4(level) => {
-            // As Kafka writes lz4: 64 KiB independent blocks, no block checksums.
-            let mut enc = lz4::EncoderBuilder::new()
-                .level(level.max(0) as u32)
-                .block_size(lz4::BlockSize::Max64KB)
-                .block_mode(lz4::BlockMode::Independent)
-                .build(Vec::new())
-                .map_err(failed)?;
-            enc.write_all(plain).map_err(failed)?;
-            let (out, result) = enc.finish();
-            result.map_err(failed)?;
-            Ok(out)
-        }
-        Codec::Zstd(level) => zstd::stream::encode_all(plain, level).map_err(failed),
-    }
+    let (compression, level) = codec.storage();
+    storage::records::compress_at(compression, level, plain)
+        .map_err(|e| BrokerError::kafka(ResponseError::UnknownServerError, e.to_string()))
 }
 
-/// The records section decompressed, refused beyond `limit` bytes.
 fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>> {
-    let failed = |e: &dyn std::fmt::Display| corrupt(format!("cannot decompress ({codec:?}): {e}"));
-    match codec {
-        Codec::None => Ok(data.to_vec()),
-        Codec::Gzip(_) => read_bounded(flate2::read::MultiGzDecoder::new(data), limit, codec),
-        Codec::Lz4(_) => read_bounded(lz4::Decoder::new(data).map_err(|e| failed(&e))?, limit, codec),
-        Codec::Zstd(_) => read_bounded(zstd::stream::read::Decoder::with_buffer(data).map_err(|e| failed(&e))?, limit, codec),
-        Codec::Snappy => {
-            let mut dec = snap::raw::Decoder::new();
-            let mut out = Vec::new();
-            let mut block = |compressed: &[u8], out: &mut Vec<u8>| -> Result<()> {
-                let n = snap::raw::decompress_len(compressed).map_err(|e| failed(&e))?;
-                if out.len() + n > limit {
-                    return Err(over_limit(limit));
-                }
-                out.extend_from_slice(&dec.decompress_vec(compressed).map_err(|e| failed(&e))?);
-                Ok(())
-            };
-            match data.strip_prefix(&XERIAL_HEADER[..8]) {
-                None => block(data, &mut out)?,
-                Some(_) => {
-                    let mut rest = data.get(XERIAL_HEADER.len()..).ok_or_else(|| corrupt("truncated snappy header"))?;
-                    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
-                        let len = u32::from_be_bytes(*len) as usize;
-                        let compressed = tail.get(..len).ok_or_else(|| corrupt("truncated snappy block"))?;
-                        block(compressed, &mut out)?;
-                        rest = &tail[len..];
-                    }
-                }
-            }
-            Ok(out)
+    storage::records::decompress(codec.storage().0, data, limit).map_err(|e| match e {
+        CodecError::OverBudget => {
+            BrokerError::kafka(ResponseError::InvalidRecord, format!("batch decompresses to more than {limit} bytes"))
         }
-    }
-}
-
-fn over_limit(limit: usize) -> BrokerError {
-    BrokerError::kafka(ResponseError::InvalidRecord, format!("batch decompresses to more than {limit} bytes"))
-}
-
-fn read_bounded(r: impl Read, limit: usize, codec: Codec) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    r.take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| corrupt(format!("cannot decompress ({codec:?}): {e}")))?;
-    if out.len() > limit {
-        return Err(over_limit(limit));
-    }
-    Ok(out)
+        e => corrupt(e.to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -119,7 +119,6 @@ fn corrupt(why: impl Into<String>) -> CodecError {
 /// Partition leader epoch written by producers (Kafka's `NO_PARTITION_LEADER_EPOCH`).
 pub const NO_PARTITION_LEADER_EPOCH: i32 = -1;
 /// Xerial snappy framing: 8 magic bytes, version 1, compatible version 1.
-const SNAPPY_XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 /// Block size of xerial snappy streams (snappy-java's default).
 const SNAPPY_BLOCK: usize = 32 * 1024;
 /// The smallest possible record: length, attributes, timestamp delta, offset delta,
@@ -423,19 +422,30 @@ pub fn write_batch(
 // ---------------------------------------------------------------------------
 // Codecs.
 
-/// Compresses a records section as Kafka's clients do for `codec`.
+/// Compresses a records section as Kafka's clients do for `codec`, at the
+/// codec's default level.
 pub fn compress(codec: Compression, plain: &[u8]) -> CodecResult<Vec<u8>> {
+    compress_at(codec, None, plain)
+}
+
+/// Compresses a records section with `codec` at `level` (Kafka's
+/// `compression.gzip/lz4/zstd.level`; None or a negative gzip level: the default).
+pub fn compress_at(codec: Compression, level: Option<i32>, plain: &[u8]) -> CodecResult<Vec<u8>> {
     let failed =
         |e: &dyn fmt::Display| CodecError::Encode(format!("cannot compress ({codec:?}): {e}"));
     match codec {
         Compression::None => Ok(plain.to_vec()),
         Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let level = match level.and_then(|l| u32::try_from(l).ok()) {
+                Some(l) => flate2::Compression::new(l),
+                None => flate2::Compression::default(),
+            };
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), level);
             enc.write_all(plain).map_err(|e| failed(&e))?;
             enc.finish().map_err(|e| failed(&e))
         }
         Compression::Snappy => {
-            let mut out = SNAPPY_XERIAL_HEADER.to_vec();
+            let mut out = crate::compression::SNAPPY_XERIAL_HEADER.to_vec();
             let mut enc = snap::raw::Encoder::new();
             let mut block = Vec::new();
             for chunk in plain.chunks(SNAPPY_BLOCK) {
@@ -450,7 +460,7 @@ pub fn compress(codec: Compression, plain: &[u8]) -> CodecResult<Vec<u8>> {
         Compression::Lz4 => {
             // As Kafka's KafkaLZ4BlockOutputStream: 64 KiB independent blocks, no checksums.
             let mut enc = lz4::EncoderBuilder::new()
-                .level(4)
+                .level(level.map_or(4, |l| u32::try_from(l).unwrap_or(0)))
                 .block_size(lz4::BlockSize::Max64KB)
                 .block_mode(lz4::BlockMode::Independent)
                 .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
@@ -462,31 +472,19 @@ pub fn compress(codec: Compression, plain: &[u8]) -> CodecResult<Vec<u8>> {
             r.map_err(|e| failed(&e))?;
             Ok(out)
         }
-        Compression::Zstd => zstd::stream::encode_all(plain, 3).map_err(|e| failed(&e)),
+        Compression::Zstd => zstd::stream::encode_all(plain, level.unwrap_or(3)).map_err(|e| failed(&e)),
     }
 }
 
 /// Decompresses `data`, failing with [`CodecError::OverBudget`] beyond `limit` bytes.
+/// The codecs' streams are [`crate::compression::reader`]'s, shared with batch validation.
 pub fn decompress(codec: Compression, data: &[u8], limit: usize) -> CodecResult<Vec<u8>> {
-    let failed = |e: &dyn fmt::Display| corrupt(format!("cannot decompress ({codec:?}): {e}"));
-    match codec {
-        Compression::None => {
-            if data.len() > limit {
-                return Err(CodecError::OverBudget);
-            }
-            Ok(data.to_vec())
-        }
-        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), limit, codec),
-        Compression::Lz4 => {
-            let dec = lz4::Decoder::new(data).map_err(|e| failed(&e))?;
-            read_bounded(dec, limit, codec)
-        }
-        Compression::Zstd => {
-            let dec = zstd::stream::read::Decoder::with_buffer(data).map_err(|e| failed(&e))?;
-            read_bounded(dec, limit, codec)
-        }
-        Compression::Snappy => snappy_decompress(data, limit),
+    if codec == Compression::None && data.len() > limit {
+        return Err(CodecError::OverBudget);
     }
+    let stream = crate::compression::reader(codec.id(), data)
+        .map_err(|e| corrupt(format!("cannot decompress ({codec:?}): {e}")))?;
+    read_bounded(stream, limit, codec)
 }
 
 /// Reads `r` to the end, growing the output by doubling and never past `limit + 1`.
@@ -516,50 +514,6 @@ fn read_bounded(mut r: impl Read, limit: usize, codec: Compression) -> CodecResu
         return Err(CodecError::OverBudget);
     }
     out.truncate(filled);
-    Ok(out)
-}
-
-/// Kafka's snappy: xerial framing (a 16-byte header, then blocks each prefixed with
-/// its compressed length), or raw snappy without the header, as snappy-java reads it.
-fn snappy_decompress(data: &[u8], limit: usize) -> CodecResult<Vec<u8>> {
-    let failed = |e: &dyn fmt::Display| corrupt(format!("cannot decompress (Snappy): {e}"));
-    let mut dec = snap::raw::Decoder::new();
-    let mut out = Vec::new();
-    let mut block = |compressed: &[u8], out: &mut Vec<u8>| -> CodecResult<()> {
-        let n = snap::raw::decompress_len(compressed).map_err(|e| failed(&e))?;
-        let start = out.len();
-        if n > limit - start {
-            return Err(CodecError::OverBudget);
-        }
-        out.resize(start + n, 0);
-        let dst = out.get_mut(start..).unwrap_or_default();
-        let written = dec.decompress(compressed, dst).map_err(|e| failed(&e))?;
-        out.truncate(start + written);
-        Ok(())
-    };
-    match data.strip_prefix(&SNAPPY_XERIAL_HEADER[..8]) {
-        None => block(data, &mut out)?,
-        Some(_) => {
-            let mut rest = data
-                .get(SNAPPY_XERIAL_HEADER.len()..)
-                .ok_or_else(|| corrupt("truncated xerial snappy header"))?;
-            while !rest.is_empty() {
-                let (len, tail) = rest
-                    .split_first_chunk::<4>()
-                    .ok_or_else(|| corrupt("truncated snappy block length"))?;
-                let len = u32::from_be_bytes(*len) as usize;
-                if len > tail.len() {
-                    return Err(corrupt(format!(
-                        "snappy block of {len} bytes but {} remain",
-                        tail.len()
-                    )));
-                }
-                let (compressed, tail) = tail.split_at(len);
-                block(compressed, &mut out)?;
-                rest = tail;
-            }
-        }
-    }
     Ok(out)
 }
 
