@@ -112,6 +112,10 @@ def test_a_partition_that_cannot_be_opened_at_start_goes_offline_not_the_broker(
     assert list_topics(broker.bootstrap) == {TOPIC: 3}
     lines = log_lines(broker, "cannot open the partition")
     assert len(lines) == 1 and "partition=1" in lines[0], lines
+    # Metadata shows it leaderless, as Kafka shows a partition on an offline log dir
+    md = admin(broker.bootstrap).list_topics(TOPIC, timeout=10).topics[TOPIC]
+    assert md.partitions[1].leader == -1 and md.partitions[1].error.code() == KafkaError.LEADER_NOT_AVAILABLE
+    assert [md.partitions[p].leader for p in (0, 2)] == [1, 1]
     storage_error = 56
     with w.Connection(broker.bootstrap) as c:
         batch = w.record_batch([(None, b"v")])

@@ -123,6 +123,11 @@ impl Partition {
 
     /// Ok while the log is open; the error an operation on it would get
     /// otherwise (offline: KAFKA_STORAGE_ERROR, deleted: UNKNOWN_TOPIC_OR_PARTITION).
+    /// True for a partition whose log could not be opened at start.
+    pub fn is_offline(&self) -> bool {
+        self.offline.is_some()
+    }
+
     pub fn check_online(&self) -> Result<()> {
         self.reading_log(|_| Ok(()))
     }

@@ -43,6 +43,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -
             })
             .collect(),
     };
+    let topics = topics.into_iter().map(|t| mark_offline_partitions(broker, t)).collect::<Vec<_>>();
     // KIP-430 (v8+): operations only for topics that were found.
     let topic_operations =
         authorized_operations::if_asked(req.include_topic_authorized_operations, authorized_operations::TOPIC);
@@ -106,6 +107,25 @@ fn named_topic(broker: &Arc<Broker>, name: &str, allow_auto_create: bool) -> Met
             error(e.response_error())
         }
     }
+}
+
+/// A hosted partition whose log could not be opened has no leader, as Kafka
+/// reports a partition whose only replica is on an offline log dir:
+/// LEADER_NOT_AVAILABLE, leader -1, this broker among the offline replicas.
+fn mark_offline_partitions(broker: &Broker, mut topic: MetadataResponseTopic) -> MetadataResponseTopic {
+    let Some(hosted) = topic.name.as_ref().and_then(|n| broker.replicas.topic(n)) else { return topic };
+    for p in &mut topic.partitions {
+        let offline = usize::try_from(p.partition_index)
+            .ok()
+            .and_then(|i| hosted.partitions.get(i))
+            .is_some_and(|partition| partition.is_offline());
+        if offline {
+            p.error_code = ResponseError::LeaderNotAvailable.code();
+            p.leader_id = BrokerId(-1);
+            p.offline_replicas = vec![BrokerId(broker.config.node_id)];
+        }
+    }
+    topic
 }
 
 fn topic_response(topic: &TopicImage) -> MetadataResponseTopic {
