@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import uuid
 
@@ -86,16 +87,23 @@ def test_a_create_topics_that_fails_for_lack_of_file_descriptors_leaves_nothing_
     """Issue 8 item 10: the topic used to exist after KAFKA_STORAGE_ERROR, and the broker
     could not start again."""
     expected = produce_data_set(broker.bootstrap, per_partition=200)
-    resource.prlimit(broker.proc.pid, resource.RLIMIT_NOFILE, (256, 256))
     a = admin(broker.bootstrap)  # kept alive until the future resolves
+    # A first create opens the admin's connection to the controller, so none is
+    # needed once descriptors run out (new segments open no files until written).
+    a.create_topics([NewTopic("warm-up", num_partitions=1, replication_factor=1)])["warm-up"].result(timeout=60)
+    open_now = len(os.listdir(f"/proc/{broker.proc.pid}/fd"))
+    _, hard = resource.prlimit(broker.proc.pid, resource.RLIMIT_NOFILE)
+    # the soft limit only, which may be raised back without privileges
+    resource.prlimit(broker.proc.pid, resource.RLIMIT_NOFILE, (open_now, hard))
     fs = a.create_topics([NewTopic("big", num_partitions=300, replication_factor=1)])
     with pytest.raises(KafkaException) as e:
         fs["big"].result(timeout=60)
     assert e.value.args[0].code() == KafkaError.KAFKA_STORAGE_ERROR, e.value.args[0]
     assert not [p.name for p in broker.data_dir.iterdir() if p.name.startswith("big-")]
+    resource.prlimit(broker.proc.pid, resource.RLIMIT_NOFILE, (hard, hard))  # new connections again
     assert "big" not in list_topics(broker.bootstrap)
-    broker.restart()  # normal limits again
-    assert list_topics(broker.bootstrap) == {TOPIC: 3}
+    broker.restart()
+    assert list_topics(broker.bootstrap) == {TOPIC: 3, "warm-up": 1}
     assert_all_back(broker.bootstrap, expected)
     create_topic(broker.bootstrap, "big", partitions=300)
     assert list_topics(broker.bootstrap)["big"] == 300

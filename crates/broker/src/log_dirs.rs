@@ -304,8 +304,17 @@ impl LogDirs {
             .unwrap_or(&self.dirs[0]);
         let dir = root.join(&name);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        write_partition_metadata(&dir, topic_id)?;
-        sync_dir(root)?;
+        if let Err(e) = write_partition_metadata(&dir, topic_id).and_then(|()| sync_dir(root)) {
+            // Created here and not handed out: nothing may be left behind.
+            // Unlinks and rmdir need no descriptor (the failure may be EMFILE).
+            let metadata = dir.join(PARTITION_METADATA);
+            let _ = std::fs::remove_file(metadata.with_extension("tmp"));
+            let _ = std::fs::remove_file(&metadata);
+            if let Err(cleanup) = std::fs::remove_dir(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %cleanup, "cannot remove the directory of a failed partition creation");
+            }
+            return Err(e);
+        }
         Ok((dir, true))
     }
 
