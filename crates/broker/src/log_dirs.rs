@@ -308,7 +308,7 @@ impl LogDirs {
             // Created here and not handed out: nothing may be left behind.
             // Unlinks and rmdir need no descriptor (the failure may be EMFILE).
             let metadata = dir.join(PARTITION_METADATA);
-            let _ = std::fs::remove_file(metadata.with_extension("tmp"));
+            let _ = std::fs::remove_file(storage::checkpoint::temporary_path(&metadata));
             let _ = std::fs::remove_file(&metadata);
             if let Err(cleanup) = std::fs::remove_dir(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %cleanup, "cannot remove the directory of a failed partition creation");
@@ -468,12 +468,7 @@ fn sync_dir(dir: &Path) -> Result<(), LogDirError> {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), LogDirError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    storage::checkpoint::write_durably(path, bytes).map_err(io(path))
 }
 
 /// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding,

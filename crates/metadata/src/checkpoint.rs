@@ -6,7 +6,6 @@
 //! directory, so that a metadata log that is lost or cut short is detected at
 //! start instead of silently forgetting topics whose data is still on disk.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{MetadataError, Result};
@@ -53,16 +52,7 @@ impl Checkpoint {
             "#Written by Potok: the committed end of the metadata log, checked at start\nversion=0\ncluster.id={}\nmetadata.log.end.offset={}\n",
             self.cluster_id, self.end_offset
         );
-        let tmp = path.with_extension("tmp");
-        let err = |e: std::io::Error| checkpoint_err(path, e.to_string());
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(text.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
-        }
-        Ok(())
+        storage::checkpoint::write_durably(path, text.as_bytes()).map_err(|e| checkpoint_err(path, e.to_string()))
     }
 }
 

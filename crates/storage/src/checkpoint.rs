@@ -12,10 +12,9 @@
 //! over the file, the directory fsynced.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Result, StorageError};
-use crate::recovery::sync_dir;
 
 /// The file holding each partition's log start offset, in every log dir.
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
@@ -75,15 +74,27 @@ pub fn write_checkpoint(path: &Path, entries: &[CheckpointEntry]) -> Result<()> 
     for (topic, partition, offset) in entries {
         text.push_str(&format!("{topic} {partition} {offset}\n"));
     }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = Path::new(&tmp_name);
-    let mut file = std::fs::File::create(tmp).map_err(io_err(tmp))?;
-    file.write_all(text.as_bytes()).map_err(io_err(tmp))?;
-    file.sync_all().map_err(io_err(tmp))?;
-    std::fs::rename(tmp, path).map_err(io_err(path))?;
+    write_durably(path, text.as_bytes()).map_err(io_err(path))
+}
+
+/// The temporary file [`write_durably`] writes before renaming it over `path`.
+pub fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// Replaces the file at `path` with `bytes` atomically and durably: written to
+/// [`temporary_path`], fsynced, renamed over `path`, the directory fsynced. A
+/// crash leaves the old file or the new one, never a torn one.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temporary_path(path);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
         _ => Ok(()),
     }
 }
