@@ -121,13 +121,13 @@ impl Partition {
         }
     }
 
-    /// Ok while the log is open; the error an operation on it would get
-    /// otherwise (offline: KAFKA_STORAGE_ERROR, deleted: UNKNOWN_TOPIC_OR_PARTITION).
     /// True for a partition whose log could not be opened at start.
     pub fn is_offline(&self) -> bool {
         self.offline.is_some()
     }
 
+    /// Ok while the log is open; the error an operation on it would get
+    /// otherwise (offline: KAFKA_STORAGE_ERROR, deleted: UNKNOWN_TOPIC_OR_PARTITION).
     pub fn check_online(&self) -> Result<()> {
         self.reading_log(|_| Ok(()))
     }
@@ -160,12 +160,12 @@ impl Partition {
             }
             let info = match state.log.append(records, leader_epoch, now_ms) {
                 Ok(info) => {
-                    write_succeeded(state.log.dir());
+                    write_succeeded(&self.log_dir);
                     info
                 }
                 Err(e) => {
                     if let StorageError::Io { .. } = e {
-                        write_failed(state.log.dir(), &e);
+                        write_failed(&self.log_dir, &e);
                     }
                     return Err(e.into());
                 }
@@ -380,13 +380,8 @@ static FAILING_LOG_DIRS: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::
 /// Whether [`FAILING_LOG_DIRS`] has any entry: the append path checks only this.
 static ANY_LOG_DIR_FAILING: AtomicBool = AtomicBool::new(false);
 
-/// The log dir a partition directory lives in.
-fn log_dir_of(partition_dir: &Path) -> &Path {
-    partition_dir.parent().unwrap_or(partition_dir)
-}
 
-fn write_failed(partition_dir: &Path, error: &StorageError) {
-    let dir = log_dir_of(partition_dir);
+fn write_failed(dir: &Path, error: &StorageError) {
     let mut failing = FAILING_LOG_DIRS.lock();
     if !failing.iter().any(|d| d == dir) {
         failing.push(dir.to_path_buf());
@@ -395,11 +390,10 @@ fn write_failed(partition_dir: &Path, error: &StorageError) {
     }
 }
 
-fn write_succeeded(partition_dir: &Path) {
+fn write_succeeded(dir: &Path) {
     if !ANY_LOG_DIR_FAILING.load(Ordering::Acquire) {
         return;
     }
-    let dir = log_dir_of(partition_dir);
     let mut failing = FAILING_LOG_DIRS.lock();
     if let Some(i) = failing.iter().position(|d| d == dir) {
         failing.swap_remove(i);
