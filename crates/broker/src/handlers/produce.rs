@@ -82,9 +82,10 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) ->
                 ));
                 continue;
             }
-            let zstd = storage::BatchIter::new(&records)
-                .any(|b| b.is_ok_and(|b| b.header.compression() == storage::compression::ZSTD));
-            if version < ZSTD_VERSION && zstd {
+            let zstd = || {
+                storage::BatchIter::new(&records).any(|b| b.is_ok_and(|b| b.header.compression() == storage::compression::ZSTD))
+            };
+            if version < ZSTD_VERSION && zstd() {
                 partition_responses.push(fail(
                     ResponseError::UnsupportedCompressionType,
                     format!("Produce requests with version {version} are not allowed to use ZStandard compression"),
