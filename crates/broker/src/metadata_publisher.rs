@@ -276,3 +276,56 @@ impl Broker {
         Ok(prepared)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use metadata::{MetadataRecord, PartitionRecord};
+
+    use super::*;
+    use crate::topics::NewTopic;
+
+    fn config(dir: &std::path::Path) -> ServerConfig {
+        let entry = |k: &str, v: &str| (k.to_string(), v.to_string(), "test".to_string());
+        ServerConfig::from_entries(vec![entry("node.id", "1"), entry("log.dirs", &dir.display().to_string())]).expect("config")
+    }
+
+    #[test]
+    fn a_committed_leader_epoch_reaches_the_partition_live_and_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Broker::open(config(dir.path())).expect("open");
+        let new = NewTopic { name: "t".into(), num_partitions: 2, replication_factor: -1, assignments: Vec::new(), configs: Vec::new() };
+        let topic = broker.create_topic(new, false).expect("create");
+        let partition = broker.replicas.partition("t", 1).expect("hosted");
+        assert_eq!(partition.leader_epoch(), 0);
+        assert!(broker.image().topic("t").is_some(), "published before the request returns");
+
+        // A leader change decided by the controller (an election): epoch 1 for partition 1.
+        let elected = MetadataRecord::Partition(PartitionRecord {
+            topic_id: topic.id,
+            partition: 1,
+            replicas: vec![1],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 1,
+        });
+        {
+            let mut controller = broker.controller.lock();
+            let committed = controller.commit(&[elected], now_ms()).expect("commit");
+            assert!(committed.delta.partitions[&(topic.id, 1)].leader_changed());
+            broker.publish_change(&committed.delta, controller.image(), None);
+        }
+        assert_eq!(partition.leader_epoch(), 1);
+        assert_eq!(broker.replicas.partition("t", 0).map(|p| p.leader_epoch()), Some(0));
+        assert_eq!(broker.image().topic("t").map(|t| t.partitions[&1].leader_epoch), Some(1));
+        assert!(Arc::ptr_eq(&partition, &broker.replicas.partition("t", 1).expect("hosted")), "the log is not reopened");
+        broker.shutdown().expect("shutdown");
+        drop((partition, broker));
+
+        let broker = Broker::open(config(dir.path())).expect("reopen");
+        assert_eq!(broker.replicas.partition("t", 1).map(|p| p.leader_epoch()), Some(1));
+        assert_eq!(broker.replicas.partition("t", 0).map(|p| p.leader_epoch()), Some(0));
+        broker.delete_topic("t").expect("delete");
+        assert!(broker.replicas.topic("t").is_none() && broker.image().topic("t").is_none());
+        assert!(!dir.path().join("t-0").exists(), "the publisher removed the data");
+    }
+}
