@@ -79,24 +79,32 @@ impl MetadataLog {
     pub fn open_configured(dir: &Path, config: &MetadataLogConfig, clean_shutdown: bool, cut_corrupt: bool) -> Result<MetadataLog> {
         let log_config = LogConfig { segment_bytes: config.segment_bytes, ..LogConfig::default() };
         let mut log = Log::open(dir, log_config, clean_shutdown)?;
+        let from_log_start = |log: &Log| (Image::default(), log.log_start_offset());
         let (mut image, mut offset) = match snapshot::latest(dir)? {
             Some((snapshot_offset, path)) => {
-                if snapshot_offset > log.log_end_offset() {
-                    return Err(snapshot::error(
-                        &path,
-                        format!("the metadata log ends at offset {} before it", log.log_end_offset()),
-                    ));
+                let loaded = if snapshot_offset > log.log_end_offset() {
+                    Err(snapshot::error(&path, format!("the metadata log ends at offset {} before it", log.log_end_offset())))
+                } else {
+                    snapshot::read(&path)
+                };
+                match loaded {
+                    Ok(image) => (image, snapshot_offset),
+                    // Recovering: what the log still holds, then the partition directories.
+                    Err(e) if cut_corrupt => {
+                        tracing::warn!(error = %e, "ignoring the metadata snapshot");
+                        from_log_start(&log)
+                    }
+                    Err(e) => return Err(e),
                 }
-                (snapshot::read(&path)?, snapshot_offset)
             }
-            None if log.log_start_offset() > 0 => {
+            None if log.log_start_offset() > 0 && !cut_corrupt => {
                 return Err(MetadataError::CorruptRecord {
                     dir: dir.to_path_buf(),
                     offset: log.log_start_offset(),
                     reason: "the log starts here but no snapshot holds the records before it".into(),
                 })
             }
-            None => (Image::default(), log.log_start_offset()),
+            None => from_log_start(&log),
         };
         let snapshot_offset = offset;
         let mut bytes_since_snapshot = 0u64;

@@ -174,9 +174,12 @@ mod tests {
         assert_eq!(reopened.image().topics().count(), 21);
         drop(reopened);
 
-        // The snapshot is the only copy of the records before it: losing it is an error.
+        // The snapshot is the only copy of the records before it: losing it is an
+        // error, unless recovering, which keeps what the log still holds.
         std::fs::remove_file(&snapshots[0].1).expect("remove");
         let err = MetadataLog::open_configured(&path, &config, true, false).err().expect("no snapshot");
         assert!(err.to_string().contains("no snapshot"), "{err}");
+        let recovered = MetadataLog::open_configured(&path, &config, true, true).expect("recover");
+        assert!(recovered.image().topic("tail").is_some() && recovered.image().topic("t0").is_none());
     }
 }
