@@ -5,6 +5,7 @@
 use metadata::TopicImage;
 use uuid::Uuid;
 
+use crate::controller::{Controller, TopicChange};
 use crate::error::Result;
 use crate::log_dirs::{Placement, METADATA_TOPIC};
 use crate::{now_ms, Broker};
@@ -85,6 +86,14 @@ impl Broker {
         if validate_only {
             return Ok(change.topic);
         }
+        self.prepare_and_commit(&mut controller, &change)?;
+        tracing::info!(topic = %change.topic.name, partitions = change.topic.partitions.len(), "created topic");
+        Ok(change.topic)
+    }
+
+    /// Prepares the logs of a decided topic change, commits it (removing what
+    /// was prepared if that fails) and publishes it with the prepared logs.
+    fn prepare_and_commit(&self, controller: &mut Controller, change: &TopicChange) -> Result<()> {
         let prepared = self.prepare_partitions(&change.topic, Placement::New, controller.image())?;
         let committed = match controller.commit(&change.records, now_ms()) {
             Ok(committed) => committed,
@@ -94,8 +103,7 @@ impl Broker {
             }
         };
         self.publish_change(&committed.delta, controller.image(), Some(prepared));
-        tracing::info!(topic = %change.topic.name, partitions = change.topic.partitions.len(), "created topic");
-        Ok(change.topic)
+        Ok(())
     }
 
     /// Deletes a topic by name; the publisher removes its data.
@@ -116,15 +124,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let prepared = self.prepare_partitions(&change.topic, Placement::New, controller.image())?;
-        let committed = match controller.commit(&change.records, now_ms()) {
-            Ok(committed) => committed,
-            Err(e) => {
-                prepared.roll_back();
-                return Err(e);
-            }
-        };
-        self.publish_change(&committed.delta, controller.image(), Some(prepared));
+        self.prepare_and_commit(&mut controller, &change)?;
         tracing::info!(topic = name, from = count - change.records.len() as i32, to = count, "changed partition count");
         Ok(())
     }
