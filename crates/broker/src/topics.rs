@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::error::{BrokerError, Result};
 use crate::log_dirs::{Placement, METADATA_TOPIC};
-use crate::partition::Partition;
+use crate::partition::{LeaderAndIsr, Partition};
 use crate::replica_manager::HostedTopic;
 use crate::{now_ms, topic_config, Broker};
 
@@ -363,7 +363,19 @@ impl Broker {
                 }
             };
             let opened = Log::open(&dir, log_config.clone(), self.log_dirs.clean_shutdown).map_err(BrokerError::from).and_then(|log| {
-                let partition = Partition::new(topic.name.clone(), topic.id, index, log, partition.leader_epoch);
+                let node = self.config.node_id;
+                let opened = Partition::open(topic.name.clone(), topic.id, index, log, node);
+                let leadership = LeaderAndIsr {
+                    leader_epoch: partition.leader_epoch,
+                    replicas: partition.replicas.clone(),
+                    isr: partition.isr.clone(),
+                };
+                if partition.leader == node {
+                    opened.make_leader(&leadership, now_ms())?;
+                } else {
+                    opened.make_follower(partition.leader, &leadership)?;
+                }
+                let partition = opened;
                 if let Some(start) = self.log_start_offsets.take(&topic.name, index) {
                     partition.advance_log_start_offset(start)?;
                 }
