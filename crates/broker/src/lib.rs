@@ -32,7 +32,6 @@ use uuid::Uuid;
 use metadata::MetadataLog;
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
-use tokio::sync::Notify;
 
 pub use config::{ConfigError, ServerConfig};
 pub use log_dirs::{new_cluster_id, write_meta_properties, LogDirError, META_PROPERTIES_FILE};
@@ -113,8 +112,6 @@ pub struct Broker {
     metadata: Mutex<MetadataLog>,
     /// The partitions this broker hosts.
     pub replicas: ReplicaManager,
-    /// Woken on every append, so waiting fetches answer as soon as data arrives.
-    data_arrived: Notify,
     fetch_sessions: Mutex<FetchSessions>,
     /// Producer ids reserved in the metadata log and not yet handed out.
     producer_ids: Mutex<std::ops::Range<i64>>,
@@ -181,6 +178,7 @@ impl Broker {
             tracing::error!(error = %e, "dynamic broker configs not applied");
             config.clone()
         });
+        let node_id = config.node_id;
         let broker = Arc::new(Broker {
             cluster_id: log_dirs.cluster_id.clone(),
             effective: RwLock::new(Arc::new(effective)),
@@ -188,8 +186,7 @@ impl Broker {
             log_dirs,
             log_start_offsets,
             metadata: Mutex::new(metadata),
-            replicas: ReplicaManager::default(),
-            data_arrived: Notify::new(),
+            replicas: ReplicaManager::new(node_id),
             fetch_sessions: Mutex::new(FetchSessions::default()),
             producer_ids: Mutex::new(0..0),
             groups,
@@ -329,11 +326,6 @@ impl Broker {
             )
         })?;
         self.groups.load(hosted.partitions.clone(), now_ms())
-    }
-
-    /// Wakes fetches waiting for data.
-    fn notify_data_arrived(&self) {
-        self.data_arrived.notify_waiters();
     }
 }
 
