@@ -138,13 +138,14 @@ def produce_v3_body(topic: str, partition: int, records: bytes, acks: int = 1,
 def fetch_v11_body(partitions: list[tuple[str, int, int]], session_id: int = 0, session_epoch: int = -1,
                    forgotten: list[tuple[str, int]] = (), max_wait_ms: int = 0, min_bytes: int = 1,
                    max_bytes: int = 50 * 1024 * 1024, partition_max_bytes: int = 1024 * 1024,
-                   isolation_level: int = 0) -> bytes:
+                   isolation_level: int = 0, current_leader_epoch: int = -1) -> bytes:
     """Fetch v11 request body. `partitions`: (topic, partition, fetch_offset) in request
-    order; `forgotten`: (topic, partition) to drop from an incremental session."""
+    order; `forgotten`: (topic, partition) to drop from an incremental session;
+    `current_leader_epoch` (-1: unknown) goes into every partition."""
     by_topic: dict[str, list[bytes]] = {}
     for topic, partition, offset in partitions:
         by_topic.setdefault(topic, []).append(
-            i32(partition) + i32(-1)          # partition, current_leader_epoch (-1: unknown)
+            i32(partition) + i32(current_leader_epoch)
             + i64(offset) + i64(-1)           # fetch_offset, log_start_offset (-1: consumer)
             + i32(partition_max_bytes))
     forgot: dict[str, list[bytes]] = {}

@@ -34,7 +34,6 @@ use uuid::Uuid;
 use metadata::{MetadataLog, MetadataLogConfig};
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
-use tokio::sync::Notify;
 
 pub use config::{ConfigError, ServerConfig};
 pub use log_dirs::{new_cluster_id, write_meta_properties, LogDirError, META_PROPERTIES_FILE};
@@ -119,8 +118,6 @@ pub struct Broker {
     publisher: metadata_publisher::MetadataPublisher,
     /// The partitions this broker hosts.
     pub replicas: ReplicaManager,
-    /// Woken on every append, so waiting fetches answer as soon as data arrives.
-    data_arrived: Notify,
     fetch_sessions: Mutex<FetchSessions>,
     /// Producer ids reserved in the metadata log and not yet handed out.
     producer_ids: Mutex<std::ops::Range<i64>>,
@@ -186,6 +183,7 @@ impl Broker {
         let image = metadata.image().clone();
         let groups = GroupCoordinator::new(config.groups.clone());
         let log_start_offsets = LogStartOffsets::load(log_dirs.dirs());
+        let node_id = config.node_id;
         let controller = controller::Controller::new(Box::new(metadata), config.clone());
         let broker = Arc::new(Broker {
             cluster_id: log_dirs.cluster_id.clone(),
@@ -196,8 +194,7 @@ impl Broker {
             log_start_offsets,
             controller: Mutex::new(controller),
             publisher: metadata_publisher::MetadataPublisher::default(),
-            replicas: ReplicaManager::default(),
-            data_arrived: Notify::new(),
+            replicas: ReplicaManager::new(node_id),
             fetch_sessions: Mutex::new(FetchSessions::default()),
             producer_ids: Mutex::new(0..0),
             groups,
@@ -330,11 +327,6 @@ impl Broker {
             )
         })?;
         self.groups.load(hosted.partitions.clone(), now_ms())
-    }
-
-    /// Wakes fetches waiting for data.
-    fn notify_data_arrived(&self) {
-        self.data_arrived.notify_waiters();
     }
 }
 

@@ -26,7 +26,7 @@ use crate::config::ServerConfig;
 use crate::dynamic_config::effective_server_config;
 use crate::error::{BrokerError, Result};
 use crate::log_dirs::{Placement, METADATA_TOPIC};
-use crate::partition::Partition;
+use crate::partition::{LeaderAndIsr, Partition};
 use crate::replica_manager::HostedTopic;
 use crate::{now_ms, topic_config, Broker};
 
@@ -64,19 +64,6 @@ impl PreparedPartitions {
             }
         }
     }
-}
-
-/// The become-leader call site. Placeholder until the partition state
-/// machine has `make_leader(epoch, replicas, isr)`: only the leader epoch
-/// (stamped on appended batches) follows the metadata.
-fn make_leader(partition: &Partition, leader_epoch: i32, _replicas: &[i32], _isr: &[i32]) {
-    partition.set_leader_epoch(leader_epoch);
-}
-
-/// The become-follower call site. Placeholder until the partition state
-/// machine has `make_follower(leader, epoch)`: only the leader epoch follows.
-fn make_follower(partition: &Partition, _leader: i32, leader_epoch: i32) {
-    partition.set_leader_epoch(leader_epoch);
 }
 
 impl Broker {
@@ -172,10 +159,17 @@ impl Broker {
 
     /// The partition's role after a leader change in the metadata.
     fn apply_leadership(&self, partition: &Partition, state: &PartitionImage) {
-        if state.leader == self.config.node_id {
-            make_leader(partition, state.leader_epoch, &state.replicas, &state.isr);
+        let leadership = LeaderAndIsr { leader_epoch: state.leader_epoch, replicas: state.replicas.clone(), isr: state.isr.clone() };
+        let changed = if state.leader == self.config.node_id {
+            partition.make_leader(&leadership, now_ms())
         } else if state.replicas.contains(&self.config.node_id) {
-            make_follower(partition, state.leader, state.leader_epoch);
+            partition.make_follower(state.leader, &leadership)
+        } else {
+            Ok(false)
+        };
+        if let Err(e) = changed {
+            // An offline partition keeps no role; it answers KAFKA_STORAGE_ERROR.
+            tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "leadership not applied");
         }
     }
 
@@ -243,7 +237,9 @@ impl Broker {
                 }
             };
             let opened = Log::open(&dir, log_config.clone(), self.log_dirs.clean_shutdown).map_err(BrokerError::from).and_then(|log| {
-                let partition = Partition::new(topic.name.clone(), topic.id, index, log, partition.leader_epoch);
+                let opened = Partition::open(topic.name.clone(), topic.id, index, log, self.config.node_id);
+                self.apply_leadership(&opened, partition);
+                let partition = opened;
                 if let Some(start) = self.log_start_offsets.take(&topic.name, index) {
                     partition.advance_log_start_offset(start)?;
                 }

@@ -60,11 +60,13 @@ pub struct ProducePolicy {
     pub timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`.
     pub timestamp_after_max_ms: i64,
+    /// `min.insync.replicas`: the ISR an acks=all produce needs.
+    pub min_insync_replicas: i32,
 }
 
 impl Default for ProducePolicy {
     fn default() -> Self {
-        ProducePolicy { target: None, log_append_time: false, timestamp_before_max_ms: i64::MAX, timestamp_after_max_ms: i64::MAX }
+        ProducePolicy { target: None, log_append_time: false, timestamp_before_max_ms: i64::MAX, timestamp_after_max_ms: i64::MAX, min_insync_replicas: 1 }
     }
 }
 

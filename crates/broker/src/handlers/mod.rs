@@ -103,7 +103,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
         RequestKind::Metadata(req) => metadata::handle(broker, req, version).into(),
-        RequestKind::Produce(req) => match produce::handle(broker, req, version) {
+        RequestKind::Produce(req) => match produce::handle(broker, req, version).await {
             produce::ProduceOutcome::Respond(resp) => resp.into(),
             produce::ProduceOutcome::Silent => return Reply::None,
             produce::ProduceOutcome::Close => return Reply::Close,
