@@ -1,0 +1,18 @@
+//! The metadata quorum: KRaft's Raft of controllers, on openraft.
+//!
+//! Controllers replicate the metadata log (`__cluster_metadata-0`) with Raft;
+//! the leader is the active controller. Each log entry carries a batch of
+//! [`metadata::MetadataRecord`]s ([`Proposal`]); a committed entry is applied,
+//! in log order, to a [`metadata::Image`] on every controller and published to
+//! subscribers ([`Committed`]). See README.md beside this crate for the
+//! invariants, the on-disk files and how to run the simulation.
+
+mod log_store;
+mod runtime;
+mod state_machine;
+mod types;
+
+pub use log_store::{LogStore, LOG_FILE, LOG_START_FILE, QUORUM_STATE_FILE};
+pub use runtime::{seed_thread_rng, QuorumRuntime};
+pub use state_machine::{Committed, MetadataState, ReplayImage, State, StateMachine, SNAPSHOT_FILE};
+pub use types::{Applied, Entry, LogId, NodeId, Proposal, Raft, StorageError, TypeConfig, Vote};
