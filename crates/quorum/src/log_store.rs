@@ -201,6 +201,20 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// The index of the last entry (or of the last purged one).
+    pub fn last_index(&self) -> Option<u64> {
+        let inner = self.inner.lock();
+        inner.entries.last_key_value().map(|(&index, _)| index).or(inner.last_purged.map(|id| id.index))
+    }
+
+    /// True if nothing was ever written here: no vote, no entry.
+    pub fn is_empty(&self) -> bool {
+        let inner = self.inner.lock();
+        inner.vote.is_none() && inner.entries.is_empty() && inner.last_purged.is_none()
+    }
+}
+
 impl Inner {
     fn check(&self) -> Result<(), StorageError> {
         match &self.failed {
