@@ -11,6 +11,8 @@ mod log_store;
 mod network;
 mod quorum;
 mod runtime;
+#[cfg(test)]
+mod sim;
 mod state_machine;
 mod types;
 

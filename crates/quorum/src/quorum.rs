@@ -141,6 +141,8 @@ pub(crate) struct Node {
     pub(crate) state: StateMachine,
     pub(crate) log: LogStore,
     pub(crate) tasks: Vec<JoinHandle<()>>,
+    /// Subscribed before Raft started, so it misses nothing applied.
+    pub(crate) events: broadcast::Receiver<Committed>,
 }
 
 /// Opens `dir`, starts Raft on `network` and, if this is a fresh quorum,
@@ -158,6 +160,7 @@ pub(crate) async fn start_node<N: RaftNetworkFactory<crate::TypeConfig>>(
     let storage_error = |source| QuorumError::Storage { dir: dir.to_path_buf(), source };
     let log = LogStore::open(dir).map_err(storage_error)?;
     let state = StateMachine::open(dir).map_err(storage_error)?;
+    let events = state.subscribe();
     let fresh = log.is_empty() && state.image().1.is_none();
     let config = options.raft.clone().validate().map_err(|e| QuorumError::Raft(e.to_string()))?;
     let network = make_network(&log);
@@ -176,7 +179,7 @@ pub(crate) async fn start_node<N: RaftNetworkFactory<crate::TypeConfig>>(
         }
     }
     let tasks = vec![tokio::spawn(propose_cluster_id(raft.clone(), state.clone(), options.new_cluster_id.clone()))];
-    Ok(Node { raft, state, log, tasks })
+    Ok(Node { raft, state, log, tasks, events })
 }
 
 /// Once per term, a leader of a quorum without a cluster id proposes one; the
@@ -222,6 +225,8 @@ impl Quorum {
         let stats = PeerStats::default();
         let net_stats = stats.clone();
         let node = start_node(node_id, &voters, dir, &options, |log| TcpNetwork { stats: net_stats, log: log.clone() }).await?;
+        // The broker subscribes through `Quorum::subscribe` instead.
+        drop(node.events);
         let mut tasks = node.tasks;
         tasks.push(tokio::spawn(network::serve(listener, node.raft.clone())));
         Ok(Quorum {

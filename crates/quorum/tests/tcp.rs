@@ -162,3 +162,36 @@ async fn three_controllers_elect_commit_fail_over_and_catch_up() {
         q.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_close_the_connection_and_the_node_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let q = Quorum::start_on(listener, 1, vec![(1, addr.clone())], root.path(), options()).await.expect("start");
+
+    // Closed means: the node answers nothing and ends the stream.
+    async fn closed(mut stream: tokio::net::TcpStream) -> bool {
+        let mut buf = [0u8; 16];
+        matches!(tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
+    }
+    // A length beyond the frame bound.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    stream.write_all(&((quorum::MAX_FRAME_BYTES as u32) + 1).to_be_bytes()).await.expect("write");
+    assert!(closed(stream).await, "an oversized frame closes the connection");
+    // A frame of the right length that is not a request.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let garbage = b"{\"Nonsense\":1}";
+    stream.write_all(&(garbage.len() as u32).to_be_bytes()).await.expect("write");
+    stream.write_all(garbage).await.expect("write");
+    assert!(closed(stream).await, "an undecodable frame closes the connection");
+
+    // A one-voter quorum leads itself and still commits.
+    let offset = q.propose(vec![topic("after-garbage")]).await.expect("propose");
+    until("the proposal applied", || (q.image().1 >= Some(offset)).then_some(())).await;
+    assert_eq!(topic_names(&q), vec!["after-garbage".to_owned()]);
+    assert_eq!(q.describe().leader, Some(1));
+    q.shutdown().await;
+}
