@@ -6,6 +6,17 @@
 //! in log order, to a [`metadata::Image`] on every controller and published to
 //! subscribers ([`Committed`]). See README.md beside this crate for the
 //! invariants, the on-disk files and how to run the simulation.
+//!
+//! Determinism (the simulation in `sim.rs`): the fault schedule, message
+//! delays and drops, openraft's election timeouts ([`QuorumRuntime`] draws
+//! them from a thread-local RNG that [`seed_thread_rng`] seeds), the cluster id
+//! and time (tokio's paused clock) all come from the seed, on one thread. Not
+//! deterministic: tokio's `select!` fairness (openraft's replication loop uses
+//! an unbiased `select!`, whose RNG tokio seeds per runtime), so a replay can in
+//! principle diverge where two events are ready at the same virtual instant.
+
+// openraft's StorageError is large, and its traits fix it as the error type.
+#![allow(clippy::result_large_err)]
 
 mod log_store;
 mod network;

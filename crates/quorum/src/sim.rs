@@ -203,6 +203,55 @@ async fn start(id: NodeId, voters: &BTreeMap<NodeId, String>, dir: &Path, world:
     Running { raft: node.raft, state: node.state, tasks: node.tasks, watchers }
 }
 
+/// Starts every node that is down.
+async fn restart_all(
+    running: &mut BTreeMap<NodeId, Running>,
+    voters: &BTreeMap<NodeId, String>,
+    dir: &impl Fn(NodeId) -> PathBuf,
+    world: &Shared,
+    observed: &Checks,
+) {
+    for &id in voters.keys() {
+        if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(id) {
+            slot.insert(start(id, voters, &dir(id), world, observed).await);
+        }
+    }
+}
+
+/// The checks once the run is over: answers a summary and the violations.
+fn final_checks(observed: &Checks, images: &BTreeMap<NodeId, BTreeSet<String>>, converged: bool) -> (String, Vec<String>) {
+    let mut o = checks(observed);
+    let mut violations = std::mem::take(&mut o.violations);
+    if !converged {
+        violations.push(format!("no convergence within {CONVERGE_LIMIT:?} after healing"));
+    }
+    if images.values().collect::<BTreeSet<_>>().len() != 1 {
+        violations.push(format!("nodes end with different images: {images:?}"));
+    }
+    // Each acknowledged proposal is at the offset it was acknowledged with.
+    for (name, offset) in &o.acked {
+        if o.committed.get(offset) != Some(name) {
+            violations.push(format!("acknowledged {name} at offset {offset}, but the log has {:?}", o.committed.get(offset)));
+        }
+        for (id, names) in images {
+            if !names.contains(name) {
+                violations.push(format!("node {id} lost acknowledged {name}"));
+            }
+        }
+    }
+    // A fingerprint of what happened, to compare replays of a seed.
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&(&o.committed, &o.acked, &o.leaders), &mut hasher);
+    let summary = format!(
+        "{} committed, {} acknowledged, {} terms with a leader, fingerprint {:016x}",
+        o.committed.len(),
+        o.acked.len(),
+        o.leaders.len(),
+        std::hash::Hasher::finish(&hasher)
+    );
+    (summary, violations)
+}
+
 /// Kills a node at an await point: its durable directory stays as it is.
 async fn crash(id: NodeId, running: Running, world: &Shared) {
     lock(world).rafts.remove(&id);
@@ -385,22 +434,14 @@ async fn simulate(seed: u64, root: PathBuf) -> Result<String, String> {
             // Heal everything and restart everyone.
             _ => {
                 lock(&world).cut.clear();
-                for &id in voters.keys() {
-                    if !running.contains_key(&id) {
-                        running.insert(id, start(id, &voters, &dir(id), &world, &observed).await);
-                    }
-                }
+                restart_all(&mut running, &voters, &dir, &world, &observed).await;
             }
         }
     }
 
     // Heal, restart everything, and wait for every node to apply the leader's log.
     lock(&world).cut.clear();
-    for &id in voters.keys() {
-        if !running.contains_key(&id) {
-            running.insert(id, start(id, &voters, &dir(id), &world, &observed).await);
-        }
-    }
+    restart_all(&mut running, &voters, &dir, &world, &observed).await;
     for proposal in proposals {
         let _ = proposal.await;
     }
@@ -420,43 +461,13 @@ async fn simulate(seed: u64, root: PathBuf) -> Result<String, String> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
-    let mut violations = std::mem::take(&mut checks(&observed).violations);
-    if !converged {
-        violations.push(format!("no convergence within {CONVERGE_LIMIT:?} after healing"));
-    }
-    // Every node ends with the same image, holding every acknowledged proposal,
-    // each at the offset it was acknowledged with.
-    let mut images = BTreeMap::new();
-    for (&id, r) in &running {
-        let names: BTreeSet<String> = r.state.image().0.topics().map(|t| t.name.clone()).collect();
-        images.insert(id, names);
-    }
-    let finals: BTreeSet<_> = images.values().cloned().collect();
-    if finals.len() != 1 {
-        violations.push(format!("nodes end with different images: {images:?}"));
-    }
-    let o = checks(&observed);
-    for (name, offset) in &o.acked {
-        if o.committed.get(offset) != Some(name) {
-            violations.push(format!("acknowledged {name} at offset {offset}, but the log has {:?}", o.committed.get(offset)));
-        }
-        for (id, names) in &images {
-            if !names.contains(name) {
-                violations.push(format!("node {id} lost acknowledged {name}"));
-            }
-        }
-    }
-    // A fingerprint of what happened, to compare replays of a seed.
-    let mut hasher = std::hash::DefaultHasher::new();
-    std::hash::Hash::hash(&(&o.committed, &o.acked, &o.leaders), &mut hasher);
-    let summary = format!(
-        "{n} nodes, {index} proposals, {} committed, {} acknowledged, {} terms with a leader, {faults} faults, fingerprint {:016x}",
-        o.committed.len(),
-        o.acked.len(),
-        o.leaders.len(),
-        std::hash::Hasher::finish(&hasher)
-    );
-    drop(o);
+    // Every node ends with the same image, holding every acknowledged proposal.
+    let images: BTreeMap<NodeId, BTreeSet<String>> = running
+        .iter()
+        .map(|(&id, r)| (id, r.state.image().0.topics().map(|t| t.name.clone()).collect()))
+        .collect();
+    let (summary, mut violations) = final_checks(&observed, &images, converged);
+    let summary = format!("{n} nodes, {index} proposals, {faults} faults, {summary}");
     for (id, node) in std::mem::take(&mut running) {
         crash(id, node, &world).await;
     }

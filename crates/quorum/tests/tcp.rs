@@ -134,16 +134,26 @@ async fn three_controllers_elect_commit_fail_over_and_catch_up() {
     // The leader goes away: a new one is elected and commits continue.
     let old_epoch = lq.epoch();
     let old = nodes[(leader - 1) as usize].take().expect("leader");
+    let old_end = old.metrics().borrow().last_log_index.expect("old leader's log end");
     let old_addr = voters[(leader - 1) as usize].1.clone();
     old.shutdown().await;
     let new_leader = agreed_leader(&nodes).await;
     assert_ne!(new_leader, leader);
-    for q in nodes.iter().flatten() {
-        assert!(q.epoch() > old_epoch, "node {} epoch {} after {old_epoch}", q.node_id(), q.epoch());
-        let name = format!("after-{}", q.node_id());
-        let offset = q.propose(vec![topic(&name)]).await.expect("propose after failover");
-        expected.push((offset, vec![name]));
+    for round in 0..5 {
+        for q in nodes.iter().flatten() {
+            assert!(q.epoch() > old_epoch, "node {} epoch {} after {old_epoch}", q.node_id(), q.epoch());
+            let name = format!("after-{}-{round}", q.node_id());
+            let offset = q.propose(vec![topic(&name)]).await.expect("propose after failover");
+            expected.push((offset, vec![name]));
+        }
     }
+    // The new leader has purged past the old leader's log end: the restarted
+    // node can only catch up by an InstallSnapshot over TCP.
+    let nq = nodes.iter().flatten().find(|q| q.node_id() == new_leader).expect("new leader node");
+    until("the new leader purging past the old leader's log", || {
+        (nq.metrics().borrow().purged.map(|id| id.index) > Some(old_end)).then_some(())
+    })
+    .await;
     let last = expected.last().map(|(o, _)| *o).expect("offsets");
     let mut names: Vec<String> = expected.iter().flat_map(|(_, n)| n.clone()).collect();
     names.sort();
