@@ -45,7 +45,8 @@ pub struct ReplayImage {
 
 impl MetadataState for ReplayImage {
     fn apply(&mut self, record: &MetadataRecord) {
-        self.image.apply(record);
+        // The delta is for a metadata publisher; none is wired to the quorum yet.
+        self.image.apply(record, &mut metadata::ImageDelta::default());
         self.records.push(record.clone());
     }
 
