@@ -16,7 +16,6 @@ mod log_dirs;
 mod metadata_recovery;
 mod net;
 pub mod partition;
-mod producer_state;
 pub mod recompress;
 mod record_batch;
 pub mod replica_manager;

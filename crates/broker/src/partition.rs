@@ -12,7 +12,6 @@ use storage::{Log, LogConfig, StorageError};
 use uuid::Uuid;
 
 use crate::error::{BrokerError, Result};
-use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::recompress::ProducePolicy;
 
 /// A hosted partition. On a single node this broker is always the leader and the
@@ -28,7 +27,7 @@ pub struct Partition {
     /// The log dir holding this partition's directory.
     log_dir: PathBuf,
     // Fetches read under the read lock, so they run beside each other.
-    log: RwLock<Option<PartitionLog>>,
+    log: RwLock<Option<Log>>,
     leader_epoch: AtomicI32,
     high_watermark: AtomicI64,
     log_start_offset: AtomicI64,
@@ -37,12 +36,6 @@ pub struct Partition {
     produce_policy: RwLock<ProducePolicy>,
     /// Why the log could not be opened at start, for a partition taken offline.
     offline: Option<String>,
-}
-
-/// The log and the producer state that must change together with it.
-struct PartitionLog {
-    log: Log,
-    producers: ProducerStates,
 }
 
 /// Where a produced batch landed.
@@ -74,7 +67,7 @@ impl Partition {
             topic_id,
             index,
             log_dir,
-            log: RwLock::new(Some(PartitionLog { log, producers: ProducerStates::default() })),
+            log: RwLock::new(Some(log)),
             leader_epoch: AtomicI32::new(leader_epoch),
             high_watermark: AtomicI64::new(end),
             log_start_offset: AtomicI64::new(start),
@@ -104,19 +97,15 @@ impl Partition {
     }
 
     fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {
-        self.with_state(|state| f(&mut state.log))
-    }
-
-    fn with_state<T>(&self, f: impl FnOnce(&mut PartitionLog) -> Result<T>) -> Result<T> {
         match self.log.write().as_mut() {
-            Some(state) => f(state),
+            Some(log) => f(log),
             None => Err(self.deleted()),
         }
     }
 
     fn reading_log<T>(&self, f: impl FnOnce(&Log) -> Result<T>) -> Result<T> {
         match self.log.read().as_ref() {
-            Some(state) => f(&state.log),
+            Some(log) => f(log),
             None => Err(self.deleted()),
         }
     }
@@ -147,18 +136,11 @@ impl Partition {
 
     /// Validates and appends produced batches (patched in place), advancing the
     /// high watermark. A retried batch of an idempotent producer is not appended
-    /// again: its original offset is returned.
+    /// again: the log answers with its original offset.
     pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<Appended> {
         let leader_epoch = self.leader_epoch();
-        let idempotent = BatchHeader::parse(records).ok().filter(|h| h.producer_id >= 0);
-        self.with_state(|state| {
-            if let Some(h) = &idempotent {
-                let check = state.producers.check(h.producer_id, h.producer_epoch, h.base_sequence, h.record_count)?;
-                if let SequenceCheck::Duplicate { base_offset } = check {
-                    return Ok(Appended { base_offset, log_append_time: None });
-                }
-            }
-            let info = match state.log.append(records, leader_epoch, now_ms) {
+        self.with_log(|log| {
+            let info = match log.append(records, leader_epoch, now_ms) {
                 Ok(info) => {
                     write_succeeded(&self.log_dir);
                     info
@@ -170,10 +152,7 @@ impl Partition {
                     return Err(e.into());
                 }
             };
-            if let Some(h) = &idempotent {
-                state.producers.record(h.producer_id, h.producer_epoch, h.base_sequence, h.record_count, info.base_offset);
-            }
-            let end = state.log.log_end_offset();
+            let end = log.log_end_offset();
             self.log_end_offset.store(end, Ordering::Release);
             self.high_watermark.store(end, Ordering::Release);
             Ok(Appended { base_offset: info.base_offset, log_append_time: info.log_append_time })
@@ -359,7 +338,7 @@ impl Partition {
     /// Flushes and closes the log; later calls fail with UNKNOWN_TOPIC_OR_PARTITION.
     pub fn close(&self) -> Result<()> {
         match self.log.write().take() {
-            Some(state) => Ok(state.log.close()?),
+            Some(log) => Ok(log.close()?),
             None => Ok(()),
         }
     }
@@ -367,7 +346,7 @@ impl Partition {
     /// Closes the log and removes its directory.
     pub fn delete(&self) -> Result<()> {
         match self.log.write().take() {
-            Some(state) => Ok(state.log.delete()?),
+            Some(log) => Ok(log.delete()?),
             None => Ok(()),
         }
     }
