@@ -255,6 +255,11 @@ impl Partition {
         Ok(batch.and_then(|b| find_record(b, |_, _| true, true)))
     }
 
+    /// The offset below which the log is flushed (its recovery point).
+    pub fn recovery_point(&self) -> Result<i64> {
+        self.reading_log(|log| Ok(log.recovery_point()))
+    }
+
     /// The log dir this partition lives in.
     pub fn log_dir(&self) -> &Path {
         &self.log_dir

@@ -104,15 +104,16 @@ impl Log {
 
     /// [`Log::open`] knowing the log's recovery point (from the log dir's
     /// `recovery-point-offset-checkpoint`): everything below it was flushed,
-    /// so no producer-state snapshot above it is trusted after an unclean
-    /// shutdown.
+    /// so after an unclean shutdown the active segment is checked only from
+    /// its indexed batch at or below the recovery point on (as Kafka recovers
+    /// only above it), and no producer-state snapshot above it is trusted.
     pub fn open_with_recovery_point(
         dir: &Path,
         config: LogConfig,
         clean_shutdown: bool,
         recovery_point: Option<i64>,
     ) -> Result<Log> {
-        let mut segments = open_segments(dir, &config, clean_shutdown)?;
+        let mut segments = open_segments(dir, &config, clean_shutdown, recovery_point)?;
         // Only the active segment may keep files open (recovery's writes to
         // older ones are flushed here).
         let inactive = segments.len().saturating_sub(1);

@@ -279,3 +279,64 @@ fn an_epoch_the_checkpoint_missed_before_a_crash_is_found_again() {
     let log = Log::open(dir.path(), cfg, false).unwrap();
     assert_eq!(epochs(&log), vec![(1, 0), (2, 3)]);
 }
+
+#[test]
+fn an_unclean_open_checks_the_active_segment_only_from_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    for i in 0..40 {
+        log.append(&mut batch(4, 1000 + i), 0, 0).unwrap();
+    }
+    log.flush().unwrap();
+    let recovery_point = log.recovery_point();
+    assert_eq!(recovery_point, 160);
+    for i in 0..10 {
+        log.append(&mut batch(4, 900 + i), 0, 0).unwrap();
+    }
+    drop(log); // a crash
+    let path = dir.path().join("00000000000000000000.log");
+    let batch_size = batch(4, 0).len() as u64;
+    // Damage inside the flushed part (batch 3's last byte) and a torn tail.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = (4 * batch_size - 1) as usize;
+    bytes[at] ^= 0xff;
+    bytes.extend_from_slice(&batch(4, 0)[..30]);
+    std::fs::write(&path, &bytes).unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(&path, copy.path().join("00000000000000000000.log")).unwrap();
+    for suffix in ["index", "timeindex"] {
+        let name = format!("00000000000000000000.{suffix}");
+        std::fs::copy(dir.path().join(&name), copy.path().join(&name)).unwrap();
+    }
+
+    let from_rp = Log::open_with_recovery_point(dir.path(), cfg.clone(), false, Some(recovery_point)).unwrap();
+    // Only the torn tail went: the batches below the recovery point were not checked again.
+    assert_eq!(from_rp.log_end_offset(), 200);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 50 * batch_size);
+    // Without a recovery point the whole segment is checked: the damage cuts it.
+    let whole = Log::open(copy.path(), cfg.clone(), false).unwrap();
+    assert_eq!(whole.log_end_offset(), 12);
+    // The resumed recovery indexes as a full scan of the same bytes does.
+    from_rp.close().unwrap();
+    let reopened = Log::open(dir.path(), cfg.clone(), true).unwrap();
+    for ts in [0, 905, 1000, 1039, 1040] {
+        let a = reopened.batch_at_or_after_timestamp(ts).unwrap().map(|b| BatchHeader::parse(&b).unwrap().base_offset);
+        let expected = match ts {
+            0 => Some(0),
+            905 => Some(0),
+            1000 => Some(0),
+            1039 => Some(156),
+            _ => None,
+        };
+        assert_eq!(a, expected, "timestamp {ts}");
+    }
+    for offset in [0, 37, 100, 159, 160, 163, 199] {
+        let b = reopened.read(offset, 1).unwrap();
+        let h = BatchHeader::parse(&b).unwrap();
+        assert!(h.base_offset <= offset && offset <= h.last_offset(), "offset {offset}: {h:?}");
+    }
+}
