@@ -340,3 +340,21 @@ fn an_unclean_open_checks_the_active_segment_only_from_the_recovery_point() {
         assert!(h.base_offset <= offset && offset <= h.last_offset(), "offset {offset}: {h:?}");
     }
 }
+
+#[test]
+fn a_cleaners_replacement_removes_the_snapshots_of_the_replaced_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config_rolling_after(1), true).unwrap();
+    for i in 0..3 {
+        produce(&mut log, 3, 7, i * 3).unwrap();
+    }
+    assert_eq!(snapshots(dir.path()), vec![3, 6]);
+    let mut merged = log.read_segment(0).unwrap().to_vec();
+    merged.extend_from_slice(&log.read_segment(3).unwrap());
+    log.replace_segments(0, 3, &merged).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert_eq!(snapshots(dir.path()), vec![6], "the snapshot of segment 3 went with it");
+    assert!(produce(&mut log, 3, 7, 6).unwrap().duplicate, "state is kept");
+    log.close().unwrap();
+    assert_eq!(snapshots(dir.path()), vec![6, 9]);
+}
