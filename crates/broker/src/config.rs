@@ -156,6 +156,11 @@ pub struct ServerConfig {
     /// for a lost or truncated metadata log: start anyway and rebuild the
     /// topics the metadata no longer knows from the partition directories.
     pub metadata_recover: bool,
+    /// `metadata.log.segment.bytes`: the metadata log's segment size.
+    pub metadata_log_segment_bytes: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots`: a metadata snapshot
+    /// is written once the metadata log grew by more than this since the last.
+    pub metadata_snapshot_bytes: u64,
     /// The group coordinator's settings.
     pub groups: GroupConfig,
     /// Bounds on what one client can make the broker spend.
@@ -434,6 +439,8 @@ impl ServerConfig {
             log_cleaner_enable: p.boolean("log.cleaner.enable", true)?,
             log_cleaner_backoff_ms: p.min("log.cleaner.backoff.ms", 15_000u64, 1)?,
             metadata_recover: p.boolean("potok.metadata.recover", false)?,
+            metadata_log_segment_bytes: p.min("metadata.log.segment.bytes", 1_073_741_824u64, 14)?,
+            metadata_snapshot_bytes: p.min("metadata.log.max.record.bytes.between.snapshots", 20_971_520u64, 1)?,
             groups: group_config(&p)?,
             limits: LimitsConfig::parse(&p)?,
             given: given.clone(),
@@ -678,6 +685,8 @@ impl ServerConfig {
             ),
             ("log.cleaner.enable", Some(self.log_cleaner_enable.to_string())),
             ("log.cleaner.backoff.ms", Some(self.log_cleaner_backoff_ms.to_string())),
+            ("metadata.log.segment.bytes", Some(self.metadata_log_segment_bytes.to_string())),
+            ("metadata.log.max.record.bytes.between.snapshots", Some(self.metadata_snapshot_bytes.to_string())),
             ("offsets.topic.num.partitions", Some(g.offsets_topic_num_partitions.to_string())),
             ("offsets.topic.segment.bytes", Some(g.offsets_topic_segment_bytes.to_string())),
             ("offsets.retention.minutes", Some((g.offsets_retention_ms / 60_000).to_string())),
@@ -816,6 +825,8 @@ const ACTED_ON: &[&str] = &[
     "log.cleaner.enable",
     "log.cleaner.backoff.ms",
     "potok.metadata.recover",
+    "metadata.log.segment.bytes",
+    "metadata.log.max.record.bytes.between.snapshots",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
     "offsets.retention.minutes",

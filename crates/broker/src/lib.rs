@@ -6,6 +6,7 @@
 //! log dirs clean.
 
 pub mod config;
+pub mod controller;
 pub mod dynamic_config;
 pub mod error;
 mod fetch_session;
@@ -13,6 +14,7 @@ pub mod group;
 mod handlers;
 mod log_cleaner;
 mod log_dirs;
+mod metadata_publisher;
 mod metadata_recovery;
 mod net;
 pub mod partition;
@@ -28,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use metadata::MetadataLog;
+use metadata::{MetadataLog, MetadataLogConfig};
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 use tokio::sync::Notify;
@@ -112,7 +114,11 @@ pub struct Broker {
     /// The per-log-dir offset checkpoints (log start offsets, high
     /// watermarks, recovery points).
     checkpoints: OffsetCheckpoints,
-    metadata: Mutex<MetadataLog>,
+    /// Decides metadata changes and appends them; held while a change is
+    /// decided, committed and published, so changes publish in commit order.
+    controller: Mutex<controller::Controller>,
+    /// Applies committed metadata changes to this broker; holds the image readers see.
+    publisher: metadata_publisher::MetadataPublisher,
     /// The partitions this broker hosts.
     pub replicas: ReplicaManager,
     /// Woken on every append, so waiting fetches answer as soon as data arrives.
@@ -154,9 +160,13 @@ impl Broker {
                 return Err(StartError::MetadataLost(problem));
             }
         }
-        let mut metadata = MetadataLog::open_with(&metadata_dir, log_dirs.clean_shutdown, config.metadata_recover)
+        let metadata_config = MetadataLogConfig {
+            segment_bytes: config.metadata_log_segment_bytes,
+            snapshot_bytes: config.metadata_snapshot_bytes,
+        };
+        let mut metadata = MetadataLog::open_configured(&metadata_dir, &metadata_config, log_dirs.clean_shutdown, config.metadata_recover)
             .map_err(|e| match e {
-                metadata::MetadataError::CorruptRecord { .. } => {
+                metadata::MetadataError::CorruptRecord { .. } | metadata::MetadataError::Snapshot { .. } => {
                     StartError::MetadataLost(format!("{e}; {}", metadata_recovery::way_out()))
                 }
                 e => e.into(),
@@ -178,18 +188,16 @@ impl Broker {
         let image = metadata.image().clone();
         let groups = GroupCoordinator::new(config.groups.clone());
         let checkpoints = OffsetCheckpoints::load(log_dirs.dirs());
-        let effective = dynamic_config::effective_server_config(&config, metadata.image()).unwrap_or_else(|e| {
-            // As Kafka: a stored dynamic config that no longer applies is logged and skipped.
-            tracing::error!(error = %e, "dynamic broker configs not applied");
-            config.clone()
-        });
+        let controller = controller::Controller::new(Box::new(metadata), config.clone());
         let broker = Arc::new(Broker {
             cluster_id: log_dirs.cluster_id.clone(),
-            effective: RwLock::new(Arc::new(effective)),
+            // The publisher applies the dynamic levels below.
+            effective: RwLock::new(Arc::new(config.clone())),
             config,
             log_dirs,
             checkpoints,
-            metadata: Mutex::new(metadata),
+            controller: Mutex::new(controller),
+            publisher: metadata_publisher::MetadataPublisher::default(),
             replicas: ReplicaManager::default(),
             data_arrived: Notify::new(),
             fetch_sessions: Mutex::new(FetchSessions::default()),
@@ -197,18 +205,15 @@ impl Broker {
             groups,
             offsets_topic_creation: Mutex::new(()),
         });
-        let mut known = std::collections::HashSet::new();
-        for topic in image.topics() {
-            if topic.name == log_dirs::METADATA_TOPIC {
-                // Created before the name was reserved; its directory is the metadata log's.
-                tracing::warn!(topic = %topic.name, "ignoring a topic with the metadata log's reserved name");
-                continue;
-            }
-            broker
-                .host_topic(topic, &image)
-                .map_err(|source| StartError::Topic { topic: topic.name.clone(), source })?;
-            known.extend(topic.partitions.keys().map(|&p| (topic.name.clone(), p)));
-        }
+        // Start-up is the whole image published as one change from empty.
+        broker
+            .publish(&image.delta_from_empty(), &image, None, log_dirs::Placement::Existing)
+            .map_err(|(topic, source)| StartError::Topic { topic, source })?;
+        let known: std::collections::HashSet<(String, i32)> = image
+            .topics()
+            .filter(|t| t.name != log_dirs::METADATA_TOPIC)
+            .flat_map(|t| t.partitions.keys().map(|&p| (t.name.clone(), p)))
+            .collect();
         broker.log_dirs.sweep_strays(&known, &|id| image.was_removed(id))?;
         // Entries of topics deleted meanwhile must not reach a topic created later.
         broker.checkpoints.finish_restore();
@@ -290,11 +295,7 @@ impl Broker {
     pub fn allocate_producer_id(&self) -> Result<i64, error::BrokerError> {
         let mut ids = self.producer_ids.lock();
         if ids.is_empty() {
-            let mut metadata = self.metadata.lock();
-            let start = metadata.image().next_producer_id();
-            let end = start + PRODUCER_ID_BLOCK;
-            metadata.append(&[metadata::MetadataRecord::ProducerIds { next_producer_id: end }], now_ms())?;
-            *ids = start..end;
+            *ids = self.controller.lock().allocate_producer_ids(PRODUCER_ID_BLOCK, now_ms())?;
         }
         let id = ids.start;
         ids.start += 1;
@@ -367,7 +368,8 @@ async fn enforce_retention(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(broker.config.log_retention_check_interval_ms));
     loop {
         tick.tick().await;
-        let topics: Vec<_> = broker.metadata.lock().image().topics().cloned().collect();
+        let image = broker.image();
+        let topics: Vec<_> = image.topics().cloned().collect();
         let server = broker.effective_config();
         let now = now_ms();
         for topic in topics {
@@ -409,7 +411,8 @@ async fn clean_compacted_topics(broker: Arc<Broker>) {
     let mut cleaned_up_to: std::collections::HashMap<(Uuid, i32), i64> = std::collections::HashMap::new();
     loop {
         tick.tick().await;
-        let topics: Vec<_> = broker.metadata.lock().image().topics().cloned().collect();
+        let image = broker.image();
+        let topics: Vec<_> = image.topics().cloned().collect();
         let server = broker.effective_config();
         for topic in topics {
             let setting = |name| topic_config::effective(name, &topic.configs, &server);

@@ -191,6 +191,13 @@ impl Partition {
         self.leader_epoch.load(Ordering::Acquire)
     }
 
+    /// Sets the leader epoch later appends are stamped with (until the
+    /// partition's roles exist, the metadata publisher's become-leader /
+    /// become-follower placeholder).
+    pub(crate) fn set_leader_epoch(&self, leader_epoch: i32) {
+        self.leader_epoch.store(leader_epoch, Ordering::Release);
+    }
+
     /// The high watermark: the end of the records every in-sync replica has.
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
