@@ -128,6 +128,12 @@ pub struct ServerConfig {
     pub log_flush_interval_messages: u64,
     /// `log.flush.interval.ms`; None: the OS decides (as in Kafka).
     pub log_flush_interval_ms: Option<u64>,
+    /// `log.flush.offset.checkpoint.interval.ms`: how often the recovery
+    /// points are written to `recovery-point-offset-checkpoint`.
+    pub log_flush_offset_checkpoint_interval_ms: u64,
+    /// `replica.high.watermark.checkpoint.interval.ms`: how often the high
+    /// watermarks are written to `replication-offset-checkpoint`.
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     /// `log.retention.ms` (or `.minutes` / `.hours`); -1 is unlimited.
     pub log_retention_ms: i64,
     /// `log.retention.bytes`; -1 is unlimited.
@@ -421,6 +427,8 @@ impl ServerConfig {
             log_index_size_max_bytes: p.min("log.index.size.max.bytes", 10_485_760u64, 8)?,
             log_flush_interval_messages: p.min("log.flush.interval.messages", u64::MAX, 1)?,
             log_flush_interval_ms: p.opt_num("log.flush.interval.ms")?,
+            log_flush_offset_checkpoint_interval_ms: p.min("log.flush.offset.checkpoint.interval.ms", 60_000u64, 1)?,
+            replica_high_watermark_checkpoint_interval_ms: p.min("replica.high.watermark.checkpoint.interval.ms", 5_000u64, 1)?,
             log_retention_ms,
             log_retention_bytes: p.num("log.retention.bytes", -1)?,
             log_retention_check_interval_ms: p.min("log.retention.check.interval.ms", 300_000u64, 1)?,
@@ -664,6 +672,8 @@ impl ServerConfig {
             ("log.index.size.max.bytes", Some(self.log_index_size_max_bytes.to_string())),
             ("log.flush.interval.messages", Some(self.log_flush_interval_messages.min(i64::MAX as u64).to_string())),
             ("log.flush.interval.ms", self.log_flush_interval_ms.map(|v| v.to_string())),
+            ("log.flush.offset.checkpoint.interval.ms", Some(self.log_flush_offset_checkpoint_interval_ms.to_string())),
+            ("replica.high.watermark.checkpoint.interval.ms", Some(self.replica_high_watermark_checkpoint_interval_ms.to_string())),
             ("log.retention.ms", Some(self.log_retention_ms.to_string())),
             ("log.retention.bytes", Some(self.log_retention_bytes.to_string())),
             ("log.retention.check.interval.ms", Some(self.log_retention_check_interval_ms.to_string())),

@@ -18,7 +18,6 @@ mod metadata_publisher;
 mod metadata_recovery;
 mod net;
 pub mod partition;
-mod producer_state;
 pub mod recompress;
 mod record_batch;
 pub mod replica_manager;
@@ -42,7 +41,7 @@ use fetch_session::FetchSessions;
 use group::{GroupCoordinator, OFFSETS_TOPIC};
 use log_dirs::LogDirs;
 use replica_manager::ReplicaManager;
-use start_offsets::LogStartOffsets;
+use start_offsets::OffsetCheckpoints;
 
 /// Why the broker could not start or stopped with an error; each names what and where.
 #[derive(Debug, Error)]
@@ -66,8 +65,10 @@ pub enum StartError {
         /// The cause (names the file).
         source: error::BrokerError,
     },
-    /// A log dir's `log-start-offset-checkpoint` could not be written.
-    #[error("cannot write the log start offset checkpoint: {0}")]
+    /// A log dir's offset checkpoint (`log-start-offset-checkpoint`,
+    /// `replication-offset-checkpoint`, `recovery-point-offset-checkpoint`)
+    /// could not be written.
+    #[error("cannot write an offset checkpoint: {0}")]
     Checkpoint(#[source] error::BrokerError),
     /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
@@ -109,8 +110,9 @@ pub struct Broker {
     /// The cluster id (from meta.properties).
     pub cluster_id: String,
     log_dirs: LogDirs,
-    /// Log start offsets moved by DeleteRecords, checkpointed per log dir.
-    log_start_offsets: LogStartOffsets,
+    /// The per-log-dir offset checkpoints (log start offsets, high
+    /// watermarks, recovery points).
+    checkpoints: OffsetCheckpoints,
     /// Decides metadata changes and appends them; held while a change is
     /// decided, committed and published, so changes publish in commit order.
     controller: Mutex<controller::Controller>,
@@ -182,7 +184,7 @@ impl Broker {
         metadata.set_checkpoints(log_dirs.checkpoint_paths(), log_dirs.cluster_id.clone())?;
         let image = metadata.image().clone();
         let groups = GroupCoordinator::new(config.groups.clone());
-        let log_start_offsets = LogStartOffsets::load(log_dirs.dirs());
+        let checkpoints = OffsetCheckpoints::load(log_dirs.dirs());
         let node_id = config.node_id;
         let controller = controller::Controller::new(Box::new(metadata), config.clone());
         let broker = Arc::new(Broker {
@@ -191,7 +193,7 @@ impl Broker {
             effective: RwLock::new(Arc::new(config.clone())),
             config,
             log_dirs,
-            log_start_offsets,
+            checkpoints,
             controller: Mutex::new(controller),
             publisher: metadata_publisher::MetadataPublisher::default(),
             replicas: ReplicaManager::new(node_id),
@@ -211,8 +213,9 @@ impl Broker {
             .collect();
         broker.log_dirs.sweep_strays(&known, &|id| image.was_removed(id))?;
         // Entries of topics deleted meanwhile must not reach a topic created later.
-        broker.log_start_offsets.finish_restore();
+        broker.checkpoints.finish_restore();
         broker.checkpoint_log_start_offsets().map_err(StartError::Checkpoint)?;
+        broker.checkpoint_replication_offsets(true).map_err(StartError::Checkpoint)?;
         if let Some(hosted) = broker.replicas.topic(OFFSETS_TOPIC) {
             broker
                 .groups
@@ -236,6 +239,7 @@ impl Broker {
             tasks.spawn(net::accept_loop(Arc::clone(self), socket, Arc::clone(&limits)));
         }
         tasks.spawn(flush_by_time(Arc::clone(self)));
+        tasks.spawn(checkpoint_offsets(Arc::clone(self)));
         tasks.spawn(enforce_retention(Arc::clone(self)));
         tasks.spawn(run_group_timers(Arc::clone(self)));
         if self.config.log_cleaner_enable {
@@ -246,9 +250,20 @@ impl Broker {
         Ok(())
     }
 
-    /// Flushes every partition and the metadata log, and marks the log dirs clean.
+    /// Flushes every partition and the metadata log, checkpoints the high
+    /// watermarks and recovery points, and marks the log dirs clean.
     pub fn shutdown(&self) -> Result<(), StartError> {
         let mut ok = true;
+        for partition in self.replicas.all_partitions() {
+            if let Err(e) = partition.flush() {
+                ok = false;
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "cannot flush partition");
+            }
+        }
+        if let Err(e) = self.checkpoint_replication_offsets(true) {
+            ok = false;
+            tracing::error!(error = %e, "cannot write the offset checkpoints");
+        }
         for partition in self.replicas.all_partitions() {
             if let Err(e) = partition.close() {
                 ok = false;
@@ -420,6 +435,34 @@ async fn clean_compacted_topics(broker: Arc<Broker>) {
 }
 
 /// Fsyncs partitions whose `flush.ms` has passed.
+/// Writes the high watermarks every `replica.high.watermark.checkpoint.interval.ms`
+/// and the recovery points every `log.flush.offset.checkpoint.interval.ms`
+/// (fsyncs, so off the async workers).
+async fn checkpoint_offsets(broker: Arc<Broker>) {
+    let every = |ms: u64| {
+        let mut tick = tokio::time::interval(Duration::from_millis(ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    };
+    let mut high_watermarks = every(broker.config.replica_high_watermark_checkpoint_interval_ms);
+    let mut recovery_points = every(broker.config.log_flush_offset_checkpoint_interval_ms);
+    // Both were written at start.
+    high_watermarks.tick().await;
+    recovery_points.tick().await;
+    loop {
+        let with_recovery_points = tokio::select! {
+            _ = high_watermarks.tick() => false,
+            _ = recovery_points.tick() => true,
+        };
+        let b = Arc::clone(&broker);
+        match tokio::task::spawn_blocking(move || b.checkpoint_replication_offsets(with_recovery_points)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the offset checkpoints"),
+            Err(e) => tracing::error!(error = %e, "offset checkpoint task failed"),
+        }
+    }
+}
+
 async fn flush_by_time(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {

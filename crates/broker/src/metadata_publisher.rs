@@ -99,8 +99,9 @@ impl Broker {
             self.unhost_topic(id, name);
         }
         if !delta.deleted_topics.is_empty() {
-            if let Err(e) = self.checkpoint_log_start_offsets() {
-                tracing::warn!(error = %e, "cannot rewrite the log start offset checkpoints");
+            // A topic created later under a deleted name must not inherit its entries.
+            if let Err(e) = self.checkpoint_log_start_offsets().and_then(|()| self.checkpoint_replication_offsets(true)) {
+                tracing::warn!(error = %e, "cannot rewrite the offset checkpoints");
             }
         }
         let touched: BTreeSet<Uuid> =
@@ -236,11 +237,16 @@ impl Broker {
                     return Err(e);
                 }
             };
-            let opened = Log::open(&dir, log_config.clone(), self.log_dirs.clean_shutdown).map_err(BrokerError::from).and_then(|log| {
+            let recovery_point = self.checkpoints.recovery_point.take(&topic.name, index);
+            // On a single node this broker leads every partition and is its whole
+            // ISR, so the high watermark is the log end after recovery; a
+            // follower would start from the checkpointed one.
+            let _high_watermark = self.checkpoints.high_watermark.take(&topic.name, index);
+            let opened = Log::open_with_recovery_point(&dir, log_config.clone(), self.log_dirs.clean_shutdown, recovery_point).map_err(BrokerError::from).and_then(|log| {
                 let opened = Partition::open(topic.name.clone(), topic.id, index, log, self.config.node_id);
                 self.apply_leadership(&opened, partition);
                 let partition = opened;
-                if let Some(start) = self.log_start_offsets.take(&topic.name, index) {
+                if let Some(start) = self.checkpoints.log_start.take(&topic.name, index) {
                     partition.advance_log_start_offset(start)?;
                 }
                 Ok(partition)

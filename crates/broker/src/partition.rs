@@ -16,7 +16,6 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::{BrokerError, Result};
-use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::recompress::ProducePolicy;
 
 /// A hosted partition: its log and what this broker is for it.
@@ -135,7 +134,7 @@ pub struct FetchedRecords {
 /// Everything the partition lock guards.
 struct State {
     /// None once closed or deleted (and for a partition offline from start).
-    log: Option<PartitionLog>,
+    log: Option<Log>,
     role: Role,
     leader_epoch: i32,
     replicas: Vec<i32>,
@@ -143,12 +142,6 @@ struct State {
     /// The log end when this broker became leader of `leader_epoch`: a
     /// follower joins the ISR only once it has everything from before.
     leader_epoch_start_offset: i64,
-}
-
-/// The log and the producer state that must change together with it.
-struct PartitionLog {
-    log: Log,
-    producers: ProducerStates,
 }
 
 /// Where a produced batch landed.
@@ -188,9 +181,9 @@ impl State {
     fn offsets(&self) -> PartitionOffsets {
         match &self.log {
             Some(l) => PartitionOffsets {
-                log_start: l.log.log_start_offset(),
+                log_start: l.log_start_offset(),
                 high_watermark: self.high_watermark,
-                log_end: l.log.log_end_offset(),
+                log_end: l.log_end_offset(),
             },
             None => PartitionOffsets { log_start: -1, high_watermark: -1, log_end: -1 },
         }
@@ -201,8 +194,8 @@ impl State {
     /// not fetched yet (-1) holds it where it is.
     fn maybe_increment_high_watermark(&mut self, local_id: i32) {
         let Some(log) = &self.log else { return };
-        let log_end = log.log.log_end_offset();
-        let log_start = log.log.log_start_offset();
+        let log_end = log.log_end_offset();
+        let log_start = log.log_start_offset();
         if let Role::Leader(leader) = &self.role {
             let smallest = leader
                 .isr
@@ -232,7 +225,7 @@ impl Partition {
         // starts at the log start; a leader moves it up at once.
         let start = log.log_start_offset();
         let state = State {
-            log: Some(PartitionLog { log, producers: ProducerStates::default() }),
+            log: Some(log),
             role: Role::Follower { leader: -1 },
             leader_epoch: -1,
             replicas: Vec::new(),
@@ -290,7 +283,7 @@ impl Partition {
     pub fn make_leader(&self, leader: &LeaderAndIsr, now_ms: i64) -> Result<bool> {
         self.transition(leader, |state, local_id| {
             let new_epoch = leader.leader_epoch > state.leader_epoch || !matches!(state.role, Role::Leader(_));
-            let log_end = state.log.as_ref().map_or(0, |l| l.log.log_end_offset());
+            let log_end = state.log.as_ref().map_or(0, |l| l.log_end_offset());
             let mut followers = BTreeMap::new();
             for &id in leader.replicas.iter().filter(|&&id| id != local_id) {
                 let known = match &state.role {
@@ -381,12 +374,12 @@ impl Partition {
     }
 
     fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {
-        self.with_state(|state| f(&mut state.log))
+        self.with_state(f)
     }
 
     /// Runs `f` on the log under the write lock, then moves the high
     /// watermark and publishes the offsets if they changed.
-    fn with_state<T>(&self, f: impl FnOnce(&mut PartitionLog) -> Result<T>) -> Result<T> {
+    fn with_state<T>(&self, f: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {
         let mut state = self.state.write();
         let result = match state.log.as_mut() {
             Some(log) => f(log),
@@ -408,7 +401,7 @@ impl Partition {
 
     fn reading_log<T>(&self, f: impl FnOnce(&Log) -> Result<T>) -> Result<T> {
         match self.state.read().log.as_ref() {
-            Some(state) => f(&state.log),
+            Some(log) => f(log),
             None => Err(self.deleted()),
         }
     }
@@ -486,7 +479,6 @@ impl Partition {
     /// `effectiveMinIsr`). A retried batch of an idempotent producer is not
     /// appended again: its original offsets are returned.
     pub fn append_as_leader(&self, records: &mut [u8], required_acks: i16, now_ms: i64) -> Result<Appended> {
-        let idempotent = BatchHeader::parse(records).ok().filter(|h| h.producer_id >= 0);
         let min_isr = self.produce_policy().min_insync_replicas;
         let mut state = self.state.write();
         self.check_leader(&state, -1)?;
@@ -508,7 +500,7 @@ impl Partition {
         }
         let leader_epoch = state.leader_epoch;
         let Some(partition_log) = state.log.as_mut() else { return Err(self.deleted()) };
-        let appended = self.append_to_log(partition_log, records, idempotent, leader_epoch, now_ms);
+        let appended = self.append_to_log(partition_log, records, leader_epoch, now_ms);
         state.maybe_increment_high_watermark(self.local_id);
         self.publish(&state);
         appended
@@ -516,20 +508,14 @@ impl Partition {
 
     fn append_to_log(
         &self,
-        state: &mut PartitionLog,
+        log: &mut Log,
         records: &mut [u8],
-        idempotent: Option<BatchHeader>,
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<Appended> {
-        if let Some(h) = &idempotent {
-            let check = state.producers.check(h.producer_id, h.producer_epoch, h.base_sequence, h.record_count)?;
-            if let SequenceCheck::Duplicate { base_offset } = check {
-                let last_offset = base_offset + i64::from(h.last_offset_delta);
-                return Ok(Appended { base_offset, last_offset, log_append_time: None });
-            }
-        }
-        let info = match state.log.append(records, leader_epoch, now_ms) {
+        // The log checks an idempotent producer's sequence under this lock: a
+        // retried batch comes back with its original offsets, appended once.
+        let info = match log.append(records, leader_epoch, now_ms) {
             Ok(info) => {
                 write_succeeded(&self.log_dir);
                 info
@@ -541,9 +527,6 @@ impl Partition {
                 return Err(e.into());
             }
         };
-        if let Some(h) = &idempotent {
-            state.producers.record(h.producer_id, h.producer_epoch, h.base_sequence, h.record_count, info.base_offset);
-        }
         Ok(Appended { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time: info.log_append_time })
     }
 
@@ -611,7 +594,7 @@ impl Partition {
                 FetchIsolation::HighWatermark => offsets.high_watermark,
             };
             let Some(log) = state.log.as_ref() else { return Err(self.deleted()) };
-            let records = below_offset(log.log.read(fetch_offset, max_bytes)?, limit);
+            let records = below_offset(log.read(fetch_offset, max_bytes)?, limit);
             (FetchedRecords { records, offsets }, state.leader_epoch)
         };
         if let Some(replica) = follower {
@@ -680,7 +663,7 @@ impl Partition {
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
         let state = self.state.read();
         let Some(log) = state.log.as_ref() else { return Err(self.deleted()) };
-        Ok(below_offset(log.log.read(offset, max_bytes)?, state.high_watermark))
+        Ok(below_offset(log.read(offset, max_bytes)?, state.high_watermark))
     }
 
     /// The current leader epoch.
@@ -755,6 +738,11 @@ impl Partition {
     pub fn max_timestamp(&self) -> Result<Option<TimestampAndOffset>> {
         let batch = self.reading_log(|log| Ok(log.batch_with_max_timestamp()?))?;
         Ok(batch.and_then(|b| find_record(b, |_, _| true, true)))
+    }
+
+    /// The offset below which the log is flushed (its recovery point).
+    pub fn recovery_point(&self) -> Result<i64> {
+        self.reading_log(|log| Ok(log.recovery_point()))
     }
 
     /// The log dir this partition lives in.
@@ -836,13 +824,13 @@ impl Partition {
     /// Flushes and closes the log; later calls fail with UNKNOWN_TOPIC_OR_PARTITION.
     pub fn close(&self) -> Result<()> {
         match self.take_log() {
-            Some(state) => Ok(state.log.close()?),
+            Some(log) => Ok(log.close()?),
             None => Ok(()),
         }
     }
 
     /// Takes the log out, waking every waiter (they find it gone).
-    fn take_log(&self) -> Option<PartitionLog> {
+    fn take_log(&self) -> Option<Log> {
         let mut state = self.state.write();
         let log = state.log.take();
         let offsets = state.offsets();
@@ -853,7 +841,7 @@ impl Partition {
     /// Closes the log and removes its directory.
     pub fn delete(&self) -> Result<()> {
         match self.take_log() {
-            Some(state) => Ok(state.log.delete()?),
+            Some(log) => Ok(log.delete()?),
             None => Ok(()),
         }
     }

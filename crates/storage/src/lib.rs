@@ -22,6 +22,9 @@
 //!   reads go through.
 //! * `recovery`: opening a directory, checking and rebuilding segments.
 //! * [`checkpoint`]: Kafka's per-log-dir offset checkpoint files.
+//! * [`leader_epoch`]: the leader-epoch cache and its `leader-epoch-checkpoint`.
+//! * `producer_state`: idempotent producers' last batches and their
+//!   `<offset>.snapshot` files.
 //! * `log`: [`Log`], the public face: append, read, truncate, flush, and
 //!   the segment replacement a log cleaner uses.
 
@@ -34,7 +37,9 @@ mod config;
 mod error;
 pub mod file_cache;
 mod index;
+pub mod leader_epoch;
 mod log;
+mod producer_state;
 pub mod records;
 mod recovery;
 mod segment;
@@ -44,4 +49,5 @@ mod test_util;
 pub use batch::{BatchHeader, BatchIter, TimestampType};
 pub use config::LogConfig;
 pub use error::{Result, StorageError};
+pub use leader_epoch::EpochEntry;
 pub use log::{AppendInfo, Log, SegmentInfo};
