@@ -19,9 +19,9 @@ use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use storage::batch::{self, BatchHeader, BatchIter};
-use storage::records::{self, CodecError, RawRecord};
-use storage::{Log, SegmentInfo, TimestampType};
+use records::batch::{self, BatchHeader, BatchIter, TimestampType};
+use records::RawRecord;
+use storage::{Log, SegmentInfo};
 
 use crate::error::{BrokerError, Result};
 
@@ -116,7 +116,7 @@ fn for_each_batch(log: &Log, from: i64, to: i64, mut f: impl FnMut(&BatchHeader,
 fn batch_records(header: &BatchHeader, bytes: &Bytes) -> Result<Option<Vec<RawRecord>>> {
     match records::decode_records(header, bytes, MAX_DECOMPRESSED) {
         Ok((records, _)) => Ok(Some(records)),
-        Err(CodecError::OverBudget) => {
+        Err(records::Error::OverBudget) => {
             tracing::warn!(offset = header.base_offset, limit = MAX_DECOMPRESSED, "log cleaner keeps a batch it cannot decompress within its limit");
             Ok(None)
         }
@@ -313,7 +313,7 @@ fn replace(log: &mut Log, group: &mut Vec<Cleaned>, stats: &mut CleanStats) -> R
 #[cfg(test)]
 mod tests {
     use kafka_protocol::records::Compression;
-    use storage::records::{write_batch, write_record, Compression as Codec};
+    use records::{write_batch, write_record, Compression as Codec};
     use storage::LogConfig;
 
     use super::*;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::error::ResponseError;
 use parking_lot::RwLock;
-use storage::batch::BatchHeader;
+use records::BatchHeader;
 use storage::{Log, LogConfig, StorageError};
 use uuid::Uuid;
 

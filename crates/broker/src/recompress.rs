@@ -9,8 +9,8 @@
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::error::ResponseError;
-use storage::batch::{BatchHeader, ATTRIBUTES_OFFSET, COMPRESSION_MASK};
-use storage::records::{CodecError, Compression};
+use records::batch::{BatchHeader, ATTRIBUTES_OFFSET, COMPRESSION_MASK};
+use records::Compression;
 
 use crate::error::{BrokerError, Result};
 
@@ -129,7 +129,7 @@ fn check_timestamps(policy: &ProducePolicy, header: &BatchHeader, records: &[u8]
 
 /// A zig-zag varlong at `at` (at most 10 bytes), advancing `at`.
 fn read_varlong(b: &[u8], at: &mut usize) -> Option<i64> {
-    storage::records::read_varlong(b, at).ok()
+    records::read_varlong(b, at).ok()
 }
 
 /// The batch's header with the new codec and length, the new records section and
@@ -183,13 +183,13 @@ impl Codec {
 
 fn compress(codec: Codec, plain: &[u8]) -> Result<Vec<u8>> {
     let (compression, level) = codec.storage();
-    storage::records::compress_at(compression, level, plain)
+    records::compression::compress_at(compression, level, plain)
         .map_err(|e| BrokerError::kafka(ResponseError::UnknownServerError, e.to_string()))
 }
 
 fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>> {
-    storage::records::decompress(codec.storage().0, data, limit).map_err(|e| match e {
-        CodecError::OverBudget => {
+    records::compression::decompress(codec.storage().0, data, limit).map_err(|e| match e {
+        records::Error::OverBudget => {
             BrokerError::kafka(ResponseError::InvalidRecord, format!("batch decompresses to more than {limit} bytes"))
         }
         e => corrupt(e.to_string()),

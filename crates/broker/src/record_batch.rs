@@ -57,7 +57,7 @@ pub(crate) fn scan(
     while offset < end {
         let chunk = read(offset)?;
         let mut next = offset;
-        for batch in storage::batch::BatchIter::stop_at_partial_tail(&chunk) {
+        for batch in records::BatchIter::stop_at_partial_tail(&chunk) {
             let batch = batch.map_err(|e| corrupt(next, e.to_string()))?;
             let compression = match batch.header.compression() {
                 1 => Compression::Gzip,

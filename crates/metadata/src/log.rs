@@ -124,7 +124,7 @@ impl MetadataLog {
 /// The records of the one batch in `chunk` from `offset` on, and the offset
 /// after the batch; the reason if any of it does not decode.
 fn decode_batch(mut chunk: Bytes, offset: i64) -> std::result::Result<(Vec<MetadataRecord>, i64), String> {
-    let header = storage::batch::BatchHeader::parse(&chunk).map_err(|e| e.to_string())?;
+    let header = records::BatchHeader::parse(&chunk).map_err(|e| e.to_string())?;
     let sets = RecordBatchDecoder::decode_all(&mut chunk).map_err(|e| e.to_string())?;
     let mut records = Vec::new();
     for record in sets.into_iter().flat_map(|s| s.records) {
@@ -183,7 +183,7 @@ mod tests {
             .map(|i| MetadataRecord::Topic(TopicRecord { name: format!("t{i}"), topic_id: Uuid::new_v4() }))
             .collect();
         let buf = encode(&records, 7, 1).expect("encode");
-        let header = storage::batch::BatchHeader::parse(&buf).expect("header");
+        let header = records::BatchHeader::parse(&buf).expect("header");
         assert_eq!(header.total_size(), buf.len());
         assert_eq!(header.record_count, 3);
     }

@@ -75,7 +75,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) ->
                 continue;
             };
             // Since Produce v3 a partition's records are exactly one batch (Kafka's rule).
-            if storage::batch::frame_size(&records).is_ok_and(|size| size < records.len()) {
+            if records::frame_size(&records).is_ok_and(|size| size < records.len()) {
                 partition_responses.push(fail(
                     ResponseError::InvalidRecord,
                     "Produce requests since v3 must contain exactly one record batch per partition".into(),
@@ -83,7 +83,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) ->
                 continue;
             }
             let zstd = || {
-                storage::BatchIter::new(&records).any(|b| b.is_ok_and(|b| b.header.compression() == storage::compression::ZSTD))
+                records::BatchIter::new(&records).any(|b| b.is_ok_and(|b| b.header.compression() == records::compression::ZSTD))
             };
             if version < ZSTD_VERSION && zstd() {
                 partition_responses.push(fail(
