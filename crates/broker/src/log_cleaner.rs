@@ -24,11 +24,10 @@ use records::RawRecord;
 use storage::{Log, SegmentInfo};
 
 use crate::error::{BrokerError, Result};
+// A batch whose records decompress to more is kept whole (its keys then count
+// as unknown: nothing it holds is removed, and older records of its keys may stay).
+use crate::record_batch::MAX_DECOMPRESSED;
 
-/// The most the cleaner decompresses of one batch; a batch whose records are
-/// larger is kept whole (its keys then count as unknown: nothing it holds is
-/// removed, and older records of its keys may stay).
-const MAX_DECOMPRESSED: usize = 256 << 20;
 /// How much of the log one read brings in.
 const READ_CHUNK: usize = 4 << 20;
 
@@ -312,7 +311,6 @@ fn replace(log: &mut Log, group: &mut Vec<Cleaned>, stats: &mut CleanStats) -> R
 
 #[cfg(test)]
 mod tests {
-    use kafka_protocol::records::Compression;
     use records::{write_batch, write_record, Compression as Codec};
     use storage::LogConfig;
 
@@ -321,16 +319,16 @@ mod tests {
 
     fn batch(records: &[(&str, Option<&str>)], now: i64) -> BytesMut {
         let entries = records.iter().map(|(k, v)| (Some(Bytes::from(k.to_string())), v.map(|v| Bytes::from(v.to_string())), now));
-        crate::record_batch::encode(entries, Compression::Gzip).expect("encode")
+        crate::record_batch::encode(entries, Codec::Gzip).expect("encode")
     }
 
     /// Every record of the log as (offset, key, value).
     fn contents(log: &Log) -> Vec<(i64, String, Option<String>)> {
         let mut out = Vec::new();
         let read = |offset| Ok(log.read(offset, 1 << 20)?);
-        record_batch::scan(read, log.log_start_offset(), log.log_end_offset(), |records, _| {
+        record_batch::scan(read, log.log_start_offset(), log.log_end_offset(), |h, records| {
             let text = |b: Option<Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
-            out.extend(records.into_iter().map(|r| (r.offset, text(r.key).unwrap_or_default(), text(r.value))));
+            out.extend(records.into_iter().map(|r| (r.offset(h), text(r.key).unwrap_or_default(), text(r.value))));
             Ok(())
         })
         .expect("decode");

@@ -200,7 +200,6 @@ fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use kafka_protocol::records::Compression;
 
     fn batch(compression: Compression, timestamps: &[i64]) -> BytesMut {
         let entries = timestamps.iter().map(|&ts| (Some(Bytes::from_static(b"k")), Some(Bytes::from(vec![b'v'; 300])), ts));
@@ -274,9 +273,9 @@ mod tests {
         assert_eq!(prepare(&policy(Some(Codec::Zstd(3))), &b, 0, 1 << 20).expect("prepare"), None);
         assert_eq!(prepare(&policy(None), &b, 0, 1 << 20).expect("prepare"), None);
         let decoded = prepare(&policy(Some(Codec::Lz4(9))), &b, 0, 1 << 20).expect("prepare").expect("rewritten");
-        let mut bytes = decoded.freeze();
-        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("decode");
-        assert_eq!(set.records.iter().map(|r| r.timestamp).collect::<Vec<_>>(), vec![1, 2]);
+        let h = BatchHeader::parse(&decoded).expect("header");
+        let (records, _) = records::decode_records(&h, &decoded.freeze(), 1 << 20).expect("decode");
+        assert_eq!(records.iter().map(|r| r.timestamp(&h)).collect::<Vec<_>>(), vec![1, 2]);
     }
 
     #[test]

@@ -192,8 +192,8 @@ pub fn parse_record(section: &Bytes, at: &mut usize) -> Result<RawRecord> {
     })
 }
 
-/// The records of the whole batch `batch` (whose header is `header`), with at
-/// most `limit` bytes decompressed; also returns how many bytes were
+/// The records of the batch at the start of `batch` (whose header is `header`;
+/// bytes after it are ignored), with at most `limit` bytes decompressed; also returns how many bytes were
 /// decompressed (0 for an uncompressed batch). Checks the CRC, the codec, that
 /// the header's record count fits the bytes and that the records fill the
 /// section exactly.
@@ -202,6 +202,7 @@ pub fn decode_records(
     batch: &Bytes,
     limit: usize,
 ) -> Result<(Vec<RawRecord>, usize)> {
+    let batch = &batch.slice(..header.total_size().min(batch.len()));
     header.verify_crc(batch)?;
     let codec = Compression::from_id(header.compression()).ok_or_else(|| {
         corrupt(format!(
