@@ -11,6 +11,7 @@ pub mod dynamic_config;
 pub mod error;
 mod fetch_session;
 pub mod group;
+mod group_catalog;
 mod handlers;
 mod log_cleaner;
 mod log_dirs;

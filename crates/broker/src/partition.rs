@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::error::ResponseError;
 use parking_lot::RwLock;
-use storage::batch::BatchHeader;
+use records::BatchHeader;
 use storage::{Log, LogConfig, StorageError};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -895,16 +894,17 @@ fn below_offset(bytes: Bytes, end: i64) -> Bytes {
 
 /// Decodes one batch (decompressing if needed) and finds a record: the first whose
 /// timestamp matches, or with `max` the one with the largest timestamp.
-fn find_record(mut batch: Bytes, matches: impl Fn(i64, i64) -> bool, max: bool) -> Option<TimestampAndOffset> {
-    let set = RecordBatchDecoder::decode(&mut batch).ok()?;
+fn find_record(batch: Bytes, matches: impl Fn(i64, i64) -> bool, max: bool) -> Option<TimestampAndOffset> {
+    let header = BatchHeader::parse(&batch).ok()?;
+    let (records, _) = records::decode_records(&header, &batch, crate::record_batch::MAX_DECOMPRESSED).ok()?;
     let mut best: Option<TimestampAndOffset> = None;
-    for record in set.records {
-        let found = TimestampAndOffset { timestamp: record.timestamp, offset: record.offset };
+    for record in records {
+        let found = TimestampAndOffset { timestamp: record.timestamp(&header), offset: record.offset(&header) };
         if max {
             if best.is_none_or(|b| found.timestamp > b.timestamp) {
                 best = Some(found);
             }
-        } else if matches(record.timestamp, record.offset) {
+        } else if matches(found.timestamp, found.offset) {
             return Some(found);
         }
     }
@@ -915,7 +915,7 @@ fn find_record(mut batch: Bytes, matches: impl Fn(i64, i64) -> bool, max: bool) 
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::records::Compression;
+    use records::Compression;
 
     fn batch(timestamps: &[i64]) -> BytesMut {
         let entries = timestamps.iter().map(|&ts| (None, Some(Bytes::from_static(b"v")), ts));

@@ -123,6 +123,11 @@ impl ReplicaManager {
         Some(removed)
     }
 
+    /// The names of every hosted topic.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.topics.read().keys().cloned().collect()
+    }
+
     /// Every hosted partition.
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         self.topics.read().values().flat_map(|t| t.partitions.iter().cloned()).collect()
@@ -347,21 +352,6 @@ fn read_all(params: &FetchParams, targets: &[FetchTarget], partitions: &[Option<
             read
         })
         .collect()
-}
-
-impl crate::group::TopicCatalog for ReplicaManager {
-    fn by_name(&self, name: &str) -> Option<(Uuid, i32)> {
-        self.topic(name).map(|t| (t.id, t.partitions.len() as i32))
-    }
-
-    fn by_id(&self, id: Uuid) -> Option<(String, i32)> {
-        let name = self.topic_name(id)?;
-        self.by_name(&name).map(|(_, count)| (name, count))
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.topics.read().keys().cloned().collect()
-    }
 }
 
 #[cfg(test)]

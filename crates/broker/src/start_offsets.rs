@@ -161,7 +161,7 @@ mod tests {
         let offsets = OffsetCheckpoint::load(std::slice::from_ref(&root), LOG_START_OFFSET_CHECKPOINT);
         assert_eq!(offsets.take("t", 0), None);
         let entries = (0..3).map(|_| (None, Some(bytes::Bytes::from_static(b"v")), 1));
-        let mut batch = crate::record_batch::encode(entries, kafka_protocol::records::Compression::None).expect("encode");
+        let mut batch = crate::record_batch::encode(entries, records::Compression::None).expect("encode");
         p.append(&mut batch, 0).expect("append");
         assert!(p.delete_records_before(4).is_err(), "past the high watermark");
         assert_eq!(p.delete_records_before(2).expect("delete"), 2);

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use storage::{LogConfig, TimestampType};
+use records::TimestampType;
+use storage::LogConfig;
 
 use crate::config::ServerConfig;
 use crate::recompress::{Codec, ProducePolicy};

@@ -1,10 +1,7 @@
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
-};
+use records::{BatchHeader, BatchOptions, BatchWriter};
 use storage::{Log, LogConfig};
 
 use crate::checkpoint::Checkpoint;
@@ -180,7 +177,7 @@ impl MetadataLog {
         if records.is_empty() {
             return Ok(Committed { last_offset: self.end_offset() - 1, delta: ImageDelta::default() });
         }
-        let mut batch = encode(records, self.log.log_end_offset(), now_ms)?;
+        let mut batch = encode(records, now_ms)?;
         self.log.append(&mut batch, 0, now_ms)?;
         self.log.flush()?;
         let delta = self.image.apply_all(records);
@@ -225,52 +222,32 @@ impl MetadataLog {
 
 /// The records of the one batch in `chunk` from `offset` on, and the offset
 /// after the batch; the reason if any of it does not decode.
-pub(crate) fn decode_batch(mut chunk: Bytes, offset: i64) -> std::result::Result<(Vec<MetadataRecord>, i64), String> {
-    let header = storage::batch::BatchHeader::parse(&chunk).map_err(|e| e.to_string())?;
-    let sets = RecordBatchDecoder::decode_all(&mut chunk).map_err(|e| e.to_string())?;
+pub(crate) fn decode_batch(chunk: Bytes, offset: i64) -> std::result::Result<(Vec<MetadataRecord>, i64), String> {
+    let header = BatchHeader::parse(&chunk).map_err(|e| e.to_string())?;
+    // Metadata batches are written uncompressed; the bound only guards a forged one.
+    let (raw, _) = records::decode_records(&header, &chunk, 64 << 20).map_err(|e| e.to_string())?;
     let mut records = Vec::new();
-    for record in sets.into_iter().flat_map(|s| s.records) {
-        if record.offset < offset {
+    for record in raw {
+        let record_offset = record.offset(&header);
+        if record_offset < offset {
             continue;
         }
         let value = record.value.unwrap_or_default();
         let decoded: MetadataRecord =
-            serde_json::from_slice(&value).map_err(|e| format!("record at offset {}: {e}", record.offset))?;
+            serde_json::from_slice(&value).map_err(|e| format!("record at offset {record_offset}: {e}"))?;
         records.push(decoded);
     }
     Ok((records, header.next_offset().max(offset + 1)))
 }
 
-pub(crate) fn encode(records: &[MetadataRecord], base_offset: i64, now_ms: i64) -> Result<BytesMut> {
-    let mut kafka_records = Vec::with_capacity(records.len());
-    for (i, record) in records.iter().enumerate() {
+/// One change as one batch, so that it is appended (and recovered) whole or not at all.
+pub(crate) fn encode(records: &[MetadataRecord], now_ms: i64) -> Result<BytesMut> {
+    let mut batch = BatchWriter::new(BatchOptions::default());
+    for record in records {
         let value = serde_json::to_vec(record).map_err(|e| MetadataError::Encode(e.to_string()))?;
-        kafka_records.push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: base_offset + i as i64,
-            // Equal offset - sequence keeps all records in one batch, so a
-            // change is appended (and recovered) whole or not at all.
-            sequence: i as i32,
-            timestamp: now_ms,
-            key: None,
-            value: Some(Bytes::from(value)),
-            headers: Default::default(),
-        });
+        batch.push(now_ms, None, Some(&value), std::iter::empty()).map_err(|e| MetadataError::Encode(e.to_string()))?;
     }
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &kafka_records,
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .map_err(|e| MetadataError::Encode(e.to_string()))?;
-    Ok(buf)
+    batch.finish().map_err(|e| MetadataError::Encode(e.to_string()))
 }
 
 #[cfg(test)]
@@ -284,8 +261,8 @@ mod tests {
         let records: Vec<MetadataRecord> = (0..3)
             .map(|i| MetadataRecord::Topic(TopicRecord { name: format!("t{i}"), topic_id: Uuid::new_v4() }))
             .collect();
-        let buf = encode(&records, 7, 1).expect("encode");
-        let header = storage::batch::BatchHeader::parse(&buf).expect("header");
+        let buf = encode(&records, 1).expect("encode");
+        let header = BatchHeader::parse(&buf).expect("header");
         assert_eq!(header.total_size(), buf.len());
         assert_eq!(header.record_count, 3);
     }

@@ -56,7 +56,7 @@ pub(crate) fn latest(dir: &Path) -> Result<Option<(i64, PathBuf)>> {
 pub(crate) fn write(dir: &Path, image: &Image, end_offset: i64, epoch: i32, now_ms: i64) -> Result<PathBuf> {
     let path = dir.join(file_name(end_offset, epoch));
     let records = image.to_records();
-    let bytes = if records.is_empty() { Default::default() } else { encode(&records, 0, now_ms)? };
+    let bytes = if records.is_empty() { Default::default() } else { encode(&records, now_ms)? };
     storage::checkpoint::write_durably(&path, &bytes).map_err(|e| error(&path, e.to_string()))?;
     Ok(path)
 }
@@ -67,7 +67,7 @@ pub(crate) fn read(path: &Path) -> Result<Image> {
     if bytes.is_empty() {
         return Ok(Image::default());
     }
-    let header = storage::batch::validate(&bytes, usize::MAX).map_err(|e| error(path, e.to_string()))?;
+    let header = records::batch::validate(&bytes, usize::MAX).map_err(|e| error(path, e.to_string()))?;
     if header.total_size() != bytes.len() {
         return Err(error(path, format!("{} bytes after its record batch", bytes.len().saturating_sub(header.total_size()))));
     }

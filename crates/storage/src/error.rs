@@ -88,6 +88,19 @@ pub enum StorageError {
     },
 }
 
+impl From<records::Error> for StorageError {
+    fn from(e: records::Error) -> StorageError {
+        match e {
+            records::Error::Corrupt(why) => StorageError::CorruptRecord(why),
+            records::Error::UnsupportedMagic(magic) => StorageError::UnsupportedMagic(magic),
+            records::Error::TooLarge { size, max } => StorageError::RecordTooLarge { size, max },
+            // The log validates and patches batches; it neither decompresses
+            // whole sections nor encodes records, so the rest are invalid input.
+            e => StorageError::InvalidRecord(e.to_string()),
+        }
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, StorageError>;
 

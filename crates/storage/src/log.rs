@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use crate::batch::{self, BatchHeader, BatchIter, TimestampType};
+use records::batch::{self, BatchHeader, BatchIter, TimestampType};
 use crate::config::LogConfig;
 use crate::error::{io_err, Result, StorageError};
 use crate::leader_epoch::{EpochEntry, LeaderEpochCache};
@@ -695,7 +695,7 @@ impl Log {
     ///
     /// `batches` must be whole batches (magic 2, known compression, CRC-32C,
     /// `0 <= recordCount <= lastOffsetDelta + 1`, see
-    /// [`batch::validate_cleaned`]) with strictly increasing offsets inside
+    /// [`records::validate_cleaned`]) with strictly increasing offsets inside
     /// `[first_base, next offset of the last replaced segment)` and within a
     /// segment's relative-offset and 4 GiB position range. It may be empty:
     /// the segment then stays, empty, so its base offset still covers the

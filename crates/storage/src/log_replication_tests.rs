@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::leader_epoch::LEADER_EPOCH_CHECKPOINT;
-use crate::test_util::batch;
+use records::test_util::batch;
 
 fn config_rolling_after(batches: u64) -> LogConfig {
     LogConfig {

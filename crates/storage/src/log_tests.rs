@@ -5,9 +5,9 @@ use std::fs::OpenOptions;
 use std::io::Write;
 
 use super::*;
-use crate::batch::BatchHeader;
+use records::batch::{self, BatchHeader, BatchIter, TimestampType};
 use crate::segment::{rename_segment_files, CLEANED_EXT, SWAP_EXT};
-use crate::test_util::{batch, batch_with, sized_batch};
+use records::test_util::{batch, batch_with, sized_batch};
 
 fn small_config() -> LogConfig {
     LogConfig {

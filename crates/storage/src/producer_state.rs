@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
-use crate::batch::BatchHeader;
+use records::batch::BatchHeader;
 use crate::checkpoint::write_durably;
 use crate::error::{io_err, Result, StorageError};
 

@@ -29,7 +29,7 @@ use std::path::Path;
 
 use tracing::{debug, info, warn};
 
-use crate::batch::{BatchHeader, ATTRIBUTES_OFFSET, HEADER_SIZE};
+use records::batch::{BatchHeader, ATTRIBUTES_OFFSET, HEADER_SIZE};
 use crate::config::LogConfig;
 use crate::error::{io_err, Result, StorageError};
 use crate::index::{IndexState, OffsetEntry, TimeEntry};
@@ -389,7 +389,7 @@ pub(crate) fn rebuild_segment_from(
     let mut lost: Vec<(i64, i64)> = Vec::new();
     let mut lost_from: Option<i64> = None;
     while pos < size {
-        let header = match window.get(pos, HEADER_SIZE).and_then(BatchHeader::parse) {
+        let header = match window.get(pos, HEADER_SIZE).and_then(|b| Ok(BatchHeader::parse(b)?)) {
             Ok(h) => h,
             Err(e @ StorageError::Io { .. }) => return Err(e),
             Err(e) => {

@@ -28,7 +28,7 @@ const ZSTD_VERSION: i16 = 10;
 /// First Fetch version that carries the replica id in `replica_state` (KIP-903).
 const REPLICA_STATE_VERSION: i16 = 15;
 /// The zstd codec id of the batch attributes.
-const ZSTD: u8 = storage::compression::ZSTD;
+const ZSTD: u8 = records::compression::ZSTD;
 
 /// Serves one Fetch; the permit holds the response's share of `memory` until
 /// the caller has written it.
@@ -99,7 +99,7 @@ fn collapse_duplicates(targets: impl Iterator<Item = FetchTarget>) -> Vec<FetchT
 /// Below Fetch v10 clients cannot decode zstd: a partition whose data holds a
 /// zstd batch is answered UNSUPPORTED_COMPRESSION_TYPE without data, as Kafka does.
 fn refuse_zstd(read: PartitionRead) -> PartitionRead {
-    let has_zstd = storage::BatchIter::stop_at_partial_tail(&read.records)
+    let has_zstd = records::BatchIter::stop_at_partial_tail(&read.records)
         .any(|b| b.is_ok_and(|b| b.header.compression() == ZSTD));
     if !has_zstd {
         return read;

@@ -79,13 +79,13 @@ fn check_records(records: Option<Bytes>, version: i16) -> Result<Bytes> {
     let Some(records) = records else {
         return Err(BrokerError::kafka(ResponseError::CorruptMessage, "Produce request has no records"));
     };
-    if storage::batch::frame_size(&records).is_ok_and(|size| size < records.len()) {
+    if records::frame_size(&records).is_ok_and(|size| size < records.len()) {
         return Err(BrokerError::kafka(
             ResponseError::InvalidRecord,
             "Produce requests since v3 must contain exactly one record batch per partition",
         ));
     }
-    let zstd = || storage::BatchIter::new(&records).any(|b| b.is_ok_and(|b| b.header.compression() == storage::compression::ZSTD));
+    let zstd = || records::BatchIter::new(&records).any(|b| b.is_ok_and(|b| b.header.compression() == records::compression::ZSTD));
     if version < ZSTD_VERSION && zstd() {
         return Err(BrokerError::kafka(
             ResponseError::UnsupportedCompressionType,
