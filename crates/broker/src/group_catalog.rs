@@ -30,7 +30,7 @@ mod tests {
 
     #[test]
     fn regex_subscriptions_see_every_hosted_topic_but_the_internal_ones() {
-        let replicas = ReplicaManager::default();
+        let replicas = ReplicaManager::new(0);
         let id = Uuid::from_bytes([1; 16]);
         replicas.put_topic("orders".into(), HostedTopic { id, partitions: Vec::new() });
         replicas.put_topic("__consumer_offsets".into(), HostedTopic { id: Uuid::from_bytes([2; 16]), partitions: Vec::new() });

@@ -359,7 +359,7 @@ mod tests {
     use super::*;
     use crate::partition::LeaderAndIsr;
     use crate::recompress::ProducePolicy;
-    use kafka_protocol::records::Compression;
+    use records::Compression;
     use storage::{Log, LogConfig};
 
     fn records(values: &[&'static [u8]]) -> Bytes {
