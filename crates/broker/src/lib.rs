@@ -12,6 +12,7 @@ mod fetch_session;
 pub mod group;
 mod handlers;
 mod log_cleaner;
+mod log_dir_health;
 mod log_dirs;
 mod metadata_recovery;
 mod net;
@@ -172,6 +173,7 @@ impl Broker {
             let rebuilt = metadata_recovery::rebuild_topics(&mut metadata, &on_disk, config.node_id, &extra, now_ms())?;
             tracing::warn!(topics = rebuilt.len(), "rebuilt topics from partition directories");
         }
+        metadata.set_log_dir_watch(Arc::new(log_dirs.health().clone()));
         metadata.set_checkpoints(log_dirs.checkpoint_paths(), log_dirs.cluster_id.clone())?;
         let image = metadata.image().clone();
         let groups = GroupCoordinator::new(config.groups.clone());
@@ -258,6 +260,13 @@ impl Broker {
         }
         tracing::info!("broker shut down");
         Ok(())
+    }
+
+    /// The log dirs that failed since start: what the broker heartbeat will
+    /// report to the controller (Kafka's `OfflineLogDirs`) so that leadership
+    /// of their partitions moves to other replicas.
+    pub fn offline_log_dirs(&self) -> Vec<std::path::PathBuf> {
+        self.log_dirs.health().offline_dirs()
     }
 
     /// The host and port clients are told to connect to: the first advertised
@@ -366,7 +375,7 @@ async fn enforce_retention(broker: Arc<Broker>) {
                 continue;
             }
             let Some(hosted) = broker.replicas.topic(&topic.name) else { continue };
-            for partition in &hosted.partitions {
+            for partition in hosted.partitions.iter().filter(|p| !p.is_offline()) {
                 match partition.apply_retention(retention_ms, retention_bytes, now) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "deleted segments past retention"),
@@ -407,7 +416,7 @@ async fn clean_compacted_topics(broker: Arc<Broker>) {
                 segment_bytes: setting("segment.bytes").trim().parse().unwrap_or(1 << 30),
             };
             let Some(hosted) = broker.replicas.topic(&topic.name) else { continue };
-            for partition in &hosted.partitions {
+            for partition in hosted.partitions.iter().filter(|p| !p.is_offline()) {
                 let key = (topic.id, partition.index);
                 let last = cleaned_up_to.get(&key).copied();
                 match partition.clean(&policy, last, now_ms()) {
@@ -430,7 +439,7 @@ async fn flush_by_time(broker: Arc<Broker>) {
     loop {
         tick.tick().await;
         let now = now_ms();
-        for partition in broker.replicas.all_partitions() {
+        for partition in broker.replicas.all_partitions().into_iter().filter(|p| !p.is_offline()) {
             if let Err(e) = partition.flush_if_due(now) {
                 tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
             }

@@ -1,7 +1,8 @@
 //! One partition this broker hosts: its log, leader epoch and high watermark.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -12,6 +13,7 @@ use storage::{Log, LogConfig, StorageError};
 use uuid::Uuid;
 
 use crate::error::{BrokerError, Result};
+use crate::log_dir_health::LogDirHealth;
 use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::recompress::ProducePolicy;
 
@@ -37,6 +39,9 @@ pub struct Partition {
     produce_policy: RwLock<ProducePolicy>,
     /// Why the log could not be opened at start, for a partition taken offline.
     offline: Option<String>,
+    /// Whether the log dir failed: an I/O error writing this log takes the
+    /// whole dir offline, and nothing in it is written again.
+    health: Arc<LogDirHealth>,
 }
 
 /// The log and the producer state that must change together with it.
@@ -73,7 +78,6 @@ impl Partition {
             topic,
             topic_id,
             index,
-            log_dir,
             log: RwLock::new(Some(PartitionLog { log, producers: ProducerStates::default() })),
             leader_epoch: AtomicI32::new(leader_epoch),
             high_watermark: AtomicI64::new(end),
@@ -81,18 +85,27 @@ impl Partition {
             log_end_offset: AtomicI64::new(end),
             produce_policy: RwLock::new(ProducePolicy::default()),
             offline: None,
+            health: Arc::new(LogDirHealth::new(log_dir.clone(), false)),
+            log_dir,
         }
+    }
+
+    /// Shares the health of the log dir the partition lives in (a partition
+    /// made without it watches its dir alone).
+    pub(crate) fn in_log_dir(mut self, health: Arc<LogDirHealth>) -> Partition {
+        self.health = health;
+        self
     }
 
     /// A partition whose log could not be opened at start: every operation on
     /// it answers KAFKA_STORAGE_ERROR with `reason`, while the broker serves
     /// the others.
     pub fn offline(topic: String, topic_id: Uuid, index: i32, dir: &Path, leader_epoch: i32, reason: String) -> Partition {
+        let log_dir = dir.parent().map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
         Partition {
             topic,
             topic_id,
             index,
-            log_dir: dir.parent().map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
             log: RwLock::new(None),
             leader_epoch: AtomicI32::new(leader_epoch),
             high_watermark: AtomicI64::new(0),
@@ -100,6 +113,8 @@ impl Partition {
             log_end_offset: AtomicI64::new(0),
             produce_policy: RwLock::new(ProducePolicy::default()),
             offline: Some(reason),
+            health: Arc::new(LogDirHealth::new(log_dir.clone(), false)),
+            log_dir,
         }
     }
 
@@ -107,23 +122,35 @@ impl Partition {
         self.with_state(|state| f(&mut state.log))
     }
 
+    /// Runs a change of the log; an I/O error takes the log dir offline (and
+    /// nothing is written to an offline dir).
     fn with_state<T>(&self, f: impl FnOnce(&mut PartitionLog) -> Result<T>) -> Result<T> {
-        match self.log.write().as_mut() {
-            Some(state) => f(state),
-            None => Err(self.deleted()),
+        let mut guard = self.log.write();
+        self.check_log_dir()?;
+        let Some(state) = guard.as_mut() else { return Err(self.deleted()) };
+        let result = f(state);
+        if let Err(BrokerError::Storage(e @ StorageError::Io { .. })) = &result {
+            self.health.fail(e);
         }
+        result
     }
 
     fn reading_log<T>(&self, f: impl FnOnce(&Log) -> Result<T>) -> Result<T> {
+        self.check_log_dir()?;
         match self.log.read().as_ref() {
             Some(state) => f(&state.log),
             None => Err(self.deleted()),
         }
     }
 
-    /// True for a partition whose log could not be opened at start.
+    fn check_log_dir(&self) -> Result<()> {
+        self.health.check(&format_args!("partition {}-{}", self.topic, self.index))
+    }
+
+    /// True for a partition whose log could not be opened at start or whose
+    /// log dir failed.
     pub fn is_offline(&self) -> bool {
-        self.offline.is_some()
+        self.offline.is_some() || self.health.is_offline()
     }
 
     /// Ok while the log is open; the error an operation on it would get
@@ -158,18 +185,7 @@ impl Partition {
                     return Ok(Appended { base_offset, log_append_time: None });
                 }
             }
-            let info = match state.log.append(records, leader_epoch, now_ms) {
-                Ok(info) => {
-                    write_succeeded(&self.log_dir);
-                    info
-                }
-                Err(e) => {
-                    if let StorageError::Io { .. } = e {
-                        write_failed(&self.log_dir, &e);
-                    }
-                    return Err(e.into());
-                }
-            };
+            let info = state.log.append(records, leader_epoch, now_ms)?;
             if let Some(h) = &idempotent {
                 state.producers.record(h.producer_id, h.producer_epoch, h.base_sequence, h.record_count, info.base_offset);
             }
@@ -357,48 +373,25 @@ impl Partition {
     }
 
     /// Flushes and closes the log; later calls fail with UNKNOWN_TOPIC_OR_PARTITION.
+    /// In a failed log dir the log is dropped unflushed: nothing is written there.
     pub fn close(&self) -> Result<()> {
-        match self.log.write().take() {
-            Some(state) => Ok(state.log.close()?),
+        let taken = self.log.write().take();
+        match taken {
+            Some(_) if self.health.is_offline() => Ok(()),
+            Some(state) => Ok(self.health.watch(state.log.close())?),
             None => Ok(()),
         }
     }
 
-    /// Closes the log and removes its directory.
+    /// Closes the log and removes its directory. In a failed log dir the
+    /// directory stays; the next start removes it (the topic is gone from the metadata).
     pub fn delete(&self) -> Result<()> {
-        match self.log.write().take() {
-            Some(state) => Ok(state.log.delete()?),
+        let taken = self.log.write().take();
+        match taken {
+            Some(_) if self.health.is_offline() => Ok(()),
+            Some(state) => Ok(self.health.watch(state.log.delete())?),
             None => Ok(()),
         }
-    }
-}
-
-/// Log dirs whose writes fail (a full disk, an I/O error): an operator sees
-/// one WARN per log dir when writes start failing and one INFO when they
-/// succeed again, not a line per request (clients get KAFKA_STORAGE_ERROR).
-static FAILING_LOG_DIRS: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
-/// Whether [`FAILING_LOG_DIRS`] has any entry: the append path checks only this.
-static ANY_LOG_DIR_FAILING: AtomicBool = AtomicBool::new(false);
-
-
-fn write_failed(dir: &Path, error: &StorageError) {
-    let mut failing = FAILING_LOG_DIRS.lock();
-    if !failing.iter().any(|d| d == dir) {
-        failing.push(dir.to_path_buf());
-        ANY_LOG_DIR_FAILING.store(true, Ordering::Release);
-        tracing::warn!(log_dir = %dir.display(), %error, "writes to the log dir are failing; produce requests get KAFKA_STORAGE_ERROR until they succeed again");
-    }
-}
-
-fn write_succeeded(dir: &Path) {
-    if !ANY_LOG_DIR_FAILING.load(Ordering::Acquire) {
-        return;
-    }
-    let mut failing = FAILING_LOG_DIRS.lock();
-    if let Some(i) = failing.iter().position(|d| d == dir) {
-        failing.swap_remove(i);
-        ANY_LOG_DIR_FAILING.store(!failing.is_empty(), Ordering::Release);
-        tracing::info!(log_dir = %dir.display(), "writes to the log dir succeed again");
     }
 }
 
@@ -490,6 +483,40 @@ mod tests {
         assert_eq!(p.delete_records_before(3).expect("delete"), 3);
         assert_eq!(p.offset_for_timestamp(0).expect("lookup"), Some(TimestampAndOffset { timestamp: 400, offset: 3 }));
         assert!(matches!(p.read(1, 1 << 20), Err(e) if e.code() == ResponseError::OffsetOutOfRange.code()));
+    }
+
+    #[test]
+    fn a_failed_write_takes_the_whole_log_dir_offline_and_nothing_is_retried() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (failing, other) = (tmp.path().join("a"), tmp.path().join("b"));
+        let healths = crate::log_dir_health::LogDirHealths::new(&[tmp.path().join("meta"), failing.clone(), other.clone()]);
+        let open = |dir: &Path, name: &str| {
+            let config = LogConfig { segment_bytes: 100, ..LogConfig::default() };
+            let log = Log::open(&dir.join(name), config, true).expect("open");
+            let health = Arc::clone(healths.of(dir).expect("a log dir"));
+            Partition::new(name.into(), Uuid::new_v4(), 0, log, 0).in_log_dir(health)
+        };
+        let (p, neighbour, elsewhere) = (open(&failing, "p"), open(&failing, "n"), open(&other, "e"));
+        p.append(&mut batch(&[1]), 0).expect("append");
+        // The next append rolls a segment into a directory that is gone: an I/O error.
+        std::fs::remove_dir_all(failing.join("p")).expect("remove");
+        let err = p.append(&mut batch(&[2; 20]), 0).expect_err("roll fails");
+        assert_eq!(err.response_error(), ResponseError::KafkaStorageError, "{err}");
+        assert!(p.is_offline() && neighbour.is_offline(), "the whole dir is offline");
+        assert_eq!(healths.offline_dirs(), vec![failing.clone()]);
+        // Nothing is written there again, not even by a partition whose files are fine.
+        let size = std::fs::metadata(failing.join("n").join("00000000000000000000.log")).expect("stat").len();
+        for result in [neighbour.append(&mut batch(&[3]), 0).map(|_| ()), neighbour.flush(), p.flush(), neighbour.advance_log_start_offset(0).map(|_| ())] {
+            assert_eq!(result.expect_err("offline").response_error(), ResponseError::KafkaStorageError);
+        }
+        assert!(matches!(neighbour.read(0, 1 << 20), Err(e) if e.response_error() == ResponseError::KafkaStorageError));
+        assert!(matches!(neighbour.check_online(), Err(e) if e.to_string().contains("log dir")));
+        assert_eq!(std::fs::metadata(failing.join("n").join("00000000000000000000.log")).expect("stat").len(), size);
+        neighbour.close().expect("closing an offline partition writes nothing");
+        // Another log dir keeps working.
+        assert!(!elsewhere.is_offline());
+        assert_eq!(elsewhere.append(&mut batch(&[4]), 0).expect("append").base_offset, 0);
+        assert_eq!(elsewhere.read(0, 1 << 20).expect("read").len(), batch(&[4]).len());
     }
 
     #[test]

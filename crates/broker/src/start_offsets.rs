@@ -6,13 +6,14 @@
 //! answering DeleteRecords, so an acknowledged deletion survives a crash.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use storage::checkpoint::{read_checkpoint, write_checkpoint, LOG_START_OFFSET_CHECKPOINT};
 
 use crate::error::Result;
+use crate::log_dir_health::LogDirHealth;
 use crate::partition::Partition;
 use crate::Broker;
 
@@ -52,17 +53,23 @@ impl LogStartOffsets {
         self.restored.lock().clear();
     }
 
-    /// Rewrites the checkpoint of `dir` from the partitions living there whose
-    /// start offset is above 0 (fsynced and renamed into place).
-    pub(crate) fn write(&self, dir: &Path, partitions: &[Arc<Partition>]) -> Result<()> {
+    /// Rewrites the checkpoint of the log dir `health` watches from the
+    /// partitions living there whose start offset is above 0 (fsynced and
+    /// renamed into place). A failed dir is not written; a failed write takes
+    /// it offline.
+    pub(crate) fn write(&self, health: &LogDirHealth, partitions: &[Arc<Partition>]) -> Result<()> {
         let _guard = self.write_lock.lock();
+        if health.is_offline() {
+            return Ok(());
+        }
+        let dir = health.path();
         let mut entries: Vec<_> = partitions
             .iter()
             .filter(|p| p.log_dir() == dir && p.log_start_offset() > 0)
             .map(|p| (p.topic.clone(), p.index, p.log_start_offset()))
             .collect();
         entries.sort();
-        Ok(write_checkpoint(&dir.join(LOG_START_OFFSET_CHECKPOINT), &entries)?)
+        Ok(health.watch(write_checkpoint(&dir.join(LOG_START_OFFSET_CHECKPOINT), &entries))?)
     }
 }
 
@@ -71,8 +78,8 @@ impl Broker {
     /// partitions.
     pub(crate) fn checkpoint_log_start_offsets(&self) -> Result<()> {
         let partitions = self.replicas.all_partitions();
-        for dir in self.log_dirs.dirs() {
-            self.log_start_offsets.write(dir, &partitions)?;
+        for health in self.log_dirs.health().iter() {
+            self.log_start_offsets.write(health, &partitions)?;
         }
         Ok(())
     }
@@ -81,7 +88,9 @@ impl Broker {
     /// checkpoints it before returning the new low watermark.
     pub(crate) fn delete_records(&self, partition: &Partition, offset: i64) -> Result<i64> {
         let low_watermark = partition.delete_records_before(offset)?;
-        self.log_start_offsets.write(partition.log_dir(), &self.replicas.all_partitions())?;
+        if let Some(health) = self.log_dirs.health().of(partition.log_dir()) {
+            self.log_start_offsets.write(health, &self.replicas.all_partitions())?;
+        }
         Ok(low_watermark)
     }
 }
@@ -106,7 +115,7 @@ mod tests {
         assert!(p.delete_records_before(4).is_err(), "past the high watermark");
         assert_eq!(p.delete_records_before(2).expect("delete"), 2);
         assert_eq!(p.delete_records_before(1).expect("backwards"), 2, "never moves back");
-        offsets.write(&root, std::slice::from_ref(&p)).expect("write");
+        offsets.write(&LogDirHealth::new(root.clone(), false), std::slice::from_ref(&p)).expect("write");
         let text = std::fs::read_to_string(root.join(LOG_START_OFFSET_CHECKPOINT)).expect("read");
         assert_eq!(text, "0\n1\nt 0 2\n");
         let reloaded = LogStartOffsets::load(std::slice::from_ref(&root));

@@ -363,7 +363,10 @@ impl Broker {
                 }
             };
             let opened = Log::open(&dir, log_config.clone(), self.log_dirs.clean_shutdown).map_err(BrokerError::from).and_then(|log| {
-                let partition = Partition::new(topic.name.clone(), topic.id, index, log, partition.leader_epoch);
+                let mut partition = Partition::new(topic.name.clone(), topic.id, index, log, partition.leader_epoch);
+                if let Some(health) = self.log_dirs.health().of(&dir) {
+                    partition = partition.in_log_dir(Arc::clone(health));
+                }
                 if let Some(start) = self.log_start_offsets.take(&topic.name, index) {
                     partition.advance_log_start_offset(start)?;
                 }

@@ -18,6 +18,6 @@ mod record;
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use error::{MetadataError, Result};
 pub use image::{Image, PartitionImage, TopicImage};
-pub use log::MetadataLog;
+pub use log::{LogDirWatch, MetadataLog};
 pub use record::{ConfigRecord, MetadataRecord, PartitionRecord, TopicRecord, RESOURCE_BROKER, RESOURCE_TOPIC};
 pub use uuid::Uuid;
