@@ -198,21 +198,51 @@ impl Partition {
 
     /// Compacts the log's inactive segments unless none rolled since
     /// `cleaned_up_to` (what the previous pass returned). Returns how far the
-    /// inactive segments now reach and what the pass did.
+    /// inactive segments now reach (-1 when the log changed under the pass, so
+    /// that the next one tries again) and what the pass did.
     pub(crate) fn clean(
         &self,
         policy: &crate::log_cleaner::CleanPolicy,
         cleaned_up_to: Option<i64>,
         now_ms: i64,
     ) -> Result<(i64, crate::log_cleaner::CleanStats)> {
-        self.with_log(|log| {
-            let end = crate::log_cleaner::cleanable_end(log)?;
-            if cleaned_up_to == Some(end) || end < 0 {
-                return Ok((end, Default::default()));
-            }
-            let stats = crate::log_cleaner::clean_log(log, policy, now_ms)?;
-            Ok((end, stats))
-        })
+        self.clean_with(policy, cleaned_up_to, now_ms, &|_| {})
+    }
+
+    /// [`Partition::clean`], calling `at` before each chunk the pass reads and
+    /// before its swap (where a test holds it).
+    pub(crate) fn clean_with(
+        &self,
+        policy: &crate::log_cleaner::CleanPolicy,
+        cleaned_up_to: Option<i64>,
+        now_ms: i64,
+        at: &dyn Fn(crate::log_cleaner::PassPoint),
+    ) -> Result<(i64, crate::log_cleaner::CleanStats)> {
+        use crate::log_cleaner::{apply, plan, LogSnapshot, PassPoint};
+        let snapshot = self.reading_log(LogSnapshot::of)?;
+        let end = snapshot.cleanable_end();
+        if cleaned_up_to == Some(end) || end < 0 {
+            return Ok((end, Default::default()));
+        }
+        // Copy without holding the lock (each chunk read takes it briefly), so
+        // produce and fetch go on during the pass...
+        let read = |offset, max_bytes| {
+            at(PassPoint::Read);
+            self.reading_log(|log| Ok(log.read(offset, max_bytes)?))
+        };
+        let replacements = match plan(&read, &snapshot, policy, now_ms) {
+            Ok(replacements) => replacements,
+            // Retention or DeleteRecords moved the log start under the pass.
+            Err(BrokerError::Storage(StorageError::OffsetOutOfRange { .. })) => return Ok((-1, Default::default())),
+            Err(e) => return Err(e),
+        };
+        if replacements.is_empty() {
+            return Ok((end, Default::default()));
+        }
+        // ...then swap under the write lock, only segments that did not change.
+        at(PassPoint::Swap);
+        let stats = self.with_log(|log| apply(log, replacements))?;
+        Ok((if stats.skipped > 0 { -1 } else { end }, stats))
     }
 
     /// Whole batches from the one holding `offset`, at most `max_bytes` (but at
