@@ -196,6 +196,14 @@ impl Partition {
         })
     }
 
+    /// Whether appending `records` now would fsync (`flush.messages`) or roll
+    /// a segment: disk work to keep off the async workers. A hint (another
+    /// append may come first).
+    pub fn append_may_block(&self, records: &[u8], now_ms: i64) -> bool {
+        let count = BatchHeader::parse(records).map_or(1, |h| i64::from(h.record_count));
+        self.log.read().as_ref().is_some_and(|state| state.log.append_may_block(records.len(), count, now_ms))
+    }
+
     /// Compacts the log's inactive segments unless none rolled since
     /// `cleaned_up_to` (what the previous pass returned). Returns how far the
     /// inactive segments now reach (-1 when the log changed under the pass, so

@@ -107,7 +107,13 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) ->
                 Some(batch) => batch,
                 None => records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..])),
             };
-            match partition.append(&mut batches, now) {
+            // An fsync (flush.messages) or a segment roll blocks: keep it off the async workers.
+            let result = if partition.append_may_block(&batches, now) {
+                super::blocking(|| partition.append(&mut batches, now))
+            } else {
+                partition.append(&mut batches, now)
+            };
+            match result {
                 Ok(info) => {
                     appended = true;
                     partition_responses.push(
