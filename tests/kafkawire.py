@@ -98,8 +98,10 @@ def _vbytes(b: bytes | None) -> bytes:
 
 # ---- record batch (magic v2) -----------------------------------------------------------
 def record_batch(records: list[tuple[bytes | None, bytes | None]], base_timestamp: int | None = None,
-                 corrupt_crc: bool = False) -> bytes:
-    """A non-transactional, uncompressed RecordBatch v2 of (key, value) records."""
+                 corrupt_crc: bool = False, producer: tuple[int, int, int] | None = None) -> bytes:
+    """A non-transactional, uncompressed RecordBatch v2 of (key, value) records; `producer` =
+    (producer id, producer epoch, base sequence) makes it an idempotent producer's batch."""
+    producer_id, producer_epoch, base_sequence = producer or (-1, -1, -1)
     if base_timestamp is None:
         base_timestamp = int(time.time() * 1000)
     recs = bytearray()
@@ -110,7 +112,7 @@ def record_batch(records: list[tuple[bytes | None, bytes | None]], base_timestam
                  + i32(len(records) - 1)      # lastOffsetDelta
                  + i64(base_timestamp)        # baseTimestamp
                  + i64(base_timestamp)        # maxTimestamp
-                 + i64(-1) + i16(-1) + i32(-1)  # producerId, producerEpoch, baseSequence
+                 + i64(producer_id) + i16(producer_epoch) + i32(base_sequence)
                  + i32(len(records)) + bytes(recs))
     crc = crc32c(after_crc)
     if corrupt_crc:
@@ -135,16 +137,27 @@ def produce_v3_body(topic: str, partition: int, records: bytes, acks: int = 1,
     return string(None) + i16(acks) + i32(timeout_ms) + array([string(topic) + array([part])])
 
 
+def init_producer_id_v0_body(transactional_id: str | None = None, timeout_ms: int = 60000) -> bytes:
+    return string(transactional_id) + i32(timeout_ms)
+
+
+def parse_init_producer_id_v0(r: Reader) -> tuple[int, int, int]:
+    """(error_code, producer_id, producer_epoch)"""
+    r.i32()  # throttle_time_ms
+    return r.i16(), r.i64(), r.i16()
+
+
 def fetch_v11_body(partitions: list[tuple[str, int, int]], session_id: int = 0, session_epoch: int = -1,
                    forgotten: list[tuple[str, int]] = (), max_wait_ms: int = 0, min_bytes: int = 1,
                    max_bytes: int = 50 * 1024 * 1024, partition_max_bytes: int = 1024 * 1024,
-                   isolation_level: int = 0) -> bytes:
+                   isolation_level: int = 0, current_leader_epoch: int = -1) -> bytes:
     """Fetch v11 request body. `partitions`: (topic, partition, fetch_offset) in request
-    order; `forgotten`: (topic, partition) to drop from an incremental session."""
+    order; `forgotten`: (topic, partition) to drop from an incremental session;
+    `current_leader_epoch` (-1: unknown) goes into every partition."""
     by_topic: dict[str, list[bytes]] = {}
     for topic, partition, offset in partitions:
         by_topic.setdefault(topic, []).append(
-            i32(partition) + i32(-1)          # partition, current_leader_epoch (-1: unknown)
+            i32(partition) + i32(current_leader_epoch)
             + i64(offset) + i64(-1)           # fetch_offset, log_start_offset (-1: consumer)
             + i32(partition_max_bytes))
     forgot: dict[str, list[bytes]] = {}

@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use storage::batch::{self, HEADER_SIZE};
-use storage::compression;
+use records::batch::{self, HEADER_SIZE};
+use records::compression;
 
 #[path = "../../crates/potok/src/allocator.rs"]
 mod allocator;
@@ -15,13 +15,13 @@ mod allocator;
 static ALLOCATOR: allocator::Allocator = allocator::Allocator;
 
 fuzz_target!(|data: &[u8]| {
-    for b in storage::BatchIter::new(data).flatten() {
+    for b in records::BatchIter::new(data).flatten() {
         let _ = batch::validate(b.bytes, usize::MAX);
         let _ = batch::validate_cleaned(b.bytes);
         let section = b.bytes.get(HEADER_SIZE..).unwrap_or_default();
         for codec in 0..=compression::ZSTD {
             if let Ok(records) = compression::buffered(codec, section) {
-                let _ = compression::walk_records(records, b.header.record_count, true);
+                let _ = records::walk_records(records, b.header.record_count, true);
             }
         }
     }

@@ -33,8 +33,8 @@ fuzz_target!(|data: &[u8]| {
         for topic in produce.topic_data {
             for partition in topic.partition_data {
                 let Some(records) = partition.records else { continue };
-                for batch in storage::BatchIter::new(&records).flatten() {
-                    let _ = storage::batch::validate(batch.bytes, usize::MAX);
+                for batch in records::BatchIter::new(&records).flatten() {
+                    let _ = records::validate(batch.bytes, usize::MAX);
                 }
             }
         }

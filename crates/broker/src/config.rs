@@ -128,6 +128,12 @@ pub struct ServerConfig {
     pub log_flush_interval_messages: u64,
     /// `log.flush.interval.ms`; None: the OS decides (as in Kafka).
     pub log_flush_interval_ms: Option<u64>,
+    /// `log.flush.offset.checkpoint.interval.ms`: how often the recovery
+    /// points are written to `recovery-point-offset-checkpoint`.
+    pub log_flush_offset_checkpoint_interval_ms: u64,
+    /// `replica.high.watermark.checkpoint.interval.ms`: how often the high
+    /// watermarks are written to `replication-offset-checkpoint`.
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     /// `log.retention.ms` (or `.minutes` / `.hours`); -1 is unlimited.
     pub log_retention_ms: i64,
     /// `log.retention.bytes`; -1 is unlimited.
@@ -150,6 +156,11 @@ pub struct ServerConfig {
     /// for a lost or truncated metadata log: start anyway and rebuild the
     /// topics the metadata no longer knows from the partition directories.
     pub metadata_recover: bool,
+    /// `metadata.log.segment.bytes`: the metadata log's segment size.
+    pub metadata_log_segment_bytes: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots`: a metadata snapshot
+    /// is written once the metadata log grew by more than this since the last.
+    pub metadata_snapshot_bytes: u64,
     /// The group coordinator's settings.
     pub groups: GroupConfig,
     /// Bounds on what one client can make the broker spend.
@@ -416,6 +427,8 @@ impl ServerConfig {
             log_index_size_max_bytes: p.min("log.index.size.max.bytes", 10_485_760u64, 8)?,
             log_flush_interval_messages: p.min("log.flush.interval.messages", u64::MAX, 1)?,
             log_flush_interval_ms: p.opt_num("log.flush.interval.ms")?,
+            log_flush_offset_checkpoint_interval_ms: p.min("log.flush.offset.checkpoint.interval.ms", 60_000u64, 1)?,
+            replica_high_watermark_checkpoint_interval_ms: p.min("replica.high.watermark.checkpoint.interval.ms", 5_000u64, 1)?,
             log_retention_ms,
             log_retention_bytes: p.num("log.retention.bytes", -1)?,
             log_retention_check_interval_ms: p.min("log.retention.check.interval.ms", 300_000u64, 1)?,
@@ -426,6 +439,8 @@ impl ServerConfig {
             log_cleaner_enable: p.boolean("log.cleaner.enable", true)?,
             log_cleaner_backoff_ms: p.min("log.cleaner.backoff.ms", 15_000u64, 1)?,
             metadata_recover: p.boolean("potok.metadata.recover", false)?,
+            metadata_log_segment_bytes: p.min("metadata.log.segment.bytes", 1_073_741_824u64, 14)?,
+            metadata_snapshot_bytes: p.min("metadata.log.max.record.bytes.between.snapshots", 20_971_520u64, 1)?,
             groups: group_config(&p)?,
             limits: LimitsConfig::parse(&p)?,
             given: given.clone(),
@@ -657,6 +672,8 @@ impl ServerConfig {
             ("log.index.size.max.bytes", Some(self.log_index_size_max_bytes.to_string())),
             ("log.flush.interval.messages", Some(self.log_flush_interval_messages.min(i64::MAX as u64).to_string())),
             ("log.flush.interval.ms", self.log_flush_interval_ms.map(|v| v.to_string())),
+            ("log.flush.offset.checkpoint.interval.ms", Some(self.log_flush_offset_checkpoint_interval_ms.to_string())),
+            ("replica.high.watermark.checkpoint.interval.ms", Some(self.replica_high_watermark_checkpoint_interval_ms.to_string())),
             ("log.retention.ms", Some(self.log_retention_ms.to_string())),
             ("log.retention.bytes", Some(self.log_retention_bytes.to_string())),
             ("log.retention.check.interval.ms", Some(self.log_retention_check_interval_ms.to_string())),
@@ -668,6 +685,8 @@ impl ServerConfig {
             ),
             ("log.cleaner.enable", Some(self.log_cleaner_enable.to_string())),
             ("log.cleaner.backoff.ms", Some(self.log_cleaner_backoff_ms.to_string())),
+            ("metadata.log.segment.bytes", Some(self.metadata_log_segment_bytes.to_string())),
+            ("metadata.log.max.record.bytes.between.snapshots", Some(self.metadata_snapshot_bytes.to_string())),
             ("offsets.topic.num.partitions", Some(g.offsets_topic_num_partitions.to_string())),
             ("offsets.topic.segment.bytes", Some(g.offsets_topic_segment_bytes.to_string())),
             ("offsets.retention.minutes", Some((g.offsets_retention_ms / 60_000).to_string())),
@@ -806,6 +825,8 @@ const ACTED_ON: &[&str] = &[
     "log.cleaner.enable",
     "log.cleaner.backoff.ms",
     "potok.metadata.recover",
+    "metadata.log.segment.bytes",
+    "metadata.log.max.record.bytes.between.snapshots",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
     "offsets.retention.minutes",

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use metadata::{ConfigRecord, Image, MetadataRecord, TopicImage, RESOURCE_BROKER, RESOURCE_TOPIC};
+use metadata::{ConfigRecord, Image, MetadataRecord, RESOURCE_BROKER, RESOURCE_TOPIC};
 
 use crate::config::{self, ServerConfig};
 use crate::error::{BrokerError, Result};
@@ -105,17 +105,188 @@ fn list_items(value: &str) -> Vec<String> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
+/// The records that alter the configs of one resource, validated against
+/// `image` as Kafka does (none if nothing changes). `incremental`
+/// (IncrementalAlterConfigs) applies `ops` to the current overrides;
+/// otherwise (AlterConfigs) the resource's overrides become exactly the SET
+/// values given. Topic defaults and inherited list values come from
+/// `static_config` with the image's dynamic broker configs applied.
+pub(crate) fn config_records(
+    static_config: &ServerConfig,
+    image: &Image,
+    resource_type: i8,
+    resource_name: &str,
+    ops: &[(String, AlterOp)],
+    incremental: bool,
+) -> Result<Vec<MetadataRecord>> {
+    let mut seen = std::collections::HashSet::new();
+    if let Some((dup, _)) = ops.iter().find(|(k, _)| !seen.insert(k.clone())) {
+        return Err(invalid_request(format!("Error due to duplicate config keys: {dup}")));
+    }
+    let is_topic = match resource_type {
+        RESOURCE_TOPIC => true,
+        RESOURCE_BROKER => false,
+        other => return Err(invalid_request(format!("Unsupported resource type {other} for configs"))),
+    };
+    // As at start: a stored dynamic config that no longer applies is skipped.
+    let effective = effective_server_config(static_config, image).unwrap_or_else(|_| static_config.clone());
+    let current: BTreeMap<String, String> = if is_topic {
+        match image.topic(resource_name) {
+            Some(topic) => topic.configs.clone(),
+            None => {
+                return Err(BrokerError::kafka(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("The topic '{resource_name}' does not exist."),
+                ))
+            }
+        }
+    } else {
+        if !resource_name.is_empty() && resource_name.parse::<i32>().is_err() {
+            return Err(invalid_request("Unable to parse broker name as a base 10 number."));
+        }
+        image.broker_configs(resource_name).cloned().unwrap_or_default()
+    };
+    // The value a list operation starts from: the override, else what is inherited.
+    let inherited = |key: &str| -> String {
+        if is_topic {
+            topic_config::effective(key, &current, &effective)
+        } else {
+            effective.given.get(key).cloned().unwrap_or_default()
+        }
+    };
+    let is_list = |key: &str| if is_topic { topic_config::is_list(key) } else { BROKER_LISTS.contains(&key) };
+    let mut next = if incremental { current.clone() } else { BTreeMap::new() };
+    for (key, op) in ops {
+        if is_topic && !topic_config::is_known(key) {
+            return Err(invalid_config(format!("Unknown topic config name: {key}")));
+        }
+        let null = || invalid_request(format!("Null value not supported for : {key}"));
+        match op {
+            AlterOp::Set(value) => {
+                next.insert(key.clone(), value.clone().ok_or_else(null)?);
+            }
+            AlterOp::Delete => {
+                next.remove(key);
+            }
+            AlterOp::Append(value) | AlterOp::Subtract(value) => {
+                let append = matches!(op, AlterOp::Append(_));
+                if !is_list(key) {
+                    let verb = if append { "append" } else { "subtract" };
+                    return Err(invalid_config(format!("Config value {verb} is not allowed for config key: {key}")));
+                }
+                let given = list_items(&value.clone().ok_or_else(null)?);
+                let mut items = list_items(&current.get(key).cloned().unwrap_or_else(|| inherited(key)));
+                if append {
+                    for item in given {
+                        if !items.contains(&item) {
+                            items.push(item);
+                        }
+                    }
+                } else {
+                    items.retain(|i| !given.contains(i));
+                }
+                next.insert(key.clone(), items.join(","));
+            }
+        }
+    }
+    if is_topic {
+        for (key, value) in &next {
+            if current.get(key) != Some(value) {
+                topic_config::validate(key, value).map_err(invalid_config)?;
+            }
+        }
+    } else {
+        validate_broker_configs(static_config, resource_name, ops, &next, image)?;
+    }
+    let mut records = Vec::new();
+    let mut push = |name: &str, value: Option<&String>| {
+        records.push(MetadataRecord::Config(ConfigRecord {
+            resource_type,
+            resource_name: resource_name.to_string(),
+            name: name.to_string(),
+            value: value.cloned(),
+        }));
+    };
+    for (key, value) in &next {
+        if current.get(key) != Some(value) {
+            push(key, Some(value));
+        }
+    }
+    for key in current.keys().filter(|k| !next.contains_key(*k)) {
+        push(key, None);
+    }
+    Ok(records)
+}
+
+/// Kafka's checks of a broker config change: only dynamic settings, values
+/// that parse, and the whole resulting config valid.
+fn validate_broker_configs(
+    static_config: &ServerConfig,
+    resource_name: &str,
+    ops: &[(String, AlterOp)],
+    next: &BTreeMap<String, String>,
+    image: &Image,
+) -> Result<()> {
+    let resource = format!("ConfigResource(type=BROKER, name='{resource_name}')");
+    let unknown: Vec<&str> = ops.iter().map(|(k, _)| k.as_str()).filter(|k| !config::is_known_key(k)).collect();
+    if !unknown.is_empty() {
+        return Err(invalid_request(format!("Invalid config value for resource {resource}: Unknown broker configs: {}", unknown.join(", "))));
+    }
+    let fixed: Vec<&str> = ops.iter().map(|(k, _)| k.as_str()).filter(|k| !is_dynamic_broker_config(k)).collect();
+    if !fixed.is_empty() {
+        return Err(invalid_request(format!(
+            "Invalid config value for resource {resource}: Cannot update these configs dynamically: Set({})",
+            fixed.join(", ")
+        )));
+    }
+    for (key, value) in next {
+        if let Some(topic_key) = topic_config::topic_name_for_broker_key(key) {
+            let as_topic = if topic_key == "retention.ms" || topic_key == "segment.ms" || topic_key == "segment.jitter.ms" {
+                None // hours / minutes variants: checked as numbers below
+            } else {
+                Some(topic_key)
+            };
+            if let Some(topic_key) = as_topic {
+                topic_config::validate(topic_key, value).map_err(|m| {
+                    invalid_request(format!("Invalid config value for resource {resource}: {}", m.replace(topic_key, key)))
+                })?;
+            }
+        }
+    }
+    // The whole config with this level replaced must still parse.
+    let mut candidate = image.clone();
+    let config = |key: String, value: Option<String>| {
+        MetadataRecord::Config(ConfigRecord {
+            resource_type: RESOURCE_BROKER,
+            resource_name: resource_name.to_string(),
+            name: key,
+            value,
+        })
+    };
+    let mut replaced: Vec<MetadataRecord> =
+        image.broker_configs(resource_name).into_iter().flatten().map(|(k, _)| config(k.clone(), None)).collect();
+    replaced.extend(next.iter().map(|(k, v)| config(k.clone(), Some(v.clone()))));
+    candidate.apply_all(&replaced);
+    let mut as_this_node = static_config.clone();
+    if let Ok(id) = resource_name.parse::<i32>() {
+        as_this_node.node_id = id;
+    }
+    effective_server_config(&as_this_node, &candidate)
+        .map(|_| ())
+        .map_err(|e| invalid_request(format!("Invalid config value for resource {resource}: {e}")))
+}
+
 impl Broker {
     /// The broker config in effect: the static one with the dynamic broker
-    /// configs applied. Topic defaults derive from it.
+    /// configs applied (kept by the metadata publisher). Topic defaults
+    /// derive from it.
     pub fn effective_config(&self) -> Arc<ServerConfig> {
         Arc::clone(&self.effective.read())
     }
 
-    /// Alters the configs of one resource. `incremental` (IncrementalAlterConfigs)
-    /// applies `ops` to the current overrides; otherwise (AlterConfigs) the
-    /// resource's overrides become exactly the SET values given. With
-    /// `validate_only` nothing changes.
+    /// Alters the configs of one resource through the controller (see
+    /// [`config_records`]); the publisher applies the committed change to the
+    /// hosted partitions. With `validate_only` nothing changes.
     pub fn alter_configs(
         &self,
         resource_type: i8,
@@ -124,107 +295,12 @@ impl Broker {
         incremental: bool,
         validate_only: bool,
     ) -> Result<()> {
-        let mut seen = std::collections::HashSet::new();
-        if let Some((dup, _)) = ops.iter().find(|(k, _)| !seen.insert(k.clone())) {
-            return Err(invalid_request(format!("Error due to duplicate config keys: {dup}")));
-        }
-        let mut metadata = self.metadata.lock();
-        let image = metadata.image();
-        let is_topic = match resource_type {
-            RESOURCE_TOPIC => true,
-            RESOURCE_BROKER => false,
-            other => return Err(invalid_request(format!("Unsupported resource type {other} for configs"))),
-        };
-        let effective = self.effective_config();
-        let current: BTreeMap<String, String> = if is_topic {
-            match image.topic(resource_name) {
-                Some(topic) => topic.configs.clone(),
-                None => {
-                    return Err(BrokerError::kafka(
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("The topic '{resource_name}' does not exist."),
-                    ))
-                }
-            }
-        } else {
-            if !resource_name.is_empty() && resource_name.parse::<i32>().is_err() {
-                return Err(invalid_request("Unable to parse broker name as a base 10 number."));
-            }
-            image.broker_configs(resource_name).cloned().unwrap_or_default()
-        };
-        // The value a list operation starts from: the override, else what is inherited.
-        let inherited = |key: &str| -> String {
-            if is_topic {
-                topic_config::effective(key, &current, &effective)
-            } else {
-                effective.given.get(key).cloned().unwrap_or_default()
-            }
-        };
-        let is_list = |key: &str| if is_topic { topic_config::is_list(key) } else { BROKER_LISTS.contains(&key) };
-        let mut next = if incremental { current.clone() } else { BTreeMap::new() };
-        for (key, op) in &ops {
-            if is_topic && !topic_config::is_known(key) {
-                return Err(invalid_config(format!("Unknown topic config name: {key}")));
-            }
-            let null = || invalid_request(format!("Null value not supported for : {key}"));
-            match op {
-                AlterOp::Set(value) => {
-                    next.insert(key.clone(), value.clone().ok_or_else(null)?);
-                }
-                AlterOp::Delete => {
-                    next.remove(key);
-                }
-                AlterOp::Append(value) | AlterOp::Subtract(value) => {
-                    let append = matches!(op, AlterOp::Append(_));
-                    if !is_list(key) {
-                        let verb = if append { "append" } else { "subtract" };
-                        return Err(invalid_config(format!("Config value {verb} is not allowed for config key: {key}")));
-                    }
-                    let given = list_items(&value.clone().ok_or_else(null)?);
-                    let mut items = list_items(&current.get(key).cloned().unwrap_or_else(|| inherited(key)));
-                    if append {
-                        for item in given {
-                            if !items.contains(&item) {
-                                items.push(item);
-                            }
-                        }
-                    } else {
-                        items.retain(|i| !given.contains(i));
-                    }
-                    next.insert(key.clone(), items.join(","));
-                }
-            }
-        }
-        if is_topic {
-            for (key, value) in &next {
-                if current.get(key) != Some(value) {
-                    topic_config::validate(key, value).map_err(invalid_config)?;
-                }
-            }
-        } else {
-            self.validate_broker_configs(resource_name, &ops, &next, image)?;
-        }
-        let mut records = Vec::new();
-        let mut push = |name: &str, value: Option<&String>| {
-            records.push(MetadataRecord::Config(ConfigRecord {
-                resource_type,
-                resource_name: resource_name.to_string(),
-                name: name.to_string(),
-                value: value.cloned(),
-            }));
-        };
-        for (key, value) in &next {
-            if current.get(key) != Some(value) {
-                push(key, Some(value));
-            }
-        }
-        for key in current.keys().filter(|k| !next.contains_key(*k)) {
-            push(key, None);
-        }
+        let mut controller = self.controller.lock();
+        let records = controller.alter_configs(resource_type, resource_name, &ops, incremental)?;
         if validate_only || records.is_empty() {
             return Ok(());
         }
-        metadata.append(&records, now_ms())?;
+        let committed = controller.commit(&records, now_ms())?;
         let changed: Vec<&str> = records
             .iter()
             .filter_map(|r| match r {
@@ -232,99 +308,10 @@ impl Broker {
                 _ => None,
             })
             .collect();
-        let what = if is_topic { "topic" } else { "broker" };
+        let what = if resource_type == RESOURCE_TOPIC { "topic" } else { "broker" };
         tracing::info!(resource = what, name = resource_name, configs = ?changed, "updated configs");
-        let image = metadata.image();
-        if is_topic {
-            if let Some(topic) = image.topic(resource_name) {
-                self.apply_topic_configs(topic, &effective);
-            }
-        } else if resource_name.is_empty() || resource_name == self.config.node_id.to_string() {
-            let updated = Arc::new(
-                effective_server_config(&self.config, image).map_err(|e| invalid_request(e.to_string()))?,
-            );
-            *self.effective.write() = Arc::clone(&updated);
-            for topic in image.topics() {
-                self.apply_topic_configs(topic, &updated);
-            }
-        }
+        self.publish_change(&committed.delta, controller.image(), None);
         Ok(())
-    }
-
-    /// Kafka's checks of a broker config change: only dynamic settings, values
-    /// that parse, and the whole resulting config valid.
-    fn validate_broker_configs(
-        &self,
-        resource_name: &str,
-        ops: &[(String, AlterOp)],
-        next: &BTreeMap<String, String>,
-        image: &Image,
-    ) -> Result<()> {
-        let resource = format!("ConfigResource(type=BROKER, name='{resource_name}')");
-        let unknown: Vec<&str> = ops.iter().map(|(k, _)| k.as_str()).filter(|k| !config::is_known_key(k)).collect();
-        if !unknown.is_empty() {
-            return Err(invalid_request(format!("Invalid config value for resource {resource}: Unknown broker configs: {}", unknown.join(", "))));
-        }
-        let fixed: Vec<&str> = ops.iter().map(|(k, _)| k.as_str()).filter(|k| !is_dynamic_broker_config(k)).collect();
-        if !fixed.is_empty() {
-            return Err(invalid_request(format!(
-                "Invalid config value for resource {resource}: Cannot update these configs dynamically: Set({})",
-                fixed.join(", ")
-            )));
-        }
-        for (key, value) in next {
-            if let Some(topic_key) = topic_config::topic_name_for_broker_key(key) {
-                let as_topic = if topic_key == "retention.ms" || topic_key == "segment.ms" || topic_key == "segment.jitter.ms" {
-                    None // hours / minutes variants: checked as numbers below
-                } else {
-                    Some(topic_key)
-                };
-                if let Some(topic_key) = as_topic {
-                    topic_config::validate(topic_key, value).map_err(|m| {
-                        invalid_request(format!("Invalid config value for resource {resource}: {}", m.replace(topic_key, key)))
-                    })?;
-                }
-            }
-        }
-        // The whole config with this level replaced must still parse.
-        let mut candidate = image.clone();
-        for key in image.broker_configs(resource_name).into_iter().flatten().map(|(k, _)| k.clone()).collect::<Vec<_>>() {
-            candidate.apply(&MetadataRecord::Config(ConfigRecord {
-                resource_type: RESOURCE_BROKER,
-                resource_name: resource_name.to_string(),
-                name: key,
-                value: None,
-            }));
-        }
-        for (key, value) in next {
-            candidate.apply(&MetadataRecord::Config(ConfigRecord {
-                resource_type: RESOURCE_BROKER,
-                resource_name: resource_name.to_string(),
-                name: key.clone(),
-                value: Some(value.clone()),
-            }));
-        }
-        let mut as_this_node = self.config.clone();
-        if let Ok(id) = resource_name.parse::<i32>() {
-            as_this_node.node_id = id;
-        }
-        effective_server_config(&as_this_node, &candidate)
-            .map(|_| ())
-            .map_err(|e| invalid_request(format!("Invalid config value for resource {resource}: {e}")))
-    }
-
-    /// Gives a topic's hosted partitions the log settings and produce policy of
-    /// its configs under broker config `server`.
-    pub(crate) fn apply_topic_configs(&self, topic: &TopicImage, server: &ServerConfig) {
-        let Some(hosted) = self.replicas.topic(&topic.name) else { return };
-        let log_config = topic_config::log_config(&topic.configs, server);
-        let policy = topic_config::produce_policy(&topic.configs, server);
-        for partition in &hosted.partitions {
-            partition.set_produce_policy(policy);
-            if let Err(e) = partition.set_log_config(log_config.clone()) {
-                tracing::debug!(topic = %topic.name, partition = partition.index, error = %e, "config not applied");
-            }
-        }
     }
 }
 
@@ -347,12 +334,12 @@ mod tests {
         let static_config = ServerConfig::from_entries(vec![("log.retention.hours".into(), "1".into(), "t".into())]).expect("config");
         let mut image = Image::default();
         let set = |image: &mut Image, name: &str, key: &str, value: &str| {
-            image.apply(&MetadataRecord::Config(ConfigRecord {
+            image.apply_all([&MetadataRecord::Config(ConfigRecord {
                 resource_type: RESOURCE_BROKER,
                 resource_name: name.into(),
                 name: key.into(),
                 value: Some(value.into()),
-            }))
+            })]);
         };
         assert_eq!(effective_server_config(&static_config, &image).expect("cfg").log_retention_ms, 3_600_000);
         set(&mut image, "", "log.retention.ms", "5000");

@@ -39,6 +39,8 @@ impl BrokerError {
                 StorageError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
                 StorageError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
                 StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+                StorageError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+                StorageError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
                 _ => ResponseError::KafkaStorageError,
             },
             BrokerError::Metadata(_) => ResponseError::KafkaStorageError,

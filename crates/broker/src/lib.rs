@@ -6,18 +6,20 @@
 //! log dirs clean.
 
 pub mod config;
+pub mod controller;
 pub mod dynamic_config;
 pub mod error;
 mod fetch_session;
 pub mod group;
+mod group_catalog;
 mod handlers;
 mod log_cleaner;
 mod log_dir_health;
 mod log_dirs;
+mod metadata_publisher;
 mod metadata_recovery;
 mod net;
 pub mod partition;
-mod producer_state;
 pub mod recompress;
 mod record_batch;
 pub mod replica_manager;
@@ -30,10 +32,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use metadata::MetadataLog;
+use metadata::{MetadataLog, MetadataLogConfig};
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
-use tokio::sync::Notify;
 
 pub use config::{ConfigError, ServerConfig};
 pub use log_dirs::{new_cluster_id, write_meta_properties, LogDirError, META_PROPERTIES_FILE};
@@ -42,7 +43,7 @@ use fetch_session::FetchSessions;
 use group::{GroupCoordinator, OFFSETS_TOPIC};
 use log_dirs::LogDirs;
 use replica_manager::ReplicaManager;
-use start_offsets::LogStartOffsets;
+use start_offsets::OffsetCheckpoints;
 
 /// Why the broker could not start or stopped with an error; each names what and where.
 #[derive(Debug, Error)]
@@ -66,8 +67,10 @@ pub enum StartError {
         /// The cause (names the file).
         source: error::BrokerError,
     },
-    /// A log dir's `log-start-offset-checkpoint` could not be written.
-    #[error("cannot write the log start offset checkpoint: {0}")]
+    /// A log dir's offset checkpoint (`log-start-offset-checkpoint`,
+    /// `replication-offset-checkpoint`, `recovery-point-offset-checkpoint`)
+    /// could not be written.
+    #[error("cannot write an offset checkpoint: {0}")]
     Checkpoint(#[source] error::BrokerError),
     /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
@@ -109,13 +112,16 @@ pub struct Broker {
     /// The cluster id (from meta.properties).
     pub cluster_id: String,
     log_dirs: LogDirs,
-    /// Log start offsets moved by DeleteRecords, checkpointed per log dir.
-    log_start_offsets: LogStartOffsets,
-    metadata: Mutex<MetadataLog>,
+    /// The per-log-dir offset checkpoints (log start offsets, high
+    /// watermarks, recovery points).
+    checkpoints: OffsetCheckpoints,
+    /// Decides metadata changes and appends them; held while a change is
+    /// decided, committed and published, so changes publish in commit order.
+    controller: Mutex<controller::Controller>,
+    /// Applies committed metadata changes to this broker; holds the image readers see.
+    publisher: metadata_publisher::MetadataPublisher,
     /// The partitions this broker hosts.
     pub replicas: ReplicaManager,
-    /// Woken on every append, so waiting fetches answer as soon as data arrives.
-    data_arrived: Notify,
     fetch_sessions: Mutex<FetchSessions>,
     /// Producer ids reserved in the metadata log and not yet handed out.
     producer_ids: Mutex<std::ops::Range<i64>>,
@@ -127,6 +133,16 @@ pub struct Broker {
 
 /// Producer ids reserved per metadata record.
 const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Runs disk work that can take long (fsync, creating or deleting segments and
+/// logs) so that it does not stall the other tasks of this async worker: on a
+/// multi-threaded runtime the worker hands its tasks to another thread first.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -153,9 +169,13 @@ impl Broker {
                 return Err(StartError::MetadataLost(problem));
             }
         }
-        let mut metadata = MetadataLog::open_with(&metadata_dir, log_dirs.clean_shutdown, config.metadata_recover)
+        let metadata_config = MetadataLogConfig {
+            segment_bytes: config.metadata_log_segment_bytes,
+            snapshot_bytes: config.metadata_snapshot_bytes,
+        };
+        let mut metadata = MetadataLog::open_configured(&metadata_dir, &metadata_config, log_dirs.clean_shutdown, config.metadata_recover)
             .map_err(|e| match e {
-                metadata::MetadataError::CorruptRecord { .. } => {
+                metadata::MetadataError::CorruptRecord { .. } | metadata::MetadataError::Snapshot { .. } => {
                     StartError::MetadataLost(format!("{e}; {}", metadata_recovery::way_out()))
                 }
                 e => e.into(),
@@ -177,42 +197,38 @@ impl Broker {
         metadata.set_checkpoints(log_dirs.checkpoint_paths(), log_dirs.cluster_id.clone())?;
         let image = metadata.image().clone();
         let groups = GroupCoordinator::new(config.groups.clone());
-        let log_start_offsets = LogStartOffsets::load(log_dirs.dirs());
-        let effective = dynamic_config::effective_server_config(&config, metadata.image()).unwrap_or_else(|e| {
-            // As Kafka: a stored dynamic config that no longer applies is logged and skipped.
-            tracing::error!(error = %e, "dynamic broker configs not applied");
-            config.clone()
-        });
+        let checkpoints = OffsetCheckpoints::load(log_dirs.dirs());
+        let node_id = config.node_id;
+        let controller = controller::Controller::new(Box::new(metadata), config.clone());
         let broker = Arc::new(Broker {
             cluster_id: log_dirs.cluster_id.clone(),
-            effective: RwLock::new(Arc::new(effective)),
+            // The publisher applies the dynamic levels below.
+            effective: RwLock::new(Arc::new(config.clone())),
             config,
             log_dirs,
-            log_start_offsets,
-            metadata: Mutex::new(metadata),
-            replicas: ReplicaManager::default(),
-            data_arrived: Notify::new(),
+            checkpoints,
+            controller: Mutex::new(controller),
+            publisher: metadata_publisher::MetadataPublisher::default(),
+            replicas: ReplicaManager::new(node_id),
             fetch_sessions: Mutex::new(FetchSessions::default()),
             producer_ids: Mutex::new(0..0),
             groups,
             offsets_topic_creation: Mutex::new(()),
         });
-        let mut known = std::collections::HashSet::new();
-        for topic in image.topics() {
-            if topic.name == log_dirs::METADATA_TOPIC {
-                // Created before the name was reserved; its directory is the metadata log's.
-                tracing::warn!(topic = %topic.name, "ignoring a topic with the metadata log's reserved name");
-                continue;
-            }
-            broker
-                .host_topic(topic, &image)
-                .map_err(|source| StartError::Topic { topic: topic.name.clone(), source })?;
-            known.extend(topic.partitions.keys().map(|&p| (topic.name.clone(), p)));
-        }
+        // Start-up is the whole image published as one change from empty.
+        broker
+            .publish(&image.delta_from_empty(), &image, None, log_dirs::Placement::Existing)
+            .map_err(|(topic, source)| StartError::Topic { topic, source })?;
+        let known: std::collections::HashSet<(String, i32)> = image
+            .topics()
+            .filter(|t| t.name != log_dirs::METADATA_TOPIC)
+            .flat_map(|t| t.partitions.keys().map(|&p| (t.name.clone(), p)))
+            .collect();
         broker.log_dirs.sweep_strays(&known, &|id| image.was_removed(id))?;
         // Entries of topics deleted meanwhile must not reach a topic created later.
-        broker.log_start_offsets.finish_restore();
+        broker.checkpoints.finish_restore();
         broker.checkpoint_log_start_offsets().map_err(StartError::Checkpoint)?;
+        broker.checkpoint_replication_offsets(true).map_err(StartError::Checkpoint)?;
         if let Some(hosted) = broker.replicas.topic(OFFSETS_TOPIC) {
             broker
                 .groups
@@ -236,6 +252,7 @@ impl Broker {
             tasks.spawn(net::accept_loop(Arc::clone(self), socket, Arc::clone(&limits)));
         }
         tasks.spawn(flush_by_time(Arc::clone(self)));
+        tasks.spawn(checkpoint_offsets(Arc::clone(self)));
         tasks.spawn(enforce_retention(Arc::clone(self)));
         tasks.spawn(run_group_timers(Arc::clone(self)));
         if self.config.log_cleaner_enable {
@@ -246,9 +263,20 @@ impl Broker {
         Ok(())
     }
 
-    /// Flushes every partition and the metadata log, and marks the log dirs clean.
+    /// Flushes every partition and the metadata log, checkpoints the high
+    /// watermarks and recovery points, and marks the log dirs clean.
     pub fn shutdown(&self) -> Result<(), StartError> {
         let mut ok = true;
+        for partition in self.replicas.all_partitions() {
+            if let Err(e) = partition.flush() {
+                ok = false;
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "cannot flush partition");
+            }
+        }
+        if let Err(e) = self.checkpoint_replication_offsets(true) {
+            ok = false;
+            tracing::error!(error = %e, "cannot write the offset checkpoints");
+        }
         for partition in self.replicas.all_partitions() {
             if let Err(e) = partition.close() {
                 ok = false;
@@ -284,11 +312,7 @@ impl Broker {
     pub fn allocate_producer_id(&self) -> Result<i64, error::BrokerError> {
         let mut ids = self.producer_ids.lock();
         if ids.is_empty() {
-            let mut metadata = self.metadata.lock();
-            let start = metadata.image().next_producer_id();
-            let end = start + PRODUCER_ID_BLOCK;
-            metadata.append(&[metadata::MetadataRecord::ProducerIds { next_producer_id: end }], now_ms())?;
-            *ids = start..end;
+            *ids = self.controller.lock().allocate_producer_ids(PRODUCER_ID_BLOCK, now_ms())?;
         }
         let id = ids.start;
         ids.start += 1;
@@ -339,11 +363,6 @@ impl Broker {
         })?;
         self.groups.load(hosted.partitions.clone(), now_ms())
     }
-
-    /// Wakes fetches waiting for data.
-    fn notify_data_arrived(&self) {
-        self.data_arrived.notify_waiters();
-    }
 }
 
 /// The topic configs `__consumer_offsets` is created with.
@@ -382,7 +401,8 @@ async fn enforce_retention(broker: Arc<Broker>) {
 impl Broker {
     /// One retention check over every hosted partition.
     fn apply_retention_once(&self) {
-        let topics: Vec<_> = self.metadata.lock().image().topics().cloned().collect();
+        let image = self.image();
+        let topics: Vec<_> = image.topics().cloned().collect();
         let server = self.effective_config();
         let now = now_ms();
         for topic in topics {
@@ -409,7 +429,8 @@ impl Broker {
     /// One cleaner pass over the partitions of compacted topics; `cleaned_up_to`
     /// remembers per partition how far the previous pass reached.
     fn clean_once(&self, cleaned_up_to: &mut std::collections::HashMap<(Uuid, i32), i64>) {
-        let topics: Vec<_> = self.metadata.lock().image().topics().cloned().collect();
+        let image = self.image();
+        let topics: Vec<_> = image.topics().cloned().collect();
         let server = self.effective_config();
         for topic in topics {
             let setting = |name| topic_config::effective(name, &topic.configs, &server);
@@ -476,6 +497,34 @@ async fn clean_compacted_topics(broker: Arc<Broker>) {
 }
 
 /// Fsyncs partitions whose `flush.ms` has passed.
+/// Writes the high watermarks every `replica.high.watermark.checkpoint.interval.ms`
+/// and the recovery points every `log.flush.offset.checkpoint.interval.ms`
+/// (fsyncs, so off the async workers).
+async fn checkpoint_offsets(broker: Arc<Broker>) {
+    let every = |ms: u64| {
+        let mut tick = tokio::time::interval(Duration::from_millis(ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    };
+    let mut high_watermarks = every(broker.config.replica_high_watermark_checkpoint_interval_ms);
+    let mut recovery_points = every(broker.config.log_flush_offset_checkpoint_interval_ms);
+    // Both were written at start.
+    high_watermarks.tick().await;
+    recovery_points.tick().await;
+    loop {
+        let with_recovery_points = tokio::select! {
+            _ = high_watermarks.tick() => false,
+            _ = recovery_points.tick() => true,
+        };
+        let b = Arc::clone(&broker);
+        match tokio::task::spawn_blocking(move || b.checkpoint_replication_offsets(with_recovery_points)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the offset checkpoints"),
+            Err(e) => tracing::error!(error = %e, "offset checkpoint task failed"),
+        }
+    }
+}
+
 async fn flush_by_time(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {

@@ -26,16 +26,15 @@ use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use storage::batch::{self, BatchHeader, BatchIter};
-use storage::records::{self, CodecError, RawRecord};
-use storage::{Log, LogConfig, SegmentInfo, TimestampType};
+use records::batch::{self, BatchHeader, BatchIter, TimestampType};
+use records::RawRecord;
+use storage::{Log, LogConfig, SegmentInfo};
 
 use crate::error::{BrokerError, Result};
+// A batch whose records decompress to more is kept whole (its keys then count
+// as unknown: nothing it holds is removed, and older records of its keys may stay).
+use crate::record_batch::MAX_DECOMPRESSED;
 
-/// The most the cleaner decompresses of one batch; a batch whose records are
-/// larger is kept whole (its keys then count as unknown: nothing it holds is
-/// removed, and older records of its keys may stay).
-const MAX_DECOMPRESSED: usize = 256 << 20;
 /// How much of the log one read brings in.
 const READ_CHUNK: usize = 4 << 20;
 
@@ -178,7 +177,7 @@ fn for_each_batch(read: &ReadLog<'_>, from: i64, to: i64, mut f: impl FnMut(&Bat
 fn batch_records(header: &BatchHeader, bytes: &Bytes) -> Result<Option<Vec<RawRecord>>> {
     match records::decode_records(header, bytes, MAX_DECOMPRESSED) {
         Ok((records, _)) => Ok(Some(records)),
-        Err(CodecError::OverBudget) => {
+        Err(records::Error::OverBudget) => {
             tracing::warn!(offset = header.base_offset, limit = MAX_DECOMPRESSED, "log cleaner keeps a batch it cannot decompress within its limit");
             Ok(None)
         }
@@ -404,8 +403,7 @@ fn merge(group: &mut Vec<Cleaned>) -> Option<Replacement> {
 
 #[cfg(test)]
 mod tests {
-    use kafka_protocol::records::Compression;
-    use storage::records::{write_batch, write_record, Compression as Codec};
+    use records::{write_batch, write_record, Compression as Codec};
     use storage::LogConfig;
 
     use super::*;
@@ -413,16 +411,16 @@ mod tests {
 
     fn batch(records: &[(&str, Option<&str>)], now: i64) -> BytesMut {
         let entries = records.iter().map(|(k, v)| (Some(Bytes::from(k.to_string())), v.map(|v| Bytes::from(v.to_string())), now));
-        crate::record_batch::encode(entries, Compression::Gzip).expect("encode")
+        crate::record_batch::encode(entries, Codec::Gzip).expect("encode")
     }
 
     /// Every record of the log as (offset, key, value).
     fn contents(log: &Log) -> Vec<(i64, String, Option<String>)> {
         let mut out = Vec::new();
         let read = |offset| Ok(log.read(offset, 1 << 20)?);
-        record_batch::scan(read, log.log_start_offset(), log.log_end_offset(), |records, _| {
+        record_batch::scan(read, log.log_start_offset(), log.log_end_offset(), |h, records| {
             let text = |b: Option<Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
-            out.extend(records.into_iter().map(|r| (r.offset, text(r.key).unwrap_or_default(), text(r.value))));
+            out.extend(records.into_iter().map(|r| (r.offset(h), text(r.key).unwrap_or_default(), text(r.value))));
             Ok(())
         })
         .expect("decode");
@@ -489,9 +487,9 @@ mod tests {
 
     fn partition_contents(p: &crate::partition::Partition) -> Vec<(i64, String, Option<String>)> {
         let mut out = Vec::new();
-        record_batch::scan(|offset| p.read(offset, 1 << 20), p.log_start_offset(), p.high_watermark(), |records, _| {
+        record_batch::scan(|offset| p.read(offset, 1 << 20), p.log_start_offset(), p.high_watermark(), |h, records| {
             let text = |b: Option<Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
-            out.extend(records.into_iter().map(|r| (r.offset, text(r.key).unwrap_or_default(), text(r.value))));
+            out.extend(records.into_iter().map(|r| (r.offset(h), text(r.key).unwrap_or_default(), text(r.value))));
             Ok(())
         })
         .expect("decode");

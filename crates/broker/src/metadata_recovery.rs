@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use metadata::{MetadataLog, MetadataRecord, PartitionRecord, TopicRecord};
+use metadata::{ConfigRecord, MetadataLog, MetadataRecord, PartitionRecord, TopicRecord, RESOURCE_TOPIC};
 use uuid::Uuid;
 
 use crate::log_dirs::{LogDirs, PartitionDir};
@@ -98,10 +98,13 @@ pub(crate) fn rebuild_topics(
                 leader_epoch: 0,
             })
         }));
-        records.extend(extra_configs(name).into_iter().map(|(key, value)| MetadataRecord::TopicConfig {
-            topic: name.to_string(),
-            name: key,
-            value: Some(value),
+        records.extend(extra_configs(name).into_iter().map(|(key, value)| {
+            MetadataRecord::Config(ConfigRecord {
+                resource_type: RESOURCE_TOPIC,
+                resource_name: name.to_string(),
+                name: key,
+                value: Some(value),
+            })
         }));
         metadata.append(&records, now_ms)?;
         tracing::warn!(topic = name, %topic_id, partitions = count, "rebuilt topic from its partition directories (configs are defaults)");

@@ -1,25 +1,29 @@
-//! One partition this broker hosts: its log, leader epoch and high watermark.
+//! One partition this broker hosts: a small state machine of its role
+//! (leader, follower, offline), leader epoch, log and high watermark, all
+//! changed under one lock. See `replication.md` for the invariants.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::error::ResponseError;
 use parking_lot::RwLock;
-use storage::batch::BatchHeader;
+use records::BatchHeader;
 use storage::{Log, LogConfig, StorageError};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::{BrokerError, Result};
 use crate::log_dir_health::LogDirHealth;
-use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::recompress::ProducePolicy;
 
-/// A hosted partition. On a single node this broker is always the leader and the
-/// high watermark equals the log end; replication will move the high watermark
-/// only when the in-sync replicas have the records.
+/// A hosted partition: its log and what this broker is for it.
+///
+/// Every change of role, leader epoch, ISR, log or high watermark happens
+/// under the one `state` lock and ends with a new [`PartitionOffsets`]
+/// published on a watch channel: waiting fetches and acks=all produces
+/// subscribe to the partitions they wait for ([`Partition::subscribe`]).
 pub struct Partition {
     /// The topic's name.
     pub topic: String,
@@ -27,14 +31,15 @@ pub struct Partition {
     pub topic_id: Uuid,
     /// The partition index.
     pub index: i32,
+    /// This broker's id (its replica id in `replicas` and the ISR).
+    local_id: i32,
     /// The log dir holding this partition's directory.
     log_dir: PathBuf,
     // Fetches read under the read lock, so they run beside each other.
-    log: RwLock<Option<PartitionLog>>,
-    leader_epoch: AtomicI32,
-    high_watermark: AtomicI64,
-    log_start_offset: AtomicI64,
-    log_end_offset: AtomicI64,
+    state: RwLock<State>,
+    /// The offsets after the last change, for readers that take no lock and
+    /// for waiters.
+    offsets: watch::Sender<PartitionOffsets>,
     // Read on every produce; written on a config change.
     produce_policy: RwLock<ProducePolicy>,
     /// Why the log could not be opened at start, for a partition taken offline.
@@ -44,10 +49,102 @@ pub struct Partition {
     health: Arc<LogDirHealth>,
 }
 
-/// The log and the producer state that must change together with it.
-struct PartitionLog {
-    log: Log,
-    producers: ProducerStates,
+/// One consistent view of a partition's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionOffsets {
+    /// The first offset still in the log.
+    pub log_start: i64,
+    /// The end of the records every in-sync replica has: consumers read below it.
+    pub high_watermark: i64,
+    /// The offset the next record appended here will get.
+    pub log_end: i64,
+}
+
+/// What this broker is for a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// It takes produce and fetch requests and tracks its followers.
+    Leader(LeaderState),
+    /// It copies the leader's log (`leader` -1: no leader known yet).
+    Follower {
+        /// The leader's broker id.
+        leader: i32,
+    },
+    /// Its log is unusable; every request gets KAFKA_STORAGE_ERROR.
+    Offline,
+}
+
+/// The leader's view of its replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderState {
+    /// The in-sync replicas, this broker included.
+    pub isr: Vec<i32>,
+    /// Every other assigned replica and how far it has fetched.
+    pub followers: BTreeMap<i32, FollowerState>,
+}
+
+/// How far a follower has fetched, as its fetches tell the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerState {
+    /// The follower's log end offset: the offset of its last fetch (-1: unknown).
+    pub log_end_offset: i64,
+    /// When it last had everything the leader had (its fetch reached the
+    /// leader's log end), in ms; what `replica.lag.time.max.ms` is measured from.
+    pub last_caught_up_ms: i64,
+    /// The leader's log end at its previous fetch.
+    last_fetch_leader_log_end: i64,
+    /// When its previous fetch came.
+    last_fetch_ms: i64,
+}
+
+impl FollowerState {
+    fn new(in_sync: bool, now_ms: i64) -> FollowerState {
+        // An ISR member counts as caught up when leadership starts, as in Kafka.
+        let caught_up = if in_sync { now_ms } else { 0 };
+        FollowerState { log_end_offset: -1, last_caught_up_ms: caught_up, last_fetch_leader_log_end: -1, last_fetch_ms: 0 }
+    }
+}
+
+/// A partition's leadership as the metadata says it (Kafka's LeaderAndIsr).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderAndIsr {
+    /// The leader epoch.
+    pub leader_epoch: i32,
+    /// Every assigned replica.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
+}
+
+/// How far a fetch may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchIsolation {
+    /// A follower: up to the log end.
+    LogEnd,
+    /// A consumer: up to the high watermark.
+    HighWatermark,
+}
+
+/// What one partition's fetch read.
+#[derive(Debug, Clone)]
+pub struct FetchedRecords {
+    /// Whole batches.
+    pub records: Bytes,
+    /// The offsets when they were read.
+    pub offsets: PartitionOffsets,
+}
+
+/// Everything the partition lock guards.
+struct State {
+    /// None once closed or deleted (and for a partition offline from start).
+    log: Option<Log>,
+    role: Role,
+    leader_epoch: i32,
+    replicas: Vec<i32>,
+    high_watermark: i64,
+    /// The log end when this broker became leader of `leader_epoch`: a
+    /// follower joins the ISR only once it has everything from before.
+    leader_epoch_start_offset: i64,
 }
 
 /// Where a produced batch landed.
@@ -55,6 +152,8 @@ struct PartitionLog {
 pub struct Appended {
     /// Offset of the first record.
     pub base_offset: i64,
+    /// Offset of the last record: acks=all waits for the high watermark to pass it.
+    pub last_offset: i64,
     /// The broker's timestamp, if the topic uses LogAppendTime.
     pub log_append_time: Option<i64>,
 }
@@ -68,25 +167,116 @@ pub struct TimestampAndOffset {
     pub offset: i64,
 }
 
+/// FENCED_LEADER_EPOCH for a request that knows an older leader epoch,
+/// UNKNOWN_LEADER_EPOCH for one that knows a newer one (Kafka's
+/// `checkCurrentLeaderEpoch`); -1 means the request names none.
+fn check_leader_epoch(local: i32, requested: i32) -> std::result::Result<(), ResponseError> {
+    if requested < 0 || requested == local {
+        Ok(())
+    } else if requested < local {
+        Err(ResponseError::FencedLeaderEpoch)
+    } else {
+        Err(ResponseError::UnknownLeaderEpoch)
+    }
+}
+
+impl State {
+    fn offsets(&self) -> PartitionOffsets {
+        match &self.log {
+            Some(l) => PartitionOffsets {
+                log_start: l.log_start_offset(),
+                high_watermark: self.high_watermark,
+                log_end: l.log_end_offset(),
+            },
+            None => PartitionOffsets { log_start: -1, high_watermark: -1, log_end: -1 },
+        }
+    }
+
+    /// Moves the high watermark up to the smallest log end in the ISR (the
+    /// leader's own included); never down. A follower's ISR member that has
+    /// not fetched yet (-1) holds it where it is.
+    fn maybe_increment_high_watermark(&mut self, local_id: i32) {
+        let Some(log) = &self.log else { return };
+        let log_end = log.log_end_offset();
+        let log_start = log.log_start_offset();
+        if let Role::Leader(leader) = &self.role {
+            let smallest = leader
+                .isr
+                .iter()
+                .filter(|&&id| id != local_id)
+                .map(|id| leader.followers.get(id).map_or(-1, |f| f.log_end_offset))
+                .fold(log_end, i64::min);
+            if smallest > self.high_watermark {
+                self.high_watermark = smallest;
+            }
+        }
+        // Kafka's rule when the log start passes it (a follower told of a
+        // DeleteRecords by its leader).
+        if self.high_watermark < log_start {
+            self.high_watermark = log_start;
+        }
+    }
+}
+
 impl Partition {
-    /// Wraps an opened log.
-    pub fn new(topic: String, topic_id: Uuid, index: i32, log: Log, leader_epoch: i32) -> Partition {
-        let start = log.log_start_offset();
-        let end = log.log_end_offset();
+    /// Wraps an opened log. The partition has no role until the metadata
+    /// gives it one ([`Partition::make_leader`] / [`Partition::make_follower`]):
+    /// until then it is a follower of no leader and refuses produce and fetch.
+    pub fn open(topic: String, topic_id: Uuid, index: i32, log: Log, local_id: i32) -> Partition {
         let log_dir = log.dir().parent().map_or_else(|| log.dir().to_path_buf(), Path::to_path_buf);
+        // Until a replication-offset checkpoint exists the high watermark
+        // starts at the log start; a leader moves it up at once.
+        let start = log.log_start_offset();
+        let state = State {
+            log: Some(log),
+            role: Role::Follower { leader: -1 },
+            leader_epoch: -1,
+            replicas: Vec::new(),
+            high_watermark: start,
+            leader_epoch_start_offset: -1,
+        };
+        Partition::with(topic, topic_id, index, local_id, log_dir, state, None)
+    }
+
+    /// A partition led by this broker alone (replica 0, leader epoch
+    /// `leader_epoch`): what the unit tests use.
+    #[cfg(test)]
+    pub(crate) fn new(topic: String, topic_id: Uuid, index: i32, log: Log, leader_epoch: i32) -> Partition {
+        let partition = Partition::open(topic, topic_id, index, log, 0);
+        let sole = LeaderAndIsr { leader_epoch, replicas: vec![0], isr: vec![0] };
+        partition.make_leader(&sole, 0).expect("make leader");
+        partition
+    }
+
+    /// A partition whose log could not be opened at start: every operation on
+    /// it answers KAFKA_STORAGE_ERROR with `reason`, while the broker serves
+    /// the others.
+    pub fn offline(topic: String, topic_id: Uuid, index: i32, dir: &Path, leader_epoch: i32, reason: String) -> Partition {
+        let state = State {
+            log: None,
+            role: Role::Offline,
+            leader_epoch,
+            replicas: Vec::new(),
+            high_watermark: 0,
+            leader_epoch_start_offset: -1,
+        };
+        let log_dir = dir.parent().map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
+        Partition::with(topic, topic_id, index, -1, log_dir, state, Some(reason))
+    }
+
+    fn with(topic: String, topic_id: Uuid, index: i32, local_id: i32, log_dir: PathBuf, state: State, offline: Option<String>) -> Partition {
+        let (offsets, _) = watch::channel(state.offsets());
         Partition {
             topic,
             topic_id,
             index,
-            log: RwLock::new(Some(PartitionLog { log, producers: ProducerStates::default() })),
-            leader_epoch: AtomicI32::new(leader_epoch),
-            high_watermark: AtomicI64::new(end),
-            log_start_offset: AtomicI64::new(start),
-            log_end_offset: AtomicI64::new(end),
-            produce_policy: RwLock::new(ProducePolicy::default()),
-            offline: None,
+            local_id,
             health: Arc::new(LogDirHealth::new(log_dir.clone(), false)),
             log_dir,
+            state: RwLock::new(state),
+            offsets,
+            produce_policy: RwLock::new(ProducePolicy::default()),
+            offline,
         }
     }
 
@@ -97,54 +287,149 @@ impl Partition {
         self
     }
 
-    /// A partition whose log could not be opened at start: every operation on
-    /// it answers KAFKA_STORAGE_ERROR with `reason`, while the broker serves
-    /// the others.
-    pub fn offline(topic: String, topic_id: Uuid, index: i32, dir: &Path, leader_epoch: i32, reason: String) -> Partition {
-        let log_dir = dir.parent().map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
-        Partition {
-            topic,
-            topic_id,
-            index,
-            log: RwLock::new(None),
-            leader_epoch: AtomicI32::new(leader_epoch),
-            high_watermark: AtomicI64::new(0),
-            log_start_offset: AtomicI64::new(0),
-            log_end_offset: AtomicI64::new(0),
-            produce_policy: RwLock::new(ProducePolicy::default()),
-            offline: Some(reason),
-            health: Arc::new(LogDirHealth::new(log_dir.clone(), false)),
-            log_dir,
+    /// Makes this broker the leader for `leader` (a newer or the current
+    /// epoch; an older one changes nothing and returns false). A new epoch
+    /// starts every follower's tracking afresh; the same epoch only updates
+    /// the replicas and ISR (an ISR change the controller committed).
+    pub fn make_leader(&self, leader: &LeaderAndIsr, now_ms: i64) -> Result<bool> {
+        self.transition(leader, |state, local_id| {
+            let new_epoch = leader.leader_epoch > state.leader_epoch || !matches!(state.role, Role::Leader(_));
+            let log_end = state.log.as_ref().map_or(0, |l| l.log_end_offset());
+            let mut followers = BTreeMap::new();
+            for &id in leader.replicas.iter().filter(|&&id| id != local_id) {
+                let known = match &state.role {
+                    Role::Leader(current) if !new_epoch => current.followers.get(&id).copied(),
+                    _ => None,
+                };
+                followers.insert(id, known.unwrap_or_else(|| FollowerState::new(leader.isr.contains(&id), now_ms)));
+            }
+            if new_epoch {
+                state.leader_epoch_start_offset = log_end;
+            }
+            state.role = Role::Leader(LeaderState { isr: leader.isr.clone(), followers });
+        })
+    }
+
+    /// Makes this broker a follower of `leader_id` (-1: none known) for
+    /// `leader` (an older epoch changes nothing and returns false). The
+    /// high watermark stays; the replica fetcher will truncate and fetch.
+    pub fn make_follower(&self, leader_id: i32, leader: &LeaderAndIsr) -> Result<bool> {
+        self.transition(leader, |state, _| {
+            state.role = Role::Follower { leader: leader_id };
+            state.leader_epoch_start_offset = -1;
+        })
+    }
+
+    fn transition(&self, leader: &LeaderAndIsr, apply: impl FnOnce(&mut State, i32)) -> Result<bool> {
+        let mut state = self.state.write();
+        if matches!(state.role, Role::Offline) {
+            return Err(self.deleted());
         }
+        if leader.leader_epoch < state.leader_epoch {
+            tracing::info!(topic = %self.topic, partition = self.index, epoch = leader.leader_epoch, current = state.leader_epoch, "ignored a leadership change of an older leader epoch");
+            return Ok(false);
+        }
+        apply(&mut state, self.local_id);
+        state.leader_epoch = leader.leader_epoch;
+        state.replicas = leader.replicas.clone();
+        state.maybe_increment_high_watermark(self.local_id);
+        // Always wake waiters: a role change can end their wait.
+        let offsets = state.offsets();
+        self.offsets.send_modify(|o| *o = offsets);
+        Ok(true)
+    }
+
+    /// The role this broker has for the partition.
+    pub fn role(&self) -> Role {
+        self.state.read().role.clone()
+    }
+
+    /// True while this broker is the partition's leader.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.state.read().role, Role::Leader(_))
+    }
+
+    /// The ISR that dropping every in-sync follower not caught up within
+    /// `lag_max_ms` of `now_ms` gives, if it differs from the current one
+    /// (for the controller to commit; nothing changes here). None unless leader.
+    pub fn maybe_shrink_isr(&self, now_ms: i64, lag_max_ms: i64) -> Option<Vec<i32>> {
+        let state = self.state.read();
+        let Role::Leader(leader) = &state.role else { return None };
+        let lagging = |id: &i32| {
+            *id != self.local_id && leader.followers.get(id).is_none_or(|f| now_ms - f.last_caught_up_ms > lag_max_ms)
+        };
+        if !leader.isr.iter().any(lagging) {
+            return None;
+        }
+        Some(leader.isr.iter().copied().filter(|id| !lagging(id)).collect())
+    }
+
+    /// The ISR with `replica_id` added, if it is an assigned follower outside
+    /// the ISR that has everything up to the high watermark and since this
+    /// leader's epoch began (Kafka's `isFollowerInSync`); for the controller
+    /// to commit. None unless leader.
+    pub fn maybe_expand_isr(&self, replica_id: i32) -> Option<Vec<i32>> {
+        let state = self.state.read();
+        let Role::Leader(leader) = &state.role else { return None };
+        if leader.isr.contains(&replica_id) {
+            return None;
+        }
+        let follower = leader.followers.get(&replica_id)?;
+        let in_sync = follower.log_end_offset >= state.high_watermark && follower.log_end_offset >= state.leader_epoch_start_offset;
+        if !in_sync {
+            return None;
+        }
+        let mut isr = leader.isr.clone();
+        isr.push(replica_id);
+        Some(isr)
     }
 
     fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {
-        self.with_state(|state| f(&mut state.log))
+        self.with_state(f)
     }
 
-    /// Runs a change of the log; an I/O error takes the log dir offline (and
-    /// nothing is written to an offline dir).
-    fn with_state<T>(&self, f: impl FnOnce(&mut PartitionLog) -> Result<T>) -> Result<T> {
-        let mut guard = self.log.write();
+    /// Runs `f` on the log under the write lock, then moves the high
+    /// watermark and publishes the offsets if they changed. An I/O error
+    /// takes the log dir offline (and nothing is written to an offline dir).
+    fn with_state<T>(&self, f: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {
+        let mut state = self.state.write();
         self.check_log_dir()?;
-        let Some(state) = guard.as_mut() else { return Err(self.deleted()) };
-        let result = f(state);
-        if let Err(BrokerError::Storage(e @ StorageError::Io { .. })) = &result {
-            self.health.fail(e);
-        }
+        let result = match state.log.as_mut() {
+            Some(log) => self.watched(f(log)),
+            None => return Err(self.deleted()),
+        };
+        state.maybe_increment_high_watermark(self.local_id);
+        self.publish(&state);
         result
+    }
+
+    fn publish(&self, state: &State) {
+        let offsets = state.offsets();
+        self.offsets.send_if_modified(|o| {
+            let changed = *o != offsets;
+            *o = offsets;
+            changed
+        });
     }
 
     fn reading_log<T>(&self, f: impl FnOnce(&Log) -> Result<T>) -> Result<T> {
         self.check_log_dir()?;
-        match self.log.read().as_ref() {
-            Some(state) => f(&state.log),
+        match self.state.read().log.as_ref() {
+            Some(log) => f(log),
             None => Err(self.deleted()),
         }
     }
 
     fn check_log_dir(&self) -> Result<()> {
         self.health.check(&format_args!("partition {}-{}", self.topic, self.index))
+    }
+
+    /// `result`, after taking the log dir offline if it is an I/O error.
+    fn watched<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(BrokerError::Storage(e @ StorageError::Io { .. })) = &result {
+            self.health.fail(e);
+        }
+        result
     }
 
     /// True for a partition whose log could not be opened at start or whose
@@ -172,28 +457,203 @@ impl Partition {
         )
     }
 
-    /// Validates and appends produced batches (patched in place), advancing the
-    /// high watermark. A retried batch of an idempotent producer is not appended
-    /// again: its original offset is returned.
+    /// Kafka's `getLocalLog`: an offline or deleted partition's error, then
+    /// the leader epoch check (`current_leader_epoch` -1: none), then
+    /// NOT_LEADER_OR_FOLLOWER unless this broker leads.
+    fn check_leader(&self, state: &State, current_leader_epoch: i32) -> Result<()> {
+        if state.log.is_none() || matches!(state.role, Role::Offline) {
+            return Err(self.deleted());
+        }
+        if let Err(error) = check_leader_epoch(state.leader_epoch, current_leader_epoch) {
+            let relation = if error == ResponseError::FencedLeaderEpoch { "older" } else { "newer" };
+            return Err(BrokerError::kafka(
+                error,
+                format!(
+                    "The leader epoch {current_leader_epoch} in the request is {relation} than the current leader epoch {} of partition {}-{}",
+                    state.leader_epoch, self.topic, self.index
+                ),
+            ));
+        }
+        if !matches!(state.role, Role::Leader(_)) {
+            return Err(self.not_leader());
+        }
+        Ok(())
+    }
+
+    fn not_leader(&self) -> BrokerError {
+        BrokerError::kafka(
+            ResponseError::NotLeaderOrFollower,
+            format!("Leader not local for partition {}-{} on broker {}", self.topic, self.index, self.local_id),
+        )
+    }
+
+    /// Checks that this broker leads at `current_leader_epoch` (-1: any), as
+    /// ListOffsets and other leader-only reads need.
+    pub fn check_leader_at(&self, current_leader_epoch: i32) -> Result<()> {
+        self.check_leader(&self.state.read(), current_leader_epoch)
+    }
+
+    /// Validates and appends produced batches (patched in place) as the
+    /// leader, acks=1. See [`Partition::append_as_leader`].
     pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<Appended> {
-        let leader_epoch = self.leader_epoch();
-        let idempotent = BatchHeader::parse(records).ok().filter(|h| h.producer_id >= 0);
-        self.with_state(|state| {
-            if let Some(h) = &idempotent {
-                let check = state.producers.check(h.producer_id, h.producer_epoch, h.base_sequence, h.record_count)?;
-                if let SequenceCheck::Duplicate { base_offset } = check {
-                    return Ok(Appended { base_offset, log_append_time: None });
+        self.append_as_leader(records, 1, now_ms)
+    }
+
+    /// Validates and appends produced batches (patched in place) as the
+    /// leader: NOT_LEADER_OR_FOLLOWER unless leader; with `required_acks` -1,
+    /// NOT_ENOUGH_REPLICAS before appending while the ISR is smaller than
+    /// `min.insync.replicas` (capped by the replica count, as Kafka's
+    /// `effectiveMinIsr`). A retried batch of an idempotent producer is not
+    /// appended again: its original offsets are returned.
+    pub fn append_as_leader(&self, records: &mut [u8], required_acks: i16, now_ms: i64) -> Result<Appended> {
+        let min_isr = self.produce_policy().min_insync_replicas;
+        let mut state = self.state.write();
+        self.check_log_dir()?;
+        self.check_leader(&state, -1)?;
+        if required_acks == -1 {
+            let isr = match &state.role {
+                Role::Leader(l) => l.isr.len(),
+                _ => 0,
+            };
+            let effective = (min_isr.max(1) as usize).min(state.replicas.len().max(1));
+            if isr < effective {
+                return Err(BrokerError::kafka(
+                    ResponseError::NotEnoughReplicas,
+                    format!(
+                        "The size of the current ISR : {isr} is insufficient to satisfy the min.isr requirement of {effective} for partition {}-{}",
+                        self.topic, self.index
+                    ),
+                ));
+            }
+        }
+        let leader_epoch = state.leader_epoch;
+        let Some(partition_log) = state.log.as_mut() else { return Err(self.deleted()) };
+        let appended = self.watched(self.append_to_log(partition_log, records, leader_epoch, now_ms));
+        state.maybe_increment_high_watermark(self.local_id);
+        self.publish(&state);
+        appended
+    }
+
+    fn append_to_log(
+        &self,
+        log: &mut Log,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<Appended> {
+        // The log checks an idempotent producer's sequence under this lock: a
+        // retried batch comes back with its original offsets, appended once.
+        let info = log.append(records, leader_epoch, now_ms)?;
+        Ok(Appended { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time: info.log_append_time })
+    }
+
+    /// Kafka's `checkEnoughReplicasReachOffset` for an acks=all produce whose
+    /// records end before `required_offset`: None while the high watermark
+    /// has not reached it; then Ok, or NOT_ENOUGH_REPLICAS_AFTER_APPEND if the
+    /// ISR shrank below `min.insync.replicas` meanwhile; NOT_LEADER_OR_FOLLOWER
+    /// once this broker no longer leads.
+    pub fn check_replicated(&self, required_offset: i64) -> Option<Result<()>> {
+        let state = self.state.read();
+        if state.log.is_none() || matches!(state.role, Role::Offline) {
+            return Some(Err(self.deleted()));
+        }
+        let Role::Leader(leader) = &state.role else { return Some(Err(self.not_leader())) };
+        if state.high_watermark < required_offset {
+            return None;
+        }
+        let min_isr = self.produce_policy().min_insync_replicas;
+        let effective = (min_isr.max(1) as usize).min(state.replicas.len().max(1));
+        if leader.isr.len() < effective {
+            return Some(Err(BrokerError::kafka(
+                ResponseError::NotEnoughReplicasAfterAppend,
+                format!(
+                    "The ISR of partition {}-{} shrank to {} below min.insync.replicas {effective} after the records were appended",
+                    self.topic,
+                    self.index,
+                    leader.isr.len()
+                ),
+            )));
+        }
+        Some(Ok(()))
+    }
+
+    /// Serves one partition of a Fetch as the leader: whole batches from the
+    /// one holding `fetch_offset`, at most `max_bytes` (but at least one
+    /// batch), up to the high watermark for consumers or the log end for
+    /// followers. A follower's fetch (`follower` Some(replica id)) records
+    /// its fetch offset as its log end, which can move the high watermark.
+    pub fn fetch_records(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        current_leader_epoch: i32,
+        follower: Option<i32>,
+        now_ms: i64,
+    ) -> Result<FetchedRecords> {
+        let isolation = if follower.is_some() { FetchIsolation::LogEnd } else { FetchIsolation::HighWatermark };
+        let (fetched, epoch) = {
+            let state = self.state.read();
+            self.check_log_dir()?;
+            self.check_leader(&state, current_leader_epoch)?;
+            if let Some(replica) = follower {
+                if !state.replicas.contains(&replica) || replica == self.local_id {
+                    // Kafka: a tuple (replica, epoch) it does not know yet is
+                    // retried by the follower.
+                    let error = if current_leader_epoch >= 0 { ResponseError::UnknownLeaderEpoch } else { ResponseError::NotLeaderOrFollower };
+                    return Err(BrokerError::kafka(
+                        error,
+                        format!("Replica {replica} is not an assigned replica of partition {}-{}", self.topic, self.index),
+                    ));
                 }
             }
-            let info = state.log.append(records, leader_epoch, now_ms)?;
-            if let Some(h) = &idempotent {
-                state.producers.record(h.producer_id, h.producer_epoch, h.base_sequence, h.record_count, info.base_offset);
-            }
-            let end = state.log.log_end_offset();
-            self.log_end_offset.store(end, Ordering::Release);
-            self.high_watermark.store(end, Ordering::Release);
-            Ok(Appended { base_offset: info.base_offset, log_append_time: info.log_append_time })
-        })
+            let offsets = state.offsets();
+            let limit = match isolation {
+                FetchIsolation::LogEnd => offsets.log_end,
+                FetchIsolation::HighWatermark => offsets.high_watermark,
+            };
+            let Some(log) = state.log.as_ref() else { return Err(self.deleted()) };
+            let records = below_offset(log.read(fetch_offset, max_bytes)?, limit);
+            (FetchedRecords { records, offsets }, state.leader_epoch)
+        };
+        if let Some(replica) = follower {
+            self.update_follower_fetch_state(replica, fetch_offset, fetched.offsets.log_end, epoch, now_ms);
+        }
+        Ok(fetched)
+    }
+
+    /// Records that follower `replica` fetched from `fetch_offset` when the
+    /// leader's log ended at `leader_log_end` (Kafka's
+    /// `Replica.updateFetchState`): its log end, and when it was last caught
+    /// up. Skipped if the leader epoch changed since the read.
+    fn update_follower_fetch_state(&self, replica: i32, fetch_offset: i64, leader_log_end: i64, epoch: i32, now_ms: i64) {
+        let mut state = self.state.write();
+        if state.leader_epoch != epoch {
+            return;
+        }
+        let Role::Leader(leader) = &mut state.role else { return };
+        let Some(f) = leader.followers.get_mut(&replica) else { return };
+        if fetch_offset >= leader_log_end {
+            f.last_caught_up_ms = f.last_caught_up_ms.max(now_ms);
+        } else if fetch_offset >= f.last_fetch_leader_log_end {
+            f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
+        }
+        f.last_fetch_leader_log_end = leader_log_end;
+        f.last_fetch_ms = now_ms;
+        f.log_end_offset = fetch_offset;
+        state.maybe_increment_high_watermark(self.local_id);
+        self.publish(&state);
+    }
+
+    /// A receiver that sees every later change of the partition's offsets
+    /// or role (its current value counts as seen).
+    pub fn subscribe(&self) -> watch::Receiver<PartitionOffsets> {
+        self.offsets.subscribe()
+    }
+
+    /// The number of waiters subscribed to this partition.
+    #[cfg(test)]
+    pub(crate) fn subscribers(&self) -> usize {
+        self.offsets.receiver_count()
     }
 
     /// Whether appending `records` now would fsync (`flush.messages`) or roll
@@ -201,7 +661,7 @@ impl Partition {
     /// append may come first).
     pub fn append_may_block(&self, records: &[u8], now_ms: i64) -> bool {
         let count = BatchHeader::parse(records).map_or(1, |h| i64::from(h.record_count));
-        self.log.read().as_ref().is_some_and(|state| state.log.append_may_block(records.len(), count, now_ms))
+        self.state.read().log.as_ref().is_some_and(|log| log.append_may_block(records.len(), count, now_ms))
     }
 
     /// Compacts the log's inactive segments unless none rolled since
@@ -254,31 +714,38 @@ impl Partition {
     }
 
     /// Whole batches from the one holding `offset`, at most `max_bytes` (but at
-    /// least one batch), never past the high watermark.
+    /// least one batch), never past the high watermark; whatever the role
+    /// (the group coordinator's replay, timestamp lookups).
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
-        let high_watermark = self.high_watermark();
-        let bytes = self.reading_log(|log| Ok(log.read(offset, max_bytes)?))?;
-        Ok(below_offset(bytes, high_watermark))
+        self.check_log_dir()?;
+        let state = self.state.read();
+        let Some(log) = state.log.as_ref() else { return Err(self.deleted()) };
+        Ok(below_offset(log.read(offset, max_bytes)?, state.high_watermark))
     }
 
     /// The current leader epoch.
     pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch.load(Ordering::Acquire)
+        self.state.read().leader_epoch
+    }
+
+    /// Log start, high watermark and log end, as of the last change.
+    pub fn offsets(&self) -> PartitionOffsets {
+        *self.offsets.borrow()
     }
 
     /// The high watermark: the end of the records every in-sync replica has.
     pub fn high_watermark(&self) -> i64 {
-        self.high_watermark.load(Ordering::Acquire)
+        self.offsets().high_watermark
     }
 
     /// The first offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
-        self.log_start_offset.load(Ordering::Acquire)
+        self.offsets().log_start
     }
 
     /// The offset the next record will get.
     pub fn log_end_offset(&self) -> i64 {
-        self.log_end_offset.load(Ordering::Acquire)
+        self.offsets().log_end
     }
 
     /// The first record at or after the log start offset with a timestamp at or
@@ -330,6 +797,11 @@ impl Partition {
         Ok(batch.and_then(|b| find_record(b, |_, _| true, true)))
     }
 
+    /// The offset below which the log is flushed (its recovery point).
+    pub fn recovery_point(&self) -> Result<i64> {
+        self.reading_log(|log| Ok(log.recovery_point()))
+    }
+
     /// The log dir this partition lives in.
     pub fn log_dir(&self) -> &Path {
         &self.log_dir
@@ -365,9 +837,7 @@ impl Partition {
     pub fn advance_log_start_offset(&self, offset: i64) -> Result<i64> {
         self.with_log(|log| {
             log.advance_log_start_offset(offset.min(log.log_end_offset()))?;
-            let start = log.log_start_offset();
-            self.log_start_offset.store(start, Ordering::Release);
-            Ok(start)
+            Ok(log.log_start_offset())
         })
     }
 
@@ -394,9 +864,7 @@ impl Partition {
     pub fn apply_retention(&self, retention_ms: Option<u64>, retention_bytes: Option<u64>, now_ms: i64) -> Result<usize> {
         let high_watermark = self.high_watermark();
         self.with_log(|log| {
-            let deleted = log.delete_retained_segments(retention_ms, retention_bytes, high_watermark, now_ms)?;
-            self.log_start_offset.store(log.log_start_offset(), Ordering::Release);
-            Ok(deleted)
+            Ok(log.delete_retained_segments(retention_ms, retention_bytes, high_watermark, now_ms)?)
         })
     }
 
@@ -413,21 +881,28 @@ impl Partition {
     /// Flushes and closes the log; later calls fail with UNKNOWN_TOPIC_OR_PARTITION.
     /// In a failed log dir the log is dropped unflushed: nothing is written there.
     pub fn close(&self) -> Result<()> {
-        let taken = self.log.write().take();
-        match taken {
+        match self.take_log() {
             Some(_) if self.health.is_offline() => Ok(()),
-            Some(state) => Ok(self.health.watch(state.log.close())?),
+            Some(log) => Ok(self.health.watch(log.close())?),
             None => Ok(()),
         }
+    }
+
+    /// Takes the log out, waking every waiter (they find it gone).
+    fn take_log(&self) -> Option<Log> {
+        let mut state = self.state.write();
+        let log = state.log.take();
+        let offsets = state.offsets();
+        self.offsets.send_modify(|o| *o = offsets);
+        log
     }
 
     /// Closes the log and removes its directory. In a failed log dir the
     /// directory stays; the next start removes it (the topic is gone from the metadata).
     pub fn delete(&self) -> Result<()> {
-        let taken = self.log.write().take();
-        match taken {
+        match self.take_log() {
             Some(_) if self.health.is_offline() => Ok(()),
-            Some(state) => Ok(self.health.watch(state.log.delete())?),
+            Some(log) => Ok(self.health.watch(log.delete())?),
             None => Ok(()),
         }
     }
@@ -452,16 +927,17 @@ fn below_offset(bytes: Bytes, end: i64) -> Bytes {
 
 /// Decodes one batch (decompressing if needed) and finds a record: the first whose
 /// timestamp matches, or with `max` the one with the largest timestamp.
-fn find_record(mut batch: Bytes, matches: impl Fn(i64, i64) -> bool, max: bool) -> Option<TimestampAndOffset> {
-    let set = RecordBatchDecoder::decode(&mut batch).ok()?;
+fn find_record(batch: Bytes, matches: impl Fn(i64, i64) -> bool, max: bool) -> Option<TimestampAndOffset> {
+    let header = BatchHeader::parse(&batch).ok()?;
+    let (records, _) = records::decode_records(&header, &batch, crate::record_batch::MAX_DECOMPRESSED).ok()?;
     let mut best: Option<TimestampAndOffset> = None;
-    for record in set.records {
-        let found = TimestampAndOffset { timestamp: record.timestamp, offset: record.offset };
+    for record in records {
+        let found = TimestampAndOffset { timestamp: record.timestamp(&header), offset: record.offset(&header) };
         if max {
             if best.is_none_or(|b| found.timestamp > b.timestamp) {
                 best = Some(found);
             }
-        } else if matches(record.timestamp, record.offset) {
+        } else if matches(found.timestamp, found.offset) {
             return Some(found);
         }
     }
@@ -472,7 +948,7 @@ fn find_record(mut batch: Bytes, matches: impl Fn(i64, i64) -> bool, max: bool) 
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::records::Compression;
+    use records::Compression;
 
     fn batch(timestamps: &[i64]) -> BytesMut {
         let entries = timestamps.iter().map(|&ts| (None, Some(Bytes::from_static(b"v")), ts));
@@ -484,19 +960,156 @@ mod tests {
         Partition::new("t".into(), Uuid::new_v4(), 0, log, 0)
     }
 
+    /// A leader of replicas `replicas` with ISR `isr` at leader epoch 5, made leader at `now`.
+    fn led(dir: &std::path::Path, replicas: &[i32], isr: &[i32], now: i64) -> Partition {
+        let log = Log::open(dir, LogConfig::default(), true).expect("open");
+        let p = Partition::open("t".into(), Uuid::new_v4(), 0, log, 0);
+        let state = LeaderAndIsr { leader_epoch: 5, replicas: replicas.to_vec(), isr: isr.to_vec() };
+        assert!(p.make_leader(&state, now).expect("make leader"));
+        p
+    }
+
+    fn code<T: std::fmt::Debug>(r: Result<T>) -> ResponseError {
+        r.expect_err("an error").response_error()
+    }
+
     #[test]
     fn reads_stop_at_the_high_watermark() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = partition(dir.path());
+        let p = led(dir.path(), &[0, 1], &[0, 1], 0);
         p.append(&mut batch(&[1, 2]), 0).expect("append");
         p.append(&mut batch(&[3]), 0).expect("append");
+        assert_eq!(p.offsets(), PartitionOffsets { log_start: 0, high_watermark: 0, log_end: 3 }, "follower 1 has nothing yet");
+        let follower = p.fetch_records(0, 1 << 20, 5, Some(1), 0).expect("follower fetch");
+        assert_eq!(follower.records, p.reading_log(|l| Ok(l.read(0, 1 << 20)?)).expect("read"), "a follower reads to the log end");
+        assert!(p.fetch_records(0, 1 << 20, -1, None, 0).expect("consumer fetch").records.is_empty());
+        p.fetch_records(2, 1 << 20, 5, Some(1), 0).expect("follower fetch");
+        assert_eq!(p.high_watermark(), 2, "the follower's fetch offset is its log end");
+        let visible = p.fetch_records(0, 1 << 20, -1, None, 0).expect("consumer fetch").records;
+        let header = BatchHeader::parse(&visible).expect("header");
+        assert_eq!((header.base_offset, header.last_offset()), (0, 1));
+        assert_eq!(visible.len(), header.total_size());
+        assert_eq!(p.read(0, 1 << 20).expect("read"), visible);
+    }
+
+    #[test]
+    fn the_high_watermark_is_the_smallest_log_end_in_the_isr_and_never_moves_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = led(dir.path(), &[0, 1, 2], &[0, 1, 2], 0);
+        p.append(&mut batch(&[1, 2, 3, 4]), 0).expect("append");
+        p.fetch_records(4, 1 << 20, -1, Some(1), 0).expect("fetch");
+        assert_eq!(p.high_watermark(), 0, "replica 2 has not fetched");
+        p.fetch_records(3, 1 << 20, -1, Some(2), 0).expect("fetch");
         assert_eq!(p.high_watermark(), 3);
-        let all = p.read(0, 1 << 20).expect("read");
-        p.high_watermark.store(2, Ordering::Release);
-        let visible = p.read(0, 1 << 20).expect("read");
-        assert!(visible.len() < all.len());
-        assert_eq!(BatchHeader::parse(&visible).expect("header").last_offset(), 1);
-        assert_eq!(visible.len(), BatchHeader::parse(&visible).expect("header").total_size());
+        p.fetch_records(1, 1 << 20, -1, Some(2), 0).expect("fetch");
+        assert_eq!(p.high_watermark(), 3, "never back");
+        // The controller drops replica 2 from the ISR: the rest have all 4.
+        let shrunk = LeaderAndIsr { leader_epoch: 5, replicas: vec![0, 1, 2], isr: vec![0, 1] };
+        assert!(p.make_leader(&shrunk, 0).expect("isr change"));
+        assert_eq!(p.high_watermark(), 4);
+        // An ISR of the leader alone follows its log end.
+        let alone = LeaderAndIsr { leader_epoch: 5, replicas: vec![0, 1, 2], isr: vec![0] };
+        p.make_leader(&alone, 0).expect("isr change");
+        p.append(&mut batch(&[5]), 0).expect("append");
+        assert_eq!(p.offsets(), PartitionOffsets { log_start: 0, high_watermark: 5, log_end: 5 });
+    }
+
+    #[test]
+    fn only_the_leader_takes_produce_and_consumer_fetch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = led(dir.path(), &[0, 1], &[0, 1], 0);
+        let state = LeaderAndIsr { leader_epoch: 6, replicas: vec![0, 1], isr: vec![0, 1] };
+        assert!(p.make_follower(1, &state).expect("make follower"));
+        assert_eq!(p.role(), Role::Follower { leader: 1 });
+        assert_eq!(code(p.append(&mut batch(&[1]), 0)), ResponseError::NotLeaderOrFollower);
+        assert_eq!(code(p.fetch_records(0, 1 << 20, -1, None, 0)), ResponseError::NotLeaderOrFollower);
+        assert_eq!(code(p.fetch_records(0, 1 << 20, 6, Some(1), 0)), ResponseError::NotLeaderOrFollower);
+        // An older epoch changes nothing.
+        let stale = LeaderAndIsr { leader_epoch: 5, replicas: vec![0, 1], isr: vec![0, 1] };
+        assert!(!p.make_leader(&stale, 0).expect("stale"));
+        assert!(!p.is_leader());
+        assert_eq!(p.leader_epoch(), 6);
+        let opened = Partition::open("t".into(), Uuid::new_v4(), 1, Log::open(&dir.path().join("x"), LogConfig::default(), true).expect("open"), 0);
+        assert_eq!(code(opened.append(&mut batch(&[1]), 0)), ResponseError::NotLeaderOrFollower, "no role before the metadata gives one");
+    }
+
+    #[test]
+    fn requests_with_another_leader_epoch_are_fenced_or_unknown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = led(dir.path(), &[0], &[0], 0);
+        p.append(&mut batch(&[1]), 0).expect("append");
+        assert_eq!(code(p.fetch_records(0, 1 << 20, 4, None, 0)), ResponseError::FencedLeaderEpoch);
+        assert_eq!(code(p.fetch_records(0, 1 << 20, 6, None, 0)), ResponseError::UnknownLeaderEpoch);
+        assert_eq!(code(p.check_leader_at(4)), ResponseError::FencedLeaderEpoch);
+        for epoch in [5, -1] {
+            assert!(!p.fetch_records(0, 1 << 20, epoch, None, 0).expect("fetch").records.is_empty());
+        }
+        // The epoch check comes before the leadership check, as in Kafka.
+        p.make_follower(1, &LeaderAndIsr { leader_epoch: 7, replicas: vec![0, 1], isr: vec![1] }).expect("follower");
+        assert_eq!(code(p.fetch_records(0, 1 << 20, 5, None, 0)), ResponseError::FencedLeaderEpoch);
+        assert_eq!(code(p.fetch_records(0, 1 << 20, 7, None, 0)), ResponseError::NotLeaderOrFollower);
+    }
+
+    #[test]
+    fn acks_all_needs_min_insync_replicas_capped_by_the_replica_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = led(dir.path(), &[0, 1], &[0], 0);
+        p.set_produce_policy(ProducePolicy { min_insync_replicas: 2, ..ProducePolicy::default() });
+        assert_eq!(code(p.append_as_leader(&mut batch(&[1]), -1, 0)), ResponseError::NotEnoughReplicas);
+        assert_eq!(p.log_end_offset(), 0, "refused before appending");
+        p.append_as_leader(&mut batch(&[1]), 1, 0).expect("acks=1 does not ask for the ISR");
+        // One replica: min.insync.replicas=2 is capped at 1 (Kafka's effectiveMinIsr).
+        let sole = led(&dir.path().join("sole"), &[0], &[0], 0);
+        sole.set_produce_policy(ProducePolicy { min_insync_replicas: 2, ..ProducePolicy::default() });
+        sole.append_as_leader(&mut batch(&[1]), -1, 0).expect("sole replica");
+    }
+
+    #[test]
+    fn acks_all_completes_once_the_high_watermark_passes_the_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = led(dir.path(), &[0, 1], &[0, 1], 0);
+        p.set_produce_policy(ProducePolicy { min_insync_replicas: 2, ..ProducePolicy::default() });
+        let appended = p.append_as_leader(&mut batch(&[1, 2]), -1, 0).expect("append");
+        assert_eq!((appended.base_offset, appended.last_offset), (0, 1));
+        assert!(p.check_replicated(appended.last_offset + 1).is_none(), "follower 1 has not fetched");
+        p.fetch_records(1, 1 << 20, 5, Some(1), 0).expect("fetch");
+        assert!(p.check_replicated(2).is_none());
+        p.fetch_records(2, 1 << 20, 5, Some(1), 0).expect("fetch");
+        assert!(matches!(p.check_replicated(2), Some(Ok(()))));
+        // Appended, then the ISR shrank below min.insync.replicas.
+        let next = p.append_as_leader(&mut batch(&[3]), -1, 0).expect("append");
+        p.make_leader(&LeaderAndIsr { leader_epoch: 5, replicas: vec![0, 1], isr: vec![0] }, 0).expect("shrink");
+        let done = p.check_replicated(next.last_offset + 1).expect("complete");
+        assert_eq!(code(done), ResponseError::NotEnoughReplicasAfterAppend);
+        p.make_follower(1, &LeaderAndIsr { leader_epoch: 6, replicas: vec![0, 1], isr: vec![1] }).expect("follower");
+        assert_eq!(code(p.check_replicated(100).expect("complete")), ResponseError::NotLeaderOrFollower);
+    }
+
+    #[test]
+    fn isr_shrinks_by_lag_time_and_expands_once_caught_up() {
+        let lag = 30_000;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = led(dir.path(), &[0, 1, 2], &[0, 1, 2], 1_000);
+        p.append(&mut batch(&[1, 2]), 0).expect("append");
+        assert_eq!(p.maybe_shrink_isr(1_000 + lag, lag), None, "caught up when leadership began");
+        // Replica 1 fetches everything at 20 s; replica 2 never fetches.
+        p.fetch_records(2, 1 << 20, 5, Some(1), 20_000).expect("fetch");
+        assert_eq!(p.maybe_shrink_isr(1_000 + lag + 1, lag), Some(vec![0, 1]));
+        // Behind the leader's log end at its fetch, but at the end of the previous one.
+        p.append(&mut batch(&[3]), 0).expect("append");
+        p.fetch_records(2, 1 << 20, 5, Some(1), 40_000).expect("fetch");
+        p.fetch_records(3, 1 << 20, 5, Some(1), 60_000).expect("fetch");
+        assert_eq!(p.maybe_shrink_isr(60_000 + lag, lag), Some(vec![0, 1]), "caught up at 60 s");
+        assert_eq!(p.maybe_shrink_isr(40_000 + lag + 1, lag), Some(vec![0, 1]));
+
+        let out = led(&dir.path().join("out"), &[0, 1], &[0], 0);
+        out.append(&mut batch(&[1, 2]), 0).expect("append");
+        out.fetch_records(1, 1 << 20, 5, Some(1), 0).expect("fetch");
+        assert_eq!(out.maybe_expand_isr(1), None, "below the high watermark");
+        out.fetch_records(2, 1 << 20, 5, Some(1), 0).expect("fetch");
+        assert_eq!(out.maybe_expand_isr(1), Some(vec![0, 1]));
+        assert_eq!(out.maybe_expand_isr(0), None);
+        assert_eq!(code(out.fetch_records(0, 1 << 20, 5, Some(7), 0)), ResponseError::UnknownLeaderEpoch, "not a replica");
     }
 
     #[test]

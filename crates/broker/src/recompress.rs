@@ -9,8 +9,8 @@
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::error::ResponseError;
-use storage::batch::{BatchHeader, ATTRIBUTES_OFFSET, COMPRESSION_MASK};
-use storage::records::{CodecError, Compression};
+use records::batch::{BatchHeader, ATTRIBUTES_OFFSET, COMPRESSION_MASK};
+use records::Compression;
 
 use crate::error::{BrokerError, Result};
 
@@ -60,11 +60,13 @@ pub struct ProducePolicy {
     pub timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`.
     pub timestamp_after_max_ms: i64,
+    /// `min.insync.replicas`: the ISR an acks=all produce needs.
+    pub min_insync_replicas: i32,
 }
 
 impl Default for ProducePolicy {
     fn default() -> Self {
-        ProducePolicy { target: None, log_append_time: false, timestamp_before_max_ms: i64::MAX, timestamp_after_max_ms: i64::MAX }
+        ProducePolicy { target: None, log_append_time: false, timestamp_before_max_ms: i64::MAX, timestamp_after_max_ms: i64::MAX, min_insync_replicas: 1 }
     }
 }
 
@@ -129,7 +131,7 @@ fn check_timestamps(policy: &ProducePolicy, header: &BatchHeader, records: &[u8]
 
 /// A zig-zag varlong at `at` (at most 10 bytes), advancing `at`.
 fn read_varlong(b: &[u8], at: &mut usize) -> Option<i64> {
-    storage::records::read_varlong(b, at).ok()
+    records::read_varlong(b, at).ok()
 }
 
 /// The batch's header with the new codec and length, the new records section and
@@ -183,13 +185,13 @@ impl Codec {
 
 fn compress(codec: Codec, plain: &[u8]) -> Result<Vec<u8>> {
     let (compression, level) = codec.storage();
-    storage::records::compress_at(compression, level, plain)
+    records::compression::compress_at(compression, level, plain)
         .map_err(|e| BrokerError::kafka(ResponseError::UnknownServerError, e.to_string()))
 }
 
 fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>> {
-    storage::records::decompress(codec.storage().0, data, limit).map_err(|e| match e {
-        CodecError::OverBudget => {
+    records::compression::decompress(codec.storage().0, data, limit).map_err(|e| match e {
+        records::Error::OverBudget => {
             BrokerError::kafka(ResponseError::InvalidRecord, format!("batch decompresses to more than {limit} bytes"))
         }
         e => corrupt(e.to_string()),
@@ -200,7 +202,6 @@ fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use kafka_protocol::records::Compression;
 
     fn batch(compression: Compression, timestamps: &[i64]) -> BytesMut {
         let entries = timestamps.iter().map(|&ts| (Some(Bytes::from_static(b"k")), Some(Bytes::from(vec![b'v'; 300])), ts));
@@ -274,9 +275,9 @@ mod tests {
         assert_eq!(prepare(&policy(Some(Codec::Zstd(3))), &b, 0, 1 << 20).expect("prepare"), None);
         assert_eq!(prepare(&policy(None), &b, 0, 1 << 20).expect("prepare"), None);
         let decoded = prepare(&policy(Some(Codec::Lz4(9))), &b, 0, 1 << 20).expect("prepare").expect("rewritten");
-        let mut bytes = decoded.freeze();
-        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("decode");
-        assert_eq!(set.records.iter().map(|r| r.timestamp).collect::<Vec<_>>(), vec![1, 2]);
+        let h = BatchHeader::parse(&decoded).expect("header");
+        let (records, _) = records::decode_records(&h, &decoded.freeze(), 1 << 20).expect("decode");
+        assert_eq!(records.iter().map(|r| r.timestamp(&h)).collect::<Vec<_>>(), vec![1, 2]);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use storage::{LogConfig, TimestampType};
+use records::TimestampType;
+use storage::LogConfig;
 
 use crate::config::ServerConfig;
 use crate::recompress::{Codec, ProducePolicy};
@@ -281,6 +282,7 @@ pub fn produce_policy(overrides: &BTreeMap<String, String>, server: &ServerConfi
         log_append_time: text("message.timestamp.type") == "LogAppendTime",
         timestamp_before_max_ms: num("message.timestamp.before.max.ms"),
         timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
+        min_insync_replicas: text("min.insync.replicas").trim().parse().unwrap_or(1),
     }
 }
 

@@ -3,7 +3,7 @@
 //! Kafka's record format keeps headers as an ordered list in which keys may repeat,
 //! so headers are a `Vec<Header>` here and round-trip exactly (order, duplicates and
 //! null values). The byte-level work (codecs, varints, record framing, bounded
-//! decompression) is the storage crate's [`storage::records`], which the broker's
+//! decompression) is the `records` crate's, which the broker's
 //! log cleaner shares; this module adds the client's view of a record (absolute
 //! offsets and timestamps, UTF-8 header keys) and a [`DecodeBudget`] shared by the
 //! batches of one fetch.
@@ -12,34 +12,12 @@
 //! count is checked against the bytes that are actually present first, and
 //! decompression is bounded by a [`DecodeBudget`].
 
-use std::fmt;
-
 use bytes::{Bytes, BytesMut};
-use storage::batch::{self as wire, BatchHeader, BatchIter};
-pub use storage::records::Compression;
-use storage::records::{self as codec, CodecError};
+use records::batch::{BatchHeader, BatchIter};
+use records::{BatchWriter, Error as CodecError};
+pub use records::{BatchOptions, Compression, TimestampType};
 
 use crate::error::{Error, Result};
-
-/// What a record's timestamp means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TimestampType {
-    /// Set by the producer.
-    #[default]
-    CreateTime,
-    /// Set by the broker when it appended the record.
-    LogAppendTime,
-}
-
-impl fmt::Display for TimestampType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Kafka's TimestampType.toString().
-        f.write_str(match self {
-            TimestampType::CreateTime => "CreateTime",
-            TimestampType::LogAppendTime => "LogAppendTime",
-        })
-    }
-}
 
 /// One record header. Keys may repeat within a record; order is significant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,43 +56,6 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
-/// Producer-side batch fields for [`encode_batch`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchOptions {
-    /// Codec for the records section.
-    pub compression: Compression,
-    /// Producer id, -1 for none.
-    pub producer_id: i64,
-    /// Producer epoch, -1 for none.
-    pub producer_epoch: i16,
-    /// Sequence number of the first record, -1 for none.
-    pub base_sequence: i32,
-    /// Sets the transactional attribute bit.
-    pub transactional: bool,
-}
-
-impl Default for BatchOptions {
-    fn default() -> Self {
-        BatchOptions {
-            compression: Compression::None,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            transactional: false,
-        }
-    }
-}
-
-impl BatchOptions {
-    /// Plain (non-idempotent) options with this codec.
-    pub fn with_compression(compression: Compression) -> BatchOptions {
-        BatchOptions {
-            compression,
-            ..BatchOptions::default()
-        }
-    }
-}
-
 fn encode_error(e: CodecError) -> Error {
     Error::protocol(e.to_string())
 }
@@ -125,54 +66,12 @@ fn encode_error(e: CodecError) -> Error {
 /// timestamp and the max timestamp the largest (as Kafka's producer does). Fails for
 /// an empty slice or a field too long for its length prefix.
 pub fn encode_batch(records: &[Record], options: &BatchOptions) -> Result<BytesMut> {
-    let Some(first) = records.first() else {
-        return Err(Error::protocol("cannot encode an empty record batch"));
-    };
-    let count = i32::try_from(records.len())
-        .map_err(|_| Error::protocol("too many records for one batch"))?;
-    let base_timestamp = first.timestamp;
-    let max_timestamp = records
-        .iter()
-        .map(|r| r.timestamp)
-        .max()
-        .unwrap_or(base_timestamp);
-
-    let mut plain = BytesMut::new();
-    for (delta, r) in (0..count).zip(records) {
-        let headers = r
-            .headers
-            .iter()
-            .map(|h| (h.key.as_bytes(), h.value.as_deref()));
-        codec::write_record(
-            &mut plain,
-            r.timestamp.wrapping_sub(base_timestamp),
-            delta,
-            r.key.as_deref(),
-            r.value.as_deref(),
-            headers,
-        )
-        .map_err(encode_error)?;
+    let mut batch = BatchWriter::new(*options);
+    for r in records {
+        let headers = r.headers.iter().map(|h| (h.key.as_bytes(), h.value.as_deref()));
+        batch.push(r.timestamp, r.key.as_deref(), r.value.as_deref(), headers).map_err(encode_error)?;
     }
-    let mut attributes = i16::from(options.compression.id());
-    if options.transactional {
-        attributes |= wire::TRANSACTIONAL_MASK;
-    }
-    let header = BatchHeader {
-        base_offset: 0,
-        batch_length: 0,
-        partition_leader_epoch: codec::NO_PARTITION_LEADER_EPOCH,
-        magic: wire::MAGIC_V2,
-        crc: 0,
-        attributes,
-        last_offset_delta: count - 1,
-        base_timestamp,
-        max_timestamp,
-        producer_id: options.producer_id,
-        producer_epoch: options.producer_epoch,
-        base_sequence: options.base_sequence,
-        record_count: count,
-    };
-    codec::write_batch(&header, count, &plain).map_err(encode_error)
+    batch.finish().map_err(encode_error)
 }
 
 /// A bound on how many bytes decoding may decompress, shared by every batch decoded
@@ -334,20 +233,14 @@ fn decode_one(
     bytes: &Bytes,
     budget: usize,
 ) -> std::result::Result<(DecodedBatch, usize), CodecError> {
-    let (raw, decompressed) = codec::decode_records(h, bytes, budget)?;
+    let (raw, decompressed) = records::decode_records(h, bytes, budget)?;
     let compression = Compression::from_id(h.compression()).unwrap_or_default();
-    let timestamp_type = match h.timestamp_type() {
-        wire::TimestampType::CreateTime => TimestampType::CreateTime,
-        wire::TimestampType::LogAppendTime => TimestampType::LogAppendTime,
-    };
+    let timestamp_type = h.timestamp_type();
     let records = raw
         .into_iter()
         .map(|r| Record {
-            offset: h.base_offset.wrapping_add(i64::from(r.offset_delta)),
-            timestamp: match timestamp_type {
-                TimestampType::LogAppendTime => h.max_timestamp,
-                TimestampType::CreateTime => h.base_timestamp.wrapping_add(r.timestamp_delta),
-            },
+            offset: r.offset(h),
+            timestamp: r.timestamp(h),
             timestamp_type,
             key: r.key,
             value: r.value,
@@ -382,7 +275,8 @@ fn decode_one(
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
-    use storage::records::{put_varint, put_varlong};
+    use records::batch as wire;
+    use records::{put_varint, put_varlong};
 
     const CODECS: [Compression; 5] = Compression::ALL;
     const BIG: usize = 64 << 20;
@@ -726,91 +620,6 @@ mod tests {
                 fix_crc(&mut b);
                 let _ = decode_batches(b.freeze(), BIG);
             }
-        }
-    }
-
-    /// Interoperability with kafka_protocol's codec, for records without duplicate
-    /// header keys (which it cannot represent).
-    #[test]
-    fn batches_interoperate_with_kafka_protocol() {
-        use kafka_protocol::records::{
-            Compression as KpCompression, RecordBatchDecoder, RecordBatchEncoder,
-            RecordEncodeOptions,
-        };
-        let kp_codec = |c: Compression| match c {
-            Compression::None => KpCompression::None,
-            Compression::Gzip => KpCompression::Gzip,
-            Compression::Snappy => KpCompression::Snappy,
-            Compression::Lz4 => KpCompression::Lz4,
-            Compression::Zstd => KpCompression::Zstd,
-        };
-        let records: Vec<Record> = sample()
-            .into_iter()
-            .filter(|r| r.headers.len() < 2 || r.headers[0].key != r.headers[1].key)
-            .collect();
-        for codec in CODECS {
-            // Ours -> theirs.
-            let bytes =
-                encode_batch(&records, &BatchOptions::with_compression(codec)).expect("encodes");
-            let sets = RecordBatchDecoder::decode_all(&mut bytes.clone().freeze())
-                .expect("kafka_protocol decodes");
-            assert_eq!(sets.len(), 1);
-            let theirs = &sets[0].records;
-            assert_eq!(theirs.len(), records.len());
-            for (t, r) in theirs.iter().zip(&records) {
-                assert_eq!(
-                    (&t.key, &t.value, t.timestamp),
-                    (&r.key, &r.value, r.timestamp),
-                    "{codec:?}"
-                );
-                let th: Vec<Header> = t
-                    .headers
-                    .iter()
-                    .map(|(k, v)| Header::new(k.to_string(), v.clone()))
-                    .collect();
-                assert_eq!(th, r.headers);
-            }
-            // Theirs -> ours.
-            let kp: Vec<kafka_protocol::records::Record> = records
-                .iter()
-                .enumerate()
-                .map(|(i, r)| kafka_protocol::records::Record {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: -1,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: kafka_protocol::records::TimestampType::Creation,
-                    offset: i as i64,
-                    sequence: i as i32 - 1,
-                    timestamp: r.timestamp,
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                    headers: r
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                kafka_protocol::protocol::StrBytes::from_string(h.key.clone()),
-                                h.value.clone(),
-                            )
-                        })
-                        .collect(),
-                })
-                .collect();
-            let mut buf = BytesMut::new();
-            RecordBatchEncoder::encode(
-                &mut buf,
-                kp.iter(),
-                &RecordEncodeOptions {
-                    version: 2,
-                    compression: kp_codec(codec),
-                },
-            )
-            .expect("kafka_protocol encodes");
-            let b = one_batch(buf);
-            assert_eq!(b.records, numbered(&records, 0), "{codec:?}");
         }
     }
 }

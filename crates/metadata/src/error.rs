@@ -25,6 +25,14 @@ pub enum MetadataError {
         /// What went wrong.
         reason: String,
     },
+    /// A metadata snapshot could not be read or written.
+    #[error("metadata snapshot {path}: {reason}")]
+    Snapshot {
+        /// The snapshot file (or its directory).
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A record could not be encoded.
     #[error("metadata log: cannot encode record: {0}")]
     Encode(String),

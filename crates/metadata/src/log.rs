@@ -2,16 +2,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
-};
+use records::{BatchHeader, BatchOptions, BatchWriter};
 use storage::{Log, LogConfig};
 
 use crate::checkpoint::Checkpoint;
+use crate::delta::ImageDelta;
 use crate::error::{MetadataError, Result};
 use crate::image::Image;
 use crate::record::MetadataRecord;
+use crate::snapshot;
 
 /// The durable metadata log and the image built from it.
 ///
@@ -23,6 +22,11 @@ pub struct MetadataLog {
     /// Checkpoint files rewritten after every append, and the cluster id they record.
     checkpoints: Vec<std::path::PathBuf>,
     cluster_id: String,
+    /// The records below this offset are in the latest snapshot.
+    snapshot_offset: i64,
+    /// Bytes appended since the latest snapshot (or since the log start).
+    bytes_since_snapshot: u64,
+    snapshot_bytes: u64,
     /// Which log dirs may still be written, and where write failures go.
     watch: Option<Arc<dyn LogDirWatch>>,
 }
@@ -37,6 +41,34 @@ pub trait LogDirWatch: Send + Sync {
     fn failed(&self, path: &Path, error: &dyn std::fmt::Display);
 }
 
+/// The settings of the metadata log, Kafka's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataLogConfig {
+    /// `metadata.log.segment.bytes`: roll segments at this size. Default 1 GiB.
+    pub segment_bytes: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots`: write a snapshot
+    /// once the log grew by more than this since the last. Default 20 MiB.
+    pub snapshot_bytes: u64,
+}
+
+impl Default for MetadataLogConfig {
+    fn default() -> Self {
+        MetadataLogConfig { segment_bytes: 1 << 30, snapshot_bytes: 20 * 1024 * 1024 }
+    }
+}
+
+/// The epoch snapshots are named with: a single node's log has only epoch 0.
+const SNAPSHOT_EPOCH: i32 = 0;
+
+/// One committed change: where it landed and what it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// The offset of its last record.
+    pub last_offset: i64,
+    /// What its records changed in the image.
+    pub delta: ImageDelta,
+}
+
 impl MetadataLog {
     /// Opens the log in `dir` (normally `<log.dirs[0]>/__cluster_metadata-0`) and
     /// replays it into an image; a corrupt record is an error naming the log.
@@ -44,25 +76,59 @@ impl MetadataLog {
         Self::open_with(dir, clean_shutdown, false)
     }
 
-    /// Opens and replays the log, one batch (one change) at a time: a batch
-    /// is applied only when all its records decode. With `cut_corrupt`, a
-    /// corrupt batch and everything after it are cut from the log (one WARN)
-    /// instead of failing, so an operator who chose to rebuild can start.
+    /// [`MetadataLog::open_configured`] with the default settings.
     pub fn open_with(dir: &Path, clean_shutdown: bool, cut_corrupt: bool) -> Result<MetadataLog> {
-        let mut log = Log::open(dir, LogConfig::default(), clean_shutdown)?;
-        let mut image = Image::default();
-        let mut offset = log.log_start_offset();
+        Self::open_configured(dir, &MetadataLogConfig::default(), clean_shutdown, cut_corrupt)
+    }
+
+    /// Opens the log, loads its latest snapshot, if any, and replays the
+    /// records after it, one batch (one change) at a time: a batch is applied
+    /// only when all its records decode. With `cut_corrupt`, a corrupt batch
+    /// and everything after it are cut from the log (one WARN) instead of
+    /// failing, so an operator who chose to rebuild can start.
+    pub fn open_configured(dir: &Path, config: &MetadataLogConfig, clean_shutdown: bool, cut_corrupt: bool) -> Result<MetadataLog> {
+        let log_config = LogConfig { segment_bytes: config.segment_bytes, ..LogConfig::default() };
+        let mut log = Log::open(dir, log_config, clean_shutdown)?;
+        let from_log_start = |log: &Log| (Image::default(), log.log_start_offset());
+        let (mut image, mut offset) = match snapshot::latest(dir)? {
+            Some((snapshot_offset, path)) => {
+                let loaded = if snapshot_offset > log.log_end_offset() {
+                    Err(snapshot::error(&path, format!("the metadata log ends at offset {} before it", log.log_end_offset())))
+                } else {
+                    snapshot::read(&path)
+                };
+                match loaded {
+                    Ok(image) => (image, snapshot_offset),
+                    // Recovering: what the log still holds, then the partition directories.
+                    Err(e) if cut_corrupt => {
+                        tracing::warn!(error = %e, "ignoring the metadata snapshot");
+                        from_log_start(&log)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None if log.log_start_offset() > 0 && !cut_corrupt => {
+                return Err(MetadataError::CorruptRecord {
+                    dir: dir.to_path_buf(),
+                    offset: log.log_start_offset(),
+                    reason: "the log starts here but no snapshot holds the records before it".into(),
+                })
+            }
+            None => from_log_start(&log),
+        };
+        let snapshot_offset = offset;
+        let mut bytes_since_snapshot = 0u64;
         while offset < log.log_end_offset() {
             // At least one whole batch, and only one.
             let chunk = log.read(offset, 1)?;
             if chunk.is_empty() {
                 break;
             }
+            let size = chunk.len() as u64;
             match decode_batch(chunk, offset) {
                 Ok((records, next)) => {
-                    for record in &records {
-                        image.apply(record);
-                    }
+                    image.apply_all(&records);
+                    bytes_since_snapshot += size;
                     offset = next;
                 }
                 Err(reason) if cut_corrupt => {
@@ -75,7 +141,16 @@ impl MetadataLog {
                 }
             }
         }
-        Ok(MetadataLog { log, image, checkpoints: Vec::new(), cluster_id: String::new(), watch: None })
+        Ok(MetadataLog {
+            log,
+            image,
+            checkpoints: Vec::new(),
+            cluster_id: String::new(),
+            snapshot_offset,
+            bytes_since_snapshot,
+            snapshot_bytes: config.snapshot_bytes,
+            watch: None,
+        })
     }
 
     /// The directory of the log.
@@ -132,25 +207,50 @@ impl MetadataLog {
         &self.image
     }
 
-    /// Appends `records` as one atomic batch, fsyncs, and applies them.
-    pub fn append(&mut self, records: &[MetadataRecord], now_ms: i64) -> Result<()> {
+    /// Appends `records` as one atomic batch, fsyncs, and applies them;
+    /// returns the offset of the last one and what they changed. Writes a
+    /// snapshot once more than `snapshot_bytes` were appended since the last.
+    pub fn append(&mut self, records: &[MetadataRecord], now_ms: i64) -> Result<Committed> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Committed { last_offset: self.end_offset() - 1, delta: ImageDelta::default() });
         }
-        let mut batch = encode(records, self.log.log_end_offset(), now_ms)?;
+        let mut batch = encode(records, now_ms)?;
         let appended = self.log.append(&mut batch, 0, now_ms).map(|_| ());
         self.watched(appended)?;
         let flushed = self.log.flush();
         self.watched(flushed)?;
-        for record in records {
-            self.image.apply(record);
-        }
+        let delta = self.image.apply_all(records);
         // The append is committed: a checkpoint left behind only weakens the
         // start-up check (it never claims more than was committed).
         if let Err(e) = self.write_checkpoints() {
             tracing::warn!(error = %e, "cannot update the metadata checkpoint");
         }
+        self.bytes_since_snapshot += batch.len() as u64;
+        if self.bytes_since_snapshot > self.snapshot_bytes {
+            self.bytes_since_snapshot = 0;
+            if let Err(e) = self.snapshot(now_ms) {
+                // The log still holds every record: only start-up stays slower.
+                tracing::warn!(error = %e, "cannot write a metadata snapshot");
+            }
+        }
+        Ok(Committed { last_offset: self.end_offset() - 1, delta })
+    }
+
+    /// Writes the image as a snapshot at the log end, removes older
+    /// snapshots and deletes the segments wholly below it.
+    pub fn snapshot(&mut self, now_ms: i64) -> Result<()> {
+        let end = self.end_offset();
+        let path = snapshot::write(self.log.dir(), &self.image, end, SNAPSHOT_EPOCH, now_ms)?;
+        snapshot::remove_older(self.log.dir(), end)?;
+        let segments = self.log.advance_log_start_offset(end)?;
+        self.snapshot_offset = end;
+        tracing::info!(snapshot = %path.display(), segments_deleted = segments, "wrote a metadata snapshot");
         Ok(())
+    }
+
+    /// The offset the latest snapshot holds the records up to (0 if none).
+    pub fn snapshot_offset(&self) -> i64 {
+        self.snapshot_offset
     }
 
     /// Flushes and closes the log.
@@ -161,52 +261,32 @@ impl MetadataLog {
 
 /// The records of the one batch in `chunk` from `offset` on, and the offset
 /// after the batch; the reason if any of it does not decode.
-fn decode_batch(mut chunk: Bytes, offset: i64) -> std::result::Result<(Vec<MetadataRecord>, i64), String> {
-    let header = storage::batch::BatchHeader::parse(&chunk).map_err(|e| e.to_string())?;
-    let sets = RecordBatchDecoder::decode_all(&mut chunk).map_err(|e| e.to_string())?;
+pub(crate) fn decode_batch(chunk: Bytes, offset: i64) -> std::result::Result<(Vec<MetadataRecord>, i64), String> {
+    let header = BatchHeader::parse(&chunk).map_err(|e| e.to_string())?;
+    // Metadata batches are written uncompressed; the bound only guards a forged one.
+    let (raw, _) = records::decode_records(&header, &chunk, 64 << 20).map_err(|e| e.to_string())?;
     let mut records = Vec::new();
-    for record in sets.into_iter().flat_map(|s| s.records) {
-        if record.offset < offset {
+    for record in raw {
+        let record_offset = record.offset(&header);
+        if record_offset < offset {
             continue;
         }
         let value = record.value.unwrap_or_default();
         let decoded: MetadataRecord =
-            serde_json::from_slice(&value).map_err(|e| format!("record at offset {}: {e}", record.offset))?;
+            serde_json::from_slice(&value).map_err(|e| format!("record at offset {record_offset}: {e}"))?;
         records.push(decoded);
     }
     Ok((records, header.next_offset().max(offset + 1)))
 }
 
-fn encode(records: &[MetadataRecord], base_offset: i64, now_ms: i64) -> Result<BytesMut> {
-    let mut kafka_records = Vec::with_capacity(records.len());
-    for (i, record) in records.iter().enumerate() {
+/// One change as one batch, so that it is appended (and recovered) whole or not at all.
+pub(crate) fn encode(records: &[MetadataRecord], now_ms: i64) -> Result<BytesMut> {
+    let mut batch = BatchWriter::new(BatchOptions::default());
+    for record in records {
         let value = serde_json::to_vec(record).map_err(|e| MetadataError::Encode(e.to_string()))?;
-        kafka_records.push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: base_offset + i as i64,
-            // Equal offset - sequence keeps all records in one batch, so a
-            // change is appended (and recovered) whole or not at all.
-            sequence: i as i32,
-            timestamp: now_ms,
-            key: None,
-            value: Some(Bytes::from(value)),
-            headers: Default::default(),
-        });
+        batch.push(now_ms, None, Some(&value), std::iter::empty()).map_err(|e| MetadataError::Encode(e.to_string()))?;
     }
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &kafka_records,
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .map_err(|e| MetadataError::Encode(e.to_string()))?;
-    Ok(buf)
+    batch.finish().map_err(|e| MetadataError::Encode(e.to_string()))
 }
 
 #[cfg(test)]
@@ -220,8 +300,8 @@ mod tests {
         let records: Vec<MetadataRecord> = (0..3)
             .map(|i| MetadataRecord::Topic(TopicRecord { name: format!("t{i}"), topic_id: Uuid::new_v4() }))
             .collect();
-        let buf = encode(&records, 7, 1).expect("encode");
-        let header = storage::batch::BatchHeader::parse(&buf).expect("header");
+        let buf = encode(&records, 1).expect("encode");
+        let header = BatchHeader::parse(&buf).expect("header");
         assert_eq!(header.total_size(), buf.len());
         assert_eq!(header.record_count, 3);
     }

@@ -1,5 +1,6 @@
 //! Kafka's offset checkpoint files (`log-start-offset-checkpoint`,
-//! `recovery-point-offset-checkpoint`, ...): one per log directory, text:
+//! `recovery-point-offset-checkpoint`, `replication-offset-checkpoint`): one
+//! per log directory, text:
 //!
 //! ```text
 //! 0                      version
@@ -7,6 +8,9 @@
 //! orders 0 42            topic, partition, offset
 //! orders 1 7
 //! ```
+//!
+//! The same layout with other entries is the partition directory's
+//! `leader-epoch-checkpoint` (see [`read_entries`]).
 //!
 //! Written as Kafka's `CheckpointFile` does: to `<name>.tmp`, fsynced, renamed
 //! over the file, the directory fsynced.
@@ -18,6 +22,11 @@ use crate::error::{io_err, Result, StorageError};
 
 /// The file holding each partition's log start offset, in every log dir.
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
+/// The file holding each partition's high watermark, in every log dir.
+pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
+/// The file holding each partition's recovery point (the offset below which
+/// the log is known to be flushed), in every log dir.
+pub const RECOVERY_POINT_OFFSET_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 
 /// The only checkpoint format version Kafka has.
 const VERSION: u32 = 0;
@@ -28,9 +37,36 @@ pub type CheckpointEntry = (String, i32, i64);
 /// Reads a checkpoint file; a missing file is empty. A malformed file is
 /// [`StorageError::CorruptRecord`] naming it.
 pub fn read_checkpoint(path: &Path) -> Result<Vec<CheckpointEntry>> {
+    read_entries(path, |fields| match fields {
+        [topic, partition, offset] => {
+            Some(((*topic).to_owned(), partition.parse().ok()?, offset.parse().ok()?))
+        }
+        _ => None,
+    })
+}
+
+/// Replaces the checkpoint file atomically and durably with `entries`.
+pub fn write_checkpoint(path: &Path, entries: &[CheckpointEntry]) -> Result<()> {
+    let lines = entries
+        .iter()
+        .map(|(topic, partition, offset)| format!("{topic} {partition} {offset}"));
+    write_entries(path, lines)
+}
+
+/// Reads a file in Kafka's `CheckpointFile` layout (version 0, entry count,
+/// one entry per line), parsing each line's whitespace-separated fields with
+/// `parse`. A missing file is empty; a malformed one (unknown version, wrong
+/// count, a line `parse` refuses) is [`StorageError::CorruptRecord`] naming it.
+pub fn read_entries<T>(path: &Path, parse: impl Fn(&[&str]) -> Option<T>) -> Result<Vec<T>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(StorageError::CorruptRecord(format!(
+                "checkpoint file {}: not text",
+                path.display()
+            )))
+        }
         Err(e) => return Err(io_err(path)(e)),
     };
     let bad = |what: &str| {
@@ -48,16 +84,8 @@ pub fn read_checkpoint(path: &Path) -> Result<Vec<CheckpointEntry>> {
         .ok_or_else(|| bad("missing entry count"))?;
     let mut entries = Vec::new();
     for line in lines.by_ref().take(count) {
-        let mut fields = line.split_whitespace();
-        let entry = match (fields.next(), fields.next(), fields.next(), fields.next()) {
-            (Some(topic), Some(partition), Some(offset), None) => partition
-                .parse()
-                .ok()
-                .zip(offset.parse().ok())
-                .map(|(p, o)| (topic.to_owned(), p, o)),
-            _ => None,
-        };
-        entries.push(entry.ok_or_else(|| bad(&format!("malformed line {line:?}")))?);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        entries.push(parse(&fields).ok_or_else(|| bad(&format!("malformed line {line:?}")))?);
     }
     if entries.len() != count {
         return Err(bad(&format!(
@@ -68,11 +96,13 @@ pub fn read_checkpoint(path: &Path) -> Result<Vec<CheckpointEntry>> {
     Ok(entries)
 }
 
-/// Replaces the checkpoint file atomically and durably with `entries`.
-pub fn write_checkpoint(path: &Path, entries: &[CheckpointEntry]) -> Result<()> {
-    let mut text = format!("{VERSION}\n{}\n", entries.len());
-    for (topic, partition, offset) in entries {
-        text.push_str(&format!("{topic} {partition} {offset}\n"));
+/// Replaces a file in Kafka's `CheckpointFile` layout atomically and durably
+/// with `lines` (each one entry, without its newline).
+pub fn write_entries(path: &Path, lines: impl ExactSizeIterator<Item = String>) -> Result<()> {
+    let mut text = format!("{VERSION}\n{}\n", lines.len());
+    for line in lines {
+        text.push_str(&line);
+        text.push('\n');
     }
     write_durably(path, text.as_bytes()).map_err(io_err(path))
 }

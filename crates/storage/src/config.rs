@@ -1,6 +1,6 @@
 //! Per-log configuration, named after Kafka's settings.
 
-use crate::batch::TimestampType;
+use records::TimestampType;
 
 /// Configuration of one partition log. Field docs name the Kafka broker
 /// setting (and topic-level override) each one mirrors.

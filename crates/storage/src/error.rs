@@ -49,6 +49,14 @@ pub enum StorageError {
         /// The log end offset at the time of the request.
         log_end: i64,
     },
+    /// An idempotent producer's batch with an epoch older than the one the
+    /// log knows for its producer id (Kafka: INVALID_PRODUCER_EPOCH).
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    /// An idempotent producer's batch whose first sequence number does not
+    /// follow the producer's last batch (Kafka: OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error("out of order sequence number: {0}")]
+    OutOfOrderSequence(String),
     /// No segment of the log in `dir` starts at `base_offset`, e.g. a log
     /// cleaner working from a stale segment list (Kafka: KAFKA_STORAGE_ERROR,
     /// never sent to clients).
@@ -78,6 +86,19 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl From<records::Error> for StorageError {
+    fn from(e: records::Error) -> StorageError {
+        match e {
+            records::Error::Corrupt(why) => StorageError::CorruptRecord(why),
+            records::Error::UnsupportedMagic(magic) => StorageError::UnsupportedMagic(magic),
+            records::Error::TooLarge { size, max } => StorageError::RecordTooLarge { size, max },
+            // The log validates and patches batches; it neither decompresses
+            // whole sections nor encodes records, so the rest are invalid input.
+            e => StorageError::InvalidRecord(e.to_string()),
+        }
+    }
 }
 
 /// Result alias for this crate.

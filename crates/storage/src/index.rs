@@ -180,7 +180,6 @@ impl<E: IndexEntry> Index<E> {
     }
 
     /// The in-memory entries.
-    #[cfg(test)]
     pub(crate) fn entries(&self) -> &[E] {
         &self.entries
     }

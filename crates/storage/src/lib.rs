@@ -4,15 +4,11 @@
 //! `<20-digit base offset>.log` file of whole Kafka RecordBatches (magic v2)
 //! with a sparse `.index` (relative offset -> file position) and
 //! `.timeindex` (timestamp -> relative offset). Batches stay opaque bytes:
-//! the log reads only their 61-byte headers (see [`batch`]), patches base
-//! offset and leader epoch in place on append, and serves fetches straight
-//! from the files.
+//! the log reads only their 61-byte headers (the `records` crate's
+//! [`records::batch`], which owns the batch format), patches base offset and
+//! leader epoch in place on append, and serves fetches straight from the files.
 //!
 //! Layout of the crate, one file per step:
-//! * [`batch`]: the v2 batch header (parse, validate, patch, iterate).
-//! * [`compression`]: the codecs as streams, and the walk over a batch's records.
-//! * [`records`]: the records inside a batch, byte-preserving: codecs,
-//!   varints, record framing, building a batch (for the client and the cleaner).
 //! * `config`: [`LogConfig`], Kafka-named settings.
 //! * `error`: [`StorageError`], one variant per Kafka error code.
 //! * `index`: the `.index` / `.timeindex` file formats.
@@ -22,26 +18,26 @@
 //!   reads go through.
 //! * `recovery`: opening a directory, checking and rebuilding segments.
 //! * [`checkpoint`]: Kafka's per-log-dir offset checkpoint files.
+//! * [`leader_epoch`]: the leader-epoch cache and its `leader-epoch-checkpoint`.
+//! * `producer_state`: idempotent producers' last batches and their
+//!   `<offset>.snapshot` files.
 //! * `log`: [`Log`], the public face: append, read, truncate, flush, and
 //!   the segment replacement a log cleaner uses.
 
 #![warn(missing_docs)]
 
-pub mod batch;
 pub mod checkpoint;
-pub mod compression;
 mod config;
 mod error;
 pub mod file_cache;
 mod index;
+pub mod leader_epoch;
 mod log;
-pub mod records;
+mod producer_state;
 mod recovery;
 mod segment;
-#[cfg(test)]
-mod test_util;
 
-pub use batch::{BatchHeader, BatchIter, TimestampType};
 pub use config::LogConfig;
 pub use error::{Result, StorageError};
+pub use leader_epoch::EpochEntry;
 pub use log::{AppendInfo, Log, SegmentInfo};

@@ -3,11 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use crate::batch::{self, BatchHeader, BatchIter, TimestampType};
+use records::batch::{self, BatchHeader, BatchIter, TimestampType};
 use crate::config::LogConfig;
 use crate::error::{io_err, Result, StorageError};
+use crate::leader_epoch::{EpochEntry, LeaderEpochCache};
+use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::recovery::{complete_swap, open_segments, rebuild_segment, sync_dir};
 use crate::segment::{
     remove_if_exists, rename_segment_files, staged_path, BatchMeta, HeaderScan, Segment,
@@ -31,6 +33,9 @@ pub struct AppendInfo {
     pub record_count: i64,
     /// Number of batches appended.
     pub batch_count: usize,
+    /// True when an idempotent producer retried a batch the log already
+    /// holds: nothing was appended, the offsets are the original batch's.
+    pub duplicate: bool,
 }
 
 /// One segment as [`Log::inactive_segments`] reports it to a log cleaner.
@@ -64,6 +69,12 @@ pub struct Log {
     log_start_offset: i64,
     unflushed_messages: u64,
     first_unflushed_ms: Option<i64>,
+    /// Offsets below this are known to be on disk (fsynced).
+    recovery_point: i64,
+    /// Leader epochs and their start offsets (`leader-epoch-checkpoint`).
+    epochs: LeaderEpochCache,
+    /// Idempotent producers' last batches (`<offset>.snapshot`).
+    producers: ProducerStateManager,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -83,14 +94,44 @@ impl Log {
     /// scan; a corrupt batch in a non-active (flushed) segment costs only
     /// that batch (or, if its framing is damaged, the rest of that segment):
     /// later segments stay.
+    ///
+    /// The leader-epoch cache is read from `leader-epoch-checkpoint` (rebuilt
+    /// from the batches if missing or damaged), the producer state from the
+    /// latest snapshot plus a scan of the batches after it.
     pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool) -> Result<Log> {
-        let mut segments = open_segments(dir, &config, clean_shutdown)?;
+        Log::open_with_recovery_point(dir, config, clean_shutdown, None)
+    }
+
+    /// [`Log::open`] knowing the log's recovery point (from the log dir's
+    /// `recovery-point-offset-checkpoint`): everything below it was flushed,
+    /// so after an unclean shutdown the active segment is checked only from
+    /// its indexed batch at or below the recovery point on (as Kafka recovers
+    /// only above it), and no producer-state snapshot above it is trusted.
+    pub fn open_with_recovery_point(
+        dir: &Path,
+        config: LogConfig,
+        clean_shutdown: bool,
+        recovery_point: Option<i64>,
+    ) -> Result<Log> {
+        let mut segments = open_segments(dir, &config, clean_shutdown, recovery_point)?;
         // Only the active segment may keep files open (recovery's writes to
         // older ones are flushed here).
         let inactive = segments.len().saturating_sub(1);
         for seg in &mut segments[..inactive] {
             seg.release_files()?;
         }
+        let log_end = segments.last().map_or(0, |s| s.next_offset);
+        let (producers, snapshot) =
+            ProducerStateManager::load(dir, recovery_point.map_or(log_end, |rp| rp.min(log_end)))?;
+        let (epochs, epochs_complete) = match LeaderEpochCache::load(dir) {
+            Ok(Some(cache)) => (cache, true),
+            Ok(None) => (LeaderEpochCache::empty(dir), false),
+            Err(StorageError::CorruptRecord(why)) => {
+                warn!(dir = %dir.display(), %why, "rebuilding the leader-epoch cache from the log");
+                (LeaderEpochCache::empty(dir), false)
+            }
+            Err(e) => return Err(e),
+        };
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -98,7 +139,11 @@ impl Log {
             log_start_offset: 0,
             unflushed_messages: 0,
             first_unflushed_ms: None,
+            recovery_point: log_end,
+            epochs,
+            producers,
         };
+        log.load_replication_state(snapshot, epochs_complete)?;
         debug!(
             dir = %log.dir.display(),
             log_start = log.log_start_offset(),
@@ -109,6 +154,72 @@ impl Log {
         // Make recovery's rewrites durable (no-op when nothing changed).
         log.flush()?;
         Ok(log)
+    }
+
+    /// Brings the leader-epoch cache and the producer state up to the
+    /// segments: replays the batches from the producer snapshot at `snapshot`
+    /// (from the log start without one) and, unless `epochs_complete`, rebuilds
+    /// the epoch cache from every batch.
+    fn load_replication_state(&mut self, snapshot: Option<i64>, epochs_complete: bool) -> Result<()> {
+        let log_end = self.log_end_offset();
+        let first_base = self.segments.first().map_or(0, |s| s.base_offset);
+        let replay_from = snapshot.unwrap_or(first_base);
+        if epochs_complete {
+            self.epochs.truncate_from_end(log_end)?;
+        } else {
+            let mut rebuilt: Vec<EpochEntry> = Vec::new();
+            for_each_batch(&self.segments, first_base, |h| {
+                if h.partition_leader_epoch >= 0
+                    && rebuilt.last().is_none_or(|e| h.partition_leader_epoch > e.epoch)
+                {
+                    rebuilt.push(EpochEntry {
+                        epoch: h.partition_leader_epoch,
+                        start_offset: h.base_offset,
+                    });
+                }
+            })?;
+            self.epochs.replace(rebuilt)?;
+        }
+        self.epochs.truncate_from_start(self.log_start_offset())?;
+        let (producers, epochs) = (&mut self.producers, &mut self.epochs);
+        let mut assigned = Ok(());
+        for_each_batch(&self.segments, replay_from, |h| {
+            if let Some(batch) = ProducerBatch::of(h, h.base_offset, h.max_timestamp) {
+                producers.record(&batch);
+            }
+            // Batches a crash kept but whose epoch the checkpoint missed (as
+            // Kafka's recovery, only epochs above the latest).
+            let newer = epochs.latest_epoch().is_none_or(|e| h.partition_leader_epoch > e);
+            if epochs_complete && newer && assigned.is_ok() {
+                assigned = epochs.assign(h.partition_leader_epoch, h.base_offset);
+            }
+        })?;
+        assigned
+    }
+
+    /// Kafka's OffsetsForLeaderEpoch for this log: the largest epoch <=
+    /// `epoch` that appended here and the offset where it ended (the start of
+    /// the next epoch, or the log end for the latest); `(-1, -1)` for an
+    /// undefined epoch or one above the latest (see
+    /// [`crate::leader_epoch`]).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The leader epochs and their start offsets, oldest first.
+    pub fn leader_epochs(&self) -> &[EpochEntry] {
+        self.epochs.entries()
+    }
+
+    /// The latest leader epoch that appended to the log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// Offsets below this are on disk: the log end at the last flush (Kafka's
+    /// recovery point, checkpointed per log dir).
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
     }
 
     /// The log's configuration.
@@ -167,6 +278,7 @@ impl Log {
         if doomed > 0 {
             sync_dir(&self.dir)?;
         }
+        self.after_log_start_moved()?;
         Ok(doomed)
     }
 
@@ -236,12 +348,35 @@ impl Log {
             .sum();
         let base_offset = self.log_end_offset();
         let last_offset = base_offset + record_count - 1;
+        let append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
 
-        // 2. Roll if needed.
+        // 2. Idempotent producers: a retried batch is answered from the
+        // state, a gap or an old epoch refused, before anything is written.
+        let mut producer_batches = Vec::new();
+        let mut next = base_offset;
+        for (_, h) in &found {
+            let ts = if append_time { now_ms } else { h.max_timestamp };
+            if let Some(batch) = ProducerBatch::of(h, next, ts) {
+                if let Some(dup) = self.producers.check(&producer_batches, &batch)? {
+                    return Ok(AppendInfo {
+                        base_offset: dup.base_offset,
+                        last_offset: dup.last_offset,
+                        max_timestamp: dup.timestamp,
+                        log_append_time: None,
+                        record_count: 0,
+                        batch_count: 0,
+                        duplicate: true,
+                    });
+                }
+                producer_batches.push(batch);
+            }
+            next += i64::from(h.last_offset_delta) + 1;
+        }
+
+        // 3. Roll if needed.
         self.maybe_roll(records.len(), last_offset, now_ms)?;
 
-        // 3. Stamp offsets, epoch and (LogAppendTime) timestamps.
-        let append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
+        // 4. Stamp offsets, epoch and (LogAppendTime) timestamps.
         let mut metas = Vec::with_capacity(found.len());
         let mut next = base_offset;
         let mut max_timestamp = -1;
@@ -269,6 +404,10 @@ impl Log {
         }
 
         self.write(records, &metas, record_count, now_ms)?;
+        for batch in &producer_batches {
+            self.producers.record(batch);
+        }
+        self.epochs.assign(leader_epoch, base_offset)?;
         Ok(AppendInfo {
             base_offset,
             last_offset,
@@ -276,6 +415,7 @@ impl Log {
             log_append_time: append_time.then_some(now_ms),
             record_count,
             batch_count: found.len(),
+            duplicate: false,
         })
     }
 
@@ -293,6 +433,7 @@ impl Log {
         let mut first = None;
         let mut record_count = 0i64;
         let mut max_timestamp = -1;
+        let mut headers = Vec::new();
         for b in BatchIter::new(records) {
             let b = b?;
             let h = BatchHeader::parse(b.bytes)?;
@@ -320,6 +461,7 @@ impl Log {
                 last_offset: h.last_offset(),
                 max_timestamp: h.max_timestamp,
             });
+            headers.push(h);
         }
         let Some(base_offset) = first else {
             return Err(StorageError::InvalidRecord(
@@ -334,6 +476,13 @@ impl Log {
             self.restart_active_at(base_offset)?;
         }
         self.write(records, &metas, record_count, now_ms)?;
+        // The leader checked the producers' sequences; a follower records them.
+        for h in &headers {
+            if let Some(batch) = ProducerBatch::of(h, h.base_offset, h.max_timestamp) {
+                self.producers.record(&batch);
+            }
+            self.epochs.assign(h.partition_leader_epoch, h.base_offset)?;
+        }
         Ok(AppendInfo {
             base_offset,
             last_offset,
@@ -341,6 +490,7 @@ impl Log {
             log_append_time: None,
             record_count,
             batch_count: metas.len(),
+            duplicate: false,
         })
     }
 
@@ -433,7 +583,10 @@ impl Log {
         self.segments.push(seg);
         self.unflushed_messages = 0;
         self.first_unflushed_ms = None;
-        Ok(())
+        self.recovery_point = new_base;
+        // As Kafka: the producer state as of the new segment's base, so an
+        // open replays at most the active segment.
+        self.producers.take_snapshot(new_base)
     }
 
     fn check_range(&self, offset: i64) -> Result<()> {
@@ -559,7 +712,7 @@ impl Log {
     ///
     /// `batches` must be whole batches (magic 2, known compression, CRC-32C,
     /// `0 <= recordCount <= lastOffsetDelta + 1`, see
-    /// [`batch::validate_cleaned`]) with strictly increasing offsets inside
+    /// [`records::validate_cleaned`]) with strictly increasing offsets inside
     /// `[first_base, next offset of the last replaced segment)` and within a
     /// segment's relative-offset and 4 GiB position range. It may be empty:
     /// the segment then stays, empty, so its base offset still covers the
@@ -634,6 +787,8 @@ impl Log {
         }
         let old: Vec<Segment> = self.segments.splice(first..=last, [seg]).collect();
         drop(old);
+        let bases: Vec<i64> = self.segments.iter().map(|s| s.base_offset).collect();
+        self.producers.remove_stray_snapshots(&bases)?;
         debug!(
             dir = %self.dir.display(),
             first_base,
@@ -679,7 +834,20 @@ impl Log {
         }
         self.log_start_offset = self.log_start_offset.min(self.log_end_offset());
         sync_dir(&self.dir)?;
-        debug!(dir = %self.dir.display(), offset, log_end = self.log_end_offset(), "log truncated");
+        let log_end = self.log_end_offset();
+        self.recovery_point = self.recovery_point.min(log_end);
+        self.epochs.truncate_from_end(log_end)?;
+        // The producer state goes back to the latest snapshot at or below the
+        // new end, and the batches after it are replayed.
+        let from = self.producers.truncate_to(log_end)?;
+        let first_base = self.segments.first().map_or(0, |s| s.base_offset);
+        let producers = &mut self.producers;
+        for_each_batch(&self.segments, from.unwrap_or(first_base), |h| {
+            if let Some(batch) = ProducerBatch::of(h, h.base_offset, h.max_timestamp) {
+                producers.record(&batch);
+            }
+        })?;
+        debug!(dir = %self.dir.display(), offset, log_end, "log truncated");
         Ok(())
     }
 
@@ -739,6 +907,7 @@ impl Log {
             seg.delete_files()?;
         }
         sync_dir(&self.dir)?;
+        self.after_log_start_moved()?;
         Ok(count)
     }
 
@@ -750,6 +919,7 @@ impl Log {
         }
         self.unflushed_messages = 0;
         self.first_unflushed_ms = None;
+        self.recovery_point = self.log_end_offset();
         Ok(())
     }
 
@@ -768,9 +938,25 @@ impl Log {
 
     /// Writes the final time-index entry, flushes and closes the files (for a
     /// clean shutdown; reopen with `clean_shutdown == true`).
+    ///
+    /// The producer state is snapshotted at the log end, so the next open
+    /// reads it instead of scanning.
     pub fn close(mut self) -> Result<()> {
         self.active()?.seal_time_index()?;
-        self.flush()
+        self.flush()?;
+        let log_end = self.log_end_offset();
+        if self.producers.latest_snapshot() != Some(log_end) {
+            self.producers.take_snapshot(log_end)?;
+        }
+        Ok(())
+    }
+
+    /// After segments below the log start were deleted: the epochs below it
+    /// are forgotten and the producer snapshots of deleted segments go.
+    fn after_log_start_moved(&mut self) -> Result<()> {
+        self.epochs.truncate_from_start(self.log_start_offset())?;
+        let first_base = self.segments.first().map_or(0, |s| s.base_offset);
+        self.producers.delete_snapshots_before(first_base)
     }
 
     /// Deletes the log's directory and everything in it.
@@ -779,6 +965,31 @@ impl Log {
         drop(self);
         std::fs::remove_dir_all(&dir).map_err(io_err(&dir))
     }
+}
+
+/// Calls `f` with the header of every batch of `segments` whose last offset
+/// is >= `from`, in offset order.
+fn for_each_batch(segments: &[Segment], from: i64, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+    let first = segments
+        .partition_point(|s| s.base_offset <= from)
+        .saturating_sub(1);
+    for seg in segments.get(first..).unwrap_or_default() {
+        let start = if seg.base_offset < from {
+            match seg.find(from)? {
+                Some((pos, _)) => pos,
+                None => continue,
+            }
+        } else {
+            0
+        };
+        let mut scan = HeaderScan::new(&seg.log, &seg.log_path, start, seg.size);
+        while let Some((_, h)) = scan.next_header()? {
+            if h.last_offset() >= from {
+                f(&h);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks the batches of [`Log::replace_segments`] against the offsets
@@ -825,3 +1036,7 @@ fn check_replacement(
 #[cfg(test)]
 #[path = "log_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "log_replication_tests.rs"]
+mod replication_tests;

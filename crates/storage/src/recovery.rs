@@ -27,9 +27,9 @@
 use std::fs::File;
 use std::path::Path;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::batch::{BatchHeader, ATTRIBUTES_OFFSET, HEADER_SIZE};
+use records::batch::{BatchHeader, ATTRIBUTES_OFFSET, HEADER_SIZE};
 use crate::config::LogConfig;
 use crate::error::{io_err, Result, StorageError};
 use crate::index::{IndexState, OffsetEntry, TimeEntry};
@@ -162,10 +162,16 @@ fn scan_swap(path: &Path, base: i64) -> Result<(i64, Option<String>)> {
 
 /// Opens every segment in `dir` (creating the directory and a first empty
 /// segment when needed) and recovers them as described in the module docs.
+///
+/// After an unclean shutdown with a known `recovery_point` (everything below
+/// it was flushed), the last segment is checked only from the indexed batch
+/// at or below the recovery point on, as long as its indexes are intact
+/// there; the batches below it are trusted as on a clean open.
 pub(crate) fn open_segments(
     dir: &Path,
     config: &LogConfig,
     clean_shutdown: bool,
+    recovery_point: Option<i64>,
 ) -> Result<Vec<Segment>> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     recover_replacements(dir, &list_files(dir)?)?;
@@ -198,8 +204,14 @@ pub(crate) fn open_segments(
         let limit = bases.get(i + 1).copied();
         let (mut seg, offset_state, time_state) = Segment::open_files(dir, base, config)?;
         let mut reason = None;
+        let mut resume = None;
         if !clean_shutdown && is_last {
             reason = Some("unclean shutdown".to_owned());
+            if let (Some(rp), IndexState::Loaded, IndexState::Loaded) =
+                (recovery_point, &offset_state, &time_state)
+            {
+                resume = resume_point(&seg, rp)?;
+            }
         }
         for (name, state) in [("offset index", &offset_state), ("time index", &time_state)] {
             if reason.is_none() {
@@ -232,7 +244,7 @@ pub(crate) fn open_segments(
             // the segments after it are intact: only its own corrupt bytes go
             // (rebuild_segment warns naming the offsets lost) and the log keeps
             // a gap, which reads skip as they skip compacted offsets.
-            rebuild_segment(&mut seg, limit, config.index_interval_bytes)?;
+            rebuild_segment_from(&mut seg, limit, config.index_interval_bytes, resume)?;
         }
         segments.push(seg);
     }
@@ -264,6 +276,95 @@ pub(crate) fn rebuild_segment(
     offset_limit: Option<i64>,
     index_interval: u64,
 ) -> Result<u64> {
+    rebuild_segment_from(seg, offset_limit, index_interval, None)
+}
+
+/// Where a scan of the last segment may start after an unclean shutdown: the
+/// state of the trusted batches before `pos`.
+#[derive(Debug)]
+pub(crate) struct Resume {
+    pos: u64,
+    next: i64,
+    offset_entries: Vec<OffsetEntry>,
+    time_entries: Vec<TimeEntry>,
+    max_ts: Option<(i64, i64)>,
+}
+
+/// The resume point of `seg` for a recovery point `rp`: the last offset-index
+/// entry whose batch ends below `rp` (its batch and all after it are checked
+/// again); the entries before it, the time-index entries before that batch,
+/// and a header scan from the previous entry give the state up to there, as
+/// a clean open derives it. `None` (scan everything) when fewer than two
+/// entries lie below `rp` or the indexes and headers disagree.
+fn resume_point(seg: &Segment, rp: i64) -> Result<Option<Resume>> {
+    let base = seg.base_offset;
+    let entries = seg.offset_index.entries();
+    let mut below = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let sane = i == 0
+            || (e.position > entries[i - 1].position
+                && e.relative_offset > entries[i - 1].relative_offset);
+        if !sane || base + i64::from(e.relative_offset) >= rp || u64::from(e.position) >= seg.size {
+            break;
+        }
+        below += 1;
+    }
+    if below < 2 {
+        return Ok(None);
+    }
+    let start = entries[below - 1];
+    let previous = entries[below - 2];
+    let mut time_entries: Vec<TimeEntry> = Vec::new();
+    for t in seg.time_index.entries() {
+        let increasing = time_entries
+            .last()
+            .is_none_or(|l| t.timestamp > l.timestamp && t.relative_offset > l.relative_offset);
+        if !increasing || t.relative_offset >= start.relative_offset {
+            break;
+        }
+        time_entries.push(*t);
+    }
+    let mut max_ts = time_entries
+        .last()
+        .map(|t| (t.timestamp, base + i64::from(t.relative_offset)));
+    let mut scan = HeaderScan::new(&seg.log, &seg.log_path, u64::from(previous.position), u64::from(start.position));
+    let mut next = base;
+    loop {
+        match scan.next_header() {
+            Ok(Some((_, h))) => {
+                if h.base_offset < next || h.last_offset_delta < 0 {
+                    return Ok(None);
+                }
+                if h.max_timestamp > max_ts.map_or(-1, |t| t.0) {
+                    max_ts = Some((h.max_timestamp, h.last_offset()));
+                }
+                next = h.next_offset();
+            }
+            Ok(None) => break,
+            Err(e @ StorageError::Io { .. }) => return Err(e),
+            Err(_) => return Ok(None),
+        }
+    }
+    if next <= base + i64::from(previous.relative_offset) {
+        return Ok(None);
+    }
+    Ok(Some(Resume {
+        pos: u64::from(start.position),
+        next,
+        offset_entries: entries[..below - 1].to_vec(),
+        time_entries,
+        max_ts,
+    }))
+}
+
+/// [`rebuild_segment`] starting at `resume` (the batches before it are
+/// trusted) instead of the segment's first byte.
+pub(crate) fn rebuild_segment_from(
+    seg: &mut Segment,
+    offset_limit: Option<i64>,
+    index_interval: u64,
+    resume: Option<Resume>,
+) -> Result<u64> {
     let size = seg.size;
     let base = seg.base_offset;
     let mut window = FileWindow::new(&seg.log, &seg.log_path, size, SCAN_CHUNK);
@@ -273,6 +374,13 @@ pub(crate) fn rebuild_segment(
     let mut time_entries: Vec<TimeEntry> = Vec::new();
     let mut max_ts: Option<(i64, i64)> = None;
     let mut since_index = 0u64;
+    if let Some(r) = resume {
+        debug!(segment = %seg.log_path.display(), position = r.pos, offset = r.next, "recovering from the recovery point");
+        (pos, next, offset_entries, time_entries, max_ts) =
+            (r.pos, r.next, r.offset_entries, r.time_entries, r.max_ts);
+        // The batch at the resume point had an index entry: it gets it again.
+        since_index = index_interval.saturating_add(1);
+    }
     let mut bad: Option<String> = None;
     // Corrupt batches dropped from a flushed segment: their byte ranges, the
     // bytes they add up to, and the offset ranges lost with them.
@@ -281,7 +389,7 @@ pub(crate) fn rebuild_segment(
     let mut lost: Vec<(i64, i64)> = Vec::new();
     let mut lost_from: Option<i64> = None;
     while pos < size {
-        let header = match window.get(pos, HEADER_SIZE).and_then(BatchHeader::parse) {
+        let header = match window.get(pos, HEADER_SIZE).and_then(|b| Ok(BatchHeader::parse(b)?)) {
             Ok(h) => h,
             Err(e @ StorageError::Io { .. }) => return Err(e),
             Err(e) => {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::batch::{frame_size, BatchHeader, HEADER_SIZE};
+use records::batch::{frame_size, BatchHeader, HEADER_SIZE};
 use crate::config::LogConfig;
 use crate::error::{io_err, Result, StorageError};
 use crate::index::{IndexState, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};

@@ -14,11 +14,11 @@ use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
+use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
 use super::store::{ClassicGroupValue, StoredMember};
 use crate::config::GroupConfig;
-use crate::handlers::str_bytes;
 
 /// The states of a classic group, with Kafka's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +124,9 @@ pub(crate) fn join_error(error: ResponseError, member_id: &str) -> JoinGroupResp
     JoinGroupResponse::default()
         .with_error_code(error.code())
         .with_generation_id(-1)
-        .with_protocol_name(Some(str_bytes("")))
-        .with_leader(str_bytes(""))
-        .with_member_id(str_bytes(member_id))
+        .with_protocol_name(Some(StrBytes::from_static_str("")))
+        .with_leader(StrBytes::from_static_str(""))
+        .with_member_id(StrBytes::from_string(member_id.to_owned()))
 }
 
 fn sync_error(error: ResponseError) -> SyncGroupResponse {
@@ -481,10 +481,10 @@ impl ClassicGroup {
         let is_leader = self.leader.as_deref() == Some(member_id);
         JoinGroupResponse::default()
             .with_generation_id(self.generation)
-            .with_protocol_type(self.protocol_type.clone().map(str_bytes))
-            .with_protocol_name(Some(str_bytes(protocol.clone())))
-            .with_leader(str_bytes(self.leader.clone().unwrap_or_default()))
-            .with_member_id(str_bytes(member_id))
+            .with_protocol_type(self.protocol_type.clone().map(StrBytes::from_string))
+            .with_protocol_name(Some(StrBytes::from_string(protocol.clone())))
+            .with_leader(StrBytes::from_string(self.leader.clone().unwrap_or_default()))
+            .with_member_id(StrBytes::from_string(member_id.to_owned()))
             .with_members(if is_leader { self.member_list(&protocol) } else { Vec::new() })
     }
 
@@ -493,8 +493,8 @@ impl ClassicGroup {
             .values()
             .map(|m| {
                 JoinGroupResponseMember::default()
-                    .with_member_id(str_bytes(m.id.clone()))
-                    .with_group_instance_id(m.instance_id.clone().map(str_bytes))
+                    .with_member_id(StrBytes::from_string(m.id.clone()))
+                    .with_group_instance_id(m.instance_id.clone().map(StrBytes::from_string))
                     .with_metadata(m.metadata(protocol))
             })
             .collect()
@@ -653,8 +653,8 @@ impl ClassicGroup {
 
     fn sync_response(&self, member_id: &str) -> SyncGroupResponse {
         SyncGroupResponse::default()
-            .with_protocol_type(self.protocol_type.clone().map(str_bytes))
-            .with_protocol_name(self.protocol.clone().map(str_bytes))
+            .with_protocol_type(self.protocol_type.clone().map(StrBytes::from_string))
+            .with_protocol_name(self.protocol.clone().map(StrBytes::from_string))
             .with_assignment(self.members.get(member_id).map(|m| m.assignment.clone()).unwrap_or_default())
     }
 

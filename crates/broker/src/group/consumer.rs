@@ -812,7 +812,7 @@ impl ConsumerGroup {
         if self.members.values().all(|m| m.regex.is_none()) {
             return;
         }
-        let mut names: Vec<String> = topics.names().into_iter().filter(|n| !crate::topics::is_internal(n)).collect();
+        let mut names: Vec<String> = topics.names();
         names.sort();
         for m in self.members.values_mut() {
             m.regex_topics = match &m.regex {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::Compression;
+use records::Compression;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use uuid::Uuid;
 
@@ -44,12 +44,14 @@ pub struct ClientInfo {
 }
 
 /// What the coordinator needs to know of topics: ids and partition counts.
+/// Implemented where the coordinator is wired to the broker's topics (lib.rs).
 pub(crate) trait TopicCatalog {
     /// A topic's id and partition count by name.
     fn by_name(&self, name: &str) -> Option<(Uuid, i32)>;
     /// A topic's name and partition count by id.
     fn by_id(&self, id: Uuid) -> Option<(String, i32)>;
-    /// Every topic's name (for regex subscriptions).
+    /// The names a regex subscription may match: every topic but the
+    /// internal ones, as Kafka's coordinator excludes them.
     fn names(&self) -> Vec<String>;
 }
 
@@ -223,14 +225,15 @@ impl GroupCoordinator {
         let mut records = 0usize;
         for partition in &partitions {
             let read = |offset| partition.read(offset, 1 << 20);
-            let replay = |batch: Vec<kafka_protocol::records::Record>, _| {
+            let replay = |header: &records::BatchHeader, batch: Vec<records::RawRecord>| {
                 for record in batch {
-                    let Some(key) = record.key.filter(|_| !record.control) else { continue };
-                    let key = StoredKey::decode(key).map_err(|e| corrupt(record.offset, e))?;
+                    let offset = record.offset(header);
+                    let Some(key) = record.key.filter(|_| !header.is_control()) else { continue };
+                    let key = StoredKey::decode(key).map_err(|e| corrupt(offset, e))?;
                     let Some(key) = key else { continue };
                     let value = match record.value {
                         Some(v) => Some(
-                            StoredValue::decode(&key, v).map_err(|e| corrupt(record.offset, e))?,
+                            StoredValue::decode(&key, v).map_err(|e| corrupt(offset, e))?,
                         ),
                         None => None,
                     };

@@ -51,8 +51,7 @@ struct Levels {
 impl Levels {
     fn new(broker: &Broker) -> Levels {
         let node = broker.config.node_id.to_string();
-        let metadata = broker.metadata.lock();
-        let image = metadata.image();
+        let image = broker.image();
         let mut defaults: BTreeMap<String, String> = ServerConfig::from_entries(Vec::new())
             .map(|c| c.describe().into_iter().filter_map(|(k, v, _)| v.map(|v| (k, v))).collect())
             .unwrap_or_default();
@@ -154,7 +153,7 @@ pub(crate) fn describe(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Des
 type Described = std::result::Result<Vec<DescribeConfigsResourceResult>, (ResponseError, String)>;
 
 fn describe_topic(broker: &Broker, levels: &Levels, name: &str) -> Described {
-    let overrides = broker.metadata.lock().image().topic(name).map(|t| t.configs.clone());
+    let overrides = broker.image().topic(name).map(|t| t.configs.clone());
     let Some(overrides) = overrides else {
         return Err((ResponseError::UnknownTopicOrPartition, format!("Topic {name} does not exist.")));
     };

@@ -52,8 +52,6 @@ fn delete(broker: &Broker, topic: &str, index: i32, offset: i64) -> Result<i64> 
         ));
     };
     let policy = broker
-        .metadata
-        .lock()
         .image()
         .topic(topic)
         .map(|t| topic_config::effective("cleanup.policy", &t.configs, &broker.config));

@@ -1,5 +1,6 @@
-//! Fetch: read whole batches from the partitions' logs, waiting up to max_wait_ms
-//! for min_bytes, answered as soon as enough data arrives.
+//! Fetch: resolve the request's partitions and session, hand them to
+//! [`ReplicaManager::fetch_records`](crate::replica_manager::ReplicaManager::fetch_records)
+//! (which reads and waits), build the response.
 //!
 //! Bounded as Kafka bounds it: `max_bytes` is capped by `fetch.max.bytes`, a
 //! partition listed twice is read once (the last listing wins, as in Kafka's
@@ -14,26 +15,20 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
 
 use super::str_bytes;
 use crate::fetch_session::{FetchPlan, FetchTarget, PartitionState};
+use crate::replica_manager::{FetchParams, PartitionRead};
 use crate::Broker;
 
 /// First Fetch version that names topics by id.
 const TOPIC_ID_VERSION: i16 = 13;
 /// First Fetch version whose clients can read zstd batches (KIP-110).
 const ZSTD_VERSION: i16 = 10;
+/// First Fetch version that carries the replica id in `replica_state` (KIP-903).
+const REPLICA_STATE_VERSION: i16 = 15;
 /// The zstd codec id of the batch attributes.
-const ZSTD: u8 = storage::compression::ZSTD;
-
-struct PartitionRead {
-    target: FetchTarget,
-    error: Option<ResponseError>,
-    records: Bytes,
-    high_watermark: i64,
-    log_start_offset: i64,
-}
+const ZSTD: u8 = records::compression::ZSTD;
 
 /// Serves one Fetch; the permit holds the response's share of `memory` until
 /// the caller has written it.
@@ -44,57 +39,40 @@ pub(crate) async fn handle(
     memory: &Arc<Semaphore>,
 ) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
     // From v13 topics are named by id (resolved here), before by name.
-    let target = |name: &TopicName, id: uuid::Uuid, partition: i32, fetch_offset: i64, max_bytes: i32| {
+    let target = |name: &TopicName, id: uuid::Uuid, partition: i32, fetch_offset: i64, max_bytes: i32, current_leader_epoch: i32| {
         let (topic, topic_id) = if version >= TOPIC_ID_VERSION {
             (broker.replicas.topic_name(id).unwrap_or_default(), id)
         } else {
             (name.0.to_string(), uuid::Uuid::nil())
         };
-        FetchTarget { topic, topic_id, partition, fetch_offset, max_bytes }
+        FetchTarget { topic, topic_id, partition, fetch_offset, max_bytes, current_leader_epoch }
     };
     let requested = collapse_duplicates(req.topics.iter().flat_map(|t| {
-        t.partitions
-            .iter()
-            .map(|p| target(&t.topic, t.topic_id, p.partition, p.fetch_offset, p.partition_max_bytes))
+        t.partitions.iter().map(|p| {
+            target(&t.topic, t.topic_id, p.partition, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch)
+        })
     }));
     let forgotten = req
         .forgotten_topics_data
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|&p| target(&t.topic, t.topic_id, p, 0, 0)))
+        .flat_map(|t| t.partitions.iter().map(|&p| target(&t.topic, t.topic_id, p, 0, 0, -1)))
         .collect();
     let plan = match broker.fetch_sessions.lock().plan(req.session_id, req.session_epoch, requested, forgotten) {
         Ok(plan) => plan,
         Err(error) => return (FetchResponse::default().with_error_code(error.code()), None),
     };
 
-    let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let deadline = Instant::now() + max_wait;
-    let min_bytes = req.min_bytes.max(0) as usize;
+    let replica_id = if version >= REPLICA_STATE_VERSION { req.replica_state.replica_id.0 } else { req.replica_id.0 };
     let requested_max = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
-    let max_bytes = requested_max.min(broker.config.limits.fetch_max_bytes);
-    // A response larger than the whole budget may still run alone.
-    let reservation = max_bytes.min(broker.config.limits.fetch_memory_bytes).min(u32::MAX as usize) as u32;
-    let (reads, permit) = loop {
-        // Memory first: a fetch that does not fit waits here, holding nothing.
-        let permit = Arc::clone(memory).acquire_many_owned(reservation).await.ok();
-        // Register for the wake-up before reading, so an append between the read
-        // and the wait is not missed.
-        let notified = broker.data_arrived.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let reads = read_all(broker, &plan, max_bytes);
-        let total: usize = reads.iter().map(|r| r.records.len()).sum();
-        let any_error = reads.iter().any(|r| r.error.is_some());
-        if total >= min_bytes || any_error || plan.targets.is_empty() || Instant::now() >= deadline {
-            break (reads, permit);
-        }
-        // Waiting for data holds no memory.
-        drop((reads, permit));
-        tokio::select! {
-            _ = &mut notified => {}
-            _ = tokio::time::sleep_until(deadline) => {}
-        }
+    let params = FetchParams {
+        replica_id: replica_id.max(-1),
+        max_wait: Duration::from_millis(req.max_wait_ms.max(0) as u64),
+        min_bytes: req.min_bytes.max(0) as usize,
+        max_bytes: requested_max.min(broker.config.limits.fetch_max_bytes),
     };
+    // A response larger than the whole budget may still run alone.
+    let reservation = params.max_bytes.min(broker.config.limits.fetch_memory_bytes).min(u32::MAX as usize) as u32;
+    let (reads, permit) = broker.replicas.fetch_records(&params, &plan.targets, memory, reservation).await;
     let reads = if version < ZSTD_VERSION { reads.into_iter().map(refuse_zstd).collect() } else { reads };
     (build_response(broker, &plan, reads, version), permit)
 }
@@ -121,7 +99,7 @@ fn collapse_duplicates(targets: impl Iterator<Item = FetchTarget>) -> Vec<FetchT
 /// Below Fetch v10 clients cannot decode zstd: a partition whose data holds a
 /// zstd batch is answered UNSUPPORTED_COMPRESSION_TYPE without data, as Kafka does.
 fn refuse_zstd(read: PartitionRead) -> PartitionRead {
-    let has_zstd = storage::BatchIter::stop_at_partial_tail(&read.records)
+    let has_zstd = records::BatchIter::stop_at_partial_tail(&read.records)
         .any(|b| b.is_ok_and(|b| b.header.compression() == ZSTD));
     if !has_zstd {
         return read;
@@ -133,49 +111,6 @@ fn refuse_zstd(read: PartitionRead) -> PartitionRead {
         log_start_offset: -1,
         ..read
     }
-}
-
-fn read_all(broker: &Broker, plan: &FetchPlan, max_bytes: usize) -> Vec<PartitionRead> {
-    let mut remaining = max_bytes;
-    let mut total = 0usize;
-    plan.targets
-        .iter()
-        .map(|target| {
-            let mut read = PartitionRead {
-                target: target.clone(),
-                error: None,
-                records: Bytes::new(),
-                high_watermark: -1,
-                log_start_offset: -1,
-            };
-            let Some(partition) = broker.replicas.partition(&target.topic, target.partition) else {
-                read.error = Some(if target.topic.is_empty() && !target.topic_id.is_nil() {
-                    ResponseError::UnknownTopicId
-                } else {
-                    ResponseError::UnknownTopicOrPartition
-                });
-                return read;
-            };
-            read.high_watermark = partition.high_watermark();
-            read.log_start_offset = partition.log_start_offset();
-            let limit = (target.max_bytes.max(0) as usize).min(remaining);
-            if limit == 0 && total > 0 {
-                return read;
-            }
-            match partition.read(target.fetch_offset, limit) {
-                Ok(records) => {
-                    // Only the first partition with data may exceed the limits (KIP-74).
-                    if records.len() <= limit || total == 0 {
-                        total += records.len();
-                        remaining = remaining.saturating_sub(records.len());
-                        read.records = records;
-                    }
-                }
-                Err(e) => read.error = Some(e.response_error()),
-            }
-            read
-        })
-        .collect()
 }
 
 fn build_response(broker: &Broker, plan: &FetchPlan, reads: Vec<PartitionRead>, version: i16) -> FetchResponse {

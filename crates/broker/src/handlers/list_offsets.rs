@@ -30,7 +30,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16
                     let Some(partition) = broker.replicas.partition(topic.name.0.as_str(), p.partition_index) else {
                         return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    match lookup(&partition, p.timestamp) {
+                    match lookup(&partition, p.timestamp, p.current_leader_epoch) {
                         Ok(found) => {
                             let (timestamp, offset) = found.map_or((-1, -1), |f| (f.timestamp, f.offset));
                             let response = response.with_timestamp(timestamp).with_offset(offset);
@@ -50,12 +50,15 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn lookup(partition: &Partition, timestamp: i64) -> crate::error::Result<Option<TimestampAndOffset>> {
+/// Kafka's `fetchOffsetForTimestamp` on the leader: offline, leader epoch
+/// and leadership checked first.
+fn lookup(partition: &Partition, timestamp: i64, current_leader_epoch: i32) -> crate::error::Result<Option<TimestampAndOffset>> {
     let at = |offset| Ok(Some(TimestampAndOffset { timestamp: -1, offset }));
-    partition.check_online()?;
+    partition.check_leader_at(current_leader_epoch)?;
+    let offsets = partition.offsets();
     match timestamp {
-        LATEST => at(partition.high_watermark()),
-        EARLIEST | EARLIEST_LOCAL => at(partition.log_start_offset()),
+        LATEST => at(offsets.high_watermark),
+        EARLIEST | EARLIEST_LOCAL => at(offsets.log_start),
         MAX_TIMESTAMP => partition.max_timestamp(),
         ts if ts >= 0 => partition.offset_for_timestamp(ts),
         _ => Ok(None),

@@ -24,16 +24,15 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -
     };
     let topics: Vec<MetadataResponseTopic> = match requested {
         None => {
-            let image = broker.metadata.lock();
-            image.image().topics().map(topic_response).collect()
+            let image = broker.image();
+            image.topics().map(topic_response).collect()
         }
         Some(list) => list
             .into_iter()
             .map(|(name, id)| match name {
                 Some(name) => named_topic(broker, &name, allow_auto_create),
                 None => {
-                    let metadata = broker.metadata.lock();
-                    match metadata.image().topic_by_id(id) {
+                    match broker.image().topic_by_id(id) {
                         Some(t) => topic_response(t),
                         None => MetadataResponseTopic::default()
                             .with_topic_id(id)
@@ -71,7 +70,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -
 }
 
 fn named_topic(broker: &Arc<Broker>, name: &str, allow_auto_create: bool) -> MetadataResponseTopic {
-    let existing = broker.metadata.lock().image().topic(name).cloned();
+    let existing = broker.image().topic(name).cloned();
     if let Some(topic) = existing {
         return topic_response(&topic);
     }
@@ -97,7 +96,7 @@ fn named_topic(broker: &Arc<Broker>, name: &str, allow_auto_create: bool) -> Met
         Ok(topic) => topic_response(&topic),
         // Another connection created it at the same moment.
         Err(e) if e.response_error() == ResponseError::TopicAlreadyExists => {
-            match broker.metadata.lock().image().topic(name) {
+            match broker.image().topic(name) {
                 Some(t) => topic_response(t),
                 None => error(ResponseError::LeaderNotAvailable),
             }

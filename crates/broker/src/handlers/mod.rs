@@ -103,7 +103,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
         RequestKind::Metadata(req) => metadata::handle(broker, req, version).into(),
-        RequestKind::Produce(req) => match produce::handle(broker, req, version) {
+        RequestKind::Produce(req) => match produce::handle(broker, req, version).await {
             produce::ProduceOutcome::Respond(resp) => resp.into(),
             produce::ProduceOutcome::Silent => return Reply::None,
             produce::ProduceOutcome::Close => return Reply::Close,
@@ -144,15 +144,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
     Reply::Response(Box::new(response))
 }
 
-/// Runs disk work that can take long (fsync, creating or deleting segments and
-/// logs) so that it does not stall the other tasks of this async worker: on a
-/// multi-threaded runtime the worker hands its tasks to another thread first.
-pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
+pub(crate) use crate::blocking;
 
 /// A string for a response field.
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {

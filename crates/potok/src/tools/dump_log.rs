@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use client::records::{decode_batches, Compression, DecodedBatch, TimestampType};
-use storage::BatchHeader;
+use client::records::{decode_batches, Compression, DecodedBatch};
+use records::BatchHeader;
 
 /// Bytes a batch's records may decompress to (bounded, as Kafka bounds it).
 const MAX_DECOMPRESSED: usize = 256 * 1024 * 1024;
@@ -185,13 +185,6 @@ fn codec_name(id: u8) -> &'static str {
     }
 }
 
-fn timestamp_type_name(t: storage::TimestampType) -> &'static str {
-    match t {
-        storage::TimestampType::CreateTime => "CreateTime",
-        storage::TimestampType::LogAppendTime => "LogAppendTime",
-    }
-}
-
 /// Kafka's batch line.
 fn batch_line(h: &BatchHeader, position: u64, valid: bool) -> String {
     let last_sequence = if h.base_sequence < 0 {
@@ -217,7 +210,7 @@ fn batch_line(h: &BatchHeader, position: u64, valid: bool) -> String {
         h.partition_leader_epoch,
         h.is_transactional(),
         h.is_control(),
-        timestamp_type_name(h.timestamp_type()),
+        h.timestamp_type(),
         h.max_timestamp,
         h.total_size(),
         h.magic,
@@ -228,10 +221,7 @@ fn batch_line(h: &BatchHeader, position: u64, valid: bool) -> String {
 
 /// Kafka's record line (metadata, then with `print` the key and payload).
 fn record_lines(batch: &DecodedBatch, print: bool, skip_metadata: bool) -> Vec<String> {
-    let kind = match batch.timestamp_type {
-        TimestampType::CreateTime => "CreateTime",
-        TimestampType::LogAppendTime => "LogAppendTime",
-    };
+    let kind = batch.timestamp_type;
     let size = |b: &Option<Bytes>| {
         b.as_ref()
             .map_or(-1, |b| i64::try_from(b.len()).unwrap_or(i64::MAX))

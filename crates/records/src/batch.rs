@@ -1,7 +1,7 @@
 //! Kafka RecordBatch (magic v2) headers: parse, validate, patch.
 //!
-//! The log never decodes records; it only reads the fixed 61-byte batch
-//! header. Layout (all big endian):
+//! The log never decodes records; it reads the fixed 61-byte batch header,
+//! and validation walks the records' framing without keeping any. Layout (all big endian):
 //!
 //! | field                | type | offset |
 //! |----------------------|------|--------|
@@ -24,7 +24,8 @@
 //! panicking; no length field ever sizes an allocation.
 
 use crate::compression;
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
+use crate::walk::{walk_records, WalkError};
 
 /// Size of the fixed v2 batch header in bytes.
 pub const HEADER_SIZE: usize = 61;
@@ -83,6 +84,16 @@ pub enum TimestampType {
     CreateTime,
     /// The broker stamps each batch with its append time.
     LogAppendTime,
+}
+
+impl std::fmt::Display for TimestampType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Kafka's TimestampType.toString().
+        f.write_str(match self {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        })
+    }
 }
 
 /// The parsed fixed header of a v2 record batch.
@@ -148,8 +159,8 @@ fn put(b: &mut [u8], at: usize, v: &[u8]) -> Result<()> {
     dst.copy_from_slice(v);
     Ok(())
 }
-fn short(have: usize, need: usize) -> StorageError {
-    StorageError::CorruptRecord(format!(
+fn short(have: usize, need: usize) -> Error {
+    Error::Corrupt(format!(
         "batch truncated: {have} bytes, need at least {need}"
     ))
 }
@@ -162,7 +173,7 @@ pub fn frame_size(buf: &[u8]) -> Result<usize> {
     let len = be_i32(buf, LENGTH_OFFSET)?;
     let min = (HEADER_SIZE - LOG_OVERHEAD) as i32;
     if len < min {
-        return Err(StorageError::CorruptRecord(format!(
+        return Err(Error::Corrupt(format!(
             "batch length {len} is smaller than the minimum {min}"
         )));
     }
@@ -173,15 +184,15 @@ impl BatchHeader {
     /// Parses the header at the start of `buf`, which must hold at least the
     /// 61 header bytes (it need not hold the whole batch).
     ///
-    /// Errors: [`StorageError::CorruptRecord`] for short input or a length too
-    /// small for a v2 header, [`StorageError::UnsupportedMagic`] for magic != 2.
+    /// Errors: [`Error::Corrupt`] for short input or a length too
+    /// small for a v2 header, [`Error::UnsupportedMagic`] for magic != 2.
     pub fn parse(buf: &[u8]) -> Result<BatchHeader> {
         if buf.len() < LOG_OVERHEAD + 5 {
             return Err(short(buf.len(), HEADER_SIZE));
         }
         let magic = buf[MAGIC_OFFSET] as i8;
         if magic != MAGIC_V2 {
-            return Err(StorageError::UnsupportedMagic(magic));
+            return Err(Error::UnsupportedMagic(magic));
         }
         if buf.len() < HEADER_SIZE {
             return Err(short(buf.len(), HEADER_SIZE));
@@ -255,7 +266,7 @@ impl BatchHeader {
     pub fn verify_crc(&self, batch: &[u8]) -> Result<()> {
         let computed = compute_crc(batch)?;
         if computed != self.crc {
-            return Err(StorageError::CorruptRecord(format!(
+            return Err(Error::Corrupt(format!(
                 "CRC mismatch in batch at offset {}: stored {:#010x}, computed {:#010x}",
                 self.base_offset, self.crc, computed
             )));
@@ -269,7 +280,7 @@ impl BatchHeader {
     pub fn validate_fields(&self) -> Result<()> {
         self.check_compression()?;
         if self.record_count <= 0 {
-            return Err(StorageError::InvalidRecord(format!(
+            return Err(Error::Invalid(format!(
                 "invalid record count {} in batch",
                 self.record_count
             )));
@@ -277,7 +288,7 @@ impl BatchHeader {
         if self.last_offset_delta < 0
             || i64::from(self.last_offset_delta) + 1 != i64::from(self.record_count)
         {
-            return Err(StorageError::InvalidRecord(format!(
+            return Err(Error::Invalid(format!(
                 "inconsistent batch: last offset delta {} with record count {}",
                 self.last_offset_delta, self.record_count
             )));
@@ -287,7 +298,7 @@ impl BatchHeader {
 
     fn check_compression(&self) -> Result<()> {
         if self.compression() > MAX_COMPRESSION_ID {
-            return Err(StorageError::CorruptRecord(format!(
+            return Err(Error::Corrupt(format!(
                 "unknown compression codec id {}",
                 self.compression()
             )));
@@ -313,7 +324,7 @@ pub fn validate(batch: &[u8], max_size: usize) -> Result<BatchHeader> {
     let header = parse_whole(batch)?;
     let total = header.total_size();
     if total > max_size {
-        return Err(StorageError::RecordTooLarge {
+        return Err(Error::TooLarge {
             size: total,
             max: max_size,
         });
@@ -329,7 +340,7 @@ fn parse_whole(batch: &[u8]) -> Result<BatchHeader> {
     let header = BatchHeader::parse(batch)?;
     let total = header.total_size();
     if total != batch.len() {
-        return Err(StorageError::CorruptRecord(format!(
+        return Err(Error::Corrupt(format!(
             "batch length field says {total} bytes but {} are present",
             batch.len()
         )));
@@ -348,25 +359,25 @@ fn check_records_held(header: &BatchHeader, batch: &[u8], client_batch: bool) ->
     let section = batch.get(HEADER_SIZE..).unwrap_or_default();
     let codec = header.compression();
     let walked = if codec == compression::NONE {
-        compression::walk_records(section, header.record_count, false)
+        walk_records(section, header.record_count, false)
     } else {
         compression::buffered(codec, section)
-            .map_err(|e| compression::WalkError::Stream(e.to_string()))
-            .and_then(|records| compression::walk_records(records, header.record_count, client_batch))
+            .map_err(|e| WalkError::Stream(e.to_string()))
+            .and_then(|records| walk_records(records, header.record_count, client_batch))
     };
     match walked {
         Ok(()) => Ok(()),
-        Err(compression::WalkError::Stream(why)) => Err(StorageError::CorruptRecord(format!(
+        Err(WalkError::Stream(why)) => Err(Error::Corrupt(format!(
             "batch at offset {} does not decompress (codec {codec}): {why}",
             header.base_offset
         ))),
         // An uncompressed batch whose lengths do not tile its records is
         // malformed bytes (as before this walk was shared).
-        Err(compression::WalkError::Records(why)) if codec == compression::NONE => {
-            Err(StorageError::CorruptRecord(why))
+        Err(WalkError::Records(why)) if codec == compression::NONE => {
+            Err(Error::Corrupt(why))
         }
-        Err(compression::WalkError::Records(why) | compression::WalkError::Count(why)) => {
-            Err(StorageError::InvalidRecord(why))
+        Err(WalkError::Records(why) | WalkError::Count(why)) => {
+            Err(Error::Invalid(why))
         }
     }
 }
@@ -383,7 +394,7 @@ pub fn validate_cleaned(batch: &[u8]) -> Result<BatchHeader> {
         || header.record_count < 0
         || i64::from(header.record_count) > i64::from(header.last_offset_delta) + 1
     {
-        return Err(StorageError::InvalidRecord(format!(
+        return Err(Error::Invalid(format!(
             "inconsistent batch: last offset delta {} with record count {}",
             header.last_offset_delta, header.record_count
         )));
@@ -502,7 +513,7 @@ impl<'a> BatchIter<'a> {
             if self.lenient_tail {
                 return None;
             }
-            return Some(Err(StorageError::CorruptRecord(format!(
+            return Some(Err(Error::Corrupt(format!(
                 "truncated batch at position {}: {} of {} bytes present",
                 self.pos,
                 rest.len(),
@@ -552,12 +563,12 @@ mod tests {
             let three = batch(3, 0);
             // The repros: 2^31-1 claimed with 1 inside, 1 claimed with 3 inside.
             let forged = with_section(&one, codec, &compress(codec, &one[HEADER_SIZE..]), Some(i32::MAX));
-            assert!(matches!(validate(&forged, usize::MAX), Err(StorageError::InvalidRecord(_))), "codec {codec}");
+            assert!(matches!(validate(&forged, usize::MAX), Err(Error::Invalid(_))), "codec {codec}");
             let forged = with_section(&three, codec, &compress(codec, &three[HEADER_SIZE..]), Some(1));
-            assert!(matches!(validate(&forged, usize::MAX), Err(StorageError::InvalidRecord(_))), "codec {codec}");
+            assert!(matches!(validate(&forged, usize::MAX), Err(Error::Invalid(_))), "codec {codec}");
             // A payload that is not compressed with the codec at all.
             let garbage = with_section(&one, codec, b"definitely not a compressed stream of records", None);
-            assert!(matches!(validate(&garbage, usize::MAX), Err(StorageError::CorruptRecord(_))), "codec {codec}");
+            assert!(matches!(validate(&garbage, usize::MAX), Err(Error::Corrupt(_))), "codec {codec}");
             // A cleaned batch (records lost, offsets kept) needs no consecutive deltas.
             assert!(validate_cleaned(&good).is_ok());
         }
@@ -571,7 +582,7 @@ mod tests {
         b[23..27].copy_from_slice(&999_999i32.to_be_bytes());
         let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
-        assert!(matches!(validate(&b, usize::MAX), Err(StorageError::InvalidRecord(_))));
+        assert!(matches!(validate(&b, usize::MAX), Err(Error::Invalid(_))));
         assert!(validate(&batch(2, 0), usize::MAX).is_ok());
     }
 
@@ -605,13 +616,13 @@ mod tests {
         bad[MAGIC_OFFSET] = 1;
         assert!(matches!(
             BatchHeader::parse(&bad),
-            Err(StorageError::UnsupportedMagic(1))
+            Err(Error::UnsupportedMagic(1))
         ));
         let mut tiny = b.clone();
         tiny[8..12].copy_from_slice(&(-5i32).to_be_bytes());
         assert!(matches!(
             BatchHeader::parse(&tiny),
-            Err(StorageError::CorruptRecord(_))
+            Err(Error::Corrupt(_))
         ));
     }
 
@@ -623,22 +634,22 @@ mod tests {
         flipped[last] ^= 0xff;
         assert!(matches!(
             validate(&flipped, 1 << 20),
-            Err(StorageError::CorruptRecord(_))
+            Err(Error::Corrupt(_))
         ));
         assert!(matches!(
             validate(&b, 10),
-            Err(StorageError::RecordTooLarge { .. })
+            Err(Error::TooLarge { .. })
         ));
         let mut inconsistent = b.clone();
         inconsistent[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
             .copy_from_slice(&5i32.to_be_bytes());
         assert!(matches!(
             validate(&inconsistent, 1 << 20),
-            Err(StorageError::InvalidRecord(_))
+            Err(Error::Invalid(_))
         ));
         assert!(matches!(
             validate(&b[..b.len() - 1], 1 << 20),
-            Err(StorageError::CorruptRecord(_))
+            Err(Error::Corrupt(_))
         ));
     }
 
@@ -726,7 +737,7 @@ mod tests {
     /// What validating a batch's records costs on produce, per codec: the full
     /// `validate` against the header and CRC checks alone (all that compressed
     /// batches had before their records were walked). Not a check, a measure:
-    /// `cargo test --release -p potok-storage --lib validation_cost -- --ignored --nocapture`.
+    /// `cargo test --release -p potok-records --lib validation_cost -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn validation_cost_per_codec() {

@@ -1,117 +1,13 @@
-//! Kafka's compression codecs as streams, and the walk over a batch's records.
+//! The walk over a batch's records that validation does: each record's framing
+//! checked, its body skipped, nothing kept.
 //!
-//! The broker validates compressed batches by streaming their records through
-//! the decompressor: nothing is materialised, memory is the decoder's own
-//! window plus a few kilobytes, whatever the batch claims. The client decodes
-//! fetched batches with the same readers (bounded by its own budget).
+//! An uncompressed batch is walked in place; a compressed one through its
+//! streaming decompressor ([`crate::compression::buffered`]), so memory is the
+//! decoder's window plus a few kilobytes, whatever the batch claims.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead};
 
-/// Codec ids of the batch attributes (`attributes & 7`).
-pub const NONE: u8 = 0;
-/// gzip (RFC 1952; concatenated members are read as one stream, as Java's
-/// `GZIPInputStream` does).
-pub const GZIP: u8 = 1;
-/// snappy, in snappy-java's xerial framing or raw.
-pub const SNAPPY: u8 = 2;
-/// lz4 frame format.
-pub const LZ4: u8 = 3;
-/// zstd.
-pub const ZSTD: u8 = 4;
-
-/// The xerial snappy stream header: 8 magic bytes, version 1, compatible version 1.
-pub const SNAPPY_XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
-
-/// A snappy block never expands by more than this factor (a 3-byte copy
-/// element yields at most 64 bytes), so a block claiming more is refused
-/// before its output is allocated.
-const SNAPPY_MAX_EXPANSION: usize = 22;
-
-/// A streaming decompressor of `data` compressed with `codec` (an attributes
-/// codec id). `NONE` reads `data` as is. Errors: unknown codec, or a stream
-/// whose header is already unreadable (lz4, zstd).
-pub fn reader<'a>(codec: u8, data: &'a [u8]) -> io::Result<Box<dyn Read + 'a>> {
-    Ok(match codec {
-        NONE => Box::new(data),
-        GZIP => Box::new(flate2::read::MultiGzDecoder::new(data)),
-        SNAPPY => Box::new(SnappyReader::new(data)),
-        LZ4 => Box::new(lz4::Decoder::new(data)?),
-        // The decoder refuses frames whose window is over zstd's default limit
-        // of 2^27 bytes, which bounds its memory.
-        ZSTD => Box::new(zstd::stream::read::Decoder::with_buffer(data)?),
-        other => {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unknown compression codec id {other}")))
-        }
-    })
-}
-
-/// Kafka's snappy, one block decompressed at a time: xerial framing (the
-/// 16-byte header, then blocks each prefixed with its compressed length), or
-/// raw snappy without the header, as snappy-java reads it.
-struct SnappyReader<'a> {
-    rest: &'a [u8],
-    framed: bool,
-    block: Vec<u8>,
-    pos: usize,
-    decoder: snap::raw::Decoder,
-}
-
-impl<'a> SnappyReader<'a> {
-    fn new(data: &'a [u8]) -> SnappyReader<'a> {
-        let framed = data.starts_with(&SNAPPY_XERIAL_HEADER[..8]);
-        SnappyReader { rest: data, framed, block: Vec::new(), pos: 0, decoder: snap::raw::Decoder::new() }
-    }
-
-    /// Decompresses the next block into `self.block`; false at the end.
-    fn next_block(&mut self) -> io::Result<bool> {
-        let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
-        if self.rest.is_empty() {
-            return Ok(false);
-        }
-        let compressed = if self.framed {
-            if let Some(tail) = self.rest.strip_prefix(&SNAPPY_XERIAL_HEADER[..8]) {
-                // The header (again, for concatenated streams) carries no data.
-                self.rest = tail.get(8..).ok_or_else(|| bad("truncated xerial snappy header".into()))?;
-                return Ok(true);
-            }
-            let (len, tail) =
-                self.rest.split_first_chunk::<4>().ok_or_else(|| bad("truncated snappy block length".into()))?;
-            let len = u32::from_be_bytes(*len) as usize;
-            if len > tail.len() {
-                return Err(bad(format!("snappy block of {len} bytes but {} remain", tail.len())));
-            }
-            let (compressed, tail) = tail.split_at(len);
-            self.rest = tail;
-            compressed
-        } else {
-            std::mem::take(&mut self.rest)
-        };
-        let n = snap::raw::decompress_len(compressed).map_err(|e| bad(e.to_string()))?;
-        if n > compressed.len().saturating_mul(SNAPPY_MAX_EXPANSION).saturating_add(64) {
-            return Err(bad(format!("snappy block of {} bytes claims {n} bytes", compressed.len())));
-        }
-        self.block.resize(n, 0);
-        let written = self.decoder.decompress(compressed, &mut self.block).map_err(|e| bad(e.to_string()))?;
-        self.block.truncate(written);
-        self.pos = 0;
-        Ok(true)
-    }
-}
-
-impl Read for SnappyReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.block.len() {
-            if !self.next_block()? {
-                return Ok(0);
-            }
-        }
-        let available = self.block.get(self.pos..).unwrap_or_default();
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
+use crate::varint::unzigzag32;
 
 /// Why a record walk failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,10 +64,6 @@ pub fn walk_records(mut r: impl BufRead, claimed: i32, check_offsets: bool) -> R
     Ok(())
 }
 
-/// A buffered reader over a compressed records section, for [`walk_records`].
-pub fn buffered<'a>(codec: u8, data: &'a [u8]) -> io::Result<BufReader<Box<dyn Read + 'a>>> {
-    Ok(BufReader::with_capacity(16 * 1024, reader(codec, data)?))
-}
 
 fn stream_error(e: io::Error) -> WalkError {
     WalkError::Stream(e.to_string())
@@ -224,14 +116,15 @@ fn read_varint_counted(r: &mut impl BufRead, max_bytes: usize) -> Result<(u64, u
     Err(WalkError::Records(format!("varint longer than {max_bytes} bytes in a record")))
 }
 
+
 fn zigzag32(v: u64) -> Result<i32, WalkError> {
-    let v = u32::try_from(v).map_err(|_| WalkError::Records("varint overflows 32 bits in a record".into()))?;
-    Ok(((v >> 1) as i32) ^ -((v & 1) as i32))
+    unzigzag32(v).ok_or_else(|| WalkError::Records("varint overflows 32 bits in a record".into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compression::{buffered, GZIP, NONE, SNAPPY, LZ4, ZSTD};
     use crate::test_util::compress;
 
     /// Uncompressed records section of `n` records with consecutive offset deltas.

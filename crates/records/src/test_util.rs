@@ -1,5 +1,6 @@
-//! Test helpers: builds valid v2 record batches, uncompressed or compressed.
-#![allow(clippy::unwrap_used)]
+//! Test helpers: builds valid v2 record batches, uncompressed or compressed
+//! (for this crate's tests and, with the `test-util` feature, other crates').
+#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::io::Write;
 
@@ -16,7 +17,7 @@ fn varint(out: &mut Vec<u8>, v: i64) {
 
 /// A valid batch with `values.len()` records; record `i` has timestamp
 /// `base_ts + i * ts_step` and a null key.
-pub(crate) fn batch_with(_n: usize, base_ts: i64, values: &[&[u8]], ts_step: i64) -> Vec<u8> {
+pub fn batch_with(_n: usize, base_ts: i64, values: &[&[u8]], ts_step: i64) -> Vec<u8> {
     let mut records = Vec::new();
     for (i, v) in values.iter().enumerate() {
         let mut r = Vec::new();
@@ -53,7 +54,7 @@ pub(crate) fn batch_with(_n: usize, base_ts: i64, values: &[&[u8]], ts_step: i64
 }
 
 /// A valid batch of `n` records of 10 bytes each, all with timestamp `ts`.
-pub(crate) fn batch(n: usize, ts: i64) -> Vec<u8> {
+pub fn batch(n: usize, ts: i64) -> Vec<u8> {
     let values: Vec<Vec<u8>> = (0..n)
         .map(|i| format!("value-{i:04}").into_bytes())
         .collect();
@@ -62,13 +63,13 @@ pub(crate) fn batch(n: usize, ts: i64) -> Vec<u8> {
 }
 
 /// A valid batch of one record whose value is `size` bytes.
-pub(crate) fn sized_batch(size: usize, ts: i64) -> Vec<u8> {
+pub fn sized_batch(size: usize, ts: i64) -> Vec<u8> {
     let v = vec![b'x'; size];
     batch_with(1, ts, &[&v], 0)
 }
 
 /// `data` compressed with `codec` (snappy in xerial framing of 1000-byte blocks).
-pub(crate) fn compress(codec: u8, data: &[u8]) -> Vec<u8> {
+pub fn compress(codec: u8, data: &[u8]) -> Vec<u8> {
     match codec {
         NONE => data.to_vec(),
         GZIP => {
@@ -99,7 +100,7 @@ pub(crate) fn compress(codec: u8, data: &[u8]) -> Vec<u8> {
 /// `batch` (uncompressed) with its records section replaced by `section`, the
 /// codec bits set to `codec`, and, if given, a record count of `claimed` (with a
 /// matching last offset delta); length and CRC are fixed up.
-pub(crate) fn with_section(batch: &[u8], codec: u8, section: &[u8], claimed: Option<i32>) -> Vec<u8> {
+pub fn with_section(batch: &[u8], codec: u8, section: &[u8], claimed: Option<i32>) -> Vec<u8> {
     let mut b = batch[..61].to_vec();
     b.extend_from_slice(section);
     let len = (b.len() - 12) as i32;
@@ -115,7 +116,7 @@ pub(crate) fn with_section(batch: &[u8], codec: u8, section: &[u8], claimed: Opt
 }
 
 /// A valid batch of `n` records compressed with `codec`.
-pub(crate) fn compressed_batch(n: usize, codec: u8) -> Vec<u8> {
+pub fn compressed_batch(n: usize, codec: u8) -> Vec<u8> {
     let plain = batch(n, 0);
     with_section(&plain, codec, &compress(codec, &plain[61..]), None)
 }

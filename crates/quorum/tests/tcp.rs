@@ -1,0 +1,207 @@
+//! Three controllers in one process over real loopback TCP.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use metadata::{MetadataRecord, TopicRecord, Uuid};
+use quorum::{Committed, NodeId, Quorum, QuorumOptions};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+/// Bounds every wait so a broken quorum fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn options() -> QuorumOptions {
+    let mut options = QuorumOptions::default();
+    options.raft.heartbeat_interval = 100;
+    options.raft.election_timeout_min = 600;
+    options.raft.election_timeout_max = 1200;
+    // Snapshot and purge early so that a restarted node catches up by snapshot.
+    options.raft.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(4);
+    options.raft.max_in_snapshot_log_to_keep = 0;
+    options
+}
+
+fn topic(name: &str) -> MetadataRecord {
+    MetadataRecord::Topic(TopicRecord { name: name.into(), topic_id: Uuid::new_v4() })
+}
+
+async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The leader all running nodes agree on.
+async fn agreed_leader(nodes: &[Option<Quorum>]) -> NodeId {
+    until("a leader all nodes agree on", || {
+        let leaders: BTreeSet<_> = nodes.iter().flatten().map(|q| q.leader()).collect();
+        match leaders.into_iter().collect::<Vec<_>>().as_slice() {
+            [Some(leader)] if nodes.iter().flatten().any(|q| q.node_id() == *leader) => Some(*leader),
+            _ => None,
+        }
+    })
+    .await
+}
+
+fn topic_names(q: &Quorum) -> Vec<String> {
+    q.image().0.topics().map(|t| t.name.clone()).collect()
+}
+
+/// Drains the committed records a subscriber saw: (offset, topic names).
+fn drain(rx: &mut broadcast::Receiver<Committed>, seen: &mut Vec<(u64, Vec<String>)>) {
+    while let Ok(event) = rx.try_recv() {
+        if let Committed::Records { offset, records, .. } = event {
+            let names = records
+                .iter()
+                .filter_map(|r| match r {
+                    MetadataRecord::Topic(t) => Some(t.name.clone()),
+                    _ => None,
+                })
+                .collect();
+            seen.push((offset, names));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_controllers_elect_commit_fail_over_and_catch_up() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut listeners = Vec::new();
+    let mut voters = Vec::new();
+    for id in 1..=3u64 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        voters.push((id, listener.local_addr().expect("addr").to_string()));
+        listeners.push(listener);
+    }
+    let dir = |id: u64| -> PathBuf { root.path().join(format!("n{id}")).join(quorum::METADATA_DIR) };
+    let mut nodes: Vec<Option<Quorum>> = Vec::new();
+    for (listener, (id, _)) in listeners.into_iter().zip(&voters) {
+        let q = Quorum::start_on(listener, *id, voters.clone(), &dir(*id), options()).await.expect("start");
+        nodes.push(Some(q));
+    }
+    let mut subscribers: Vec<_> = nodes.iter().flatten().map(|q| q.subscribe()).collect();
+
+    // A leader, and one cluster id agreed by all.
+    let leader = agreed_leader(&nodes).await;
+    let cluster_id = until("the cluster id on every node", || {
+        let ids: BTreeSet<_> = nodes.iter().flatten().map(|q| q.cluster_id()).collect();
+        match ids.into_iter().collect::<Vec<_>>().as_slice() {
+            [Some(id)] => Some(id.clone()),
+            _ => None,
+        }
+    })
+    .await;
+
+    // Proposals from every node, followers forwarding to the leader.
+    let mut expected = Vec::new();
+    for round in 0..3 {
+        for q in nodes.iter().flatten() {
+            let name = format!("t-{}-{round}", q.node_id());
+            let offset = q.propose(vec![topic(&name)]).await.expect("propose");
+            expected.push((offset, vec![name]));
+        }
+    }
+    let offsets: Vec<u64> = expected.iter().map(|(o, _)| *o).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets increase: {offsets:?}");
+    let last = *offsets.last().expect("offsets");
+
+    // Every node applies every committed batch, in order.
+    for (q, rx) in nodes.iter().flatten().zip(subscribers.iter_mut()) {
+        until("every node applying the proposals", || (q.image().1 >= Some(last)).then_some(())).await;
+        let mut seen = Vec::new();
+        drain(rx, &mut seen);
+        assert_eq!(seen, expected, "node {} committed sequence", q.node_id());
+    }
+
+    // DescribeQuorum's view from the leader.
+    let lq = nodes.iter().flatten().find(|q| q.node_id() == leader).expect("leader node");
+    let description = until("the leader seeing every voter caught up", || {
+        let d = lq.describe();
+        d.voters.iter().all(|v| v.log_end_offset > last as i64 && v.last_caught_up_ms > 0).then_some(d)
+    })
+    .await;
+    assert_eq!(description.leader, Some(leader));
+    assert!(description.high_watermark > last as i64, "{description:?}");
+    assert_eq!(description.voters.iter().map(|v| v.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+
+    // The leader goes away: a new one is elected and commits continue.
+    let old_epoch = lq.epoch();
+    let old = nodes[(leader - 1) as usize].take().expect("leader");
+    let old_end = old.metrics().borrow().last_log_index.expect("old leader's log end");
+    let old_addr = voters[(leader - 1) as usize].1.clone();
+    old.shutdown().await;
+    let new_leader = agreed_leader(&nodes).await;
+    assert_ne!(new_leader, leader);
+    for round in 0..5 {
+        for q in nodes.iter().flatten() {
+            assert!(q.epoch() > old_epoch, "node {} epoch {} after {old_epoch}", q.node_id(), q.epoch());
+            let name = format!("after-{}-{round}", q.node_id());
+            let offset = q.propose(vec![topic(&name)]).await.expect("propose after failover");
+            expected.push((offset, vec![name]));
+        }
+    }
+    // The new leader has purged past the old leader's log end: the restarted
+    // node can only catch up by an InstallSnapshot over TCP.
+    let nq = nodes.iter().flatten().find(|q| q.node_id() == new_leader).expect("new leader node");
+    until("the new leader purging past the old leader's log", || {
+        (nq.metrics().borrow().purged.map(|id| id.index) > Some(old_end)).then_some(())
+    })
+    .await;
+    let last = expected.last().map(|(o, _)| *o).expect("offsets");
+    let mut names: Vec<String> = expected.iter().flat_map(|(_, n)| n.clone()).collect();
+    names.sort();
+    for q in nodes.iter().flatten() {
+        until("the survivors applying everything", || (q.image().1 >= Some(last)).then_some(())).await;
+        assert_eq!(topic_names(q), names, "node {} lost nothing committed", q.node_id());
+    }
+
+    // The old leader restarts from its directory and catches up.
+    let listener = TcpListener::bind(&old_addr).await.expect("rebind");
+    let back = Quorum::start_on(listener, leader, voters.clone(), &dir(leader), options()).await.expect("restart");
+    until("the restarted node catching up", || (topic_names(&back) == names).then_some(())).await;
+    assert_eq!(back.cluster_id(), Some(cluster_id));
+    nodes[(leader - 1) as usize] = Some(back);
+    for q in nodes.into_iter().flatten() {
+        q.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_close_the_connection_and_the_node_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let q = Quorum::start_on(listener, 1, vec![(1, addr.clone())], root.path(), options()).await.expect("start");
+
+    // Closed means: the node answers nothing and ends the stream.
+    async fn closed(mut stream: tokio::net::TcpStream) -> bool {
+        let mut buf = [0u8; 16];
+        matches!(tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
+    }
+    // A length beyond the frame bound.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    stream.write_all(&((quorum::MAX_FRAME_BYTES as u32) + 1).to_be_bytes()).await.expect("write");
+    assert!(closed(stream).await, "an oversized frame closes the connection");
+    // A frame of the right length that is not a request.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let garbage = b"{\"Nonsense\":1}";
+    stream.write_all(&(garbage.len() as u32).to_be_bytes()).await.expect("write");
+    stream.write_all(garbage).await.expect("write");
+    assert!(closed(stream).await, "an undecodable frame closes the connection");
+
+    // A one-voter quorum leads itself and still commits.
+    let offset = q.propose(vec![topic("after-garbage")]).await.expect("propose");
+    until("the proposal applied", || (q.image().1 >= Some(offset)).then_some(())).await;
+    assert_eq!(topic_names(&q), vec!["after-garbage".to_owned()]);
+    assert_eq!(q.describe().leader, Some(1));
+    q.shutdown().await;
+}
