@@ -14,6 +14,7 @@ pub mod group;
 mod group_catalog;
 mod handlers;
 mod log_cleaner;
+mod log_dir_health;
 mod log_dirs;
 mod metadata_publisher;
 mod metadata_recovery;
@@ -133,6 +134,16 @@ pub struct Broker {
 /// Producer ids reserved per metadata record.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
+/// Runs disk work that can take long (fsync, creating or deleting segments and
+/// logs) so that it does not stall the other tasks of this async worker: on a
+/// multi-threaded runtime the worker hands its tasks to another thread first.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -182,6 +193,7 @@ impl Broker {
             let rebuilt = metadata_recovery::rebuild_topics(&mut metadata, &on_disk, config.node_id, &extra, now_ms())?;
             tracing::warn!(topics = rebuilt.len(), "rebuilt topics from partition directories");
         }
+        metadata.set_log_dir_watch(Arc::new(log_dirs.health().clone()));
         metadata.set_checkpoints(log_dirs.checkpoint_paths(), log_dirs.cluster_id.clone())?;
         let image = metadata.image().clone();
         let groups = GroupCoordinator::new(config.groups.clone());
@@ -278,6 +290,13 @@ impl Broker {
         Ok(())
     }
 
+    /// The log dirs that failed since start: what the broker heartbeat will
+    /// report to the controller (Kafka's `OfflineLogDirs`) so that leadership
+    /// of their partitions moves to other replicas.
+    pub fn offline_log_dirs(&self) -> Vec<std::path::PathBuf> {
+        self.log_dirs.health().offline_dirs()
+    }
+
     /// The host and port clients are told to connect to: the first advertised
     /// listener (an empty host, meaning all interfaces, is advertised as localhost).
     pub fn advertised_endpoint(&self) -> (String, i32) {
@@ -355,15 +374,36 @@ fn offsets_topic_configs(g: &config::GroupConfig) -> Vec<(String, String)> {
     ]
 }
 
+/// Runs blocking disk work (fsync, segment deletion, compaction) on tokio's
+/// blocking threads, off the async workers that serve connections; `None`
+/// if it panicked (logged).
+async fn off_workers<T: Send + 'static>(what: &'static str, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(done) => Some(done),
+        Err(e) => {
+            tracing::error!(task = what, error = %e, "background disk task failed");
+            None
+        }
+    }
+}
+
 /// Deletes old segments every `log.retention.check.interval.ms`, by each topic's
 /// `retention.ms` and `retention.bytes` (topics with `cleanup.policy=delete`).
 async fn enforce_retention(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(broker.config.log_retention_check_interval_ms));
     loop {
         tick.tick().await;
-        let image = broker.image();
+        let broker = Arc::clone(&broker);
+        off_workers("retention", move || broker.apply_retention_once()).await;
+    }
+}
+
+impl Broker {
+    /// One retention check over every hosted partition.
+    fn apply_retention_once(&self) {
+        let image = self.image();
         let topics: Vec<_> = image.topics().cloned().collect();
-        let server = broker.effective_config();
+        let server = self.effective_config();
         let now = now_ms();
         for topic in topics {
             let setting = |name| topic_config::effective(name, &topic.configs, &server);
@@ -375,13 +415,56 @@ async fn enforce_retention(broker: Arc<Broker>) {
             if retention_ms.is_none() && retention_bytes.is_none() {
                 continue;
             }
-            let Some(hosted) = broker.replicas.topic(&topic.name) else { continue };
-            for partition in &hosted.partitions {
+            let Some(hosted) = self.replicas.topic(&topic.name) else { continue };
+            for partition in hosted.partitions.iter().filter(|p| !p.is_offline()) {
                 match partition.apply_retention(retention_ms, retention_bytes, now) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "deleted segments past retention"),
                     Err(e) => tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
                 }
+            }
+        }
+    }
+
+    /// One cleaner pass over the partitions of compacted topics; `cleaned_up_to`
+    /// remembers per partition how far the previous pass reached.
+    fn clean_once(&self, cleaned_up_to: &mut std::collections::HashMap<(Uuid, i32), i64>) {
+        let image = self.image();
+        let topics: Vec<_> = image.topics().cloned().collect();
+        let server = self.effective_config();
+        for topic in topics {
+            let setting = |name| topic_config::effective(name, &topic.configs, &server);
+            if !setting("cleanup.policy").split(',').any(|p| p.trim() == "compact") {
+                continue;
+            }
+            let policy = log_cleaner::CleanPolicy {
+                delete_retention_ms: setting("delete.retention.ms").trim().parse().unwrap_or(86_400_000),
+                min_dirty_ratio: setting("min.cleanable.dirty.ratio").trim().parse().unwrap_or(0.5),
+                segment_bytes: setting("segment.bytes").trim().parse().unwrap_or(1 << 30),
+            };
+            let Some(hosted) = self.replicas.topic(&topic.name) else { continue };
+            for partition in hosted.partitions.iter().filter(|p| !p.is_offline()) {
+                let key = (topic.id, partition.index);
+                let last = cleaned_up_to.get(&key).copied();
+                match partition.clean(&policy, last, now_ms()) {
+                    Ok((end, stats)) => {
+                        cleaned_up_to.insert(key, end);
+                        if stats.segments > 0 {
+                            tracing::info!(topic = %topic.name, partition = partition.index, removed = stats.removed, kept = stats.kept, segments = stats.segments, "compacted");
+                        }
+                    }
+                    Err(e) => tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "compaction failed"),
+                }
+            }
+        }
+    }
+
+    /// Fsyncs the partitions whose `flush.ms` has passed.
+    fn flush_due(&self) {
+        let now = now_ms();
+        for partition in self.replicas.all_partitions().into_iter().filter(|p| !p.is_offline()) {
+            if let Err(e) = partition.flush_if_due(now) {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
             }
         }
     }
@@ -401,37 +484,15 @@ async fn run_group_timers(broker: Arc<Broker>) {
 /// each partition once a segment has rolled since its last pass.
 async fn clean_compacted_topics(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(broker.config.log_cleaner_backoff_ms));
-    let mut cleaned_up_to: std::collections::HashMap<(Uuid, i32), i64> = std::collections::HashMap::new();
+    let mut cleaned_up_to = std::collections::HashMap::new();
     loop {
         tick.tick().await;
-        let image = broker.image();
-        let topics: Vec<_> = image.topics().cloned().collect();
-        let server = broker.effective_config();
-        for topic in topics {
-            let setting = |name| topic_config::effective(name, &topic.configs, &server);
-            if !setting("cleanup.policy").split(',').any(|p| p.trim() == "compact") {
-                continue;
-            }
-            let policy = log_cleaner::CleanPolicy {
-                delete_retention_ms: setting("delete.retention.ms").trim().parse().unwrap_or(86_400_000),
-                min_dirty_ratio: setting("min.cleanable.dirty.ratio").trim().parse().unwrap_or(0.5),
-                segment_bytes: setting("segment.bytes").trim().parse().unwrap_or(1 << 30),
-            };
-            let Some(hosted) = broker.replicas.topic(&topic.name) else { continue };
-            for partition in &hosted.partitions {
-                let key = (topic.id, partition.index);
-                let last = cleaned_up_to.get(&key).copied();
-                match partition.clean(&policy, last, now_ms()) {
-                    Ok((end, stats)) => {
-                        cleaned_up_to.insert(key, end);
-                        if stats.segments > 0 {
-                            tracing::info!(topic = %topic.name, partition = partition.index, removed = stats.removed, kept = stats.kept, segments = stats.segments, "compacted");
-                        }
-                    }
-                    Err(e) => tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "compaction failed"),
-                }
-            }
-        }
+        let broker = Arc::clone(&broker);
+        let pass = off_workers("log cleaner", move || {
+            broker.clean_once(&mut cleaned_up_to);
+            cleaned_up_to
+        });
+        cleaned_up_to = pass.await.unwrap_or_default();
     }
 }
 
@@ -468,11 +529,7 @@ async fn flush_by_time(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        let now = now_ms();
-        for partition in broker.replicas.all_partitions() {
-            if let Err(e) = partition.flush_if_due(now) {
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
-            }
-        }
+        let broker = Arc::clone(&broker);
+        off_workers("flusher", move || broker.flush_due()).await;
     }
 }

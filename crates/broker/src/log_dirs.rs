@@ -16,6 +16,8 @@ use metadata::{Checkpoint, CHECKPOINT_FILE};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::log_dir_health::LogDirHealths;
+
 /// Written at clean shutdown, removed at start: its absence means recovery.
 const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 const META_PROPERTIES: &str = "meta.properties";
@@ -79,6 +81,9 @@ pub enum LogDirError {
     /// The metadata checkpoint cannot be read.
     #[error(transparent)]
     Checkpoint(#[from] metadata::MetadataError),
+    /// Every log dir failed: there is nowhere to place a new partition.
+    #[error("no log dir is online: every one of them failed")]
+    AllOffline,
     /// A topic operation asked for the metadata log's own directory.
     #[error("log dir {dir}: {name} is the metadata log's directory, not a topic's")]
     Reserved {
@@ -128,6 +133,8 @@ pub(crate) struct LogDirs {
     /// The highest committed metadata end offset any checkpoint records, and
     /// that checkpoint's path.
     committed: Option<(PathBuf, i64)>,
+    /// Which dirs failed: nothing is written to those again.
+    health: LogDirHealths,
 }
 
 impl LogDirs {
@@ -190,7 +197,7 @@ impl LogDirs {
         for dir in fresh {
             write_meta_properties(&dir, &cluster_id, node_id)?;
         }
-        Ok(LogDirs { dirs: dirs.to_vec(), _locks: locks, cluster_id, clean_shutdown, committed })
+        Ok(LogDirs { dirs: dirs.to_vec(), _locks: locks, cluster_id, clean_shutdown, committed, health: LogDirHealths::new(dirs) })
     }
 
     /// Removes the clean-shutdown markers: from here on the broker may write,
@@ -211,6 +218,11 @@ impl LogDirs {
     /// The configured log directories.
     pub(crate) fn dirs(&self) -> &[PathBuf] {
         &self.dirs
+    }
+
+    /// The health of every log dir (shared with the partitions in them).
+    pub(crate) fn health(&self) -> &LogDirHealths {
+        &self.health
     }
 
     /// The directory of the metadata log.
@@ -275,7 +287,7 @@ impl LogDirs {
         if topic == METADATA_TOPIC {
             return Err(LogDirError::Reserved { dir: self.dirs[0].clone(), name });
         }
-        for dir in &self.dirs {
+        for dir in self.online() {
             let candidate = dir.join(&name);
             if !candidate.is_dir() {
                 continue;
@@ -298,13 +310,19 @@ impl LogDirs {
             }
         }
         let root = self
-            .dirs
-            .iter()
+            .online()
             .min_by_key(|d| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0))
-            .unwrap_or(&self.dirs[0]);
+            .ok_or(LogDirError::AllOffline)?;
         let dir = root.join(&name);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         if let Err(e) = write_partition_metadata(&dir, topic_id).and_then(|()| sync_dir(root)) {
+            // A disk fault takes the dir offline; running out of descriptors is no disk fault.
+            let descriptors = [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE].map(|e| Some(e.raw_os_error()));
+            if let (LogDirError::Io { source, .. }, Some(health)) = (&e, self.health.of(root)) {
+                if !descriptors.contains(&source.raw_os_error()) {
+                    health.fail(&e);
+                }
+            }
             // Created here and not handed out: nothing may be left behind.
             // Unlinks and rmdir need no descriptor (the failure may be EMFILE).
             let metadata = dir.join(PARTITION_METADATA);
@@ -342,9 +360,15 @@ impl LogDirs {
         Ok(strays)
     }
 
-    /// Marks every log dir as cleanly shut down.
+    /// The dirs that have not failed.
+    fn online(&self) -> impl Iterator<Item = &PathBuf> {
+        self.dirs.iter().filter(|d| self.health.writable(d))
+    }
+
+    /// Marks every log dir that has not failed as cleanly shut down (a failed
+    /// one is recovered at the next start).
     pub(crate) fn mark_clean_shutdown(&self) -> Result<(), LogDirError> {
-        for dir in &self.dirs {
+        for dir in self.online() {
             write_synced(&dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         }
         Ok(())

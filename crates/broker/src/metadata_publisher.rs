@@ -243,7 +243,10 @@ impl Broker {
             // follower would start from the checkpointed one.
             let _high_watermark = self.checkpoints.high_watermark.take(&topic.name, index);
             let opened = Log::open_with_recovery_point(&dir, log_config.clone(), self.log_dirs.clean_shutdown, recovery_point).map_err(BrokerError::from).and_then(|log| {
-                let opened = Partition::open(topic.name.clone(), topic.id, index, log, self.config.node_id);
+                let mut opened = Partition::open(topic.name.clone(), topic.id, index, log, self.config.node_id);
+                if let Some(health) = self.log_dirs.health().of(&dir) {
+                    opened = opened.in_log_dir(Arc::clone(health));
+                }
                 self.apply_leadership(&opened, partition);
                 let partition = opened;
                 if let Some(start) = self.checkpoints.log_start.take(&topic.name, index) {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::{BrokerError, Result};
+use crate::log_dir_health::LogDirHealth;
 use crate::recompress::ProducePolicy;
 
 /// A hosted partition: its log and what this broker is for it.
@@ -43,6 +44,9 @@ pub struct Partition {
     produce_policy: RwLock<ProducePolicy>,
     /// Why the log could not be opened at start, for a partition taken offline.
     offline: Option<String>,
+    /// Whether the log dir failed: an I/O error writing this log takes the
+    /// whole dir offline, and nothing in it is written again.
+    health: Arc<LogDirHealth>,
 }
 
 /// One consistent view of a partition's offsets.
@@ -267,12 +271,20 @@ impl Partition {
             topic_id,
             index,
             local_id,
+            health: Arc::new(LogDirHealth::new(log_dir.clone(), false)),
             log_dir,
             state: RwLock::new(state),
             offsets,
             produce_policy: RwLock::new(ProducePolicy::default()),
             offline,
         }
+    }
+
+    /// Shares the health of the log dir the partition lives in (a partition
+    /// made without it watches its dir alone).
+    pub(crate) fn in_log_dir(mut self, health: Arc<LogDirHealth>) -> Partition {
+        self.health = health;
+        self
     }
 
     /// Makes this broker the leader for `leader` (a newer or the current
@@ -377,11 +389,13 @@ impl Partition {
     }
 
     /// Runs `f` on the log under the write lock, then moves the high
-    /// watermark and publishes the offsets if they changed.
+    /// watermark and publishes the offsets if they changed. An I/O error
+    /// takes the log dir offline (and nothing is written to an offline dir).
     fn with_state<T>(&self, f: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {
         let mut state = self.state.write();
+        self.check_log_dir()?;
         let result = match state.log.as_mut() {
-            Some(log) => f(log),
+            Some(log) => self.watched(f(log)),
             None => return Err(self.deleted()),
         };
         state.maybe_increment_high_watermark(self.local_id);
@@ -399,15 +413,29 @@ impl Partition {
     }
 
     fn reading_log<T>(&self, f: impl FnOnce(&Log) -> Result<T>) -> Result<T> {
+        self.check_log_dir()?;
         match self.state.read().log.as_ref() {
             Some(log) => f(log),
             None => Err(self.deleted()),
         }
     }
 
-    /// True for a partition whose log could not be opened at start.
+    fn check_log_dir(&self) -> Result<()> {
+        self.health.check(&format_args!("partition {}-{}", self.topic, self.index))
+    }
+
+    /// `result`, after taking the log dir offline if it is an I/O error.
+    fn watched<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(BrokerError::Storage(e @ StorageError::Io { .. })) = &result {
+            self.health.fail(e);
+        }
+        result
+    }
+
+    /// True for a partition whose log could not be opened at start or whose
+    /// log dir failed.
     pub fn is_offline(&self) -> bool {
-        self.offline.is_some()
+        self.offline.is_some() || self.health.is_offline()
     }
 
     /// Ok while the log is open; the error an operation on it would get
@@ -480,6 +508,7 @@ impl Partition {
     pub fn append_as_leader(&self, records: &mut [u8], required_acks: i16, now_ms: i64) -> Result<Appended> {
         let min_isr = self.produce_policy().min_insync_replicas;
         let mut state = self.state.write();
+        self.check_log_dir()?;
         self.check_leader(&state, -1)?;
         if required_acks == -1 {
             let isr = match &state.role {
@@ -499,7 +528,7 @@ impl Partition {
         }
         let leader_epoch = state.leader_epoch;
         let Some(partition_log) = state.log.as_mut() else { return Err(self.deleted()) };
-        let appended = self.append_to_log(partition_log, records, leader_epoch, now_ms);
+        let appended = self.watched(self.append_to_log(partition_log, records, leader_epoch, now_ms));
         state.maybe_increment_high_watermark(self.local_id);
         self.publish(&state);
         appended
@@ -514,18 +543,7 @@ impl Partition {
     ) -> Result<Appended> {
         // The log checks an idempotent producer's sequence under this lock: a
         // retried batch comes back with its original offsets, appended once.
-        let info = match log.append(records, leader_epoch, now_ms) {
-            Ok(info) => {
-                write_succeeded(&self.log_dir);
-                info
-            }
-            Err(e) => {
-                if let StorageError::Io { .. } = e {
-                    write_failed(&self.log_dir, &e);
-                }
-                return Err(e.into());
-            }
-        };
+        let info = log.append(records, leader_epoch, now_ms)?;
         Ok(Appended { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time: info.log_append_time })
     }
 
@@ -575,6 +593,7 @@ impl Partition {
         let isolation = if follower.is_some() { FetchIsolation::LogEnd } else { FetchIsolation::HighWatermark };
         let (fetched, epoch) = {
             let state = self.state.read();
+            self.check_log_dir()?;
             self.check_leader(&state, current_leader_epoch)?;
             if let Some(replica) = follower {
                 if !state.replicas.contains(&replica) || replica == self.local_id {
@@ -637,29 +656,68 @@ impl Partition {
         self.offsets.receiver_count()
     }
 
+    /// Whether appending `records` now would fsync (`flush.messages`) or roll
+    /// a segment: disk work to keep off the async workers. A hint (another
+    /// append may come first).
+    pub fn append_may_block(&self, records: &[u8], now_ms: i64) -> bool {
+        let count = BatchHeader::parse(records).map_or(1, |h| i64::from(h.record_count));
+        self.state.read().log.as_ref().is_some_and(|log| log.append_may_block(records.len(), count, now_ms))
+    }
+
     /// Compacts the log's inactive segments unless none rolled since
     /// `cleaned_up_to` (what the previous pass returned). Returns how far the
-    /// inactive segments now reach and what the pass did.
+    /// inactive segments now reach (-1 when the log changed under the pass, so
+    /// that the next one tries again) and what the pass did.
     pub(crate) fn clean(
         &self,
         policy: &crate::log_cleaner::CleanPolicy,
         cleaned_up_to: Option<i64>,
         now_ms: i64,
     ) -> Result<(i64, crate::log_cleaner::CleanStats)> {
-        self.with_log(|log| {
-            let end = crate::log_cleaner::cleanable_end(log)?;
-            if cleaned_up_to == Some(end) || end < 0 {
-                return Ok((end, Default::default()));
-            }
-            let stats = crate::log_cleaner::clean_log(log, policy, now_ms)?;
-            Ok((end, stats))
-        })
+        self.clean_with(policy, cleaned_up_to, now_ms, &|_| {})
+    }
+
+    /// [`Partition::clean`], calling `at` before each chunk the pass reads and
+    /// before its swap (where a test holds it).
+    pub(crate) fn clean_with(
+        &self,
+        policy: &crate::log_cleaner::CleanPolicy,
+        cleaned_up_to: Option<i64>,
+        now_ms: i64,
+        at: &dyn Fn(crate::log_cleaner::PassPoint),
+    ) -> Result<(i64, crate::log_cleaner::CleanStats)> {
+        use crate::log_cleaner::{apply, plan, LogSnapshot, PassPoint};
+        let snapshot = self.reading_log(LogSnapshot::of)?;
+        let end = snapshot.cleanable_end();
+        if cleaned_up_to == Some(end) || end < 0 {
+            return Ok((end, Default::default()));
+        }
+        // Copy without holding the lock (each chunk read takes it briefly), so
+        // produce and fetch go on during the pass...
+        let read = |offset, max_bytes| {
+            at(PassPoint::Read);
+            self.reading_log(|log| Ok(log.read(offset, max_bytes)?))
+        };
+        let replacements = match plan(&read, &snapshot, policy, now_ms) {
+            Ok(replacements) => replacements,
+            // Retention or DeleteRecords moved the log start under the pass.
+            Err(BrokerError::Storage(StorageError::OffsetOutOfRange { .. })) => return Ok((-1, Default::default())),
+            Err(e) => return Err(e),
+        };
+        if replacements.is_empty() {
+            return Ok((end, Default::default()));
+        }
+        // ...then swap under the write lock, only segments that did not change.
+        at(PassPoint::Swap);
+        let stats = self.with_log(|log| apply(log, replacements))?;
+        Ok((if stats.skipped > 0 { -1 } else { end }, stats))
     }
 
     /// Whole batches from the one holding `offset`, at most `max_bytes` (but at
     /// least one batch), never past the high watermark; whatever the role
     /// (the group coordinator's replay, timestamp lookups).
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
+        self.check_log_dir()?;
         let state = self.state.read();
         let Some(log) = state.log.as_ref() else { return Err(self.deleted()) };
         Ok(below_offset(log.read(offset, max_bytes)?, state.high_watermark))
@@ -821,9 +879,11 @@ impl Partition {
     }
 
     /// Flushes and closes the log; later calls fail with UNKNOWN_TOPIC_OR_PARTITION.
+    /// In a failed log dir the log is dropped unflushed: nothing is written there.
     pub fn close(&self) -> Result<()> {
         match self.take_log() {
-            Some(log) => Ok(log.close()?),
+            Some(_) if self.health.is_offline() => Ok(()),
+            Some(log) => Ok(self.health.watch(log.close())?),
             None => Ok(()),
         }
     }
@@ -837,41 +897,14 @@ impl Partition {
         log
     }
 
-    /// Closes the log and removes its directory.
+    /// Closes the log and removes its directory. In a failed log dir the
+    /// directory stays; the next start removes it (the topic is gone from the metadata).
     pub fn delete(&self) -> Result<()> {
         match self.take_log() {
-            Some(log) => Ok(log.delete()?),
+            Some(_) if self.health.is_offline() => Ok(()),
+            Some(log) => Ok(self.health.watch(log.delete())?),
             None => Ok(()),
         }
-    }
-}
-
-/// Log dirs whose writes fail (a full disk, an I/O error): an operator sees
-/// one WARN per log dir when writes start failing and one INFO when they
-/// succeed again, not a line per request (clients get KAFKA_STORAGE_ERROR).
-static FAILING_LOG_DIRS: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
-/// Whether [`FAILING_LOG_DIRS`] has any entry: the append path checks only this.
-static ANY_LOG_DIR_FAILING: AtomicBool = AtomicBool::new(false);
-
-
-fn write_failed(dir: &Path, error: &StorageError) {
-    let mut failing = FAILING_LOG_DIRS.lock();
-    if !failing.iter().any(|d| d == dir) {
-        failing.push(dir.to_path_buf());
-        ANY_LOG_DIR_FAILING.store(true, Ordering::Release);
-        tracing::warn!(log_dir = %dir.display(), %error, "writes to the log dir are failing; produce requests get KAFKA_STORAGE_ERROR until they succeed again");
-    }
-}
-
-fn write_succeeded(dir: &Path) {
-    if !ANY_LOG_DIR_FAILING.load(Ordering::Acquire) {
-        return;
-    }
-    let mut failing = FAILING_LOG_DIRS.lock();
-    if let Some(i) = failing.iter().position(|d| d == dir) {
-        failing.swap_remove(i);
-        ANY_LOG_DIR_FAILING.store(!failing.is_empty(), Ordering::Release);
-        tracing::info!(log_dir = %dir.display(), "writes to the log dir succeed again");
     }
 }
 
@@ -1101,6 +1134,40 @@ mod tests {
         assert_eq!(p.delete_records_before(3).expect("delete"), 3);
         assert_eq!(p.offset_for_timestamp(0).expect("lookup"), Some(TimestampAndOffset { timestamp: 400, offset: 3 }));
         assert!(matches!(p.read(1, 1 << 20), Err(e) if e.code() == ResponseError::OffsetOutOfRange.code()));
+    }
+
+    #[test]
+    fn a_failed_write_takes_the_whole_log_dir_offline_and_nothing_is_retried() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (failing, other) = (tmp.path().join("a"), tmp.path().join("b"));
+        let healths = crate::log_dir_health::LogDirHealths::new(&[tmp.path().join("meta"), failing.clone(), other.clone()]);
+        let open = |dir: &Path, name: &str| {
+            let config = LogConfig { segment_bytes: 100, ..LogConfig::default() };
+            let log = Log::open(&dir.join(name), config, true).expect("open");
+            let health = Arc::clone(healths.of(dir).expect("a log dir"));
+            Partition::new(name.into(), Uuid::new_v4(), 0, log, 0).in_log_dir(health)
+        };
+        let (p, neighbour, elsewhere) = (open(&failing, "p"), open(&failing, "n"), open(&other, "e"));
+        p.append(&mut batch(&[1]), 0).expect("append");
+        // The next append rolls a segment into a directory that is gone: an I/O error.
+        std::fs::remove_dir_all(failing.join("p")).expect("remove");
+        let err = p.append(&mut batch(&[2; 20]), 0).expect_err("roll fails");
+        assert_eq!(err.response_error(), ResponseError::KafkaStorageError, "{err}");
+        assert!(p.is_offline() && neighbour.is_offline(), "the whole dir is offline");
+        assert_eq!(healths.offline_dirs(), vec![failing.clone()]);
+        // Nothing is written there again, not even by a partition whose files are fine.
+        let size = std::fs::metadata(failing.join("n").join("00000000000000000000.log")).expect("stat").len();
+        for result in [neighbour.append(&mut batch(&[3]), 0).map(|_| ()), neighbour.flush(), p.flush(), neighbour.advance_log_start_offset(0).map(|_| ())] {
+            assert_eq!(result.expect_err("offline").response_error(), ResponseError::KafkaStorageError);
+        }
+        assert!(matches!(neighbour.read(0, 1 << 20), Err(e) if e.response_error() == ResponseError::KafkaStorageError));
+        assert!(matches!(neighbour.check_online(), Err(e) if e.to_string().contains("log dir")));
+        assert_eq!(std::fs::metadata(failing.join("n").join("00000000000000000000.log")).expect("stat").len(), size);
+        neighbour.close().expect("closing an offline partition writes nothing");
+        // Another log dir keeps working.
+        assert!(!elsewhere.is_offline());
+        assert_eq!(elsewhere.append(&mut batch(&[4]), 0).expect("append").base_offset, 0);
+        assert_eq!(elsewhere.read(0, 1 << 20).expect("read").len(), batch(&[4]).len());
     }
 
     #[test]

@@ -211,7 +211,12 @@ impl ReplicaManager {
             Some(batch) => batch,
             None => records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..])),
         };
-        let appended = partition.append_as_leader(&mut batches, acks, now_ms)?;
+        // An fsync (flush.messages) or a segment roll blocks: keep it off the async workers.
+        let appended = if partition.append_may_block(&batches, now_ms) {
+            crate::blocking(|| partition.append_as_leader(&mut batches, acks, now_ms))?
+        } else {
+            partition.append_as_leader(&mut batches, acks, now_ms)?
+        };
         Ok((partition, appended))
     }
 

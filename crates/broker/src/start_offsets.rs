@@ -12,7 +12,7 @@
 //!   shutdown; an unclean start recovers only above it.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -22,6 +22,7 @@ use storage::checkpoint::{
 };
 
 use crate::error::Result;
+use crate::log_dir_health::LogDirHealth;
 use crate::partition::Partition;
 use crate::Broker;
 
@@ -64,18 +65,23 @@ impl OffsetCheckpoint {
         self.restored.lock().clear();
     }
 
-    /// Rewrites the checkpoint of `dir` from the online partitions living
-    /// there, with the offset `offset` gives (None: no entry), fsynced and
-    /// renamed into place.
-    pub(crate) fn write(&self, dir: &Path, partitions: &[Arc<Partition>], offset: impl Fn(&Partition) -> Option<i64>) -> Result<()> {
+    /// Rewrites the checkpoint of the log dir `health` watches from the
+    /// online partitions living there, with the offset `offset` gives (None:
+    /// no entry), fsynced and renamed into place. A failed dir is not
+    /// written; a failed write takes it offline.
+    pub(crate) fn write(&self, health: &LogDirHealth, partitions: &[Arc<Partition>], offset: impl Fn(&Partition) -> Option<i64>) -> Result<()> {
         let _guard = self.write_lock.lock();
+        if health.is_offline() {
+            return Ok(());
+        }
+        let dir = health.path();
         let mut entries: Vec<_> = partitions
             .iter()
             .filter(|p| p.log_dir() == dir && p.check_online().is_ok())
             .filter_map(|p| Some((p.topic.clone(), p.index, offset(p)?)))
             .collect();
         entries.sort();
-        Ok(write_checkpoint(&dir.join(self.file), &entries)?)
+        Ok(health.watch(write_checkpoint(&dir.join(self.file), &entries))?)
     }
 }
 
@@ -117,8 +123,8 @@ impl Broker {
     /// partitions.
     pub(crate) fn checkpoint_log_start_offsets(&self) -> Result<()> {
         let partitions = self.replicas.all_partitions();
-        for dir in self.log_dirs.dirs() {
-            self.checkpoints.log_start.write(dir, &partitions, moved_log_start)?;
+        for health in self.log_dirs.health().iter() {
+            self.checkpoints.log_start.write(health, &partitions, moved_log_start)?;
         }
         Ok(())
     }
@@ -128,10 +134,10 @@ impl Broker {
     /// `recovery-point-offset-checkpoint`, from the hosted partitions.
     pub(crate) fn checkpoint_replication_offsets(&self, recovery_points: bool) -> Result<()> {
         let partitions = self.replicas.all_partitions();
-        for dir in self.log_dirs.dirs() {
-            self.checkpoints.high_watermark.write(dir, &partitions, |p| Some(p.high_watermark()))?;
+        for health in self.log_dirs.health().iter() {
+            self.checkpoints.high_watermark.write(health, &partitions, |p| Some(p.high_watermark()))?;
             if recovery_points {
-                self.checkpoints.recovery_point.write(dir, &partitions, |p| p.recovery_point().ok())?;
+                self.checkpoints.recovery_point.write(health, &partitions, |p| p.recovery_point().ok())?;
             }
         }
         Ok(())
@@ -141,7 +147,9 @@ impl Broker {
     /// checkpoints it before returning the new low watermark.
     pub(crate) fn delete_records(&self, partition: &Partition, offset: i64) -> Result<i64> {
         let low_watermark = partition.delete_records_before(offset)?;
-        self.checkpoints.log_start.write(partition.log_dir(), &self.replicas.all_partitions(), moved_log_start)?;
+        if let Some(health) = self.log_dirs.health().of(partition.log_dir()) {
+            self.checkpoints.log_start.write(health, &self.replicas.all_partitions(), moved_log_start)?;
+        }
         Ok(low_watermark)
     }
 }
@@ -166,7 +174,7 @@ mod tests {
         assert!(p.delete_records_before(4).is_err(), "past the high watermark");
         assert_eq!(p.delete_records_before(2).expect("delete"), 2);
         assert_eq!(p.delete_records_before(1).expect("backwards"), 2, "never moves back");
-        offsets.write(&root, std::slice::from_ref(&p), moved_log_start).expect("write");
+        offsets.write(&LogDirHealth::new(root.clone(), false), std::slice::from_ref(&p), moved_log_start).expect("write");
         let text = std::fs::read_to_string(root.join(LOG_START_OFFSET_CHECKPOINT)).expect("read");
         assert_eq!(text, "0\n1\nt 0 2\n");
         let reloaded = OffsetCheckpoint::load(std::slice::from_ref(&root), LOG_START_OFFSET_CHECKPOINT);

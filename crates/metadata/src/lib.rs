@@ -24,7 +24,7 @@ pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use delta::{ImageDelta, PartitionChange};
 pub use error::{MetadataError, Result};
 pub use image::{Image, PartitionImage, TopicImage};
-pub use log::{Committed, MetadataLog, MetadataLogConfig};
+pub use log::{Committed, LogDirWatch, MetadataLog, MetadataLogConfig};
 pub use sink::MetadataSink;
 pub use record::{ConfigRecord, MetadataRecord, PartitionRecord, TopicRecord, RESOURCE_BROKER, RESOURCE_TOPIC};
 pub use uuid::Uuid;

@@ -1,4 +1,5 @@
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use records::{BatchHeader, BatchOptions, BatchWriter};
@@ -26,6 +27,18 @@ pub struct MetadataLog {
     /// Bytes appended since the latest snapshot (or since the log start).
     bytes_since_snapshot: u64,
     snapshot_bytes: u64,
+    /// Which log dirs may still be written, and where write failures go.
+    watch: Option<Arc<dyn LogDirWatch>>,
+}
+
+/// The broker's view of its log dirs' health, for the files the metadata log
+/// writes: a failed write takes its log dir offline, and nothing is written
+/// to an offline dir again.
+pub trait LogDirWatch: Send + Sync {
+    /// Whether the log dir holding `path` may still be written.
+    fn writable(&self, path: &Path) -> bool;
+    /// Writing `path` failed with an I/O error: its log dir failed.
+    fn failed(&self, path: &Path, error: &dyn std::fmt::Display);
 }
 
 /// The settings of the metadata log, Kafka's names.
@@ -136,6 +149,7 @@ impl MetadataLog {
             snapshot_offset,
             bytes_since_snapshot,
             snapshot_bytes: config.snapshot_bytes,
+            watch: None,
         })
     }
 
@@ -157,12 +171,35 @@ impl MetadataLog {
         self.write_checkpoints()
     }
 
+    /// From now on, skips checkpoints in log dirs `watch` calls offline and
+    /// reports I/O failures of the log and its checkpoints to it.
+    pub fn set_log_dir_watch(&mut self, watch: Arc<dyn LogDirWatch>) {
+        self.watch = Some(watch);
+    }
+
     fn write_checkpoints(&self) -> Result<()> {
         let checkpoint = Checkpoint { cluster_id: self.cluster_id.clone(), end_offset: self.end_offset() };
+        let mut first_error = None;
         for path in &self.checkpoints {
-            checkpoint.write(path)?;
+            if self.watch.as_ref().is_some_and(|w| !w.writable(path)) {
+                continue;
+            }
+            if let Err(e) = checkpoint.write(path) {
+                if let Some(w) = &self.watch {
+                    w.failed(path, &e);
+                }
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Reports an I/O failure of the log itself to the watch.
+    fn watched<T>(&self, result: storage::Result<T>) -> Result<T> {
+        if let (Err(e @ storage::StorageError::Io { .. }), Some(w)) = (&result, &self.watch) {
+            w.failed(self.log.dir(), e);
+        }
+        Ok(result?)
     }
 
     /// The current image.
@@ -178,8 +215,10 @@ impl MetadataLog {
             return Ok(Committed { last_offset: self.end_offset() - 1, delta: ImageDelta::default() });
         }
         let mut batch = encode(records, now_ms)?;
-        self.log.append(&mut batch, 0, now_ms)?;
-        self.log.flush()?;
+        let appended = self.log.append(&mut batch, 0, now_ms).map(|_| ());
+        self.watched(appended)?;
+        let flushed = self.log.flush();
+        self.watched(flushed)?;
         let delta = self.image.apply_all(records);
         // The append is committed: a checkpoint left behind only weakens the
         // start-up check (it never claims more than was committed).

@@ -41,10 +41,12 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async {
         let listeners = Listeners::bind(&config).await?;
-        let broker = Broker::open(config)?;
+        // Recovery and the final flushes are blocking disk work: off the async workers.
+        let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
         broker.serve(listeners, shutdown_signal()).await?;
         tracing::info!("shutting down");
-        broker.shutdown()?;
+        let closing = std::sync::Arc::clone(&broker);
+        tokio::task::spawn_blocking(move || closing.shutdown()).await??;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -526,13 +526,30 @@ impl Log {
         Ok(())
     }
 
+    /// Whether appending `append_bytes` holding `record_count` records now
+    /// would fsync (`flush_interval_messages`) or roll a segment (file
+    /// creation, a directory fsync): disk work a caller may want to run off an
+    /// async worker. A hint: a concurrent append may change the answer.
+    pub fn append_may_block(&self, append_bytes: usize, record_count: i64, now_ms: i64) -> bool {
+        let records = u64::try_from(record_count.max(0)).unwrap_or(0);
+        let last_offset = self.log_end_offset() + record_count.max(1) - 1;
+        self.unflushed_messages.saturating_add(records) >= self.config.flush_interval_messages
+            || self.roll_reason(append_bytes, last_offset, now_ms).is_some()
+    }
+
     fn maybe_roll(&mut self, append_bytes: usize, last_offset: i64, now_ms: i64) -> Result<()> {
+        match self.roll_reason(append_bytes, last_offset, now_ms) {
+            Some(reason) => self.roll(reason),
+            None => Ok(()),
+        }
+    }
+
+    /// Why an append of `append_bytes` up to `last_offset` must roll first, if it must.
+    fn roll_reason(&self, append_bytes: usize, last_offset: i64, now_ms: i64) -> Option<&'static str> {
         let config = &self.config;
-        let Some(active) = self.segments.last() else {
-            return Ok(());
-        };
+        let active = self.segments.last()?;
         if active.size == 0 {
-            return Ok(());
+            return None;
         }
         let segment_ms = to_i64(config.segment_ms);
         // Index positions are u32: never let a segment grow past 4 GiB.
@@ -549,9 +566,9 @@ impl Log {
         } else if last_offset - active.base_offset > i64::from(i32::MAX) {
             "offset range"
         } else {
-            return Ok(());
+            return None;
         };
-        self.roll(reason)
+        Some(reason)
     }
 
     fn roll(&mut self, reason: &str) -> Result<()> {

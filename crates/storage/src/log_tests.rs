@@ -1343,3 +1343,25 @@ fn only_the_active_segment_keeps_files_open_and_old_segments_stay_readable() {
     drop(log);
     assert_eq!(open_fds_under(dir.path()), 0, "closing the log closes its handles");
 }
+
+#[test]
+fn append_may_block_tells_when_an_append_would_fsync_or_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(2, 1_000);
+    let config = LogConfig { segment_bytes: 2 * b.len() as u64, ..LogConfig::default() };
+    let mut log = Log::open(dir.path(), config, true).unwrap();
+    assert!(!log.append_may_block(b.len(), 2, 1_000), "an empty segment takes anything without rolling");
+    log.append(&mut b.clone(), 0, 1_000).unwrap();
+    assert!(!log.append_may_block(b.len(), 2, 1_000), "fits segment.bytes exactly");
+    log.append(&mut b.clone(), 0, 1_000).unwrap();
+    assert!(log.append_may_block(b.len(), 2, 1_000), "would exceed segment.bytes: a roll");
+    let before = log.segment_count();
+    log.append(&mut b.clone(), 0, 1_000).unwrap();
+    assert_eq!(log.segment_count(), before + 1, "the hint was right");
+    // Two records unflushed since the roll.
+    let mut config = log.config().clone();
+    config.flush_interval_messages = 5;
+    log.set_config(config);
+    assert!(!log.append_may_block(b.len(), 2, 1_000));
+    assert!(log.append_may_block(b.len(), 3, 1_000), "would reach flush.messages: an fsync");
+}

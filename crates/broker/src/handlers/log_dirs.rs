@@ -1,9 +1,11 @@
 //! DescribeLogDirs: each log dir with the size of every partition in it and the
-//! file system's total and usable bytes.
+//! file system's total and usable bytes; a failed log dir with KAFKA_STORAGE_ERROR
+//! and nothing else, as Kafka answers.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
@@ -27,6 +29,13 @@ pub(crate) fn describe(broker: &Arc<Broker>, req: DescribeLogDirsRequest) -> Des
         .dirs()
         .iter()
         .map(|dir| {
+            if !broker.log_dirs.health().writable(dir) {
+                return DescribeLogDirsResult::default()
+                    .with_log_dir(str_bytes(dir.display().to_string()))
+                    .with_error_code(ResponseError::KafkaStorageError.code())
+                    .with_total_bytes(-1)
+                    .with_usable_bytes(-1);
+            }
             let mut topics: Vec<DescribeLogDirsTopic> = Vec::new();
             for p in partitions.iter().filter(|p| p.log_dir() == dir) {
                 let entry = DescribeLogDirsPartition::default()

@@ -109,13 +109,14 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
             produce::ProduceOutcome::Close => return Reply::Close,
         },
         RequestKind::ListOffsets(req) => list_offsets::handle(broker, req, version).into(),
-        RequestKind::CreateTopics(req) => topics::create(broker, req, version).into(),
-        RequestKind::DeleteTopics(req) => topics::delete(broker, req).into(),
-        RequestKind::CreatePartitions(req) => topics::create_partitions(broker, req).into(),
+        // These create or delete logs and fsync the metadata log.
+        RequestKind::CreateTopics(req) => blocking(|| topics::create(broker, req, version)).into(),
+        RequestKind::DeleteTopics(req) => blocking(|| topics::delete(broker, req)).into(),
+        RequestKind::CreatePartitions(req) => blocking(|| topics::create_partitions(broker, req)).into(),
         RequestKind::DescribeConfigs(req) => configs::describe(broker, req).into(),
         RequestKind::DescribeCluster(req) => cluster::describe(broker, req).into(),
-        RequestKind::AlterConfigs(req) => configs::alter(broker, req).into(),
-        RequestKind::IncrementalAlterConfigs(req) => configs::incremental_alter(broker, req).into(),
+        RequestKind::AlterConfigs(req) => blocking(|| configs::alter(broker, req)).into(),
+        RequestKind::IncrementalAlterConfigs(req) => blocking(|| configs::incremental_alter(broker, req)).into(),
         RequestKind::InitProducerId(req) => producer_ids::init(broker, req).into(),
         RequestKind::FindCoordinator(req) => cluster::find_coordinator(broker, req, version).into(),
         RequestKind::JoinGroup(req) => groups::join(broker, client, req, version).await.into(),
@@ -130,7 +131,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
         RequestKind::OffsetDelete(req) => offsets::delete(broker, req).into(),
         RequestKind::ConsumerGroupHeartbeat(req) => consumer_group::heartbeat(broker, client, req, version).into(),
         RequestKind::ConsumerGroupDescribe(req) => consumer_group::describe(broker, req, version).into(),
-        RequestKind::DeleteRecords(req) => delete_records::handle(broker, req).into(),
+        // Deletes segments and fsyncs the log start offset checkpoint.
+        RequestKind::DeleteRecords(req) => blocking(|| delete_records::handle(broker, req)).into(),
         RequestKind::DescribeLogDirs(req) => log_dirs::describe(broker, req).into(),
         other => {
             // Unreachable in practice: net.rs only decodes served APIs, and
@@ -141,6 +143,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
     };
     Reply::Response(Box::new(response))
 }
+
+pub(crate) use crate::blocking;
 
 /// A string for a response field.
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
