@@ -92,7 +92,8 @@ pub struct Connection {
     config: ConnectionConfig,
     client_id: StrBytes,
     next_correlation_id: AtomicI32,
-    outbound: mpsc::UnboundedSender<Bytes>,
+    /// Frames for the writer task, each with whom to tell once it is written.
+    outbound: mpsc::UnboundedSender<(Bytes, Option<oneshot::Sender<()>>)>,
     /// Per API key: the intersection of the broker's and this client's versions.
     versions: HashMap<i16, VersionRange>,
     /// Dropping this stops the reader task.
@@ -265,13 +266,18 @@ impl Connection {
     }
 
     /// Sends a request the broker will not answer (a Produce with acks=0).
-    pub fn send_without_response<R: Request>(&self, req: &R, version: i16) -> Result<()> {
+    /// The receiver completes once the request is written to the socket (as
+    /// Kafka's producer counts an acks=0 send done); it fails if the
+    /// connection closes first.
+    pub fn send_without_response<R: Request>(&self, req: &R, version: i16) -> Result<oneshot::Receiver<()>> {
         let correlation_id = self.next_correlation_id();
         let frame = self.encode_frame(req, version, correlation_id)?;
         self.check_open()?;
-        self.outbound.send(frame).map_err(|_| Error::Disconnected {
+        let (written, on_written) = oneshot::channel();
+        self.outbound.send((frame, Some(written))).map_err(|_| Error::Disconnected {
             addr: self.shared.addr.clone(),
-        })
+        })?;
+        Ok(on_written)
     }
 
     /// Queues `req` now (so requests keep the order of these calls) and returns a
@@ -295,7 +301,7 @@ impl Connection {
             }
             st.waiters.insert(correlation_id, tx);
         }
-        if self.outbound.send(frame).is_err() {
+        if self.outbound.send((frame, None)).is_err() {
             self.shared.close("writer stopped".to_owned());
             return Err(Error::Disconnected {
                 addr: self.shared.addr.clone(),
@@ -379,7 +385,7 @@ impl Connection {
             if let Ok(mut st) = self.shared.state.lock() {
                 st.waiters.insert(correlation_id, tx);
             }
-            self.outbound.send(frame).map_err(|_| Error::Disconnected {
+            self.outbound.send((frame, None)).map_err(|_| Error::Disconnected {
                 addr: self.shared.addr.clone(),
             })?;
             let frame = match tokio::time::timeout(self.config.request_timeout, rx).await {
@@ -451,22 +457,30 @@ pub(crate) fn api_name(key: i16) -> String {
 
 async fn write_loop(
     write: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    mut rx: mpsc::UnboundedReceiver<(Bytes, Option<oneshot::Sender<()>>)>,
     shared: Arc<Shared>,
 ) {
     let mut out = BufWriter::new(write);
-    while let Some(frame) = rx.recv().await {
+    let mut written = Vec::new();
+    while let Some((frame, notify)) = rx.recv().await {
+        written.extend(notify);
         let mut result = out.write_all(&frame).await;
         // Coalesce whatever else is already queued into the same flush.
         while result.is_ok() {
             match rx.try_recv() {
-                Ok(frame) => result = out.write_all(&frame).await,
+                Ok((frame, notify)) => {
+                    written.extend(notify);
+                    result = out.write_all(&frame).await;
+                }
                 Err(_) => break,
             }
         }
         if let Err(e) = result.and(out.flush().await) {
             shared.close(format!("write failed: {e}"));
             return;
+        }
+        for notify in written.drain(..) {
+            let _ = notify.send(());
         }
     }
     let _ = out.shutdown().await;

@@ -713,14 +713,31 @@ impl Accumulator {
         }
         let batches: Vec<Batch> = group.into_iter().map(|(b, _)| b).collect();
         if self.config.acks == Acks::None {
-            let result = conn.send_without_response(&req, version);
-            for b in batches {
-                match &result {
-                    Ok(()) => complete(b, -1, -1),
-                    Err(e) => self.retry_or_fail(b, e.clone()),
+            match conn.send_without_response(&req, version) {
+                // Done once written to the socket: a flush (or a tool's exit
+                // after it) must not overtake records still queued for the writer.
+                Ok(written) => {
+                    let retrier = self.retrier.clone();
+                    let addr = conn.addr().to_owned();
+                    tokio::spawn(async move {
+                        let sent = written.await.is_ok();
+                        for b in batches {
+                            if sent {
+                                complete(b, -1, -1);
+                            } else {
+                                retrier.retry_or_fail(b, Error::Disconnected { addr: addr.clone() });
+                            }
+                        }
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    for b in batches {
+                        self.retry_or_fail(b, e.clone());
+                    }
+                    drop(permit);
                 }
             }
-            drop(permit);
             return;
         }
         let pending = match conn.enqueue(&req, version) {
