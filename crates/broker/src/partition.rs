@@ -490,6 +490,7 @@ impl Partition {
     /// Checks that this broker leads at `current_leader_epoch` (-1: any), as
     /// ListOffsets and other leader-only reads need.
     pub fn check_leader_at(&self, current_leader_epoch: i32) -> Result<()> {
+        self.check_log_dir()?;
         self.check_leader(&self.state.read(), current_leader_epoch)
     }
 
