@@ -143,8 +143,9 @@ impl ReplicaFetcher {
 
     /// One round: OffsetForLeaderEpoch for the partitions that must truncate
     /// (truncating each to the answer), then one Fetch for those fetching
-    /// (appending what came). Errors of one partition stay with it; an `Err`
-    /// is a failed request or a local disk error.
+    /// (appending what came). Errors of one partition, the leader's or its
+    /// own log's, stay with it ([`ReplicaFetcher::state`]) and it retries
+    /// next round; an `Err` is a failed request.
     pub async fn do_work<E: LeaderEndpoint>(&mut self, leader: &E, now_ms: i64) -> Result<()> {
         self.truncate(leader).await?;
         self.fetch(leader, now_ms).await
@@ -153,15 +154,15 @@ impl ReplicaFetcher {
     async fn truncate<E: LeaderEndpoint>(&mut self, leader: &E) -> Result<()> {
         let mut queries = Vec::new();
         for (key, f) in self.partitions.iter_mut().filter(|(_, f)| f.state == FetchState::Truncating) {
-            match f.partition.latest_epoch()? {
-                Some(epoch) => queries.push(EpochQuery { partition: key.clone(), current_leader_epoch: f.leader_epoch, leader_epoch: epoch }),
-                None => {
-                    // No epoch to compare (an empty log): only what was
-                    // committed is sure to be on the leader, as Kafka.
-                    let high_watermark = f.partition.high_watermark();
-                    f.partition.truncate_to(high_watermark)?;
-                    f.state = FetchState::Fetching;
-                }
+            match f.partition.latest_epoch() {
+                Ok(Some(epoch)) => queries.push(EpochQuery { partition: key.clone(), current_leader_epoch: f.leader_epoch, leader_epoch: epoch }),
+                // No epoch to compare (an empty log): only what was
+                // committed is sure to be on the leader, as Kafka.
+                Ok(None) => match f.partition.truncate_to(f.partition.high_watermark()) {
+                    Ok(()) => f.state = FetchState::Fetching,
+                    Err(e) => f.last_error = Some(e.response_error()),
+                },
+                Err(e) => f.last_error = Some(e.response_error()),
             }
         }
         if queries.is_empty() {
@@ -172,13 +173,16 @@ impl ReplicaFetcher {
             let Some(f) = self.partitions.get_mut(&query.partition) else { continue };
             f.last_error = answer.error;
             match answer.error {
-                None => {
-                    let (offset, done) = truncation_point(&f.partition, &answer)?;
+                None => match truncation_point(&f.partition, &answer).and_then(|(offset, done)| {
                     f.partition.truncate_to(offset)?;
-                    if done {
-                        f.state = FetchState::Fetching;
-                    }
-                }
+                    Ok(done)
+                }) {
+                    Ok(true) => f.state = FetchState::Fetching,
+                    Ok(false) => {}
+                    // This replica's own log failed: it stays to retry (an
+                    // offline log dir refuses every write from now on).
+                    Err(e) => f.last_error = Some(e.response_error()),
+                },
                 Some(ResponseError::FencedLeaderEpoch) => f.state = FetchState::Fenced,
                 // The leader does not know the epoch yet, or moved: retry.
                 Some(_) => {}
@@ -207,11 +211,8 @@ impl ReplicaFetcher {
             f.last_error = answer.error;
             match answer.error {
                 None => {
-                    f.partition.append_as_follower(answer.records, now_ms)?;
-                    f.partition.update_follower_high_watermark(answer.high_watermark)?;
-                    // Records the leader deleted go here too (DeleteRecords, retention).
-                    if answer.log_start_offset > f.partition.log_start_offset() {
-                        f.partition.advance_log_start_offset(answer.log_start_offset)?;
+                    if let Err(e) = apply_fetched(&f.partition, answer, now_ms) {
+                        f.last_error = Some(e.response_error());
                     }
                 }
                 Some(ResponseError::FencedLeaderEpoch) => f.state = FetchState::Fenced,
@@ -223,6 +224,18 @@ impl ReplicaFetcher {
         }
         Ok(())
     }
+}
+
+/// Appends what a fetch brought, then takes the leader's high watermark
+/// (bounded by this log end) and log start (DeleteRecords and retention
+/// reach followers so).
+fn apply_fetched(partition: &Partition, answer: FetchAnswer, now_ms: i64) -> Result<()> {
+    partition.append_as_follower(answer.records, now_ms)?;
+    partition.update_follower_high_watermark(answer.high_watermark)?;
+    if answer.log_start_offset > partition.log_start_offset() {
+        partition.advance_log_start_offset(answer.log_start_offset)?;
+    }
+    Ok(())
 }
 
 /// Kafka's `getOffsetTruncationState` (KIP-279): where a follower truncates
@@ -454,5 +467,43 @@ mod tests {
         assert_eq!(follower.update_follower_high_watermark(10).expect("hw"), 3);
         follower.truncate_to(1).expect("truncate");
         assert_eq!(follower.offsets().high_watermark, 0, "the whole batch 0..3 went");
+    }
+
+    /// A leader whose fetched bytes were damaged on the way.
+    struct Corrupting(LocalLeader);
+
+    impl LeaderEndpoint for Corrupting {
+        fn offset_for_leader_epoch(&self, queries: &[EpochQuery]) -> impl Future<Output = Result<Vec<EpochAnswer>>> + Send {
+            self.0.offset_for_leader_epoch(queries)
+        }
+
+        async fn fetch(&self, queries: &[FetchQuery], max_bytes: usize) -> Result<Vec<FetchAnswer>> {
+            let mut answers = self.0.fetch(queries, max_bytes).await?;
+            for a in &mut answers {
+                let mut bytes = a.records.to_vec();
+                if let Some(last) = bytes.last_mut() {
+                    *last ^= 0xff;
+                }
+                a.records = Bytes::from(bytes);
+            }
+            Ok(answers)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_damaged_batch_from_the_leader_is_refused_and_nothing_is_appended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (leader, follower) = (replica(dir.path(), 0), replica(dir.path(), 1));
+        leader.make_leader(&state(2, &[0, 1]), 0).expect("leader");
+        follower.make_follower(0, &state(2, &[0, 1])).expect("follower");
+        leader.append(&mut batch(&["a"]), 0).expect("append");
+        let mut fetcher = ReplicaFetcher::new(1, 0, 1 << 20);
+        fetcher.add_partition(Arc::clone(&follower), 2);
+        fetcher.do_work(&Corrupting(endpoint(&leader, 1)), 0).await.expect("round");
+        assert_eq!(fetcher.state("t", 0), Some((FetchState::Fetching, Some(ResponseError::CorruptMessage))));
+        assert_eq!(follower.log_end_offset(), 0);
+        // The next, undamaged fetch takes it.
+        fetcher.do_work(&endpoint(&leader, 1), 0).await.expect("round");
+        assert_eq!((follower.log_end_offset(), fetcher.state("t", 0)), (1, Some((FetchState::Fetching, None))));
     }
 }
