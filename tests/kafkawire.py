@@ -699,3 +699,53 @@ def flexible_request(conn: "Connection", api_key: int, api_version: int, body: b
     return r
 
 
+
+
+# ---- OffsetForLeaderEpoch (API 23) v3 (classic) and v4 (flexible) ---------------------
+API_OFFSET_FOR_LEADER_EPOCH = 23
+
+
+def offset_for_leader_epoch_body(version: int, queries: dict[str, list[tuple[int, int, int]]],
+                                 replica_id: int = -1) -> bytes:
+    """queries: topic -> [(partition, current_leader_epoch, leader_epoch)]."""
+    flexible = version >= 4
+    arr, text, tags = (compact_array, compact_string, b"\x00") if flexible else (array, string, b"")
+    topics = [text(t) + arr([i32(p) + i32(cur) + i32(ep) + tags for p, cur, ep in parts]) + tags
+              for t, parts in queries.items()]
+    return i32(replica_id) + arr(topics) + tags
+
+
+def parse_offset_for_leader_epoch(r, version: int) -> dict[tuple[str, int], tuple[int, int, int]]:
+    """(topic, partition) -> (error_code, leader_epoch, end_offset); `r` after the response header."""
+    flexible = version >= 4
+    r.i32()  # throttle_time_ms
+    out = {}
+
+    def partition(rr):
+        err, p, epoch, end = rr.i16(), rr.i32(), rr.i32(), rr.i64()
+        if flexible:
+            rr.tags()
+        return p, (err, epoch, end)
+
+    def topic(rr):
+        name = rr.compact_string() if flexible else rr.string()
+        parts = rr.compact_array(partition) if flexible else rr.array(partition)
+        if flexible:
+            rr.tags()
+        for p, v in parts:
+            out[(name, p)] = v
+
+    if flexible:
+        r.compact_array(topic)
+        r.tags()
+    else:
+        r.array(topic)
+    return out
+
+
+def offset_for_leader_epoch(conn: "Connection", version: int, queries: dict[str, list[tuple[int, int, int]]],
+                            replica_id: int = -1) -> dict[tuple[str, int], tuple[int, int, int]]:
+    body = offset_for_leader_epoch_body(version, queries, replica_id)
+    r = flexible_request(conn, API_OFFSET_FOR_LEADER_EPOCH, version, body) if version >= 4 \
+        else conn.request(API_OFFSET_FOR_LEADER_EPOCH, version, body)
+    return parse_offset_for_leader_epoch(r, version)

@@ -22,6 +22,7 @@ mod net;
 pub mod partition;
 pub mod recompress;
 mod record_batch;
+pub mod replica_fetcher;
 pub mod replica_manager;
 mod start_offsets;
 pub mod topic_config;

@@ -292,7 +292,8 @@ impl Partition {
     /// starts every follower's tracking afresh; the same epoch only updates
     /// the replicas and ISR (an ISR change the controller committed).
     pub fn make_leader(&self, leader: &LeaderAndIsr, now_ms: i64) -> Result<bool> {
-        self.transition(leader, |state, local_id| {
+        let mut assigned = Ok(());
+        let changed = self.transition(leader, |state, local_id| {
             let new_epoch = leader.leader_epoch > state.leader_epoch || !matches!(state.role, Role::Leader(_));
             let log_end = state.log.as_ref().map_or(0, |l| l.log_end_offset());
             let mut followers = BTreeMap::new();
@@ -305,9 +306,15 @@ impl Partition {
             }
             if new_epoch {
                 state.leader_epoch_start_offset = log_end;
+                // The epoch starts at the log end in the epoch cache at once.
+                if let Some(log) = state.log.as_mut() {
+                    assigned = log.assign_epoch_start(leader.leader_epoch).map_err(BrokerError::from);
+                }
             }
             state.role = Role::Leader(LeaderState { isr: leader.isr.clone(), followers });
-        })
+        })?;
+        self.watched(assigned)?;
+        Ok(changed)
     }
 
     /// Makes this broker a follower of `leader_id` (-1: none known) for
@@ -412,6 +419,13 @@ impl Partition {
         });
     }
 
+    /// Runs `f` on the log under the read lock, whatever the high watermark
+    /// (tests compare whole logs).
+    #[cfg(test)]
+    pub(crate) fn reading<T>(&self, f: impl FnOnce(&Log) -> Result<T>) -> Result<T> {
+        self.reading_log(f)
+    }
+
     fn reading_log<T>(&self, f: impl FnOnce(&Log) -> Result<T>) -> Result<T> {
         self.check_log_dir()?;
         match self.state.read().log.as_ref() {
@@ -492,6 +506,99 @@ impl Partition {
     pub fn check_leader_at(&self, current_leader_epoch: i32) -> Result<()> {
         self.check_log_dir()?;
         self.check_leader(&self.state.read(), current_leader_epoch)
+    }
+
+    /// Kafka's `Partition.lastOffsetForLeaderEpoch`, served by the leader
+    /// only (for followers and consumers alike): after the checks of
+    /// [`Partition::check_leader_at`], the largest epoch <= `leader_epoch`
+    /// in this log and where it ended (the log end for the latest epoch,
+    /// not the high watermark); `(-1, -1)` if the log knows no such epoch.
+    pub fn last_offset_for_leader_epoch(&self, current_leader_epoch: i32, leader_epoch: i32) -> Result<(i32, i64)> {
+        self.check_log_dir()?;
+        let state = self.state.read();
+        self.check_leader(&state, current_leader_epoch)?;
+        let Some(log) = state.log.as_ref() else { return Err(self.deleted()) };
+        Ok(log.end_offset_for_epoch(leader_epoch))
+    }
+
+    /// The largest epoch <= `epoch` in this replica's own leader-epoch cache
+    /// and where it ended, whatever the role (a follower's side of
+    /// truncation); `(-1, -1)` if none.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64)> {
+        self.reading_log(|log| Ok(log.end_offset_for_epoch(epoch)))
+    }
+
+    /// The latest leader epoch that appended to this replica's log.
+    pub fn latest_epoch(&self) -> Result<Option<i32>> {
+        self.reading_log(|log| Ok(log.latest_epoch()))
+    }
+
+    /// NOT_LEADER_OR_FOLLOWER unless this broker follows the partition: only
+    /// a follower's log may be truncated or take the leader's batches.
+    fn check_follower(&self, state: &State) -> Result<()> {
+        if state.log.is_none() || matches!(state.role, Role::Offline) {
+            return Err(self.deleted());
+        }
+        match state.role {
+            Role::Follower { .. } => Ok(()),
+            _ => Err(BrokerError::kafka(
+                ResponseError::NotLeaderOrFollower,
+                format!("Broker {} is not a follower of partition {}-{}", self.local_id, self.topic, self.index),
+            )),
+        }
+    }
+
+    /// A follower removes every batch from the one holding `offset` on (the
+    /// log, its producer state and leader-epoch cache go back together) and
+    /// its high watermark becomes min(high watermark, new log end).
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let mut state = self.state.write();
+        self.check_log_dir()?;
+        self.check_follower(&state)?;
+        let Some(log) = state.log.as_mut() else { return Err(self.deleted()) };
+        let truncated = self.watched(log.truncate_to(offset).map_err(BrokerError::from));
+        let log_end = log.log_end_offset();
+        state.high_watermark = state.high_watermark.min(log_end);
+        state.maybe_increment_high_watermark(self.local_id);
+        self.publish(&state);
+        truncated
+    }
+
+    /// A follower appends batches fetched from its leader as they are
+    /// (Kafka's `appendRecordsToFollowerOrFutureReplica`): the leader's
+    /// offsets, leader epochs and timestamps stay; framing and CRC are
+    /// checked and the leader-epoch cache learns the batches' epochs. A
+    /// trailing partial batch (a fetch's size limit) is left for the next
+    /// fetch. None if there was no whole batch.
+    pub fn append_as_follower(&self, records: Bytes, now_ms: i64) -> Result<Option<Appended>> {
+        let whole = below_offset(records, i64::MAX);
+        if whole.is_empty() {
+            return Ok(None);
+        }
+        let mut state = self.state.write();
+        self.check_log_dir()?;
+        self.check_follower(&state)?;
+        let Some(log) = state.log.as_mut() else { return Err(self.deleted()) };
+        let appended = self.watched(log.append_replicated(&whole, now_ms).map_err(BrokerError::from));
+        // A follower's high watermark only moves with its leader's.
+        self.publish(&state);
+        let info = appended?;
+        Ok(Some(Appended { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time: None }))
+    }
+
+    /// A follower's high watermark after a fetch: min(its log end, the
+    /// leader's high watermark), and never back. Returns the new value.
+    pub fn update_follower_high_watermark(&self, leader_high_watermark: i64) -> Result<i64> {
+        let mut state = self.state.write();
+        self.check_follower(&state)?;
+        let Some(log) = state.log.as_ref() else { return Err(self.deleted()) };
+        let candidate = leader_high_watermark.min(log.log_end_offset());
+        if candidate > state.high_watermark {
+            state.high_watermark = candidate;
+        }
+        state.maybe_increment_high_watermark(self.local_id);
+        self.publish(&state);
+        Ok(state.high_watermark)
     }
 
     /// Validates and appends produced batches (patched in place) as the
@@ -1049,6 +1156,27 @@ mod tests {
         p.make_follower(1, &LeaderAndIsr { leader_epoch: 7, replicas: vec![0, 1], isr: vec![1] }).expect("follower");
         assert_eq!(code(p.fetch_records(0, 1 << 20, 5, None, 0)), ResponseError::FencedLeaderEpoch);
         assert_eq!(code(p.fetch_records(0, 1 << 20, 7, None, 0)), ResponseError::NotLeaderOrFollower);
+    }
+
+    #[test]
+    fn offset_for_leader_epoch_is_answered_by_the_leader_up_to_its_log_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = led(dir.path(), &[0, 1], &[0, 1], 0);
+        p.append(&mut batch(&[1, 2]), 0).expect("append");
+        assert_eq!(p.high_watermark(), 0, "follower 1 has nothing");
+        assert_eq!(p.last_offset_for_leader_epoch(5, 5).expect("latest"), (5, 2), "the log end, not the high watermark");
+        assert_eq!(p.last_offset_for_leader_epoch(-1, 9).expect("above the latest"), (-1, -1));
+        assert_eq!(p.last_offset_for_leader_epoch(-1, 4).expect("below the first"), (4, 0));
+        assert_eq!(code(p.last_offset_for_leader_epoch(4, 5)), ResponseError::FencedLeaderEpoch);
+        assert_eq!(code(p.last_offset_for_leader_epoch(6, 5)), ResponseError::UnknownLeaderEpoch);
+        p.make_follower(1, &LeaderAndIsr { leader_epoch: 6, replicas: vec![0, 1], isr: vec![0, 1] }).expect("follower");
+        assert_eq!(code(p.last_offset_for_leader_epoch(6, 5)), ResponseError::NotLeaderOrFollower);
+        assert_eq!(p.end_offset_for_epoch(5).expect("own cache"), (5, 2), "a follower reads its own cache");
+        // A new leader's epoch starts at its log end before anything is appended in it.
+        p.make_leader(&LeaderAndIsr { leader_epoch: 7, replicas: vec![0, 1], isr: vec![0, 1] }, 0).expect("leader");
+        assert_eq!(p.last_offset_for_leader_epoch(7, 5).expect("epoch 5"), (5, 2));
+        assert_eq!(p.last_offset_for_leader_epoch(7, 6).expect("epoch 6 never led here"), (5, 2));
+        assert_eq!(p.last_offset_for_leader_epoch(7, 7).expect("epoch 7"), (7, 2));
     }
 
     #[test]

@@ -206,6 +206,15 @@ impl Log {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
+    /// Starts `epoch` at the log end in the leader-epoch cache (Kafka's
+    /// `maybeAssignEpochStartOffset` when a broker becomes leader), so that
+    /// OffsetsForLeaderEpoch knows the epoch before anything is appended in
+    /// it; nothing changes if it is already the latest epoch.
+    pub fn assign_epoch_start(&mut self, epoch: i32) -> Result<()> {
+        let log_end = self.log_end_offset();
+        self.epochs.assign(epoch, log_end)
+    }
+
     /// The leader epochs and their start offsets, oldest first.
     pub fn leader_epochs(&self) -> &[EpochEntry] {
         self.epochs.entries()

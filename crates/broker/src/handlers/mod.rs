@@ -11,6 +11,7 @@ mod groups;
 mod list_offsets;
 mod log_dirs;
 mod metadata;
+mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
 mod producer_ids;
@@ -83,6 +84,7 @@ const IMPLEMENTED: &[(ApiKey, i16)] = &[
     (ApiKey::ConsumerGroupDescribe, 1),
     (ApiKey::DeleteRecords, 2),
     (ApiKey::DescribeLogDirs, 4),
+    (ApiKey::OffsetForLeaderEpoch, 4),
 ];
 
 /// The version range served for an API, None if it is not served.
@@ -134,6 +136,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
         // Deletes segments and fsyncs the log start offset checkpoint.
         RequestKind::DeleteRecords(req) => blocking(|| delete_records::handle(broker, req)).into(),
         RequestKind::DescribeLogDirs(req) => log_dirs::describe(broker, req).into(),
+        RequestKind::OffsetForLeaderEpoch(req) => offset_for_leader_epoch::handle(broker, req).into(),
         other => {
             // Unreachable in practice: net.rs only decodes served APIs, and
             // dispatches Fetch itself (its response holds budgeted memory).
