@@ -87,9 +87,7 @@ impl Listener {
         let mut listeners = Vec::new();
         for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (name, rest) = item.split_once("://").ok_or_else(|| invalid("expected NAME://host:port"))?;
-            let (host, port) = rest.rsplit_once(':').ok_or_else(|| invalid("expected NAME://host:port"))?;
-            let port = port.parse::<u16>().map_err(|_| invalid("port is not a number from 0 to 65535"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let (host, port) = host_port(rest).map_err(|e| invalid(&e.replace("HOST:PORT", "NAME://host:port")))?;
             listeners.push(Listener { name: name.to_string(), host, port });
         }
         if listeners.is_empty() {
@@ -97,6 +95,52 @@ impl Listener {
         }
         Ok(listeners)
     }
+}
+
+/// Splits `host:port` (an IPv6 host in brackets); an empty host is all interfaces.
+fn host_port(item: &str) -> Result<(String, u16), String> {
+    let (host, port) = item.rsplit_once(':').ok_or_else(|| "expected HOST:PORT".to_string())?;
+    let port = port.parse::<u16>().map_err(|_| "port is not a number from 0 to 65535".to_string())?;
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+}
+
+/// `process.roles`: what this node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    /// It serves clients (`broker`).
+    pub broker: bool,
+    /// It is a voter of the metadata quorum (`controller`).
+    pub controller: bool,
+}
+
+/// One entry of `controller.quorum.voters`: `id@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    /// The voter's `node.id`.
+    pub id: i32,
+    /// Its controller listener's host.
+    pub host: String,
+    /// Its controller listener's port.
+    pub port: u16,
+}
+
+/// The KRaft settings, parsed and checked as Kafka does. Only a one-node
+/// quorum is accepted until the quorum is wired into the server; these are
+/// what the wiring will use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KraftConfig {
+    /// `process.roles`; unset means both (one process is the whole cluster).
+    pub roles: ProcessRoles,
+    /// `controller.quorum.voters`, in the given order.
+    pub voters: Vec<QuorumVoter>,
+    /// `controller.quorum.bootstrap.servers` (Kafka 4's dynamic quorum), host and port.
+    pub bootstrap_servers: Vec<(String, u16)>,
+    /// `listener.security.protocol.map`: listener name to security protocol
+    /// (Kafka's default maps each protocol's own name to itself).
+    pub security_protocol_map: BTreeMap<String, String>,
+    /// `inter.broker.listener.name` (else the listener named after
+    /// `security.inter.broker.protocol`, PLAINTEXT by default).
+    pub inter_broker_listener_name: String,
 }
 
 /// The broker's configuration.
@@ -148,6 +192,8 @@ pub struct ServerConfig {
     pub log_append_time: bool,
     /// `controller.listener.names`.
     pub controller_listener_names: Vec<String>,
+    /// The KRaft settings: roles, voters, listener names and protocols.
+    pub kraft: KraftConfig,
     /// `log.cleaner.enable`: compact topics with `cleanup.policy=compact`.
     pub log_cleaner_enable: bool,
     /// `log.cleaner.backoff.ms`: pause between compaction passes.
@@ -387,8 +433,9 @@ impl ServerConfig {
             Some(id) => id,
             None => p.num("broker.id", 1)?,
         };
-        check_security_protocols(&p, &listeners, &advertised_listeners, &controller_listener_names)?;
-        check_single_node_roles(&p, node_id)?;
+        let security_protocol_map = security_protocol_map(&p)?;
+        check_security_protocols(&p, &security_protocol_map, &listeners, &advertised_listeners, &controller_listener_names)?;
+        let kraft = kraft_config(&p, node_id, security_protocol_map, &advertised_listeners, &controller_listener_names)?;
         let log_dirs: Vec<PathBuf> = match p.get("log.dirs").or_else(|| p.get("log.dir")) {
             Some(v) => v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
             None => vec![default_data_dir()],
@@ -436,6 +483,7 @@ impl ServerConfig {
             socket_request_max_bytes: p.min("socket.request.max.bytes", 104_857_600usize, 1)?,
             log_append_time,
             controller_listener_names,
+            kraft,
             log_cleaner_enable: p.boolean("log.cleaner.enable", true)?,
             log_cleaner_backoff_ms: p.min("log.cleaner.backoff.ms", 15_000u64, 1)?,
             metadata_recover: p.boolean("potok.metadata.recover", false)?,
@@ -452,41 +500,46 @@ impl ServerConfig {
 /// Security protocols Kafka listeners may use; Potok serves only the first.
 const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
+const SECURITY_MAP_KEY: &str = "listener.security.protocol.map";
+
+/// `listener.security.protocol.map` as given, else Kafka's default (each
+/// protocol's name maps to itself).
+fn security_protocol_map(p: &Parser<'_>) -> Result<BTreeMap<String, String>, ConfigError> {
+    let Some(v) = p.get(SECURITY_MAP_KEY) else {
+        return Ok(SECURITY_PROTOCOLS.iter().map(|s| (s.to_string(), s.to_string())).collect());
+    };
+    let mut map = BTreeMap::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((name, protocol)) = item.split_once(':') else {
+            return Err(p.invalid(SECURITY_MAP_KEY, "expected NAME:PROTOCOL[,NAME:PROTOCOL]"));
+        };
+        let protocol = protocol.trim().to_ascii_uppercase();
+        if !SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
+            return Err(p.invalid(SECURITY_MAP_KEY, &format!("unknown security protocol '{protocol}' (expected one of {})", SECURITY_PROTOCOLS.join(", "))));
+        }
+        map.insert(name.trim().to_string(), protocol);
+    }
+    Ok(map)
+}
+
 /// Refuses a client listener whose security protocol (from
 /// `listener.security.protocol.map`, else its name, as Kafka) is not PLAINTEXT:
 /// serving it unsecured would be worse than not starting.
 /// Controller listeners are not served (Kafka maps an unmapped one to PLAINTEXT).
 fn check_security_protocols(
     p: &Parser<'_>,
+    map: &BTreeMap<String, String>,
     listeners: &[Listener],
     advertised: &[Listener],
     controller_names: &[String],
 ) -> Result<(), ConfigError> {
-    let map_key = "listener.security.protocol.map";
-    let mut map: BTreeMap<String, String> = BTreeMap::new();
-    if let Some(v) = p.get(map_key) {
-        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let Some((name, protocol)) = item.split_once(':') else {
-                return Err(p.invalid(map_key, "expected NAME:PROTOCOL[,NAME:PROTOCOL]"));
-            };
-            let protocol = protocol.trim().to_ascii_uppercase();
-            if !SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
-                return Err(p.invalid(map_key, &format!("unknown security protocol '{protocol}' (expected one of {})", SECURITY_PROTOCOLS.join(", "))));
-            }
-            map.insert(name.trim().to_string(), protocol);
-        }
-    }
     for (key, list) in [("listeners", listeners), ("advertised.listeners", advertised)] {
         for l in list.iter().filter(|l| !controller_names.contains(&l.name)) {
-            let protocol = match map.get(&l.name) {
-                Some(protocol) => protocol.clone(),
-                None if p.get(map_key).is_none() && SECURITY_PROTOCOLS.contains(&l.name.as_str()) => l.name.clone(),
-                None => {
-                    return Err(p.invalid(key, &format!("no security protocol defined for listener {} in {map_key}", l.name)))
-                }
+            let Some(protocol) = map.get(&l.name) else {
+                return Err(p.invalid(key, &format!("no security protocol defined for listener {} in {SECURITY_MAP_KEY}", l.name)));
             };
             if protocol != "PLAINTEXT" {
-                let origin = if map.contains_key(&l.name) { p.origin(map_key) } else { p.origin(key) };
+                let origin = if p.get(SECURITY_MAP_KEY).is_some() { p.origin(SECURITY_MAP_KEY) } else { p.origin(key) };
                 return Err(ConfigError::NotSupported {
                     key: key.into(),
                     value: p.get(key).unwrap_or_default().into(),
@@ -499,51 +552,115 @@ fn check_security_protocols(
     Ok(())
 }
 
-/// Until the cluster is built, one process is the whole cluster: it must have the
-/// broker role and be the only voter of the metadata quorum.
-fn check_single_node_roles(p: &Parser<'_>, node_id: i32) -> Result<(), ConfigError> {
+/// Parses the KRaft settings and checks them as Kafka does; then, until the
+/// quorum is wired into the server, refuses what needs more than one node:
+/// the process must have the broker role and be the only voter.
+fn kraft_config(
+    p: &Parser<'_>,
+    node_id: i32,
+    mut security_protocol_map: BTreeMap<String, String>,
+    advertised: &[Listener],
+    controller_names: &[String],
+) -> Result<KraftConfig, ConfigError> {
     let not_supported = |key: &str, what: String| ConfigError::NotSupported {
         key: key.into(),
         value: p.get(key).unwrap_or_default().into(),
         origin: p.origin(key).into(),
         what,
     };
-    if let Some(v) = p.get("process.roles") {
-        let roles: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        if let Some(bad) = roles.iter().find(|r| !matches!(**r, "broker" | "controller")) {
-            return Err(p.invalid("process.roles", &format!("unknown role '{bad}' (expected broker and/or controller)")));
-        }
-        if !roles.is_empty() && !roles.contains(&"broker") {
-            return Err(not_supported("process.roles", "a node without the broker role (a separate controller)".into()));
+    let entries = |key: &str| -> Vec<&str> {
+        p.get(key).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
+    };
+
+    let mut roles = ProcessRoles { broker: true, controller: true };
+    let given_roles = entries("process.roles");
+    if !given_roles.is_empty() {
+        roles = ProcessRoles { broker: false, controller: false };
+        for role in &given_roles {
+            let seen = match *role {
+                "broker" => std::mem::replace(&mut roles.broker, true),
+                "controller" => std::mem::replace(&mut roles.controller, true),
+                bad => return Err(p.invalid("process.roles", &format!("unknown role '{bad}' (expected broker and/or controller)"))),
+            };
+            if seen {
+                return Err(p.invalid("process.roles", &format!("role '{role}' is given twice")));
+            }
         }
     }
-    let entries = |key: &str| -> Vec<String> {
-        p.get(key)
-            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
-            .unwrap_or_default()
-    };
-    let voters = entries("controller.quorum.voters");
+
+    let mut voters: Vec<QuorumVoter> = Vec::new();
+    for entry in entries("controller.quorum.voters") {
+        let invalid = |reason: &str| p.invalid("controller.quorum.voters", &format!("'{entry}': {reason}"));
+        let (id, address) = entry.split_once('@').ok_or_else(|| invalid("expected ID@HOST:PORT"))?;
+        let id = id.trim().parse::<i32>().ok().filter(|id| *id >= 0).ok_or_else(|| invalid("the id is not a node id (0 or more)"))?;
+        let (host, port) = host_port(address).map_err(|e| invalid(&e.replace("HOST:PORT", "ID@HOST:PORT")))?;
+        if host.is_empty() {
+            return Err(invalid("no host"));
+        }
+        if voters.iter().any(|v| v.id == id) {
+            return Err(invalid(&format!("voter {id} is listed twice")));
+        }
+        voters.push(QuorumVoter { id, host, port });
+    }
+    let mut bootstrap_servers = Vec::new();
+    for entry in entries("controller.quorum.bootstrap.servers") {
+        let address = host_port(entry).map_err(|e| p.invalid("controller.quorum.bootstrap.servers", &format!("'{entry}': {e}")))?;
+        bootstrap_servers.push(address);
+    }
+    // Kafka: a controller is one of the voters, a broker-only node is not.
+    if !voters.is_empty() {
+        let listed = voters.iter().any(|v| v.id == node_id);
+        if roles.controller && !listed {
+            return Err(p.invalid("controller.quorum.voters", &format!("this controller's node.id {node_id} is not a voter")));
+        }
+        if !roles.controller && listed {
+            return Err(p.invalid("controller.quorum.voters", &format!("node.id {node_id} is a voter but process.roles has no controller")));
+        }
+    }
+
+    // Kafka takes an unmapped controller listener to be PLAINTEXT.
+    for name in controller_names {
+        security_protocol_map.entry(name.clone()).or_insert_with(|| "PLAINTEXT".into());
+    }
+    let explicit_listener = p.get("inter.broker.listener.name").map(str::trim);
+    let explicit_protocol = p.get("security.inter.broker.protocol").map(str::trim);
+    if explicit_listener.is_some() && explicit_protocol.is_some() {
+        return Err(p.invalid("inter.broker.listener.name", "only one of inter.broker.listener.name and security.inter.broker.protocol may be set"));
+    }
+    if let Some(protocol) = explicit_protocol.filter(|v| !SECURITY_PROTOCOLS.contains(v)) {
+        return Err(p.invalid("security.inter.broker.protocol", &format!("unknown security protocol '{protocol}'")));
+    }
+    let inter_broker_listener_name = explicit_listener.or(explicit_protocol).unwrap_or("PLAINTEXT").to_string();
+    // Checked when set explicitly; the default is what a one-node cluster never uses.
+    if let Some(key) = [("inter.broker.listener.name", explicit_listener), ("security.inter.broker.protocol", explicit_protocol)]
+        .into_iter()
+        .find_map(|(key, v)| v.map(|_| key))
+    {
+        if controller_names.contains(&inter_broker_listener_name) {
+            return Err(p.invalid(key, &format!("listener {inter_broker_listener_name} is a controller listener")));
+        }
+        if roles.broker && !advertised.iter().any(|l| l.name == inter_broker_listener_name) {
+            return Err(p.invalid(key, &format!("listener {inter_broker_listener_name} is not in advertised.listeners")));
+        }
+    }
+
+    // One process is the whole cluster until the quorum is wired in.
+    if !roles.broker {
+        return Err(not_supported("process.roles", "a node without the broker role (a separate controller)".into()));
+    }
     if voters.len() > 1 {
         return Err(not_supported("controller.quorum.voters", format!("a metadata quorum of {} voters (Potok runs one node)", voters.len())));
     }
-    if let Some(voter) = voters.first() {
-        let id = voter.split_once('@').and_then(|(id, _)| id.trim().parse::<i32>().ok());
-        match id {
-            None => return Err(p.invalid("controller.quorum.voters", "expected ID@HOST:PORT")),
-            Some(id) if id != node_id => {
-                return Err(not_supported("controller.quorum.voters", format!("a quorum whose voter {id} is not this node ({node_id})")))
-            }
-            Some(_) => {}
-        }
+    if let Some(voter) = voters.first().filter(|v| v.id != node_id) {
+        return Err(not_supported("controller.quorum.voters", format!("a quorum whose voter {} is not this node ({node_id})", voter.id)));
     }
-    let bootstrap = entries("controller.quorum.bootstrap.servers");
-    if bootstrap.len() > 1 {
+    if bootstrap_servers.len() > 1 {
         return Err(not_supported(
             "controller.quorum.bootstrap.servers",
-            format!("a metadata quorum of {} controllers (Potok runs one node)", bootstrap.len()),
+            format!("a metadata quorum of {} controllers (Potok runs one node)", bootstrap_servers.len()),
         ));
     }
-    Ok(())
+    Ok(KraftConfig { roles, voters, bootstrap_servers, security_protocol_map, inter_broker_listener_name })
 }
 
 fn group_config(p: &Parser<'_>) -> Result<GroupConfig, ConfigError> {
@@ -1028,8 +1145,11 @@ mod tests {
         assert!(err.contains("process.roles") && err.contains("broker role") && err.contains("not supported yet"), "{err}");
         let err = refusal(&[("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")]);
         assert!(err.contains("controller.quorum.voters") && err.contains("3 voters"), "{err}");
+        // A controller (the default roles) must be a voter, as in Kafka.
         let err = refusal(&[("controller.quorum.voters", "2@b:9093")]);
-        assert!(err.contains("voter 2 is not this node (1)"), "{err}");
+        assert!(err.contains("node.id 1 is not a voter"), "{err}");
+        let err = refusal(&[("process.roles", "broker"), ("controller.quorum.voters", "2@b:9093")]);
+        assert!(err.contains("voter 2 is not this node (1)") && err.contains("not supported yet"), "{err}");
         let err = refusal(&[("controller.quorum.bootstrap.servers", "a:9093,b:9093")]);
         assert!(err.contains("controller.quorum.bootstrap.servers") && err.contains("2 controllers"), "{err}");
         assert!(refusal(&[("process.roles", "broker,leader")]).contains("unknown role 'leader'"));
@@ -1042,6 +1162,81 @@ mod tests {
             let c = ServerConfig::from_entries(entries(items));
             assert!(c.is_ok(), "{items:?}: {:?}", c.err());
         }
+    }
+
+    #[test]
+    fn kraft_settings_parse_into_typed_values() {
+        // Kafka's config/server.properties for one combined node.
+        let c = ServerConfig::from_entries(entries(&[
+            ("process.roles", "broker,controller"),
+            ("node.id", "1"),
+            ("controller.quorum.bootstrap.servers", "localhost:9093"),
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+            ("advertised.listeners", "PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL"),
+        ]))
+        .expect("kafka's file");
+        let k = &c.kraft;
+        assert_eq!(k.roles, ProcessRoles { broker: true, controller: true });
+        assert_eq!(k.bootstrap_servers, vec![("localhost".to_string(), 9093)]);
+        assert!(k.voters.is_empty());
+        assert_eq!(k.inter_broker_listener_name, "PLAINTEXT");
+        assert_eq!(k.security_protocol_map.get("CONTROLLER").map(String::as_str), Some("PLAINTEXT"));
+        assert_eq!(k.security_protocol_map.get("SSL").map(String::as_str), Some("SSL"));
+
+        let c = ServerConfig::from_entries(entries(&[("node.id", "3"), ("controller.quorum.voters", " 3@[::1]:9093 ")])).expect("ipv6 voter");
+        assert_eq!(c.kraft.voters, vec![QuorumVoter { id: 3, host: "::1".into(), port: 9093 }]);
+        // Unset: one process is broker and controller; Kafka's default protocol map.
+        let c = ServerConfig::from_entries(vec![]).expect("defaults");
+        assert_eq!(c.kraft.roles, ProcessRoles { broker: true, controller: true });
+        assert_eq!(c.kraft.security_protocol_map.len(), SECURITY_PROTOCOLS.len());
+        assert_eq!(c.kraft.inter_broker_listener_name, "PLAINTEXT");
+        let c = ServerConfig::from_entries(entries(&[("process.roles", "broker")])).expect("broker only");
+        assert_eq!(c.kraft.roles, ProcessRoles { broker: true, controller: false });
+        let c = ServerConfig::from_entries(entries(&[("security.inter.broker.protocol", "PLAINTEXT")])).expect("by protocol");
+        assert_eq!(c.kraft.inter_broker_listener_name, "PLAINTEXT");
+    }
+
+    #[test]
+    fn kraft_settings_kafka_rejects_are_named_with_the_entry() {
+        let invalid = |items: &[(&str, &str)], key: &str, text: &str| {
+            let err = ServerConfig::from_entries(entries(items)).expect_err("must fail");
+            assert!(matches!(&err, ConfigError::InvalidValue { key: k, .. } if k == key), "{items:?}: {err}");
+            assert!(err.to_string().contains(text), "{items:?}: {err}");
+        };
+        invalid(&[("process.roles", "broker,broker")], "process.roles", "role 'broker' is given twice");
+        invalid(&[("controller.quorum.voters", "x@a:9093")], "controller.quorum.voters", "'x@a:9093': the id is not a node id");
+        invalid(&[("controller.quorum.voters", "-1@a:9093")], "controller.quorum.voters", "the id is not a node id");
+        invalid(&[("controller.quorum.voters", "1@a")], "controller.quorum.voters", "'1@a': expected ID@HOST:PORT");
+        invalid(&[("controller.quorum.voters", "1a:9093")], "controller.quorum.voters", "expected ID@HOST:PORT");
+        invalid(&[("controller.quorum.voters", "1@a:70000")], "controller.quorum.voters", "port is not a number");
+        invalid(&[("controller.quorum.voters", "1@:9093")], "controller.quorum.voters", "no host");
+        // Checked before the one-node refusal: a duplicate is an error in any cluster.
+        invalid(&[("controller.quorum.voters", "1@a:9093,1@b:9093")], "controller.quorum.voters", "voter 1 is listed twice");
+        invalid(&[("controller.quorum.bootstrap.servers", "a")], "controller.quorum.bootstrap.servers", "'a': expected HOST:PORT");
+        invalid(
+            &[("process.roles", "broker"), ("controller.quorum.voters", "1@a:9093")],
+            "controller.quorum.voters",
+            "node.id 1 is a voter but process.roles has no controller",
+        );
+        invalid(
+            &[("inter.broker.listener.name", "PLAINTEXT"), ("security.inter.broker.protocol", "PLAINTEXT")],
+            "inter.broker.listener.name",
+            "only one of",
+        );
+        invalid(&[("inter.broker.listener.name", "REPLICATION")], "inter.broker.listener.name", "REPLICATION is not in advertised.listeners");
+        invalid(
+            &[
+                ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+                ("controller.listener.names", "CONTROLLER"),
+                ("inter.broker.listener.name", "CONTROLLER"),
+            ],
+            "inter.broker.listener.name",
+            "CONTROLLER is a controller listener",
+        );
+        invalid(&[("security.inter.broker.protocol", "TLS")], "security.inter.broker.protocol", "unknown security protocol 'TLS'");
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub enum MetadataError {
         /// What went wrong.
         reason: String,
     },
+    /// No controller leader took the change: nothing was appended, it can be
+    /// retried (Kafka's NOT_CONTROLLER).
+    #[error("no active controller: {0}")]
+    NotController(String),
+    /// The change may or may not be committed, or it is committed but was not
+    /// applied on this controller in time (Kafka's REQUEST_TIMED_OUT).
+    #[error("metadata change outcome unknown: {0}")]
+    CommitUncertain(String),
     /// A record could not be encoded.
     #[error("metadata log: cannot encode record: {0}")]
     Encode(String),

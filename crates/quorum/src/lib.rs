@@ -24,12 +24,14 @@ mod quorum;
 mod runtime;
 #[cfg(test)]
 mod sim;
+mod sink;
 mod state_machine;
 mod types;
 
 pub use log_store::{LogStore, LOG_FILE, LOG_START_FILE, QUORUM_STATE_FILE};
 pub use runtime::{seed_thread_rng, QuorumRuntime};
-pub use state_machine::{Committed, MetadataState, ReplayImage, State, StateMachine, SNAPSHOT_FILE};
+pub use sink::QuorumSink;
+pub use state_machine::{Committed, StateMachine, SNAPSHOT_FILE};
 pub use types::{Applied, Entry, LogId, NodeId, Proposal, Raft, StorageError, TypeConfig, Vote};
 pub use network::{PeerTimes, ProposeError, CONNECT_TIMEOUT, FRAME_TIMEOUT, IDLE_TIMEOUT, MAX_FRAME_BYTES};
 pub use quorum::{random_cluster_id, Quorum, QuorumDescription, QuorumError, QuorumOptions, VoterState, METADATA_DIR};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use metadata::{Image, MetadataRecord};
+use metadata::{Image, ImageDelta, MetadataRecord};
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, RaftMetrics, RaftNetworkFactory, ServerState, SnapshotPolicy};
 use rand::RngCore;
@@ -52,6 +52,15 @@ pub enum QuorumError {
     /// connection to it broke after it was sent).
     #[error("proposal outcome unknown: {0}")]
     Uncertain(String),
+    /// The proposal was committed at `offset`, but this node did not apply
+    /// it in time, or applied it by a snapshot (so its delta is unknown here).
+    #[error("committed at offset {offset} but {reason}")]
+    NotApplied {
+        /// The entry's offset.
+        offset: u64,
+        /// Why its delta is not available here.
+        reason: String,
+    },
     /// openraft stopped or refused.
     #[error("metadata quorum: {0}")]
     Raft(String),
@@ -269,6 +278,32 @@ impl Quorum {
             }
             let mut metrics = self.raft.metrics();
             let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+        }
+    }
+
+    /// As [`Quorum::propose`], and then waits until this node has applied the
+    /// entry too; answers its offset and what it changed in the image.
+    pub async fn propose_and_apply(&self, records: Vec<MetadataRecord>) -> Result<(u64, Arc<ImageDelta>), QuorumError> {
+        // Subscribed before proposing, so the entry's event cannot be missed.
+        let mut events = self.subscribe();
+        let offset = self.propose(records).await?;
+        let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        let not_applied = |reason: String| QuorumError::NotApplied { offset, reason };
+        loop {
+            let event = match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(event) => event,
+                Err(_) => return Err(not_applied(format!("node {} did not apply it within {:?}", self.node_id, self.propose_timeout))),
+            };
+            match event {
+                Ok(Committed::Records { offset: at, delta, .. }) if at == offset => return Ok((offset, delta)),
+                Ok(Committed::Snapshot { offset: at }) if at >= offset => return Err(not_applied("a snapshot covered it here".into())),
+                Ok(Committed::Records { offset: at, .. } | Committed::ClusterId { offset: at, .. }) if at > offset => {
+                    return Err(not_applied(format!("node {} applied past it without seeing it", self.node_id)));
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => return Err(not_applied("this node's event stream lagged".into())),
+                Err(broadcast::error::RecvError::Closed) => return Err(not_applied("the state machine stopped".into())),
+            }
         }
     }
 

@@ -1,12 +1,16 @@
 //! The quorum's state machine: committed entries applied to a metadata
 //! [`Image`], snapshots of it kept durably in `quorum-snapshot`, and a stream
-//! of what was committed for the metadata publisher.
+//! of what was committed, with what it changed, for the metadata publisher.
+//!
+//! A snapshot holds the records that rebuild the image ([`Image::to_records`],
+//! the content of the single-node log's snapshots too), so its size follows
+//! the cluster's size, not the length of its history.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use metadata::{Image, MetadataRecord};
+use metadata::{Image, ImageDelta, MetadataRecord};
 use openraft::storage::RaftStateMachine;
 use openraft::{BasicNode, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, RaftLogId, Snapshot, SnapshotMeta, StoredMembership};
 use parking_lot::Mutex;
@@ -20,57 +24,6 @@ pub const SNAPSHOT_FILE: &str = "quorum-snapshot";
 /// How many committed events a subscriber may fall behind before it lags.
 const EVENTS_CAPACITY: usize = 4096;
 
-/// What the state machine keeps: an image that records are applied to and
-/// that can be snapshotted and restored. [`ReplayImage`] is the implementation
-/// until `metadata::Image` is snapshottable itself; only this trait and the
-/// [`State`] alias need to change then.
-pub trait MetadataState: Default + Clone + Send + Sync + 'static {
-    /// Applies one committed record.
-    fn apply(&mut self, record: &MetadataRecord);
-    /// The image as of the last applied record.
-    fn image(&self) -> &Image;
-    /// The snapshot of this state.
-    fn to_json(&self) -> serde_json::Value;
-    /// Restores a state from [`MetadataState::to_json`]'s output.
-    fn from_json(value: serde_json::Value) -> Result<Self, String>;
-}
-
-/// An image that snapshots as the records that built it (`Image` has no
-/// serialized form yet). Correct, but the snapshot grows with the history.
-#[derive(Debug, Clone, Default)]
-pub struct ReplayImage {
-    image: Image,
-    records: Vec<MetadataRecord>,
-}
-
-impl MetadataState for ReplayImage {
-    fn apply(&mut self, record: &MetadataRecord) {
-        // The delta is for a metadata publisher; none is wired to the quorum yet.
-        self.image.apply(record, &mut metadata::ImageDelta::default());
-        self.records.push(record.clone());
-    }
-
-    fn image(&self) -> &Image {
-        &self.image
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.records).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn from_json(value: serde_json::Value) -> Result<Self, String> {
-        let records: Vec<MetadataRecord> = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        let mut state = ReplayImage::default();
-        for record in &records {
-            state.apply(record);
-        }
-        Ok(state)
-    }
-}
-
-/// The state implementation the quorum uses.
-pub type State = ReplayImage;
-
 /// One committed change, in log order, as the metadata publisher sees it.
 #[derive(Debug, Clone)]
 pub enum Committed {
@@ -83,6 +36,8 @@ pub enum Committed {
         epoch: u64,
         /// The records, already applied to the image.
         records: Arc<Vec<MetadataRecord>>,
+        /// What the records changed in the image.
+        delta: Arc<ImageDelta>,
     },
     /// The cluster id was agreed at `offset`.
     ClusterId {
@@ -103,7 +58,8 @@ pub enum Committed {
 #[derive(Serialize, Deserialize)]
 struct SnapshotData {
     cluster_id: Option<String>,
-    state: serde_json::Value,
+    /// Records that rebuild the image from an empty one.
+    records: Vec<MetadataRecord>,
 }
 
 /// The snapshot file: openraft's meta and the data.
@@ -117,7 +73,7 @@ struct Inner {
     dir: PathBuf,
     last_applied: Option<LogId>,
     membership: StoredMembership<NodeId, BasicNode>,
-    state: State,
+    image: Image,
     cluster_id: Option<String>,
     snapshot: Option<SnapshotFile>,
     built: u64,
@@ -134,9 +90,9 @@ fn snapshot_error(e: impl std::fmt::Display) -> StorageError {
     StorageError::from_io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, std::io::Error::other(e.to_string()))
 }
 
-fn decode_data(bytes: &[u8]) -> Result<(Option<String>, State), String> {
+fn decode_data(bytes: &[u8]) -> Result<(Option<String>, Image), String> {
     let data: SnapshotData = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    Ok((data.cluster_id, State::from_json(data.state)?))
+    Ok((data.cluster_id, Image::from_records(&data.records)))
 }
 
 impl StateMachine {
@@ -149,9 +105,9 @@ impl StateMachine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let (mut last_applied, mut membership, mut state, mut cluster_id) = (None, StoredMembership::default(), State::default(), None);
+        let (mut last_applied, mut membership, mut image, mut cluster_id) = (None, StoredMembership::default(), Image::default(), None);
         if let Some(file) = &snapshot {
-            (cluster_id, state) = decode_data(&file.data).map_err(invalid)?;
+            (cluster_id, image) = decode_data(&file.data).map_err(invalid)?;
             last_applied = file.meta.last_log_id;
             membership = file.meta.last_membership.clone();
         }
@@ -161,7 +117,7 @@ impl StateMachine {
                 dir: dir.to_path_buf(),
                 last_applied,
                 membership,
-                state,
+                image,
                 cluster_id,
                 snapshot,
                 built: 0,
@@ -178,7 +134,7 @@ impl StateMachine {
     /// The image as of the last applied entry, and that entry's index.
     pub fn image(&self) -> (Image, Option<u64>) {
         let inner = self.inner.lock();
-        (inner.state.image().clone(), inner.last_applied.map(|id| id.index))
+        (inner.image.clone(), inner.last_applied.map(|id| id.index))
     }
 
     /// The agreed cluster id, once committed.
@@ -200,7 +156,7 @@ impl Inner {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let mut inner = self.inner.lock();
-        let data = SnapshotData { cluster_id: inner.cluster_id.clone(), state: inner.state.to_json() };
+        let data = SnapshotData { cluster_id: inner.cluster_id.clone(), records: inner.image.to_records() };
         let data = serde_json::to_vec(&data).map_err(snapshot_error)?;
         inner.built += 1;
         let snapshot_id = match inner.last_applied {
@@ -239,14 +195,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     inner.membership = StoredMembership::new(Some(log_id), membership);
                 }
                 EntryPayload::Normal(Proposal::Records(records)) => {
-                    for record in &records {
-                        inner.state.apply(record);
-                    }
+                    let delta = inner.image.apply_all(&records);
                     // No subscriber is not an error.
                     let _ = inner.events.send(Committed::Records {
                         offset: log_id.index,
                         epoch: log_id.leader_id.term,
                         records: Arc::new(records),
+                        delta: Arc::new(delta),
                     });
                 }
                 EntryPayload::Normal(Proposal::ClusterId(id)) => {
@@ -275,12 +230,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let (cluster_id, state) = decode_data(&data).map_err(snapshot_error)?;
+        let (cluster_id, image) = decode_data(&data).map_err(snapshot_error)?;
         let mut inner = self.inner.lock();
         let file = SnapshotFile { meta: meta.clone(), data };
         inner.persist(&file)?;
         inner.snapshot = Some(file);
-        inner.state = state;
+        inner.image = image;
         inner.cluster_id = cluster_id;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
@@ -295,5 +250,87 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: file.meta.clone(),
             snapshot: Box::new(Cursor::new(file.data.clone())),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metadata::{ConfigRecord, PartitionRecord, TopicRecord, Uuid, RESOURCE_TOPIC};
+    use openraft::CommittedLeaderId;
+
+    fn entry(index: u64, records: Vec<MetadataRecord>) -> Entry {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(Proposal::Records(records)) }
+    }
+
+    /// The same topic's partition and config rewritten: the image does not grow.
+    fn churn(topic_id: Uuid, round: u64) -> Vec<MetadataRecord> {
+        let leader = 1 + (round % 3) as i32;
+        vec![
+            MetadataRecord::Partition(PartitionRecord {
+                topic_id,
+                partition: 0,
+                replicas: vec![1, 2, 3],
+                isr: vec![1, 2, 3],
+                leader,
+                leader_epoch: 5,
+            }),
+            MetadataRecord::Config(ConfigRecord {
+                resource_type: RESOURCE_TOPIC,
+                resource_name: "t".into(),
+                name: "retention.ms".into(),
+                value: Some(format!("{}", 1000 + round % 9)),
+            }),
+        ]
+    }
+
+    async fn snapshot_bytes(sm: &mut StateMachine) -> Vec<u8> {
+        sm.get_snapshot_builder().await.build_snapshot().await.expect("snapshot").snapshot.into_inner()
+    }
+
+    #[tokio::test]
+    async fn snapshots_hold_the_image_not_the_history_and_applies_yield_deltas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = StateMachine::open(dir.path()).expect("open");
+        let mut events = sm.subscribe();
+        let topic_id = Uuid::from_u128(7);
+        let create = vec![MetadataRecord::Topic(TopicRecord { name: "t".into(), topic_id })];
+        sm.apply([entry(1, create), entry(2, churn(topic_id, 0))]).await.expect("apply");
+        let first = snapshot_bytes(&mut sm).await;
+
+        for round in 1..=200 {
+            sm.apply([entry(2 + round, churn(topic_id, round))]).await.expect("apply");
+        }
+        let later = snapshot_bytes(&mut sm).await;
+        assert_eq!(later.len(), first.len(), "202 entries later the snapshot has the same size");
+
+        // Every applied batch came with its own delta.
+        match events.try_recv().expect("the creation") {
+            Committed::Records { offset: 1, delta, .. } => assert_eq!(delta.created_topics, [topic_id].into()),
+            other => panic!("{other:?}"),
+        }
+        match events.try_recv().expect("the first change") {
+            Committed::Records { offset: 2, delta, .. } => {
+                assert!(delta.topic_configs.contains(&topic_id));
+                assert_eq!(delta.partitions_of(topic_id).map(|(p, c)| (p, c.new.leader)).collect::<Vec<_>>(), vec![(0, 1)]);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // The snapshot on disk rebuilds the same image, at the same offset.
+        let (image, offset) = sm.image();
+        assert_eq!(offset, Some(202));
+        assert_eq!(image.topic("t").map(|t| t.configs.get("retention.ms").cloned()), Some(Some("1002".into())));
+        let reopened = StateMachine::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.image(), (image.clone(), Some(202)));
+
+        // A follower installing that snapshot gets the same image and hears of the jump.
+        let other = tempfile::tempdir().expect("tempdir");
+        let mut follower = StateMachine::open(other.path()).expect("open");
+        let mut follower_events = follower.subscribe();
+        let snapshot = sm.get_current_snapshot().await.expect("current").expect("a snapshot");
+        follower.install_snapshot(&snapshot.meta, snapshot.snapshot).await.expect("install");
+        assert_eq!(follower.image(), (image, Some(202)));
+        assert!(matches!(follower_events.try_recv(), Ok(Committed::Snapshot { offset: 202 })));
     }
 }

@@ -38,6 +38,27 @@ async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+fn node_dir(root: &std::path::Path, id: u64) -> PathBuf {
+    root.join(format!("n{id}")).join(quorum::METADATA_DIR)
+}
+
+/// Three voters on OS-chosen loopback ports, directories under `root`.
+async fn start_three(root: &std::path::Path, options: QuorumOptions) -> (Vec<Option<Quorum>>, Vec<(NodeId, String)>) {
+    let mut listeners = Vec::new();
+    let mut voters = Vec::new();
+    for id in 1..=3u64 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        voters.push((id, listener.local_addr().expect("addr").to_string()));
+        listeners.push(listener);
+    }
+    let mut nodes = Vec::new();
+    for (listener, (id, _)) in listeners.into_iter().zip(&voters) {
+        let q = Quorum::start_on(listener, *id, voters.clone(), &node_dir(root, *id), options.clone()).await.expect("start");
+        nodes.push(Some(q));
+    }
+    (nodes, voters)
+}
+
 /// The leader all running nodes agree on.
 async fn agreed_leader(nodes: &[Option<Quorum>]) -> NodeId {
     until("a leader all nodes agree on", || {
@@ -54,38 +75,39 @@ fn topic_names(q: &Quorum) -> Vec<String> {
     q.image().0.topics().map(|t| t.name.clone()).collect()
 }
 
-/// Drains the committed records a subscriber saw: (offset, topic names).
-fn drain(rx: &mut broadcast::Receiver<Committed>, seen: &mut Vec<(u64, Vec<String>)>) {
+/// Drains the committed records a subscriber saw: (offset, topic names), in
+/// order. A follower that fell behind the leader's purged log (the tests keep
+/// no log behind a snapshot) gets a snapshot instead of the entries it covers:
+/// those are taken from `expected`, which the image checks cover.
+fn drain(rx: &mut broadcast::Receiver<Committed>, expected: &[(u64, Vec<String>)]) -> Vec<(u64, Vec<String>)> {
+    let mut seen = Vec::new();
     while let Ok(event) = rx.try_recv() {
-        if let Committed::Records { offset, records, .. } = event {
-            let names = records
-                .iter()
-                .filter_map(|r| match r {
-                    MetadataRecord::Topic(t) => Some(t.name.clone()),
-                    _ => None,
-                })
-                .collect();
-            seen.push((offset, names));
+        match event {
+            Committed::Records { offset, records, .. } => {
+                let names = records
+                    .iter()
+                    .filter_map(|r| match r {
+                        MetadataRecord::Topic(t) => Some(t.name.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                seen.push((offset, names));
+            }
+            Committed::Snapshot { offset } => {
+                let after = seen.last().map_or(0, |(o, _)| *o);
+                seen.extend(expected.iter().filter(|(o, _)| *o > after && *o <= offset).cloned());
+            }
+            Committed::ClusterId { .. } => {}
         }
     }
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_controllers_elect_commit_fail_over_and_catch_up() {
     let root = tempfile::tempdir().expect("tempdir");
-    let mut listeners = Vec::new();
-    let mut voters = Vec::new();
-    for id in 1..=3u64 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        voters.push((id, listener.local_addr().expect("addr").to_string()));
-        listeners.push(listener);
-    }
-    let dir = |id: u64| -> PathBuf { root.path().join(format!("n{id}")).join(quorum::METADATA_DIR) };
-    let mut nodes: Vec<Option<Quorum>> = Vec::new();
-    for (listener, (id, _)) in listeners.into_iter().zip(&voters) {
-        let q = Quorum::start_on(listener, *id, voters.clone(), &dir(*id), options()).await.expect("start");
-        nodes.push(Some(q));
-    }
+    let dir = |id: u64| -> PathBuf { node_dir(root.path(), id) };
+    let (mut nodes, voters) = start_three(root.path(), options()).await;
     let mut subscribers: Vec<_> = nodes.iter().flatten().map(|q| q.subscribe()).collect();
 
     // A leader, and one cluster id agreed by all.
@@ -115,8 +137,7 @@ async fn three_controllers_elect_commit_fail_over_and_catch_up() {
     // Every node applies every committed batch, in order.
     for (q, rx) in nodes.iter().flatten().zip(subscribers.iter_mut()) {
         until("every node applying the proposals", || (q.image().1 >= Some(last)).then_some(())).await;
-        let mut seen = Vec::new();
-        drain(rx, &mut seen);
+        let seen = drain(rx, &expected);
         assert_eq!(seen, expected, "node {} committed sequence", q.node_id());
     }
 
@@ -204,4 +225,86 @@ async fn bad_frames_close_the_connection_and_the_node_keeps_serving() {
     assert_eq!(topic_names(&q), vec!["after-garbage".to_owned()]);
     assert_eq!(q.describe().leader, Some(1));
     q.shutdown().await;
+}
+
+/// The controller's `MetadataSink` on the quorum: a follower's
+/// `append_and_commit` goes through the leader and answers the delta of
+/// exactly its change; with no leader it is NOT_CONTROLLER-like.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_sink_commits_from_a_follower_and_answers_its_delta() {
+    use metadata::{MetadataError, MetadataSink, PartitionRecord};
+    use quorum::QuorumSink;
+    use std::sync::Arc;
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut options = options();
+    options.propose_timeout = Duration::from_secs(3);
+    // Log kept behind snapshots: a slow follower catches up by entries, so
+    // its own change's delta is seen here (a snapshot would hide it).
+    options.raft.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(1000);
+    options.raft.max_in_snapshot_log_to_keep = 100;
+    let (nodes, _) = start_three(root.path(), options).await;
+    let leader = agreed_leader(&nodes).await;
+    let nodes: Vec<Arc<Quorum>> = nodes.into_iter().flatten().map(Arc::new).collect();
+    let follower = nodes.iter().find(|q| q.node_id() != leader).expect("a follower").clone();
+
+    let topic_id = Uuid::new_v4();
+    let records = vec![
+        MetadataRecord::Topic(TopicRecord { name: "via-sink".into(), topic_id }),
+        MetadataRecord::Partition(PartitionRecord { topic_id, partition: 0, replicas: vec![1, 2, 3], isr: vec![1, 2, 3], leader: 1, leader_epoch: 0 }),
+    ];
+    // Inside the runtime (block_in_place) as the controller's handlers call it.
+    let mut sink: Box<dyn MetadataSink> = Box::new(QuorumSink::new(follower.clone(), tokio::runtime::Handle::current()));
+    let committed = sink.append_and_commit(&records, 0).expect("append_and_commit from a follower");
+    assert_eq!(committed.delta.created_topics, [topic_id].into());
+    assert_eq!(committed.delta.partitions_of(topic_id).map(|(p, c)| (p, c.old.is_none(), c.new.leader)).collect::<Vec<_>>(), vec![(0, true, 1)]);
+    assert!(committed.delta.deleted_topics.is_empty() && committed.delta.topic_configs.is_empty());
+    assert_eq!(sink.image().topic("via-sink").map(|t| t.id), Some(topic_id), "the sink's image has the change");
+
+    // Outside any runtime (a plain thread) it waits on the quorum's runtime;
+    // the delta is only that change, not the one before.
+    let second_id = Uuid::new_v4();
+    let second = vec![MetadataRecord::Topic(TopicRecord { name: "from-a-thread".into(), topic_id: second_id })];
+    let (sink, second_committed) = tokio::task::spawn_blocking(move || {
+        std::thread::spawn(move || {
+            let c = sink.append_and_commit(&second, 0);
+            (sink, c)
+        })
+        .join()
+        .expect("thread")
+    })
+    .await
+    .expect("join");
+    let second_committed = second_committed.expect("append_and_commit from a plain thread");
+    assert!(second_committed.last_offset > committed.last_offset);
+    assert_eq!(second_committed.delta.created_topics, [second_id].into());
+    assert!(second_committed.delta.partitions.is_empty());
+
+    // Every node ends with the same image.
+    let last = second_committed.last_offset as u64;
+    for q in &nodes {
+        until("every node applying the sink's changes", || (q.image().1 >= Some(last)).then_some(())).await;
+    }
+    let images: Vec<_> = nodes.iter().map(|q| q.image().0).collect();
+    assert!(images.windows(2).all(|w| w[0] == w[1]), "images differ: {images:?}");
+    assert_eq!(&images[0], sink.image());
+    drop(sink);
+
+    // With the other two gone there is no leader: nothing is appended and the
+    // error says so (the broker maps it to NOT_CONTROLLER).
+    let mut alone = None;
+    for q in nodes {
+        if q.node_id() == follower.node_id() {
+            alone = Some(q);
+        } else {
+            Arc::try_unwrap(q).ok().expect("only the test holds the node").shutdown().await;
+        }
+    }
+    let alone = alone.expect("the follower");
+    drop(follower);
+    let mut sink = QuorumSink::new(alone.clone(), tokio::runtime::Handle::current());
+    let err = sink.append_and_commit(&[topic("no-leader")], 0).expect_err("no leader");
+    assert!(matches!(err, MetadataError::NotController(_)), "{err}");
+    drop(sink);
+    Arc::try_unwrap(alone).ok().expect("only the test holds the node").shutdown().await;
 }
