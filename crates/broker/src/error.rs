@@ -43,6 +43,8 @@ impl BrokerError {
                 StorageError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
                 _ => ResponseError::KafkaStorageError,
             },
+            BrokerError::Metadata(metadata::MetadataError::NotController(_)) => ResponseError::NotController,
+            BrokerError::Metadata(metadata::MetadataError::CommitUncertain(_)) => ResponseError::RequestTimedOut,
             BrokerError::Metadata(_) => ResponseError::KafkaStorageError,
             BrokerError::Kafka { error, .. } => *error,
         }
@@ -56,3 +58,16 @@ impl BrokerError {
 
 /// Result of broker operations.
 pub type Result<T> = std::result::Result<T, BrokerError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quorum_without_leader_is_not_controller_and_an_unknown_outcome_a_timeout() {
+        let not_controller = BrokerError::from(metadata::MetadataError::NotController("no leader".into()));
+        assert_eq!(not_controller.response_error(), ResponseError::NotController);
+        let uncertain = BrokerError::from(metadata::MetadataError::CommitUncertain("timed out".into()));
+        assert_eq!(uncertain.response_error(), ResponseError::RequestTimedOut);
+    }
+}
