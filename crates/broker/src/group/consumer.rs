@@ -433,6 +433,13 @@ impl ConsumerGroup {
         std::mem::take(&mut self.pending_records)
     }
 
+    /// Puts records that could not be written back in front of the pending
+    /// ones, so the next write stores them first.
+    pub(crate) fn requeue_records(&mut self, mut records: Vec<Record>) {
+        records.append(&mut self.pending_records);
+        self.pending_records = records;
+    }
+
     /// Tombstones for every record of the group, the group epoch's last (DeleteGroups).
     pub(crate) fn tombstones(&self) -> Vec<Record> {
         let ids: BTreeSet<&String> = self.members.keys().chain(self.target.keys()).collect();

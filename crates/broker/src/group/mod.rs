@@ -306,8 +306,9 @@ impl GroupCoordinator {
 
     /// Writes the records of a group's membership changes, in one append. When
     /// the append fails, a classic group goes back to its last stored record
-    /// (answers still pending are dropped: their members rejoin); a consumer
-    /// group is rolled back by the caller, which holds its state from before.
+    /// (members waiting in JoinGroup/SyncGroup get the error and rejoin); a
+    /// consumer group is rolled back by its heartbeat, which holds its state
+    /// from before, and keeps the records to write them with the next change.
     /// Errors with the code the client gets ([`append_error`]).
     pub(crate) fn persist_membership(&self, id: &str, group: &mut Group, now: i64) -> std::result::Result<(), ResponseError> {
         let records = group.take_records(id);
@@ -315,6 +316,9 @@ impl GroupCoordinator {
             Some(StoredValue::ClassicGroup(v)) => Some(v.clone()),
             _ => None,
         });
+        // A consumer group's records are kept for a retry: a timer's change
+        // (a session expiry) has no caller to undo it.
+        let retry = if matches!(group.membership, Membership::Consumer(_)) { records.clone() } else { Vec::new() };
         match self.write(id, records, now) {
             Ok(()) => {
                 if classic.is_some() {
@@ -328,13 +332,16 @@ impl GroupCoordinator {
             Err(e) => {
                 tracing::error!(group = %id, error = %e, "cannot store group metadata; the change is undone");
                 let code = append_error(e.response_error(), false);
-                if let Membership::Classic(g) = &mut group.membership {
-                    g.fail_waiting(code);
-                    let restored = match &group.stored_classic {
-                        Some(v) => ClassicGroup::restore(v.clone(), now),
-                        None => ClassicGroup::new(now),
-                    };
-                    group.membership = Membership::Classic(restored);
+                match &mut group.membership {
+                    Membership::Classic(g) => {
+                        g.fail_waiting(code);
+                        let restored = match &group.stored_classic {
+                            Some(v) => ClassicGroup::restore(v.clone(), now),
+                            None => ClassicGroup::new(now),
+                        };
+                        group.membership = Membership::Classic(restored);
+                    }
+                    Membership::Consumer(g) => g.requeue_records(retry),
                 }
                 Err(code)
             }

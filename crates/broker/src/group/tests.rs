@@ -393,3 +393,27 @@ fn a_consumer_heartbeat_that_cannot_be_stored_is_refused_and_undone() {
     assert_eq!(e.error, ResponseError::NotCoordinator);
     assert!(!c.lock().contains_key("new"), "a group that could not be stored is not kept");
 }
+
+#[test]
+fn a_session_expiry_that_cannot_be_stored_is_stored_with_the_next_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config();
+    let session = i64::from(cfg.consumer_session_timeout_ms);
+    let c = coordinator(dir.path(), cfg.clone(), 0);
+    c.consumer_heartbeat("cg", join("a"), &Topics, 0).expect("a joins");
+    c.consumer_heartbeat("cg", join("b"), &Topics, 0).expect("b joins");
+    let epoch = c.consumer_heartbeat("cg", beat("a", 1, &[0, 1]), &Topics, session - 1).expect("a heartbeats").member_epoch;
+    // For a while the group's partition cannot be written.
+    let failed_dir = tempfile::tempdir().expect("tempdir");
+    let (failed, health) = failing_coordinator(failed_dir.path(), cfg.clone());
+    health.fail(&"disk gone");
+    let healthy = std::mem::replace(&mut *c.topic.write(), failed.topic.read().clone());
+    c.tick(session); // b expires: its tombstones cannot be written
+    assert_eq!(snapshot(&c, "cg").3.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), vec!["a"]);
+    *c.topic.write() = healthy;
+    c.consumer_heartbeat("cg", beat("a", epoch, &[0]), &Topics, session + 1).expect("a heartbeats");
+    let expired = snapshot(&c, "cg");
+    drop(c);
+    let c = coordinator(dir.path(), cfg, session + 2);
+    assert_eq!(snapshot(&c, "cg"), expired, "the expiry was stored with the next heartbeat");
+}
