@@ -637,16 +637,39 @@ impl ClassicGroup {
                         m.assignment = given.remove(&m.id).unwrap_or_default();
                     }
                     self.set_state(ClassicState::Stable, now);
+                    // The members get their assignments once it is stored
+                    // (`release_syncs`), never before.
                     self.dirty = true;
-                    let ids: Vec<String> = self.members.keys().cloned().collect();
-                    for id in ids {
-                        let resp = self.sync_response(&id);
-                        if let Some(tx) = self.members.get_mut(&id).and_then(|m| m.awaiting_sync.take()) {
-                            let _ = tx.send(resp);
-                        }
-                    }
                 }
                 Answer::Later(rx)
+            }
+        }
+    }
+
+    /// Answers the members waiting for their assignment, once the stable
+    /// generation is stored.
+    pub(crate) fn release_syncs(&mut self) {
+        if self.state != ClassicState::Stable {
+            return;
+        }
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            let resp = self.sync_response(&id);
+            if let Some(tx) = self.members.get_mut(&id).and_then(|m| m.awaiting_sync.take()) {
+                let _ = tx.send(resp);
+            }
+        }
+    }
+
+    /// Answers every waiting JoinGroup and SyncGroup with `error`: what the
+    /// group decided could not be stored.
+    pub(crate) fn fail_waiting(&mut self, error: ResponseError) {
+        for m in self.members.values_mut() {
+            if let Some(tx) = m.awaiting_join.take() {
+                let _ = tx.send(join_error(error, &m.id));
+            }
+            if let Some(tx) = m.awaiting_sync.take() {
+                let _ = tx.send(sync_error(error));
             }
         }
     }
@@ -842,7 +865,10 @@ mod tests {
             vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))],
             6_002,
         );
-        assert_eq!(later(sync_a).try_recv().expect("leader synced").assignment, Bytes::from_static(b"A"));
+        let mut rx_sync_a = later(sync_a);
+        assert!(rx_sync_a.try_recv().is_err(), "no assignment before it is stored");
+        group.release_syncs();
+        assert_eq!(rx_sync_a.try_recv().expect("leader synced").assignment, Bytes::from_static(b"A"));
         assert_eq!(rx_sync_b.try_recv().expect("follower synced").assignment, Bytes::from_static(b"B"));
         assert_eq!(group.state, ClassicState::Stable);
         assert!(group.dirty, "a stable generation is stored");
@@ -860,6 +886,7 @@ mod tests {
         let _ = group.sync(&b, None, gen, (None, None), vec![], 1);
         let _ = group.sync(&a, None, gen, (None, None), vec![], 1);
         assert_eq!(group.state, ClassicState::Stable);
+        group.release_syncs(); // as the coordinator does once the generation is stored
         (group, a, b)
     }
 

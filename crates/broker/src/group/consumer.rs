@@ -337,6 +337,7 @@ pub(crate) struct Description {
 }
 
 /// One KIP-848 consumer group.
+#[derive(Clone)] // the coordinator keeps a copy to undo a change it could not store
 pub(crate) struct ConsumerGroup {
     /// The group id (the records' keys name it).
     id: String,
@@ -430,6 +431,13 @@ impl ConsumerGroup {
     /// The records describing the changes since the last call.
     pub(crate) fn take_records(&mut self) -> Vec<Record> {
         std::mem::take(&mut self.pending_records)
+    }
+
+    /// Puts records that could not be written back in front of the pending
+    /// ones, so the next write stores them first.
+    pub(crate) fn requeue_records(&mut self, mut records: Vec<Record>) {
+        records.append(&mut self.pending_records);
+        self.pending_records = records;
     }
 
     /// Tombstones for every record of the group, the group epoch's last (DeleteGroups).
@@ -1006,22 +1014,20 @@ impl GroupCoordinator {
     ) -> Result<HeartbeatReply, GroupError> {
         let mut groups = self.groups.lock();
         let joining = req.member_epoch == 0;
-        // What the group was before this join created or converted it.
-        let mut before: Option<Option<Membership>> = None;
+        // What the group was before this request (None: it did not exist), to
+        // undo a refused or unstored change.
+        let before: Option<Membership>;
         match groups.get_mut(group_id) {
             None if joining => {
-                before = Some(None);
-                groups.insert(
-                    group_id.to_string(),
-                    Group { membership: Membership::Consumer(ConsumerGroup::new(group_id, now)), offsets: BTreeMap::new() },
-                );
+                before = None;
+                groups.insert(group_id.to_string(), Group::new(Membership::Consumer(ConsumerGroup::new(group_id, now))));
             }
             None => return fail(ResponseError::GroupIdNotFound, format!("Group {group_id} not found.")),
             Some(group) => match &group.membership {
-                Membership::Consumer(_) => {}
+                Membership::Consumer(consumer) => before = Some(Membership::Consumer(consumer.clone())),
                 Membership::Classic(classic) if joining && classic.is_empty() => {
                     let consumer = Membership::Consumer(ConsumerGroup::new(group_id, now));
-                    before = Some(Some(std::mem::replace(&mut group.membership, consumer)));
+                    before = Some(std::mem::replace(&mut group.membership, consumer));
                 }
                 Membership::Classic(_) => {
                     return fail(ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."))
@@ -1034,19 +1040,21 @@ impl GroupCoordinator {
         let Membership::Consumer(consumer) = &mut group.membership else {
             return fail(ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."));
         };
-        let result = consumer.heartbeat(group_id, req, &self.config, topics, now);
+        let mut result = consumer.heartbeat(group_id, req, &self.config, topics, now);
+        if result.is_ok() {
+            if let Err(error) = self.persist_membership(group_id, group, now) {
+                result = fail(error, format!("The records of group {group_id} could not be stored."));
+            }
+        }
         if result.is_err() {
-            // The join failed: leave the group as it was.
+            // Refused, or not stored: leave the group as it was.
             match before {
-                Some(Some(classic)) => group.membership = classic,
-                Some(None) => {
+                Some(membership) => group.membership = membership,
+                None => {
                     groups.remove(group_id);
                 }
-                None => {}
             }
-            return result;
         }
-        self.persist_membership(group_id, group, now);
         result
     }
 
@@ -1393,15 +1401,22 @@ mod tests {
         let topics = topics(1);
         {
             let mut groups = coordinator.lock();
-            groups.insert("empty".into(), Group { membership: Membership::Classic(ClassicGroup::new(0)), offsets: BTreeMap::new() });
+            groups.insert("empty".into(), Group::new(Membership::Classic(ClassicGroup::new(0))));
         }
+        // Without an offsets topic nothing can be stored: the join is refused and undone.
+        let e = coordinator.consumer_heartbeat("empty", join("a"), &topics, 0).unwrap_err();
+        assert_eq!(e.error, ResponseError::CoordinatorNotAvailable);
+        assert!(matches!(coordinator.lock().get("empty").map(|g| &g.membership), Some(Membership::Classic(_))));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = storage::Log::open(&dir.path().join("__consumer_offsets-0"), storage::LogConfig::default(), true).expect("log");
+        let partition = crate::partition::Partition::new(super::super::OFFSETS_TOPIC.into(), Uuid::nil(), 0, log, 0);
+        coordinator.load(vec![std::sync::Arc::new(partition)], 0).expect("load");
         // Heartbeats other than a join need an existing consumer group.
         let e = coordinator.consumer_heartbeat("nope", beat("a", 1, &[]), &topics, 0).unwrap_err();
         assert_eq!(e.error, ResponseError::GroupIdNotFound);
         let e = coordinator.consumer_heartbeat("empty", beat("a", 1, &[]), &topics, 0).unwrap_err();
         assert_eq!((e.error, e.message.as_str()), (ResponseError::GroupIdNotFound, "Group empty is not a consumer group."));
-        // A join turns the empty classic group into a consumer group (no offsets topic here, so
-        // storing the epoch fails and is only logged).
+        // A join turns the empty classic group into a consumer group.
         let r = coordinator.consumer_heartbeat("empty", join("a"), &topics, 0).unwrap();
         assert_eq!(r.member_epoch, 1);
         let described = coordinator.consumer_describe(&["empty".into(), "nope".into()]);

@@ -29,7 +29,7 @@ use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use classic::ClassicGroup;
 use consumer::ConsumerGroup;
-use store::{OffsetValue, StoredKey, StoredValue};
+use store::{ClassicGroupValue, OffsetValue, StoredKey, StoredValue};
 
 /// The internal topic holding groups and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -68,11 +68,19 @@ pub(crate) enum Membership {
 pub(crate) struct Group {
     pub(crate) membership: Membership,
     pub(crate) offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// The classic group's record as last stored: what the group goes back to
+    /// when storing a change fails.
+    pub(crate) stored_classic: Option<ClassicGroupValue>,
 }
 
 impl Group {
     fn classic(now: i64) -> Group {
-        Group { membership: Membership::Classic(ClassicGroup::new(now)), offsets: BTreeMap::new() }
+        Group::new(Membership::Classic(ClassicGroup::new(now)))
+    }
+
+    /// A group without offsets and with nothing stored yet.
+    pub(crate) fn new(membership: Membership) -> Group {
+        Group { membership, offsets: BTreeMap::new(), stored_classic: None }
     }
 
     /// True when no member is in the group.
@@ -188,6 +196,24 @@ pub(crate) fn subscription_topics(metadata: &Bytes) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// How a failed append to `__consumer_offsets` is answered, as Kafka's group
+/// coordinator translates it: the client looks for the coordinator again
+/// (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR) rather than taking the change
+/// as done. `offsets`: an OffsetCommit, whose too-large batch is
+/// INVALID_COMMIT_OFFSET_SIZE (UNKNOWN_SERVER_ERROR for group records).
+pub(crate) fn append_error(error: ResponseError, offsets: bool) -> ResponseError {
+    use ResponseError as E;
+    match error {
+        E::UnknownTopicOrPartition | E::NotEnoughReplicas | E::NotEnoughReplicasAfterAppend | E::RequestTimedOut => {
+            E::CoordinatorNotAvailable
+        }
+        E::NotLeaderOrFollower | E::KafkaStorageError => E::NotCoordinator,
+        E::MessageTooLarge | E::RecordListTooLarge | E::InvalidFetchSize if offsets => E::InvalidCommitOffsetSize,
+        E::MessageTooLarge | E::RecordListTooLarge | E::InvalidFetchSize => E::UnknownServerError,
+        other => other,
+    }
+}
+
 /// The outcome of committing one partition's offset.
 pub(crate) type PartitionResult = std::result::Result<(), ResponseError>;
 
@@ -278,12 +304,65 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Writes the records of a group's membership changes, in one append.
-    pub(crate) fn persist_membership(&self, id: &str, group: &mut Group, now: i64) {
+    /// Writes the records of a group's membership changes, in one append. When
+    /// the append fails, a classic group goes back to its last stored record
+    /// (members waiting in JoinGroup/SyncGroup get the error and rejoin); a
+    /// consumer group is rolled back by its heartbeat, which holds its state
+    /// from before, and keeps the records to write them with the next change.
+    /// Errors with the code the client gets ([`append_error`]).
+    pub(crate) fn persist_membership(&self, id: &str, group: &mut Group, now: i64) -> std::result::Result<(), ResponseError> {
         let records = group.take_records(id);
-        if let Err(e) = self.write(id, records, now) {
-            tracing::error!(group = %id, error = %e, "cannot store group metadata");
+        let classic = records.iter().find_map(|(_, value)| match value {
+            Some(StoredValue::ClassicGroup(v)) => Some(v.clone()),
+            _ => None,
+        });
+        // A consumer group's records are kept for a retry: a timer's change
+        // (a session expiry) has no caller to undo it.
+        let retry = if matches!(group.membership, Membership::Consumer(_)) { records.clone() } else { Vec::new() };
+        match self.write(id, records, now) {
+            Ok(()) => {
+                if classic.is_some() {
+                    group.stored_classic = classic;
+                }
+                if let Membership::Classic(g) = &mut group.membership {
+                    g.release_syncs();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(group = %id, error = %e, "cannot store group metadata; the change is undone");
+                let code = append_error(e.response_error(), false);
+                match &mut group.membership {
+                    Membership::Classic(g) => {
+                        g.fail_waiting(code);
+                        let restored = match &group.stored_classic {
+                            Some(v) => ClassicGroup::restore(v.clone(), now),
+                            None => ClassicGroup::new(now),
+                        };
+                        group.membership = Membership::Classic(restored);
+                    }
+                    Membership::Consumer(g) => g.requeue_records(retry),
+                }
+                Err(code)
+            }
         }
+    }
+
+    /// After a classic group operation: stores the group if it changed (see
+    /// [`Self::persist_membership`]) and forgets a classic group that never got
+    /// a member or an offset.
+    pub(crate) fn finish_classic(
+        &self,
+        groups: &mut HashMap<String, Group>,
+        id: &str,
+        now: i64,
+    ) -> std::result::Result<(), ResponseError> {
+        let Some(group) = groups.get_mut(id) else { return Ok(()) };
+        let result = self.persist_membership(id, group, now);
+        if group.is_unused() {
+            groups.remove(id);
+        }
+        result
     }
 
     /// The classic group `id`, created (empty) if `create` and missing. Errors
@@ -361,7 +440,7 @@ impl GroupCoordinator {
         }
         if let Err(e) = self.write(group_id, records, now) {
             tracing::error!(group = %group_id, error = %e, "cannot store committed offsets");
-            let code = e.response_error();
+            let code = append_error(e.response_error(), true);
             if created {
                 groups.remove(group_id);
             }
@@ -418,7 +497,7 @@ impl GroupCoordinator {
                                 groups.remove(id);
                                 Ok(())
                             }
-                            Err(e) => Err(e.response_error()),
+                            Err(e) => Err(append_error(e.response_error(), false)),
                         }
                     }
                 };
@@ -467,7 +546,8 @@ impl GroupCoordinator {
                 results.push((tp, Ok(())));
             }
         }
-        self.write(group_id, tombstones(group_id, removed.iter()), now).map_err(|e| e.response_error())?;
+        self.write(group_id, tombstones(group_id, removed.iter()), now)
+            .map_err(|e| append_error(e.response_error(), false))?;
         for tp in &removed {
             group.offsets.remove(tp);
         }
@@ -482,7 +562,9 @@ impl GroupCoordinator {
                 Membership::Classic(g) => g.tick(&self.config, now),
                 Membership::Consumer(g) => g.tick(&self.config, now),
             }
-            self.persist_membership(id, group, now);
+            // A failure is logged and undone there (a classic group); the
+            // members learn of it on their next request.
+            let _ = self.persist_membership(id, group, now);
         }
         groups.retain(|_, g| !g.is_unused());
         let mut last = self.last_expiry_ms.lock();
@@ -565,6 +647,7 @@ fn apply_stored(groups: &mut HashMap<String, Group>, key: StoredKey, value: Opti
         }
         (StoredKey::ClassicGroup(_), Some(StoredValue::ClassicGroup(v))) => {
             let group = groups.entry(id).or_insert_with(|| Group::classic(now));
+            group.stored_classic = Some(v.clone());
             group.membership = Membership::Classic(ClassicGroup::restore(v, now));
         }
         (StoredKey::ClassicGroup(_) | StoredKey::ConsumerGroup(_), None) => {

@@ -261,3 +261,159 @@ fn a_static_member_taken_over_by_a_new_instance_is_replaced_in_the_store() {
     let e = c.consumer_heartbeat("cg", static_join("a3"), &Topics, 101).expect_err("a2 holds i1");
     assert_eq!(e.error, ResponseError::UnreleasedInstanceId);
 }
+
+/// A coordinator over a partition whose log dir can be failed under it.
+fn failing_coordinator(dir: &std::path::Path, cfg: GroupConfig) -> (GroupCoordinator, Arc<crate::log_dir_health::LogDirHealth>) {
+    let health = Arc::new(crate::log_dir_health::LogDirHealth::new(dir.to_path_buf(), false));
+    let log = Log::open(&dir.join("__consumer_offsets-0"), LogConfig::default(), true).expect("open log");
+    let partition = Partition::new(OFFSETS_TOPIC.into(), Uuid::nil(), 0, log, 0).in_log_dir(Arc::clone(&health));
+    let c = GroupCoordinator::new(cfg);
+    c.load(vec![Arc::new(partition)], 0).expect("load");
+    (c, health)
+}
+
+#[test]
+fn an_offset_commit_that_cannot_be_stored_is_refused_and_not_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, health) = failing_coordinator(dir.path(), config());
+    c.commit_offsets("g", "", None, -1, vec![(("t".into(), 0), offset(5, 1))], &Topics, 1).expect("commit");
+    health.fail(&"disk gone");
+    let results = c
+        .commit_offsets("g", "", None, -1, vec![(("t".into(), 0), offset(6, 2)), (("t".into(), 1), offset(7, 2))], &Topics, 2)
+        .expect("a result per partition");
+    assert_eq!(results.iter().map(|(_, r)| *r).collect::<Vec<_>>(), vec![Err(ResponseError::NotCoordinator); 2]);
+    assert_eq!(committed(&c, "g"), vec![(("t".to_string(), 0), 5)], "the refused commit is not visible");
+    let fresh = c.commit_offsets("g2", "", None, -1, vec![(("t".into(), 0), offset(1, 3))], &Topics, 3).expect("results");
+    assert_eq!(fresh[0].1, Err(ResponseError::NotCoordinator));
+    assert!(!c.lock().contains_key("g2"), "a refused commit creates no group");
+}
+
+fn classic_join(member: &str) -> classic::JoinRequest {
+    classic::JoinRequest {
+        member_id: member.into(),
+        group_instance_id: None,
+        client_id: "client".into(),
+        client_host: "/127.0.0.1".into(),
+        rebalance_timeout_ms: 30_000,
+        session_timeout_ms: 10_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), bytes::Bytes::from_static(b"meta"))],
+        require_known_member_id: false,
+    }
+}
+
+fn classic_state(c: &GroupCoordinator) -> Option<(&'static str, i32, usize)> {
+    c.lock().get("cg").and_then(|g| match &g.membership {
+        Membership::Classic(g) => Some((g.state.name(), g.generation, g.members.len())),
+        Membership::Consumer(_) => None,
+    })
+}
+
+fn no_delay() -> GroupConfig {
+    GroupConfig { initial_rebalance_delay_ms: 0, ..config() }
+}
+
+/// The response of an answered join.
+fn joined(answer: classic::Answer<kafka_protocol::messages::JoinGroupResponse>) -> kafka_protocol::messages::JoinGroupResponse {
+    match answer {
+        classic::Answer::Now(r) => r,
+        classic::Answer::Later(mut rx) => rx.try_recv().expect("answered at once"),
+    }
+}
+
+/// A stable group of one member, its assignment stored: the member id.
+fn stable_classic(c: &GroupCoordinator, instance: Option<&str>) -> String {
+    let mut groups = c.lock();
+    let group = GroupCoordinator::classic_group(&mut groups, "cg", true, 0).expect("created");
+    let req = classic::JoinRequest { group_instance_id: instance.map(str::to_string), ..classic_join("") };
+    let member = joined(group.join(req, &c.config, 0)).member_id.to_string();
+    let answer = group.sync(&member, instance, 1, (None, None), vec![(member.clone(), bytes::Bytes::from_static(b"a"))], 0);
+    c.finish_classic(&mut groups, "cg", 0).expect("stored");
+    let classic::Answer::Later(mut rx) = answer else { panic!("the leader waits for the store") };
+    assert_eq!(rx.try_recv().expect("answered once stored").assignment, bytes::Bytes::from_static(b"a"));
+    member
+}
+
+#[test]
+fn a_join_that_cannot_be_stored_is_refused_and_leaves_the_group_as_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, health) = failing_coordinator(dir.path(), no_delay());
+    let old = stable_classic(&c, Some("i1"));
+    health.fail(&"disk gone");
+    // The static member comes back with a new member id: the replacement is stored, and cannot be.
+    let mut groups = c.lock();
+    let group = GroupCoordinator::classic_group(&mut groups, "cg", true, 1).expect("the group");
+    let req = classic::JoinRequest { group_instance_id: Some("i1".into()), ..classic_join("") };
+    let _ = group.join(req, &c.config, 1);
+    assert_eq!(c.finish_classic(&mut groups, "cg", 1), Err(ResponseError::NotCoordinator), "the handler answers this");
+    drop(groups);
+    assert_eq!(classic_state(&c), Some(("Stable", 1, 1)));
+    let members: Vec<String> = match &c.lock()["cg"].membership {
+        Membership::Classic(g) => g.members.keys().cloned().collect(),
+        Membership::Consumer(_) => Vec::new(),
+    };
+    assert_eq!(members, vec![old], "the old member id is still the one stored");
+}
+
+#[test]
+fn a_sync_that_cannot_be_stored_is_refused_and_the_assignment_not_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, health) = failing_coordinator(dir.path(), no_delay());
+    let member = {
+        let mut groups = c.lock();
+        let group = GroupCoordinator::classic_group(&mut groups, "cg", true, 0).expect("created");
+        let member = joined(group.join(classic_join(""), &c.config, 0)).member_id.to_string();
+        c.finish_classic(&mut groups, "cg", 0).expect("nothing to store yet");
+        member
+    };
+    assert_eq!(classic_state(&c), Some(("CompletingRebalance", 1, 1)));
+    health.fail(&"disk gone");
+    let mut groups = c.lock();
+    let group = GroupCoordinator::classic_group(&mut groups, "cg", false, 1).expect("the group");
+    let answer = group.sync(&member, None, 1, (None, None), vec![(member.clone(), bytes::Bytes::from_static(b"a"))], 1);
+    assert_eq!(c.finish_classic(&mut groups, "cg", 1), Err(ResponseError::NotCoordinator), "the handler answers this");
+    drop(groups);
+    let classic::Answer::Later(mut rx) = answer else { panic!("the leader waits for the store") };
+    let waiting = rx.try_recv().expect("the waiting members are answered");
+    assert_eq!(waiting.error_code, ResponseError::NotCoordinator.code(), "no assignment that is not stored");
+    assert_eq!(classic_state(&c), None, "nothing of the group was stored: it is not kept");
+}
+
+#[test]
+fn a_consumer_heartbeat_that_cannot_be_stored_is_refused_and_undone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, health) = failing_coordinator(dir.path(), config());
+    c.consumer_heartbeat("cg", join("a"), &Topics, 0).expect("a joins");
+    let before = snapshot(&c, "cg");
+    health.fail(&"disk gone");
+    let e = c.consumer_heartbeat("cg", join("b"), &Topics, 1).expect_err("b's join cannot be stored");
+    assert_eq!(e.error, ResponseError::NotCoordinator);
+    assert_eq!(snapshot(&c, "cg"), before, "b is not a member, the epoch did not move");
+    let e = c.consumer_heartbeat("new", join("x"), &Topics, 2).expect_err("cannot be stored");
+    assert_eq!(e.error, ResponseError::NotCoordinator);
+    assert!(!c.lock().contains_key("new"), "a group that could not be stored is not kept");
+}
+
+#[test]
+fn a_session_expiry_that_cannot_be_stored_is_stored_with_the_next_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config();
+    let session = i64::from(cfg.consumer_session_timeout_ms);
+    let c = coordinator(dir.path(), cfg.clone(), 0);
+    c.consumer_heartbeat("cg", join("a"), &Topics, 0).expect("a joins");
+    c.consumer_heartbeat("cg", join("b"), &Topics, 0).expect("b joins");
+    let epoch = c.consumer_heartbeat("cg", beat("a", 1, &[0, 1]), &Topics, session - 1).expect("a heartbeats").member_epoch;
+    // For a while the group's partition cannot be written.
+    let failed_dir = tempfile::tempdir().expect("tempdir");
+    let (failed, health) = failing_coordinator(failed_dir.path(), cfg.clone());
+    health.fail(&"disk gone");
+    let healthy = std::mem::replace(&mut *c.topic.write(), failed.topic.read().clone());
+    c.tick(session); // b expires: its tombstones cannot be written
+    assert_eq!(snapshot(&c, "cg").3.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), vec!["a"]);
+    *c.topic.write() = healthy;
+    c.consumer_heartbeat("cg", beat("a", epoch, &[0]), &Topics, session + 1).expect("a heartbeats");
+    let expired = snapshot(&c, "cg");
+    drop(c);
+    let c = coordinator(dir.path(), cfg, session + 2);
+    assert_eq!(snapshot(&c, "cg"), expired, "the expiry was stored with the next heartbeat");
+}

@@ -56,8 +56,10 @@ pub(crate) async fn join(broker: &Arc<Broker>, client: &ClientInfo, req: JoinGro
                     require_known_member_id: version >= 4,
                 };
                 let answer = group.join(join, &coordinator.config, now);
-                finish(coordinator, &mut groups, &group_id, now);
-                answer
+                match coordinator.finish_classic(&mut groups, &group_id, now) {
+                    Ok(()) => answer,
+                    Err(e) => Answer::Now(join_failed(e, &req.member_id)),
+                }
             }
         }
     };
@@ -68,22 +70,8 @@ pub(crate) async fn join(broker: &Arc<Broker>, client: &ClientInfo, req: JoinGro
     resp
 }
 
-/// After an operation: store the group if it changed; forget a classic group
-/// that never got a member or an offset.
-fn finish(
-    coordinator: &GroupCoordinator,
-    groups: &mut std::collections::HashMap<String, crate::group::Group>,
-    id: &str,
-    now: i64,
-) {
-    if let Some(group) = groups.get_mut(id) {
-        coordinator.persist_membership(id, group, now);
-        if group.is_unused() {
-            groups.remove(id);
-        }
-    }
-}
-
+/// Runs `f` on a classic group and stores what changed; `missing` answers
+/// when there is no such group or the change could not be stored.
 fn with_classic<T>(
     broker: &Broker,
     group_id: &str,
@@ -97,8 +85,10 @@ fn with_classic<T>(
         Err(e) => missing(e),
         Ok(group) => {
             let out = f(group, now);
-            finish(coordinator, &mut groups, group_id, now);
-            out
+            match coordinator.finish_classic(&mut groups, group_id, now) {
+                Ok(()) => out,
+                Err(e) => missing(e),
+            }
         }
     }
 }
