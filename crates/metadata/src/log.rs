@@ -202,6 +202,13 @@ impl MetadataLog {
         Ok(result?)
     }
 
+    fn watched_snapshot<T>(&self, result: Result<T>) -> Result<T> {
+        if let (Err(e @ MetadataError::Snapshot { .. }), Some(w)) = (&result, &self.watch) {
+            w.failed(self.log.dir(), e);
+        }
+        result
+    }
+
     /// The current image.
     pub fn image(&self) -> &Image {
         &self.image
@@ -229,8 +236,9 @@ impl MetadataLog {
         if self.bytes_since_snapshot > self.snapshot_bytes {
             self.bytes_since_snapshot = 0;
             if let Err(e) = self.snapshot(now_ms) {
-                // The log still holds every record: only start-up stays slower.
-                tracing::warn!(error = %e, "cannot write a metadata snapshot");
+                // The change is committed and the log still holds every record;
+                // an I/O failure was reported to the log dir watch above.
+                tracing::error!(error = %e, "cannot write a metadata snapshot");
             }
         }
         Ok(Committed { last_offset: self.end_offset() - 1, delta })
@@ -238,11 +246,16 @@ impl MetadataLog {
 
     /// Writes the image as a snapshot at the log end, removes older
     /// snapshots and deletes the segments wholly below it.
+    /// A failed write or removal in the metadata dir is reported to the log
+    /// dir watch like a failed append (the broker stops): never retried.
     pub fn snapshot(&mut self, now_ms: i64) -> Result<()> {
         let end = self.end_offset();
-        let path = snapshot::write(self.log.dir(), &self.image, end, SNAPSHOT_EPOCH, now_ms)?;
-        snapshot::remove_older(self.log.dir(), end)?;
-        let segments = self.log.advance_log_start_offset(end)?;
+        let written = snapshot::write(self.log.dir(), &self.image, end, SNAPSHOT_EPOCH, now_ms);
+        let path = self.watched_snapshot(written)?;
+        let removed = snapshot::remove_older(self.log.dir(), end);
+        self.watched_snapshot(removed)?;
+        let advanced = self.log.advance_log_start_offset(end);
+        let segments = self.watched(advanced)?;
         self.snapshot_offset = end;
         tracing::info!(snapshot = %path.display(), segments_deleted = segments, "wrote a metadata snapshot");
         Ok(())
@@ -328,6 +341,31 @@ mod tests {
         assert!(log.image().topic("kept").is_some());
         assert!(log.image().topic("damaged").is_none() && log.image().topic("after").is_none());
         assert_eq!(log.end_offset(), 1);
+    }
+
+    #[test]
+    fn a_snapshot_that_cannot_be_written_fails_the_metadata_log_dir() {
+        struct Failures(std::sync::Mutex<Vec<std::path::PathBuf>>);
+        impl LogDirWatch for Failures {
+            fn writable(&self, _: &Path) -> bool {
+                true
+            }
+            fn failed(&self, path: &Path, _: &dyn std::fmt::Display) {
+                self.0.lock().expect("lock").push(path.to_path_buf());
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("__cluster_metadata-0");
+        let mut log = MetadataLog::open(&path, true).expect("open");
+        let watch = Arc::new(Failures(std::sync::Mutex::new(Vec::new())));
+        log.set_log_dir_watch(watch.clone());
+        log.append(&[MetadataRecord::Topic(TopicRecord { name: "t".into(), topic_id: Uuid::new_v4() })], 1).expect("append");
+        // A non-empty directory where the snapshot file must go: the rename fails.
+        let blocker = path.join(snapshot::file_name(log.end_offset(), SNAPSHOT_EPOCH));
+        std::fs::create_dir_all(blocker.join("x")).expect("blocker");
+        assert!(log.snapshot(2).is_err());
+        assert_eq!(*watch.0.lock().expect("lock"), vec![path.clone()], "the failure reached the log dir watch");
+        assert_eq!(log.snapshot_offset(), 0, "no snapshot taken");
     }
 
     #[test]
