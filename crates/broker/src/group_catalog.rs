@@ -1,12 +1,37 @@
-//! Wires the group coordinator to the broker's topics: the hosted topics, as
-//! the coordinator's [`TopicCatalog`]. Kept out of both `group/` and
-//! `replica_manager.rs`, so that neither knows the other.
+//! Wires the group coordinator to the broker: the hosted topics, as the
+//! coordinator's [`TopicCatalog`], and the leadership of `__consumer_offsets`
+//! partitions, which decides the group shards this broker serves. Kept out of
+//! `group/`, `replica_manager.rs` and the metadata publisher, so that none
+//! knows the others.
 
+use std::sync::Arc;
+
+use metadata::PartitionImage;
 use uuid::Uuid;
 
-use crate::group::TopicCatalog;
+use crate::group::{TopicCatalog, OFFSETS_TOPIC};
+use crate::partition::Partition;
 use crate::replica_manager::ReplicaManager;
 use crate::topics::is_internal;
+use crate::{now_ms, Broker};
+
+impl Broker {
+    /// Follows a leader change of a `__consumer_offsets` partition (one of
+    /// `partition_count`; other topics are ignored): this broker serves its
+    /// groups while it leads it and the partition is online, as Kafka's
+    /// `onElection` / `onResignation`.
+    pub(crate) fn follow_group_coordinator(&self, partition: &Arc<Partition>, state: &PartitionImage, partition_count: usize) {
+        if partition.topic != OFFSETS_TOPIC {
+            return;
+        }
+        if state.leader == self.config.node_id && !partition.is_offline() {
+            let count = i32::try_from(partition_count).unwrap_or(i32::MAX);
+            self.groups.on_become_leader(Arc::clone(partition), state.leader_epoch, count, now_ms());
+        } else {
+            self.groups.on_resign(partition.index, state.leader_epoch);
+        }
+    }
+}
 
 impl TopicCatalog for ReplicaManager {
     fn by_name(&self, name: &str) -> Option<(Uuid, i32)> {
