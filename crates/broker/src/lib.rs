@@ -358,18 +358,19 @@ impl Broker {
     /// The replication factor `__consumer_offsets` is created with:
     /// `offsets.topic.replication.factor` when set (too few brokers is then
     /// the controller's INVALID_REPLICATION_FACTOR, as Kafka); at its default
-    /// capped by the registered brokers (one on a single node, which
+    /// capped by the registered unfenced brokers (one on a single node, which
     /// registers none), with a WARN, so that a lone broker serves groups.
     fn offsets_topic_replication_factor(&self) -> i16 {
         let g = &self.config.groups;
         if g.offsets_topic_replication_factor_given {
             return g.offsets_topic_replication_factor;
         }
-        let brokers = i16::try_from(self.image().brokers().count()).unwrap_or(i16::MAX).max(1);
+        let alive = self.image().brokers().filter(|b| !b.fenced).count();
+        let brokers = i16::try_from(alive).unwrap_or(i16::MAX).max(1);
         let capped = g.offsets_topic_replication_factor.min(brokers);
         if capped < g.offsets_topic_replication_factor {
             tracing::warn!(
-                "offsets.topic.replication.factor is left at its default {} but only {brokers} broker(s) are registered: creating {OFFSETS_TOPIC} with replication factor {capped}; set it explicitly to require more",
+                "offsets.topic.replication.factor is left at its default {} but only {brokers} broker(s) are alive: creating {OFFSETS_TOPIC} with replication factor {capped}; set it explicitly to require more",
                 g.offsets_topic_replication_factor
             );
         }
