@@ -120,7 +120,11 @@ impl Shard {
         let mut status = self.status.lock();
         let result = match replayed {
             Ok((loaded, records)) if *status == Status::Loading => {
-                tracing::info!(partition = self.index, epoch = self.leader_epoch, groups = loaded.len(), records, "loaded groups from {OFFSETS_TOPIC}");
+                if records > 0 {
+                    tracing::info!(partition = self.index, epoch = self.leader_epoch, groups = loaded.len(), records, "loaded groups from {OFFSETS_TOPIC}");
+                } else {
+                    tracing::debug!(partition = self.index, epoch = self.leader_epoch, "no groups to load from {OFFSETS_TOPIC}");
+                }
                 *groups = loaded;
                 *status = Status::Active;
                 Ok(())
