@@ -280,7 +280,8 @@ impl GroupCoordinator {
         }
         let empty = partition.log_end_offset() <= partition.log_start_offset();
         let shard = Arc::new(Shard::new(partition, leader_epoch));
-        if let Some(old) = self.shards.write().insert(index, Arc::clone(&shard)) {
+        let replaced = self.shards.write().insert(index, Arc::clone(&shard));
+        if let Some(old) = replaced {
             old.unload();
         }
         match tokio::runtime::Handle::try_current() {
