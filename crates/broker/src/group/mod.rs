@@ -81,7 +81,7 @@ pub(crate) struct Group {
     pub(crate) stored_classic: Option<ClassicGroupValue>,
     /// Commits appended and not yet committed, in append order: the offset
     /// after their records, and the offsets they commit.
-    pub(crate) pending_offsets: Vec<(i64, Vec<((String, i32), OffsetValue)>)>,
+    pub(crate) pending_offsets: Vec<(i64, Vec<PartitionOffset>)>,
 }
 
 impl Group {
@@ -235,6 +235,12 @@ pub(crate) fn append_error(error: ResponseError, offsets: bool) -> ResponseError
         other => other,
     }
 }
+
+/// A topic name and partition index.
+pub(crate) type TopicPartition = (String, i32);
+
+/// A partition's committed offset.
+pub(crate) type PartitionOffset = (TopicPartition, OffsetValue);
 
 /// The outcome of committing one partition's offset.
 pub(crate) type PartitionResult = std::result::Result<(), ResponseError>;
@@ -462,7 +468,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         partitions: Option<Vec<(String, i32)>>,
-    ) -> std::result::Result<Vec<((String, i32), Option<OffsetValue>)>, ResponseError> {
+    ) -> std::result::Result<Vec<(TopicPartition, Option<OffsetValue>)>, ResponseError> {
         let shard = self.shard(group_id)?;
         let groups = shard.lock()?;
         let offsets = groups.get(group_id).map(|g| &g.offsets);
