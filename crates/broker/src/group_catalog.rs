@@ -10,7 +10,7 @@ use crate::topics::is_internal;
 
 impl TopicCatalog for ReplicaManager {
     fn by_name(&self, name: &str) -> Option<(Uuid, i32)> {
-        self.topic(name).map(|t| (t.id, t.partitions.len() as i32))
+        self.topic(name).map(|t| (t.id, t.partition_count))
     }
 
     fn by_id(&self, id: Uuid) -> Option<(String, i32)> {
@@ -32,8 +32,8 @@ mod tests {
     fn regex_subscriptions_see_every_hosted_topic_but_the_internal_ones() {
         let replicas = ReplicaManager::new(0);
         let id = Uuid::from_bytes([1; 16]);
-        replicas.put_topic("orders".into(), HostedTopic { id, partitions: Vec::new() });
-        replicas.put_topic("__consumer_offsets".into(), HostedTopic { id: Uuid::from_bytes([2; 16]), partitions: Vec::new() });
+        replicas.put_topic("orders".into(), HostedTopic::new(id, 0, []));
+        replicas.put_topic("__consumer_offsets".into(), HostedTopic::new(Uuid::from_bytes([2; 16]), 0, []));
         assert_eq!(replicas.names(), ["orders"]);
         assert_eq!(replicas.by_name("orders"), Some((id, 0)));
         assert_eq!(replicas.by_id(id), Some(("orders".into(), 0)));

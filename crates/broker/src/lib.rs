@@ -5,6 +5,7 @@
 //! runs the listeners until shutdown; [`Broker::shutdown`] flushes and marks the
 //! log dirs clean.
 
+mod cluster_view;
 pub mod config;
 pub mod controller;
 pub mod dynamic_config;
@@ -83,9 +84,10 @@ pub enum StartError {
     },
 }
 
-/// The configured client listeners, bound. Bind them before [`Broker::open`], so
-/// that a port in use stops start-up before anything is written to disk.
-pub struct Listeners(Vec<tokio::net::TcpListener>);
+/// The configured client listeners, bound, with their names. Bind them before
+/// [`Broker::open`], so that a port in use stops start-up before anything is
+/// written to disk.
+pub struct Listeners(Vec<(Arc<str>, tokio::net::TcpListener)>);
 
 impl Listeners {
     /// Binds every client listener of `config`.
@@ -98,7 +100,7 @@ impl Listeners {
                 .await
                 .map_err(|source| StartError::Bind { address: address.clone(), source })?;
             tracing::info!(listener = %listener.name, %address, "listening");
-            bound.push(socket);
+            bound.push((Arc::from(listener.name.as_str()), socket));
         }
         Ok(Listeners(bound))
     }
@@ -233,7 +235,7 @@ impl Broker {
         if let Some(hosted) = broker.replicas.topic(OFFSETS_TOPIC) {
             broker
                 .groups
-                .load(hosted.partitions.clone(), now_ms())
+                .load(hosted.partitions.values().cloned().collect(), now_ms())
                 .map_err(|source| StartError::Topic { topic: OFFSETS_TOPIC.to_string(), source })?;
         }
         tracing::info!(topics = image.topics().count(), cluster_id = %broker.cluster_id, "broker opened");
@@ -249,8 +251,8 @@ impl Broker {
         let Listeners(listeners) = listeners;
         let mut tasks = tokio::task::JoinSet::new();
         let limits = net::NetLimits::new(&self.config.limits);
-        for socket in listeners {
-            tasks.spawn(net::accept_loop(Arc::clone(self), socket, Arc::clone(&limits)));
+        for (name, socket) in listeners {
+            tasks.spawn(net::accept_loop(Arc::clone(self), name, socket, Arc::clone(&limits)));
         }
         tasks.spawn(flush_by_time(Arc::clone(self)));
         tasks.spawn(checkpoint_offsets(Arc::clone(self)));
@@ -301,7 +303,14 @@ impl Broker {
     /// The host and port clients are told to connect to: the first advertised
     /// listener (an empty host, meaning all interfaces, is advertised as localhost).
     pub fn advertised_endpoint(&self) -> (String, i32) {
-        match self.config.advertised_listeners.first() {
+        self.advertised_endpoint_for("")
+    }
+
+    /// This broker's advertised host and port for the listener named
+    /// `listener` (the first advertised listener if it has none of that name).
+    pub fn advertised_endpoint_for(&self, listener: &str) -> (String, i32) {
+        let advertised = &self.config.advertised_listeners;
+        match advertised.iter().find(|l| l.name == listener).or(advertised.first()) {
             Some(l) if !l.host.is_empty() => (l.host.clone(), i32::from(l.port)),
             Some(l) => ("localhost".to_string(), i32::from(l.port)),
             None => ("localhost".to_string(), 9092),
@@ -362,7 +371,16 @@ impl Broker {
                 format!("{OFFSETS_TOPIC} is not hosted"),
             )
         })?;
-        self.groups.load(hosted.partitions.clone(), now_ms())
+        self.groups.load(hosted.partitions.values().cloned().collect(), now_ms())
+    }
+}
+
+// metaview placeholder until the "node" helper's `Broker::active_controller`
+// lands on main: drop this block at that merge.
+impl Broker {
+    /// The node id of the active controller, if known.
+    pub fn active_controller(&self) -> Option<i32> {
+        Some(self.config.node_id)
     }
 }
 
@@ -417,7 +435,7 @@ impl Broker {
                 continue;
             }
             let Some(hosted) = self.replicas.topic(&topic.name) else { continue };
-            for partition in hosted.partitions.iter().filter(|p| !p.is_offline()) {
+            for partition in hosted.partitions.values().filter(|p| !p.is_offline()) {
                 match partition.apply_retention(retention_ms, retention_bytes, now) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "deleted segments past retention"),
@@ -444,7 +462,7 @@ impl Broker {
                 segment_bytes: setting("segment.bytes").trim().parse().unwrap_or(1 << 30),
             };
             let Some(hosted) = self.replicas.topic(&topic.name) else { continue };
-            for partition in hosted.partitions.iter().filter(|p| !p.is_offline()) {
+            for partition in hosted.partitions.values().filter(|p| !p.is_offline()) {
                 let key = (topic.id, partition.index);
                 let last = cleaned_up_to.get(&key).copied();
                 match partition.clean(&policy, last, now_ms()) {

@@ -12,6 +12,8 @@ pub(crate) mod assignor;
 pub(crate) mod classic;
 pub(crate) mod consumer;
 pub(crate) mod store;
+
+pub(crate) use store::partition_for;
 #[cfg(test)]
 mod tests;
 
