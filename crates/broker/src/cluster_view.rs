@@ -370,6 +370,37 @@ pub(crate) mod tests {
         assert_eq!(internal.partition(p2, false, Reporting::default()).leader, 2);
     }
 
+    #[tokio::test]
+    async fn a_fetch_from_a_partition_led_elsewhere_gets_the_current_leader_from_v16() {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::FetchRequest;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = cluster_broker(dir.path(), false, Vec::new());
+        let memory = std::sync::Arc::new(tokio::sync::Semaphore::new(1 << 24));
+        // 0: led here; 3: no replica here; 9: does not exist.
+        let fetch = || {
+            let partitions = [0, 3, 9]
+                .map(|p| FetchPartition::default().with_partition(p).with_partition_max_bytes(1 << 20).with_current_leader_epoch(-1));
+            FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![FetchTopic::default().with_topic_id(Uuid::from_u128(7)).with_partitions(partitions.to_vec())])
+        };
+        let (resp, _) = crate::handlers::fetch::handle(&broker, fetch(), 16, "EXTERNAL", &memory).await;
+        let partitions = &resp.responses[0].partitions;
+        let answers: Vec<_> = partitions.iter().map(|p| (p.partition_index, p.error_code, p.current_leader.leader_id.0, p.current_leader.leader_epoch)).collect();
+        let not_leader = ResponseError::NotLeaderOrFollower.code();
+        assert_eq!(answers[1], (3, not_leader, 2, 4), "KIP-951 hint");
+        assert_eq!((answers[0].0, answers[0].1), (0, 0));
+        assert_eq!((answers[2].0, answers[2].1), (9, ResponseError::UnknownTopicOrPartition.code()));
+        let endpoints: Vec<_> = resp.node_endpoints.iter().map(|n| (n.node_id.0, n.host.to_string(), n.port)).collect();
+        assert_eq!(endpoints, [(2, "broker-2.example".to_string(), 19092)]);
+        let (resp, _) = crate::handlers::fetch::handle(&broker, fetch(), 15, "EXTERNAL", &memory).await;
+        assert_eq!(resp.responses[0].partitions[1].error_code, not_leader);
+        assert!(resp.node_endpoints.is_empty(), "no hints before v16");
+    }
+
     #[test]
     fn the_controller_id_is_the_active_controller_if_it_is_an_unfenced_broker() {
         let image = image(false);
