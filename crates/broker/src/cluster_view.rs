@@ -205,11 +205,30 @@ pub(crate) fn wants_leader_hint(error: ResponseError) -> bool {
     matches!(error, ResponseError::NotLeaderOrFollower | ResponseError::FencedLeaderEpoch)
 }
 
-/// The node endpoints a response lists for its leader hints: each once, by id.
+/// The nodes a response lists for its leader hints: each once, by id.
 pub(crate) fn hinted_nodes(nodes: impl IntoIterator<Item = Node>) -> Vec<Node> {
     let by_id: std::collections::BTreeMap<i32, Node> = nodes.into_iter().map(|n| (n.id, n)).collect();
     by_id.into_values().collect()
 }
+
+/// The `node_endpoints` of a response's KIP-951 hints, of the response's own
+/// `NodeEndpoint` type (Produce's and Fetch's are distinct types with the
+/// same fields): `node_endpoints!(NodeEndpoint, nodes)`.
+macro_rules! node_endpoints {
+    ($endpoint:ty, $nodes:expr) => {
+        $crate::cluster_view::hinted_nodes($nodes)
+            .into_iter()
+            .map(|n| {
+                <$endpoint>::default()
+                    .with_node_id(kafka_protocol::messages::BrokerId(n.id))
+                    .with_host($crate::handlers::str_bytes(n.host))
+                    .with_port(n.port)
+                    .with_rack(n.rack.map($crate::handlers::str_bytes))
+            })
+            .collect::<Vec<_>>()
+    };
+}
+pub(crate) use node_endpoints;
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName}
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::str_bytes;
-use crate::cluster_view::{hinted_nodes, wants_leader_hint, ClusterView};
+use crate::cluster_view::{node_endpoints, wants_leader_hint, ClusterView};
 use crate::fetch_session::{FetchPlan, FetchTarget, PartitionState};
 use crate::replica_manager::{FetchParams, PartitionRead};
 use crate::Broker;
@@ -163,15 +163,6 @@ fn build_response(broker: &Broker, plan: &FetchPlan, reads: Vec<PartitionRead>, 
             topic.partitions.push(data);
         }
     }
-    let node_endpoints = hinted_nodes(hinted)
-        .into_iter()
-        .map(|n| {
-            NodeEndpoint::default()
-                .with_node_id(BrokerId(n.id))
-                .with_host(str_bytes(n.host))
-                .with_port(n.port)
-                .with_rack(n.rack.map(str_bytes))
-        })
-        .collect();
+    let node_endpoints = node_endpoints!(NodeEndpoint, hinted);
     FetchResponse::default().with_session_id(plan.session_id).with_responses(topics).with_node_endpoints(node_endpoints)
 }

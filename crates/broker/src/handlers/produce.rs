@@ -13,7 +13,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 
 use super::str_bytes;
-use crate::cluster_view::{hinted_nodes, wants_leader_hint, ClusterView};
+use crate::cluster_view::{node_endpoints, wants_leader_hint, ClusterView};
 use crate::error::{BrokerError, Result};
 use crate::{now_ms, Broker};
 
@@ -90,16 +90,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i
         let failed = responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != 0);
         return if failed { ProduceOutcome::Close } else { ProduceOutcome::Silent };
     }
-    let node_endpoints = hinted_nodes(hinted)
-        .into_iter()
-        .map(|n| {
-            NodeEndpoint::default()
-                .with_node_id(BrokerId(n.id))
-                .with_host(str_bytes(n.host))
-                .with_port(n.port)
-                .with_rack(n.rack.map(str_bytes))
-        })
-        .collect();
+    let node_endpoints = node_endpoints!(NodeEndpoint, hinted);
     ProduceOutcome::Respond(ProduceResponse::default().with_responses(responses).with_node_endpoints(node_endpoints))
 }
 
