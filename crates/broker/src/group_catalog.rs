@@ -35,7 +35,7 @@ impl Broker {
 
 impl TopicCatalog for ReplicaManager {
     fn by_name(&self, name: &str) -> Option<(Uuid, i32)> {
-        self.topic(name).map(|t| (t.id, t.partitions.len() as i32))
+        self.topic(name).map(|t| (t.id, t.partition_count))
     }
 
     fn by_id(&self, id: Uuid) -> Option<(String, i32)> {
@@ -103,7 +103,7 @@ mod tests {
             });
             let mut controller = broker.controller.lock();
             let committed = controller.commit(&[record], now_ms()).expect("commit");
-            broker.publish_change(&committed.delta, controller.image(), None);
+            broker.publish_change(&committed, controller.image(), None);
         };
         lead(2, 1);
         assert_eq!(broker.groups.fetch_offsets("g", None).err(), Some(ResponseError::NotCoordinator), "broker 2 coordinates g");
@@ -116,8 +116,8 @@ mod tests {
     fn regex_subscriptions_see_every_hosted_topic_but_the_internal_ones() {
         let replicas = ReplicaManager::new(0);
         let id = Uuid::from_bytes([1; 16]);
-        replicas.put_topic("orders".into(), HostedTopic { id, partitions: Vec::new() });
-        replicas.put_topic("__consumer_offsets".into(), HostedTopic { id: Uuid::from_bytes([2; 16]), partitions: Vec::new() });
+        replicas.put_topic("orders".into(), HostedTopic::new(id, 0, []));
+        replicas.put_topic("__consumer_offsets".into(), HostedTopic::new(Uuid::from_bytes([2; 16]), 0, []));
         assert_eq!(replicas.names(), ["orders"]);
         assert_eq!(replicas.by_name("orders"), Some((id, 0)));
         assert_eq!(replicas.by_id(id), Some(("orders".into(), 0)));

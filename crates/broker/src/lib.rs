@@ -6,6 +6,7 @@
 //! log dirs clean.
 
 mod cluster_node;
+mod cluster_view;
 pub mod config;
 pub mod controller;
 mod controller_api;
@@ -88,9 +89,10 @@ pub enum StartError {
     },
 }
 
-/// The configured client listeners, bound. Bind them before [`Broker::open`], so
-/// that a port in use stops start-up before anything is written to disk.
-pub struct Listeners(Vec<tokio::net::TcpListener>);
+/// The configured client listeners, bound, with their names. Bind them before
+/// [`Broker::open`], so that a port in use stops start-up before anything is
+/// written to disk.
+pub struct Listeners(Vec<(Arc<str>, tokio::net::TcpListener)>);
 
 impl Listeners {
     /// Binds every client listener of `config`.
@@ -103,7 +105,7 @@ impl Listeners {
                 .await
                 .map_err(|source| StartError::Bind { address: address.clone(), source })?;
             tracing::info!(listener = %listener.name, %address, "listening");
-            bound.push(socket);
+            bound.push((Arc::from(listener.name.as_str()), socket));
         }
         Ok(Listeners(bound))
     }
@@ -281,8 +283,8 @@ impl Broker {
         let Listeners(listeners) = listeners;
         let mut tasks = tokio::task::JoinSet::new();
         let limits = net::NetLimits::new(&self.config.limits);
-        for socket in listeners {
-            tasks.spawn(net::accept_loop(Arc::clone(self), socket, Arc::clone(&limits)));
+        for (name, socket) in listeners {
+            tasks.spawn(net::accept_loop(Arc::clone(self), name, socket, Arc::clone(&limits)));
         }
         tasks.spawn(flush_by_time(Arc::clone(self)));
         tasks.spawn(checkpoint_offsets(Arc::clone(self)));
@@ -333,7 +335,14 @@ impl Broker {
     /// The host and port clients are told to connect to: the first advertised
     /// listener (an empty host, meaning all interfaces, is advertised as localhost).
     pub fn advertised_endpoint(&self) -> (String, i32) {
-        match self.config.advertised_listeners.first() {
+        self.advertised_endpoint_for("")
+    }
+
+    /// This broker's advertised host and port for the listener named
+    /// `listener` (the first advertised listener if it has none of that name).
+    pub fn advertised_endpoint_for(&self, listener: &str) -> (String, i32) {
+        let advertised = &self.config.advertised_listeners;
+        match advertised.iter().find(|l| l.name == listener).or(advertised.first()) {
             Some(l) if !l.host.is_empty() => (l.host.clone(), i32::from(l.port)),
             Some(l) => ("localhost".to_string(), i32::from(l.port)),
             None => ("localhost".to_string(), 9092),
@@ -465,7 +474,7 @@ impl Broker {
                 continue;
             }
             let Some(hosted) = self.replicas.topic(&topic.name) else { continue };
-            for partition in hosted.partitions.iter().filter(|p| !p.is_offline()) {
+            for partition in hosted.partitions.values().filter(|p| !p.is_offline()) {
                 match partition.apply_retention(retention_ms, retention_bytes, now) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "deleted segments past retention"),
@@ -492,7 +501,7 @@ impl Broker {
                 segment_bytes: setting("segment.bytes").trim().parse().unwrap_or(1 << 30),
             };
             let Some(hosted) = self.replicas.topic(&topic.name) else { continue };
-            for partition in hosted.partitions.iter().filter(|p| !p.is_offline()) {
+            for partition in hosted.partitions.values().filter(|p| !p.is_offline()) {
                 let key = (topic.id, partition.index);
                 let last = cleaned_up_to.get(&key).copied();
                 match partition.clean(&policy, last, now_ms()) {

@@ -79,7 +79,7 @@ impl MetadataPublisher {
 pub(crate) struct PreparedPartitions {
     /// The topic they belong to.
     topic_id: Uuid,
-    /// Every partition of the topic, in index order.
+    /// The topic's local replicas, in index order.
     partitions: Vec<Arc<Partition>>,
     /// The directories created for them, removed on roll-back.
     created: Vec<PathBuf>,
@@ -154,23 +154,20 @@ impl Broker {
                 tracing::warn!(topic = %topic.name, "ignoring a topic with the metadata log's reserved name");
                 continue;
             }
+            // Every topic is known here; only the partitions with a replica on this node are hosted.
+            let count = topic.partitions.len() as i32;
+            let local: Vec<i32> = self.local_partitions(topic).map(|(&index, _)| index).collect();
             let hosted = self.replicas.topic(&topic.name).filter(|h| h.id == id);
-            if hosted.is_none() && self.cluster.is_some() && !topic.partitions.values().any(|p| p.replicas.contains(&self.config.node_id)) {
-                // No replica here: no log. (A topic with a replica here still
-                // opens every partition's log until hosted topics hold only
-                // their local partitions.)
-                continue;
-            }
-            if hosted.is_none_or(|h| h.partitions.len() != topic.partitions.len()) {
+            if hosted.is_none_or(|h| h.partition_count != count || !h.partitions.keys().eq(local.iter())) {
                 let ready = match prepared.take_if(|p| p.topic_id == id) {
                     Some(ready) => ready,
                     None => self.prepare_partitions(topic, placement, image).map_err(|e| (topic.name.clone(), e))?,
                 };
-                self.replicas.put_topic(topic.name.clone(), HostedTopic { id, partitions: ready.partitions });
+                self.replicas.put_topic(topic.name.clone(), HostedTopic::new(id, count, ready.partitions));
             }
             let Some(hosted) = self.replicas.topic(&topic.name) else { continue };
             for (index, change) in delta.partitions_of(id) {
-                let Some(partition) = usize::try_from(index).ok().and_then(|i| hosted.partitions.get(i)) else { continue };
+                let Some(partition) = hosted.partition(index) else { continue };
                 if change.leader_changed() {
                     self.apply_leadership(partition, &change.new);
                     self.follow_group_coordinator(partition, &change.new, topic.partitions.len());
@@ -226,7 +223,7 @@ impl Broker {
     fn unhost_topic(&self, id: Uuid, name: &str) {
         if let Some(hosted) = self.replicas.topic(name).filter(|h| h.id == id) {
             self.replicas.remove_topic(name);
-            for partition in &hosted.partitions {
+            for partition in hosted.partitions.values() {
                 if let Err(e) = partition.delete() {
                     tracing::error!(topic = name, partition = partition.index, error = %e, "cannot remove partition data");
                 }
@@ -242,7 +239,7 @@ impl Broker {
         let Some(hosted) = self.replicas.topic(&topic.name) else { return };
         let log_config = topic_config::log_config(&topic.configs, server);
         let policy = topic_config::produce_policy(&topic.configs, server);
-        for partition in &hosted.partitions {
+        for partition in hosted.partitions.values() {
             partition.set_produce_policy(policy);
             if let Err(e) = partition.set_log_config(log_config.clone()) {
                 tracing::debug!(topic = %topic.name, partition = partition.index, error = %e, "config not applied");
@@ -250,7 +247,14 @@ impl Broker {
         }
     }
 
-    /// Opens the logs of a topic's partitions, reusing those already hosted
+    /// The partitions of `topic` with a replica on this broker (on a single
+    /// node, every one: the controller places them all here).
+    fn local_partitions<'a>(&self, topic: &'a TopicImage) -> impl Iterator<Item = (&'a i32, &'a PartitionImage)> {
+        let node = self.config.node_id;
+        topic.partitions.iter().filter(move |(_, p)| p.has_replica(node))
+    }
+
+    /// Opens the logs of a topic's local replicas, reusing those already hosted
     /// and creating directories for the others (`placement` says whether an
     /// existing directory without a readable `partition.metadata` is theirs).
     /// On failure the directories created here are removed again.
@@ -264,8 +268,8 @@ impl Broker {
             partitions: Vec::with_capacity(topic.partitions.len()),
             created: Vec::new(),
         };
-        for (&index, partition) in &topic.partitions {
-            if let Some(open) = existing.as_ref().and_then(|h| h.partitions.get(index as usize)) {
+        for (&index, partition) in self.local_partitions(topic) {
+            if let Some(open) = existing.as_ref().and_then(|h| h.partition(index)) {
                 prepared.partitions.push(Arc::clone(open));
                 continue;
             }

@@ -108,7 +108,8 @@ impl Drop for IpSlot {
 /// Accepts connections forever, one task each. At `max.connections` it stops
 /// accepting until one closes (new connections wait in the listen backlog), as
 /// Kafka's acceptor does; a connection over `max.connections.per.ip` is closed.
-pub(crate) async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, limits: Arc<NetLimits>) {
+/// `name` is the listener's name: requests know which listener they came in on.
+pub(crate) async fn accept_loop(broker: Arc<Broker>, name: Arc<str>, listener: TcpListener, limits: Arc<NetLimits>) {
     loop {
         let Ok(slot) = Arc::clone(&limits.connections).acquire_owned().await else {
             return;
@@ -127,8 +128,9 @@ pub(crate) async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, limi
                 let _ = stream.set_nodelay(true);
                 let broker = Arc::clone(&broker);
                 let limits = Arc::clone(&limits);
+                let name = Arc::clone(&name);
                 tokio::spawn(async move {
-                    if let Err(reason) = serve_connection(broker, stream, peer, &limits, Plane::Client, BytesMut::new()).await {
+                    if let Err(reason) = serve_connection(broker, stream, peer, &name, &limits, Plane::Client, BytesMut::new()).await {
                         tracing::debug!(%peer, %reason, "connection closed");
                     }
                     drop((slot, ip_slot));
@@ -165,13 +167,15 @@ pub(crate) async fn serve_controller_connection(
     limits: &NetLimits,
     initial: &[u8],
 ) -> Result<(), CloseReason> {
-    serve_connection(broker, stream, peer, limits, Plane::Controller, BytesMut::from(initial)).await
+    let listener = broker.config.controller_listener_names.first().cloned().unwrap_or_else(|| "CONTROLLER".to_string());
+    serve_connection(broker, stream, peer, &listener, limits, Plane::Controller, BytesMut::from(initial)).await
 }
 
 async fn serve_connection(
     broker: Arc<Broker>,
     mut stream: TcpStream,
     peer: SocketAddr,
+    listener: &str,
     limits: &NetLimits,
     plane: Plane,
     mut buf: BytesMut,
@@ -218,7 +222,7 @@ async fn serve_connection(
             buf.split_to(whole).freeze()
         };
         frame.advance(4);
-        let reply = match handle_frame(&broker, frame, &client_host, limits, plane).await {
+        let reply = match handle_frame(&broker, frame, &client_host, listener, limits, plane).await {
             Ok(reply) => reply,
             Err(reason) => {
                 // Earlier pipelined requests still get their responses first.
@@ -328,6 +332,7 @@ async fn handle_frame(
     broker: &Arc<Broker>,
     mut frame: Bytes,
     client_host: &str,
+    listener: &str,
     limits: &NetLimits,
     plane: Plane,
 ) -> Result<Option<Response>, CloseReason> {
@@ -397,10 +402,10 @@ async fn handle_frame(
     if let RequestKind::Fetch(req) = request {
         // Fetch is dispatched here: its response holds memory from the shared
         // budget until it has been written.
-        let (body, memory) = handlers::fetch::handle(broker, req, version, &limits.fetch_memory).await;
+        let (body, memory) = handlers::fetch::handle(broker, req, version, listener, &limits.fetch_memory).await;
         return Ok(Some(response(body.into(), memory)));
     }
-    match handlers::handle(broker, &client, version, request).await {
+    match handlers::handle(broker, &client, listener, version, request).await {
         Reply::Response(body) => Ok(Some(response(*body, None))),
         Reply::None => Ok(None),
         Reply::Close => Err("acks=0 produce failed".into()),

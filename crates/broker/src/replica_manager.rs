@@ -3,7 +3,7 @@
 //! watermark (delayed produce), and fetches for consumers and followers that
 //! wait for their own partitions' changes (delayed fetch).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,12 +21,35 @@ use crate::error::{BrokerError, Result};
 use crate::fetch_session::FetchTarget;
 use crate::partition::{Partition, PartitionOffsets};
 
-/// A hosted topic's partitions, indexed by partition number.
+/// A topic as this broker knows it: its partition count (from the metadata)
+/// and the replicas it hosts, by partition index. Every topic of the metadata
+/// has one, also when none of its replicas is here, so that a partition that
+/// exists elsewhere is told apart from one that does not exist (Kafka's
+/// NOT_LEADER_OR_FOLLOWER versus UNKNOWN_TOPIC_OR_PARTITION).
 pub struct HostedTopic {
     /// The topic's id.
     pub id: Uuid,
-    /// Partitions in index order.
-    pub partitions: Vec<Arc<Partition>>,
+    /// How many partitions the topic has in the metadata.
+    pub partition_count: i32,
+    /// The local replicas, by partition index.
+    pub partitions: BTreeMap<i32, Arc<Partition>>,
+}
+
+impl HostedTopic {
+    /// A topic of `partition_count` partitions hosting `partitions`.
+    pub fn new(id: Uuid, partition_count: i32, partitions: impl IntoIterator<Item = Arc<Partition>>) -> HostedTopic {
+        HostedTopic { id, partition_count, partitions: partitions.into_iter().map(|p| (p.index, p)).collect() }
+    }
+
+    /// The local replica of partition `index`.
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        self.partitions.get(&index)
+    }
+
+    /// True if the topic has partition `index` (here or on another broker).
+    pub fn has_partition(&self, index: i32) -> bool {
+        (0..self.partition_count).contains(&index)
+    }
 }
 
 /// Every partition this broker hosts, and the produce and fetch flows.
@@ -93,11 +116,27 @@ impl ReplicaManager {
         self.local_id
     }
 
-    /// A partition by topic name.
+    /// A local replica by topic name.
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.topics.read().get(topic)?.partition(index).cloned()
+    }
+
+    /// The local replica of `topic`-`index`, or the error Kafka's
+    /// `getPartitionOrError` answers: NOT_LEADER_OR_FOLLOWER for a partition
+    /// that exists but is not hosted here, else UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn partition_or_error(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
         let topics = self.topics.read();
-        let hosted = topics.get(topic)?;
-        usize::try_from(index).ok().and_then(|i| hosted.partitions.get(i)).cloned()
+        let hosted = topics.get(topic);
+        if let Some(partition) = hosted.and_then(|h| h.partition(index)) {
+            return Ok(Arc::clone(partition));
+        }
+        if hosted.is_some_and(|h| h.has_partition(index)) {
+            return Err(BrokerError::kafka(
+                ResponseError::NotLeaderOrFollower,
+                format!("This server is not the leader for partition {topic}-{index}."),
+            ));
+        }
+        Err(BrokerError::kafka(ResponseError::UnknownTopicOrPartition, format!("This server does not host {topic}-{index}.")))
     }
 
     /// A hosted topic by name.
@@ -130,7 +169,7 @@ impl ReplicaManager {
 
     /// Every hosted partition.
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
-        self.topics.read().values().flat_map(|t| t.partitions.iter().cloned()).collect()
+        self.topics.read().values().flat_map(|t| t.partitions.values().cloned()).collect()
     }
 
     /// Appends each partition's records as its leader (Kafka's
@@ -196,9 +235,7 @@ impl ReplicaManager {
         if crate::topics::is_internal(topic) {
             return Err(BrokerError::kafka(ResponseError::InvalidTopicException, format!("Cannot append to internal topic {topic}")));
         }
-        let partition = self.partition(topic, index).ok_or_else(|| {
-            BrokerError::kafka(ResponseError::UnknownTopicOrPartition, format!("This server does not host {topic}-{index}."))
-        })?;
+        let partition = self.partition_or_error(topic, index)?;
         // The request's own checks, then leadership, before any work on the records.
         let records = records?;
         partition.check_leader_at(-1)?;
@@ -238,8 +275,8 @@ impl ReplicaManager {
         loop {
             // Memory first: a fetch that does not fit waits here, holding nothing.
             let permit = Arc::clone(memory).acquire_many_owned(reservation).await.ok();
-            let partitions: Vec<Option<Arc<Partition>>> =
-                targets.iter().map(|t| self.partition(&t.topic, t.partition)).collect();
+            let partitions: Vec<Result<Arc<Partition>>> =
+                targets.iter().map(|t| self.partition_or_error(&t.topic, t.partition)).collect();
             // Subscribe before reading, so a change between the read and the
             // wait is not missed.
             let mut changes: Vec<watch::Receiver<PartitionOffsets>> = partitions.iter().flatten().map(|p| p.subscribe()).collect();
@@ -278,7 +315,7 @@ async fn any_changed(changes: &mut [watch::Receiver<PartitionOffsets>]) {
 /// One pass over the targets, bounded as Kafka bounds a fetch: each partition
 /// by its `partition_max_bytes`, all by `max_bytes`, except that the first
 /// partition with data may exceed both (KIP-74).
-fn read_all(params: &FetchParams, targets: &[FetchTarget], partitions: &[Option<Arc<Partition>>], now_ms: i64) -> Vec<PartitionRead> {
+fn read_all(params: &FetchParams, targets: &[FetchTarget], partitions: &[Result<Arc<Partition>>], now_ms: i64) -> Vec<PartitionRead> {
     let follower = (params.replica_id >= 0).then_some(params.replica_id);
     let mut remaining = params.max_bytes;
     let mut total = 0usize;
@@ -293,13 +330,16 @@ fn read_all(params: &FetchParams, targets: &[FetchTarget], partitions: &[Option<
                 high_watermark: -1,
                 log_start_offset: -1,
             };
-            let Some(partition) = partition else {
-                read.error = Some(if target.topic.is_empty() && !target.topic_id.is_nil() {
-                    ResponseError::UnknownTopicId
-                } else {
-                    ResponseError::UnknownTopicOrPartition
-                });
-                return read;
+            let partition = match partition {
+                Ok(partition) => partition,
+                Err(e) => {
+                    read.error = Some(if target.topic.is_empty() && !target.topic_id.is_nil() {
+                        ResponseError::UnknownTopicId
+                    } else {
+                        e.response_error()
+                    });
+                    return read;
+                }
             };
             let limit = (target.max_bytes.max(0) as usize).min(remaining);
             if limit == 0 && total > 0 {
@@ -356,7 +396,7 @@ mod tests {
         let leadership = LeaderAndIsr { leader_epoch: 3, replicas: replicas.to_vec(), isr: isr.to_vec() };
         partition.make_leader(&leadership, 0).expect("leader");
         let partition = Arc::new(partition);
-        rm.put_topic(topic.into(), HostedTopic { id: partition.topic_id, partitions: vec![Arc::clone(&partition)] });
+        rm.put_topic(topic.into(), HostedTopic::new(partition.topic_id, 1, [Arc::clone(&partition)]));
         partition
     }
 

@@ -62,6 +62,11 @@ pub struct PartitionDescription {
     pub isr: Vec<i32>,
     /// Offline replica node ids.
     pub offline_replicas: Vec<i32>,
+    /// The eligible leader replicas (KIP-966); `None` when the broker did not
+    /// say (described through Metadata).
+    pub elr: Option<Vec<i32>>,
+    /// The last known ELR (KIP-966); `None` as `elr`.
+    pub last_known_elr: Option<Vec<i32>>,
 }
 
 /// A described topic.
@@ -99,6 +104,8 @@ impl From<TopicMetadata> for TopicDescription {
                     replicas: p.replicas,
                     isr: p.isr,
                     offline_replicas: p.offline_replicas,
+                    elr: None,
+                    last_known_elr: None,
                 })
                 .collect(),
         }
@@ -378,8 +385,22 @@ impl Admin {
             .collect())
     }
 
-    /// Describes the named topics, in the order given; fails if one does not exist.
+    /// Describes the named topics, in the order given; fails if one does not
+    /// exist. As Kafka's admin client, with DescribeTopicPartitions (with the
+    /// ELR) where the broker serves it, else with Metadata.
     pub async fn describe_topics(&self, names: &[String]) -> Result<Vec<TopicDescription>> {
+        if let Some(described) = self.describe_topic_partitions(Some(names)).await? {
+            let mut by_name: std::collections::HashMap<String, _> = described.into_iter().collect();
+            let mut out = Vec::with_capacity(names.len());
+            for name in names {
+                match by_name.remove(name) {
+                    Some(Ok(topic)) => out.push(topic),
+                    // Missing: Metadata names the error as the Metadata path does.
+                    _ => out.push(TopicDescription::from(self.client.fetch_topic(name).await?)),
+                }
+            }
+            return Ok(out);
+        }
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             out.push(TopicDescription::from(self.client.fetch_topic(name).await?));
@@ -387,11 +408,21 @@ impl Admin {
         Ok(out)
     }
 
-    /// Describes every topic, sorted by name; internal ones only if `include_internal`.
+    /// Describes every topic, sorted by name; internal ones only if
+    /// `include_internal` (DescribeTopicPartitions where served, else Metadata).
     pub async fn describe_all_topics(
         &self,
         include_internal: bool,
     ) -> Result<Vec<TopicDescription>> {
+        if let Some(described) = self.describe_topic_partitions(None).await? {
+            let mut topics: Vec<TopicDescription> = described
+                .into_iter()
+                .filter_map(|(_, t)| t.ok())
+                .filter(|t| include_internal || !t.is_internal)
+                .collect();
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            return Ok(topics);
+        }
         let md = self.client.refresh_metadata(None).await?;
         Ok(md
             .topics

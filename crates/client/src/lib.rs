@@ -4,7 +4,8 @@
 //! - [`Client`]: the cluster view (bootstrap, metadata, a connection per broker).
 //! - [`Admin`]: create, delete, list and describe topics; describe configs; list,
 //!   describe and delete consumer groups and their offsets ([`group_admin`]); delete
-//!   records, describe log dirs, list offsets ([`log_admin`]).
+//!   records, describe log dirs, list offsets ([`log_admin`]); describe the cluster,
+//!   topic partitions with their ELR and the metadata quorum ([`cluster_admin`]).
 //! - [`Producer`]: partitioning, batching, compression, acks.
 //! - [`Consumer`]: manual assignment or group subscription, seeking, polling, commits.
 //! - [`group`]: classic consumer-group membership, the embedded consumer protocol, assignors.
@@ -15,6 +16,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod cluster_admin;
 pub mod connection;
 pub mod consumer;
 pub mod error;
@@ -30,6 +32,7 @@ pub use admin::{
     TopicDescription,
 };
 pub use cluster::{Client, ClientConfig};
+pub use cluster_admin::{BrokerDescription, ClusterDescription, QuorumDescription, QuorumReplica};
 pub use connection::{Connection, ConnectionConfig};
 pub use consumer::{
     AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, Offset,

@@ -63,7 +63,7 @@ fn topics_create_list_describe_delete_round_trip() {
     for (i, line) in out[1..].iter().enumerate() {
         assert_eq!(
             *line,
-            format!("\tTopic: orders\tPartition: {i}\tLeader: 1\tReplicas: 1\tIsr: 1")
+            format!("\tTopic: orders\tPartition: {i}\tLeader: 1\tReplicas: 1\tIsr: 1\tElr: \tLastKnownElr: ")
         );
     }
 

@@ -18,6 +18,8 @@ pub(crate) mod classic;
 pub(crate) mod consumer;
 pub(crate) mod shard;
 pub(crate) mod store;
+
+pub(crate) use store::partition_for;
 #[cfg(test)]
 mod tests;
 

@@ -613,10 +613,11 @@ impl StoredValue {
 }
 
 /// The `__consumer_offsets` partition of a group: Java's `String.hashCode`, made
-/// non-negative as Kafka's `Utils.abs` does, modulo the partition count.
+/// non-negative as Kafka's `Utils.abs` does (the absolute value, 0 for
+/// `i32::MIN`), modulo the partition count.
 pub(crate) fn partition_for(group: &str, partitions: i32) -> i32 {
     let hash = group.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
-    (hash & 0x7fff_ffff) % partitions.max(1)
+    hash.checked_abs().unwrap_or(0) % partitions.max(1)
 }
 
 #[cfg(test)]
@@ -628,10 +629,14 @@ mod tests {
         // Java: "mygroup".hashCode() == 1516409939 -> 1516409939 % 50 == 39.
         assert_eq!(partition_for("mygroup", 50), 39);
         assert_eq!(partition_for("", 50), 0);
-        // A negative hash code is masked, not negated.
+        // i32::MIN is 0, as Kafka's Utils.abs has it.
         let h = "polygenelubricants".encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
         assert_eq!(h, i32::MIN);
         assert_eq!(partition_for("polygenelubricants", 50), 0);
+        // Any other negative hash code is negated, not masked (masking gave
+        // 10 and 35): "consumer-group".hashCode() == -1738392088.
+        assert_eq!(partition_for("consumer-group", 50), 38);
+        assert_eq!(partition_for("group-negative", 50), 13);
     }
 
     #[test]

@@ -45,12 +45,7 @@ fn delete(broker: &Broker, topic: &str, index: i32, offset: i64) -> Result<i64> 
             format!("Cannot delete records of internal topic {topic}"),
         ));
     }
-    let Some(partition) = broker.replicas.partition(topic, index) else {
-        return Err(BrokerError::kafka(
-            ResponseError::UnknownTopicOrPartition,
-            "This server does not host this topic-partition.",
-        ));
-    };
+    let partition = broker.replicas.partition_or_error(topic, index)?;
     let policy = broker
         .image()
         .topic(topic)

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::str_bytes;
+use crate::cluster_view::{node_endpoints, wants_leader_hint, ClusterView};
 use crate::fetch_session::{FetchPlan, FetchTarget, PartitionState};
 use crate::replica_manager::{FetchParams, PartitionRead};
 use crate::Broker;
@@ -27,6 +28,8 @@ const TOPIC_ID_VERSION: i16 = 13;
 const ZSTD_VERSION: i16 = 10;
 /// First Fetch version that carries the replica id in `replica_state` (KIP-903).
 const REPLICA_STATE_VERSION: i16 = 15;
+/// First Fetch version with the current-leader hints of KIP-951.
+const LEADER_HINT_VERSION: i16 = 16;
 /// The zstd codec id of the batch attributes.
 const ZSTD: u8 = records::compression::ZSTD;
 
@@ -36,6 +39,7 @@ pub(crate) async fn handle(
     broker: &Arc<Broker>,
     req: FetchRequest,
     version: i16,
+    listener: &str,
     memory: &Arc<Semaphore>,
 ) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
     // From v13 topics are named by id (resolved here), before by name.
@@ -74,7 +78,7 @@ pub(crate) async fn handle(
     let reservation = params.max_bytes.min(broker.config.limits.fetch_memory_bytes).min(u32::MAX as usize) as u32;
     let (reads, permit) = broker.replicas.fetch_records(&params, &plan.targets, memory, reservation).await;
     let reads = if version < ZSTD_VERSION { reads.into_iter().map(refuse_zstd).collect() } else { reads };
-    (build_response(broker, &plan, reads, version), permit)
+    (build_response(broker, &plan, reads, version, listener), permit)
 }
 
 /// One target per partition: a partition listed again takes the later
@@ -113,7 +117,11 @@ fn refuse_zstd(read: PartitionRead) -> PartitionRead {
     }
 }
 
-fn build_response(broker: &Broker, plan: &FetchPlan, reads: Vec<PartitionRead>, version: i16) -> FetchResponse {
+fn build_response(broker: &Broker, plan: &FetchPlan, reads: Vec<PartitionRead>, version: i16, listener: &str) -> FetchResponse {
+    // KIP-951 (v16+): where a partition this broker does not lead is led now.
+    let image = (version >= LEADER_HINT_VERSION).then(|| broker.image());
+    let view = image.as_deref().map(|image| ClusterView::of(broker, image, listener));
+    let mut hinted = Vec::new();
     let mut sessions = broker.fetch_sessions.lock();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for read in reads {
@@ -129,6 +137,14 @@ fn build_response(broker: &Broker, plan: &FetchPlan, reads: Vec<PartitionRead>, 
             .with_last_stable_offset(read.high_watermark)
             .with_log_start_offset(read.log_start_offset)
             .with_records(Some(read.records));
+        let data = match (&view, read.error) {
+            (Some(view), Some(error)) if wants_leader_hint(error) => {
+                let (leader, epoch, node) = view.current_leader(&read.target.topic, read.target.partition);
+                hinted.extend(node);
+                data.with_current_leader(LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch))
+            }
+            _ => data,
+        };
         let same_topic = topics.last().is_some_and(|t| {
             if version >= TOPIC_ID_VERSION {
                 t.topic_id == read.target.topic_id
@@ -147,5 +163,6 @@ fn build_response(broker: &Broker, plan: &FetchPlan, reads: Vec<PartitionRead>, 
             topic.partitions.push(data);
         }
     }
-    FetchResponse::default().with_session_id(plan.session_id).with_responses(topics)
+    let node_endpoints = node_endpoints!(NodeEndpoint, hinted);
+    FetchResponse::default().with_session_id(plan.session_id).with_responses(topics).with_node_endpoints(node_endpoints)
 }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
@@ -27,8 +26,9 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16
                 .iter()
                 .map(|p| {
                     let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                    let Some(partition) = broker.replicas.partition(topic.name.0.as_str(), p.partition_index) else {
-                        return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match broker.replicas.partition_or_error(topic.name.0.as_str(), p.partition_index) {
+                        Ok(partition) => partition,
+                        Err(e) => return response.with_error_code(e.code()),
                     };
                     match lookup(&partition, p.timestamp, p.current_leader_epoch) {
                         Ok(found) => {

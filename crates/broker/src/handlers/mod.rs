@@ -69,7 +69,7 @@ const IMPLEMENTED: &[(ApiKey, i16)] = &[
     (ApiKey::AlterConfigs, 2),
     (ApiKey::IncrementalAlterConfigs, 1),
     (ApiKey::CreatePartitions, 3),
-    (ApiKey::DescribeCluster, 1),
+    (ApiKey::DescribeCluster, 2),
     (ApiKey::DescribeQuorum, 2),
     (ApiKey::InitProducerId, 5),
     (ApiKey::JoinGroup, 9),
@@ -87,6 +87,7 @@ const IMPLEMENTED: &[(ApiKey, i16)] = &[
     (ApiKey::DeleteRecords, 2),
     (ApiKey::DescribeLogDirs, 4),
     (ApiKey::OffsetForLeaderEpoch, 4),
+    (ApiKey::DescribeTopicPartitions, 0),
 ];
 
 /// The version range served for an API, None if it is not served.
@@ -102,12 +103,14 @@ pub(crate) fn all_supported() -> impl Iterator<Item = (ApiKey, i16, i16)> {
     IMPLEMENTED.iter().filter_map(|(k, _)| supported_versions(*k).map(|(min, max)| (*k, min, max)))
 }
 
-/// Runs the handler for a decoded request.
-pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i16, request: RequestKind) -> Reply {
+/// Runs the handler for a decoded request that came in on the listener named
+/// `listener` (the endpoints a response names are those of that listener).
+pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, listener: &str, version: i16, request: RequestKind) -> Reply {
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
-        RequestKind::Metadata(req) => metadata::handle(broker, req, version).into(),
-        RequestKind::Produce(req) => match produce::handle(broker, req, version).await {
+        RequestKind::Metadata(req) => metadata::handle(broker, req, version, listener).into(),
+        RequestKind::DescribeTopicPartitions(req) => metadata::describe_topic_partitions(broker, req, listener).into(),
+        RequestKind::Produce(req) => match produce::handle(broker, req, version, listener).await {
             produce::ProduceOutcome::Respond(resp) => resp.into(),
             produce::ProduceOutcome::Silent => return Reply::None,
             produce::ProduceOutcome::Close => return Reply::Close,
@@ -118,12 +121,12 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
         RequestKind::DeleteTopics(req) => blocking(|| topics::delete(broker, req)).into(),
         RequestKind::CreatePartitions(req) => blocking(|| topics::create_partitions(broker, req)).into(),
         RequestKind::DescribeConfigs(req) => configs::describe(broker, req).into(),
-        RequestKind::DescribeCluster(req) => cluster::describe(broker, req).into(),
+        RequestKind::DescribeCluster(req) => cluster::describe(broker, req, version, listener).into(),
         RequestKind::DescribeQuorum(req) => describe_quorum::handle(broker, &req, version).into(),
         RequestKind::AlterConfigs(req) => blocking(|| configs::alter(broker, req)).into(),
         RequestKind::IncrementalAlterConfigs(req) => blocking(|| configs::incremental_alter(broker, req)).into(),
         RequestKind::InitProducerId(req) => producer_ids::init(broker, req).into(),
-        RequestKind::FindCoordinator(req) => cluster::find_coordinator(broker, req, version).into(),
+        RequestKind::FindCoordinator(req) => cluster::find_coordinator(broker, req, version, listener).into(),
         RequestKind::JoinGroup(req) => groups::join(broker, client, req, version).await.into(),
         RequestKind::SyncGroup(req) => groups::sync(broker, req).await.into(),
         RequestKind::Heartbeat(req) => groups::heartbeat(broker, req).await.into(),

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
@@ -15,7 +14,6 @@ use crate::Broker;
 /// partition this broker does not host is NOT_LEADER_OR_FOLLOWER if the
 /// metadata has it (another broker leads it), else UNKNOWN_TOPIC_OR_PARTITION.
 pub(crate) fn handle(broker: &Arc<Broker>, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
-    let image = broker.image();
     let topics = req
         .topics
         .into_iter()
@@ -26,10 +24,9 @@ pub(crate) fn handle(broker: &Arc<Broker>, req: OffsetForLeaderEpochRequest) -> 
                 .iter()
                 .map(|p| {
                     let response = EpochEndOffset::default().with_partition(p.partition);
-                    let Some(partition) = broker.replicas.partition(name, p.partition) else {
-                        let known = image.topic(name).is_some_and(|t| t.partitions.contains_key(&p.partition));
-                        let error = if known { ResponseError::NotLeaderOrFollower } else { ResponseError::UnknownTopicOrPartition };
-                        return response.with_error_code(error.code());
+                    let partition = match broker.replicas.partition_or_error(name, p.partition) {
+                        Ok(partition) => partition,
+                        Err(e) => return response.with_error_code(e.code()),
                     };
                     match partition.last_offset_for_leader_epoch(p.current_leader_epoch, p.leader_epoch) {
                         Ok((epoch, end_offset)) => response.with_leader_epoch(epoch).with_end_offset(end_offset),

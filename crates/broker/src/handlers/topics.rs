@@ -122,7 +122,7 @@ pub(crate) fn create_partitions(broker: &Arc<Broker>, req: CreatePartitionsReque
         .topics
         .iter()
         .map(|t| {
-            let current = broker.replicas.topic(t.name.0.as_str()).map_or(0, |h| h.partitions.len() as i64);
+            let current = broker.replicas.topic(t.name.0.as_str()).map_or(0, |h| i64::from(h.partition_count));
             u64::try_from(i64::from(t.count) - current).unwrap_or(0)
         })
         .fold(0u64, u64::saturating_add);

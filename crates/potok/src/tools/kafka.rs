@@ -11,7 +11,7 @@ use super::groups::{
     parse_states, parse_types, reset_scope, DescribeView, GroupsAction, ResetFlags,
 };
 use super::produce::{HeaderFormat, LineFormat, ProduceOptions, ProducerSettings};
-use super::topics::TopicsAction;
+use super::topics::{ReportFlags, TopicsAction};
 use super::{parse_key_value, DEFAULT_BOOTSTRAP};
 
 /// Flags of Kafka's `kafka-topics.sh`.
@@ -60,6 +60,8 @@ pub(crate) struct KafkaTopicsArgs {
     /// With --list/--describe: leave out internal topics.
     #[arg(long)]
     exclude_internal: bool,
+    #[command(flatten)]
+    report: ReportFlags,
     /// Client properties file (accepted; security settings are not supported yet).
     #[arg(long)]
     command_config: Option<PathBuf>,
@@ -106,6 +108,24 @@ impl KafkaTopicsArgs {
                 None => anyhow::bail!("Missing required argument \"[topic]\" for {what}"),
             }
         };
+        // As Kafka's TopicCommand: the describe filters go with --describe only.
+        if !self.describe && self.report != ReportFlags::default() {
+            let flag = [
+                (self.report.under_replicated_partitions, "under-replicated-partitions"),
+                (self.report.under_min_isr_partitions, "under-min-isr-partitions"),
+                (self.report.at_min_isr_partitions, "at-min-isr-partitions"),
+                (self.report.unavailable_partitions, "unavailable-partitions"),
+                (self.report.topics_with_overrides, "topics-with-overrides"),
+            ]
+            .into_iter()
+            .find_map(|(set, name)| set.then_some(name))
+            .unwrap_or_default();
+            let action = [(self.create, "create"), (self.list, "list"), (self.delete, "delete"), (self.alter, "alter")]
+                .into_iter()
+                .find_map(|(set, name)| set.then_some(name))
+                .unwrap_or_default();
+            anyhow::bail!("Option \"[{flag}]\" can't be used with option \"[{action}]\"");
+        }
         let action = if self.create {
             TopicsAction::Create {
                 topic: need_topic("--create")?,
@@ -125,6 +145,7 @@ impl KafkaTopicsArgs {
                 bootstrap,
                 topics: self.topic.clone().into_iter().collect(),
                 exclude_internal: self.exclude_internal,
+                report: self.report,
             }
         } else if self.delete {
             TopicsAction::Delete {
@@ -832,7 +853,8 @@ mod tests {
                 TopicsAction::Describe {
                     bootstrap: "b:9".into(),
                     topics: vec!["x".into()],
-                    exclude_internal: false
+                    exclude_internal: false,
+                    report: ReportFlags::default(),
                 },
                 vec!["Potok needs no ZooKeeper; using bootstrap server b:9".to_owned()]
             ))

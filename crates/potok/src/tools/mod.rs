@@ -1,4 +1,4 @@
-//! The command-line tools: `potok topics|produce|consume|groups|configs|log-dirs|perf`
+//! The command-line tools: `potok topics|cluster|produce|consume|groups|configs|log-dirs|perf`
 //! and Kafka's script names.
 //!
 //! Each tool parses its flags into an options struct (`topics::TopicsAction`,
@@ -7,6 +7,7 @@
 //! `kafka` only translate Kafka's flags into the same structs, so both spellings run
 //! the same code.
 
+mod cluster;
 mod configs;
 mod consume;
 mod dump_log;
@@ -29,6 +30,8 @@ pub(crate) const DEFAULT_BOOTSTRAP: &str = "localhost:9092";
 pub(crate) enum ToolCommand {
     /// Create, list, describe, alter or delete topics.
     Topics(Box<topics::TopicsArgs>),
+    /// The cluster's brokers, controller, quorum and partitions needing attention.
+    Cluster(Box<cluster::ClusterArgs>),
     /// Produce one record per line of standard input.
     Produce(Box<produce::ProduceArgs>),
     /// Print records of a topic.
@@ -102,6 +105,7 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
     let result = runtime.block_on(async move {
         match cmd {
             ToolCommand::Topics(args) => topics::run(args.into_action()).await,
+            ToolCommand::Cluster(args) => cluster::run(*args).await,
             ToolCommand::Produce(args) => produce::run(args.into_options()?).await,
             ToolCommand::Consume(args) => consume::run(args.into_options()?).await,
             ToolCommand::Groups(args) => {
