@@ -319,6 +319,9 @@ fn image_diff(old: &Image, new: &Image) -> ImageDelta {
             }
         }
     }
+    let registrations = |image: &Image| image.brokers().map(|b| (b.id, b.clone())).collect::<std::collections::BTreeMap<_, _>>();
+    let (before, after) = (registrations(old), registrations(new));
+    delta.brokers.extend(before.keys().chain(after.keys()).filter(|id| before.get(id) != after.get(id)));
     // The publisher rebuilds the effective broker config from the whole image.
     delta.broker_configs.insert(String::new());
     delta.producer_ids = new.next_producer_id() != old.next_producer_id();
@@ -400,5 +403,43 @@ impl Broker {
                 .collect(),
             endpoints: self.config.kraft.voters.iter().map(|v| (v.id, v.host.clone(), v.port)).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metadata::{PartitionRecord, TopicRecord};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn topic(name: &str, id: Uuid, partitions: i32, leader: i32) -> Vec<MetadataRecord> {
+        let mut records = vec![MetadataRecord::Topic(TopicRecord { name: name.into(), topic_id: id })];
+        records.extend((0..partitions).map(|partition| {
+            MetadataRecord::Partition(PartitionRecord { topic_id: id, partition, replicas: vec![1, 2], isr: vec![1, 2], leader, leader_epoch: 0, ..Default::default() })
+        }));
+        records
+    }
+
+    /// What a snapshot or a lagged subscription publishes: applying the diff
+    /// must do what the records in between did.
+    #[test]
+    fn an_image_diff_is_the_delta_of_the_records_between_the_images() {
+        let (kept, gone, new) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let old = Image::from_records(&[topic("kept", kept, 2, 1), topic("gone", gone, 1, 1)].concat());
+        let mut changed = old.clone();
+        let between = [
+            vec![MetadataRecord::RemoveTopic { topic_id: gone }],
+            topic("new", new, 1, 2),
+            vec![MetadataRecord::Partition(PartitionRecord { topic_id: kept, partition: 1, replicas: vec![1, 2], isr: vec![2], leader: 2, leader_epoch: 1, ..Default::default() })],
+        ]
+        .concat();
+        let expected = changed.apply_all(between.iter());
+        let diff = image_diff(&old, &changed);
+        assert_eq!(diff.deleted_topics, expected.deleted_topics);
+        assert_eq!(diff.created_topics, expected.created_topics);
+        assert_eq!(diff.partitions, expected.partitions);
+        assert!(diff.partitions[&(kept, 1)].leader_changed() && !diff.partitions.contains_key(&(kept, 0)));
+        assert!(image_diff(&changed, &changed).partitions.is_empty(), "nothing changed, nothing to publish");
     }
 }
