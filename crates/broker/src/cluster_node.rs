@@ -382,6 +382,29 @@ impl Broker {
         self.cluster.is_some()
     }
 
+    /// A DescribeQuorum forwarded to the active controller's CONTROLLER
+    /// listener, if this node is in cluster mode and not the active
+    /// controller; None when it is, or the active one cannot be reached
+    /// (then this node answers itself).
+    pub(crate) async fn forward_to_active_controller(
+        &self,
+        req: &kafka_protocol::messages::DescribeQuorumRequest,
+        version: i16,
+    ) -> Option<kafka_protocol::messages::DescribeQuorumResponse> {
+        let node = self.cluster.as_ref()?;
+        let leader = i32::try_from(node.quorum.leader()?).ok().filter(|&id| id != node.node_id)?;
+        let voter = self.config.kraft.voters.iter().find(|v| v.id == leader)?;
+        let addr = format!("{}:{}", voter.host, voter.port);
+        match tokio::time::timeout(FIRST_BYTES_TIMEOUT, forward(&addr, req, version)).await {
+            Ok(Ok(response)) => Some(response),
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, "cannot forward DescribeQuorum to the active controller");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// The offset past the last metadata change published here.
     pub(crate) fn metadata_end_offset(&self) -> i64 {
         self.publisher.published_offset() + 1
@@ -404,6 +427,36 @@ impl Broker {
             endpoints: self.config.kraft.voters.iter().map(|v| (v.id, v.host.clone(), v.port)).collect(),
         })
     }
+}
+
+/// Sends one request to a controller listener and reads its answer.
+async fn forward(
+    addr: &str,
+    req: &kafka_protocol::messages::DescribeQuorumRequest,
+    version: i16,
+) -> std::io::Result<kafka_protocol::messages::DescribeQuorumResponse> {
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    use tokio::io::AsyncWriteExt;
+    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let key = ApiKey::DescribeQuorum;
+    let header = RequestHeader::default().with_request_api_key(key as i16).with_request_api_version(version).with_correlation_id(1);
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    header.encode(&mut frame, key.request_header_version(version)).map_err(|e| bad(e.to_string()))?;
+    req.encode(&mut frame, version).map_err(|e| bad(e.to_string()))?;
+    let len = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(&frame).await?;
+    let size = stream.read_i32().await?;
+    let size = usize::try_from(size).map_err(|_| bad(format!("negative response size {size}")))?;
+    let mut body = vec![0u8; size];
+    stream.read_exact(&mut body).await?;
+    let mut body = bytes::Bytes::from(body);
+    ResponseHeader::decode(&mut body, key.response_header_version(version)).map_err(|e| bad(e.to_string()))?;
+    kafka_protocol::messages::DescribeQuorumResponse::decode(&mut body, version).map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]
