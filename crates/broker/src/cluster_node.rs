@@ -377,6 +377,13 @@ impl Broker {
         }
     }
 
+    /// True if this node decides metadata changes: always on a single node;
+    /// in cluster mode when it is the quorum's leader. Controller requests
+    /// reaching another node are answered NOT_CONTROLLER.
+    pub fn is_active_controller(&self) -> bool {
+        self.active_controller() == Some(self.config.node_id)
+    }
+
     /// True in cluster mode (several voters).
     pub fn is_cluster(&self) -> bool {
         self.cluster.is_some()
