@@ -231,15 +231,28 @@ def test_listener_mapped_to_sasl_in_a_file_is_refused_naming_the_file_line(tmp_p
     assert_single_error_line(r, "listener EXTERNAL", "SASL_PLAINTEXT", f"{props}:2")
 
 
-@pytest.mark.parametrize("setting,value,words", [
-    ("controller.quorum.voters", "1@localhost:9093,2@localhost:9094,3@localhost:9095", ["3 voters"]),
-    ("controller.quorum.bootstrap.servers", "localhost:9093,localhost:9094", ["2 controllers"]),
-    ("process.roles", "controller", ["broker role"]),
+@pytest.mark.parametrize("settings,words", [
+    ([("controller.quorum.bootstrap.servers", "localhost:9093,localhost:9094")], ["2 controllers"]),
+    ([("process.roles", "controller")], ["broker role"]),
+    ([("process.roles", "broker"), ("controller.quorum.voters", "2@localhost:9093,3@localhost:9094")],
+     ["process.roles", "broker-only node", "voter 2 is not this node (1)"]),
 ])
-def test_cluster_settings_beyond_one_node_are_refused_with_one_line(tmp_path, setting, value, words):
+def test_cluster_settings_not_built_yet_are_refused_with_one_line(tmp_path, settings, words):
+    overrides = [arg for key, value in settings for arg in ("--override", f"{key}={value}")]
     r = run_server(["--override", f"listeners=PLAINTEXT://{HOST}:{free_port()}",
-                    "--override", f"log.dirs={tmp_path / 'data'}", "--override", f"{setting}={value}"], tmp_path)
-    assert_single_error_line(r, setting, "not supported yet", *words)
+                    "--override", f"log.dirs={tmp_path / 'data'}", *overrides], tmp_path)
+    assert_single_error_line(r, settings[0][0], "not supported yet", *words)
+
+
+def test_several_voters_need_the_controller_listener_among_the_listeners(tmp_path):
+    # Cluster mode: the quorum is served on the controller listener, as in Kafka.
+    r = run_server(["--override", f"listeners=PLAINTEXT://{HOST}:{free_port()}",
+                    "--override", f"log.dirs={tmp_path / 'data'}",
+                    "--override", "controller.quorum.voters=1@localhost:9093,2@localhost:9094,3@localhost:9095"],
+                   tmp_path)
+    assert_single_error_line(r, "controller.listener.names",
+                             "must contain at least one value appearing in the 'listeners' configuration")
+    assert not (tmp_path / "data").exists()
 
 
 def test_ssl_and_sasl_settings_are_accepted_and_logged_as_without_effect(broker_factory):

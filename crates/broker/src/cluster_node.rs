@@ -319,6 +319,9 @@ fn image_diff(old: &Image, new: &Image) -> ImageDelta {
             }
         }
     }
+    let registrations = |image: &Image| image.brokers().map(|b| (b.id, b.clone())).collect::<std::collections::BTreeMap<_, _>>();
+    let (before, after) = (registrations(old), registrations(new));
+    delta.brokers.extend(before.keys().chain(after.keys()).filter(|id| before.get(id) != after.get(id)));
     // The publisher rebuilds the effective broker config from the whole image.
     delta.broker_configs.insert(String::new());
     delta.producer_ids = new.next_producer_id() != old.next_producer_id();
@@ -374,9 +377,39 @@ impl Broker {
         }
     }
 
+    /// True if this node decides metadata changes: always on a single node;
+    /// in cluster mode when it is the quorum's leader. Controller requests
+    /// reaching another node are answered NOT_CONTROLLER.
+    pub fn is_active_controller(&self) -> bool {
+        self.active_controller() == Some(self.config.node_id)
+    }
+
     /// True in cluster mode (several voters).
     pub fn is_cluster(&self) -> bool {
         self.cluster.is_some()
+    }
+
+    /// A DescribeQuorum forwarded to the active controller's CONTROLLER
+    /// listener, if this node is in cluster mode and not the active
+    /// controller; None when it is, or the active one cannot be reached
+    /// (then this node answers itself).
+    pub(crate) async fn forward_to_active_controller(
+        &self,
+        req: &kafka_protocol::messages::DescribeQuorumRequest,
+        version: i16,
+    ) -> Option<kafka_protocol::messages::DescribeQuorumResponse> {
+        let node = self.cluster.as_ref()?;
+        let leader = i32::try_from(node.quorum.leader()?).ok().filter(|&id| id != node.node_id)?;
+        let voter = self.config.kraft.voters.iter().find(|v| v.id == leader)?;
+        let addr = format!("{}:{}", voter.host, voter.port);
+        match tokio::time::timeout(FIRST_BYTES_TIMEOUT, forward(&addr, req, version)).await {
+            Ok(Ok(response)) => Some(response),
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, "cannot forward DescribeQuorum to the active controller");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// The offset past the last metadata change published here.
@@ -400,5 +433,73 @@ impl Broker {
                 .collect(),
             endpoints: self.config.kraft.voters.iter().map(|v| (v.id, v.host.clone(), v.port)).collect(),
         })
+    }
+}
+
+/// Sends one request to a controller listener and reads its answer.
+async fn forward(
+    addr: &str,
+    req: &kafka_protocol::messages::DescribeQuorumRequest,
+    version: i16,
+) -> std::io::Result<kafka_protocol::messages::DescribeQuorumResponse> {
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    use tokio::io::AsyncWriteExt;
+    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let key = ApiKey::DescribeQuorum;
+    let header = RequestHeader::default().with_request_api_key(key as i16).with_request_api_version(version).with_correlation_id(1);
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    header.encode(&mut frame, key.request_header_version(version)).map_err(|e| bad(e.to_string()))?;
+    req.encode(&mut frame, version).map_err(|e| bad(e.to_string()))?;
+    let len = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(&frame).await?;
+    let size = stream.read_i32().await?;
+    let size = usize::try_from(size).map_err(|_| bad(format!("negative response size {size}")))?;
+    let mut body = vec![0u8; size];
+    stream.read_exact(&mut body).await?;
+    let mut body = bytes::Bytes::from(body);
+    ResponseHeader::decode(&mut body, key.response_header_version(version)).map_err(|e| bad(e.to_string()))?;
+    kafka_protocol::messages::DescribeQuorumResponse::decode(&mut body, version).map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use metadata::{PartitionRecord, TopicRecord};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn topic(name: &str, id: Uuid, partitions: i32, leader: i32) -> Vec<MetadataRecord> {
+        let mut records = vec![MetadataRecord::Topic(TopicRecord { name: name.into(), topic_id: id })];
+        records.extend((0..partitions).map(|partition| {
+            MetadataRecord::Partition(PartitionRecord { topic_id: id, partition, replicas: vec![1, 2], isr: vec![1, 2], leader, leader_epoch: 0, ..Default::default() })
+        }));
+        records
+    }
+
+    /// What a snapshot or a lagged subscription publishes: applying the diff
+    /// must do what the records in between did.
+    #[test]
+    fn an_image_diff_is_the_delta_of_the_records_between_the_images() {
+        let (kept, gone, new) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let old = Image::from_records(&[topic("kept", kept, 2, 1), topic("gone", gone, 1, 1)].concat());
+        let mut changed = old.clone();
+        let between = [
+            vec![MetadataRecord::RemoveTopic { topic_id: gone }],
+            topic("new", new, 1, 2),
+            vec![MetadataRecord::Partition(PartitionRecord { topic_id: kept, partition: 1, replicas: vec![1, 2], isr: vec![2], leader: 2, leader_epoch: 1, ..Default::default() })],
+        ]
+        .concat();
+        let expected = changed.apply_all(between.iter());
+        let diff = image_diff(&old, &changed);
+        assert_eq!(diff.deleted_topics, expected.deleted_topics);
+        assert_eq!(diff.created_topics, expected.created_topics);
+        assert_eq!(diff.partitions, expected.partitions);
+        assert!(diff.partitions[&(kept, 1)].leader_changed() && !diff.partitions.contains_key(&(kept, 0)));
+        assert!(image_diff(&changed, &changed).partitions.is_empty(), "nothing changed, nothing to publish");
     }
 }

@@ -13,12 +13,12 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
 
-use crate::handlers::{describe_quorum, Reply};
+use crate::handlers::{cluster, describe_quorum, Reply};
 use crate::Broker;
 
 /// The APIs the CONTROLLER listener serves and the highest version of each
 /// implemented; the lowest is the protocol crate's lowest.
-const IMPLEMENTED: &[(ApiKey, i16)] = &[(ApiKey::ApiVersions, 4), (ApiKey::DescribeQuorum, 2)];
+const IMPLEMENTED: &[(ApiKey, i16)] = &[(ApiKey::ApiVersions, 4), (ApiKey::DescribeQuorum, 2), (ApiKey::DescribeCluster, 1)];
 
 /// The version range served for `key` on the CONTROLLER listener, if any.
 pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -46,6 +46,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: RequestK
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => ApiVersionsResponse::default().with_api_keys(api_keys()).into(),
         RequestKind::DescribeQuorum(req) => describe_quorum::handle(broker, &req, version).into(),
+        // The cluster id for kafka-metadata-quorum.sh --bootstrap-controller.
+        RequestKind::DescribeCluster(req) => cluster::describe_controllers(broker, req, version).into(),
         other => {
             // Unreachable: net.rs decodes only the APIs listed above.
             tracing::warn!(request = ?std::mem::discriminant(&other), "no controller handler");

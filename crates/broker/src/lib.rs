@@ -241,7 +241,7 @@ impl Broker {
         let on_disk = log_dirs.partition_dirs()?;
         if !metadata_dir.exists() && !config.metadata_recover {
             // Refuse before opening would create an empty log in its place.
-            if let Some(problem) = metadata_recovery::missing_metadata(&log_dirs, &metadata_dir, 0, &on_disk) {
+            if let Some(problem) = metadata_recovery::missing_metadata(log_dirs, &metadata_dir, 0, &on_disk) {
                 return Err(StartError::MetadataLost(problem));
             }
         }
@@ -256,7 +256,7 @@ impl Broker {
                 }
                 e => e.into(),
             })?;
-        if let Some(problem) = metadata_recovery::missing_metadata(&log_dirs, &metadata_dir, metadata.end_offset(), &on_disk) {
+        if let Some(problem) = metadata_recovery::missing_metadata(log_dirs, &metadata_dir, metadata.end_offset(), &on_disk) {
             if !config.metadata_recover {
                 return Err(StartError::MetadataLost(problem));
             }

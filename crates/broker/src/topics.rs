@@ -103,7 +103,9 @@ impl Broker {
         let committed = match controller.commit(&change.records, now_ms()) {
             Ok(committed) => committed,
             Err(e) => {
-                prepared.map(|p| p.roll_back());
+                if let Some(prepared) = prepared {
+                    prepared.roll_back();
+                }
                 return Err(e);
             }
         };

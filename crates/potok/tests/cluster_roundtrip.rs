@@ -56,8 +56,9 @@ impl Drop for Node {
     }
 }
 
-/// Starts three combined nodes of one cluster in `root`.
-fn start_cluster(root: &Path) -> Vec<Node> {
+/// Writes the server.properties of three combined nodes of one cluster into
+/// `root` (`n1.properties`...), as the example sets them.
+fn write_cluster_properties(root: &Path) -> Vec<PathBuf> {
     let ids = [1, 2, 3];
     let client_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
     let controller_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
@@ -70,36 +71,63 @@ fn start_cluster(root: &Path) -> Vec<Node> {
     ids.iter()
         .zip(client_ports.iter().zip(&controller_ports))
         .map(|(&id, (&client, &controller))| {
-            let data = root.join(format!("n{id}"));
-            let log = root.join(format!("n{id}.log"));
-            let out = std::fs::File::create(&log).expect("log file");
-            let err = out.try_clone().expect("log file");
-            let bootstrap = format!("127.0.0.1:{client}");
             let settings = [
                 format!("node.id={id}"),
                 "process.roles=broker,controller".to_string(),
                 format!("controller.quorum.voters={voters}"),
-                format!("listeners=PLAINTEXT://{bootstrap},CONTROLLER://127.0.0.1:{controller}"),
-                format!("advertised.listeners=PLAINTEXT://{bootstrap}"),
+                format!("listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}"),
+                format!("advertised.listeners=PLAINTEXT://127.0.0.1:{client}"),
                 "controller.listener.names=CONTROLLER".to_string(),
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".to_string(),
                 "inter.broker.listener.name=PLAINTEXT".to_string(),
-                format!("log.dirs={}", data.display()),
+                format!("log.dirs={}", root.join(format!("n{id}")).display()),
             ];
-            let mut cmd = Command::new(common::potok_bin());
-            cmd.arg("server");
-            for setting in &settings {
-                cmd.arg("--override").arg(setting);
-            }
-            let child = cmd
+            let path = root.join(format!("n{id}.properties"));
+            std::fs::write(&path, settings.join("\n") + "\n").expect("write properties");
+            path
+        })
+        .collect()
+}
+
+/// Starts `potok server` with each of `properties` (node ids 1, 2, 3).
+fn start_nodes(root: &Path, properties: &[PathBuf]) -> Vec<Node> {
+    properties
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let id = i as i32 + 1;
+            let text = std::fs::read_to_string(path).expect("properties");
+            let client = text
+                .lines()
+                .find_map(|l| l.strip_prefix("advertised.listeners=PLAINTEXT://"))
+                .expect("advertised listener")
+                .to_string();
+            let log = root.join(format!("n{id}.log"));
+            let out = std::fs::File::create(&log).expect("log file");
+            let err = out.try_clone().expect("log file");
+            let child = Command::new(common::potok_bin())
+                .arg("server")
+                .arg(path)
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(out))
                 .stderr(Stdio::from(err))
                 .spawn()
                 .expect("spawn potok server");
-            Node { id, child: Some(child), bootstrap, data, log }
+            Node { id, child: Some(child), bootstrap: client, data: root.join(format!("n{id}")), log }
         })
         .collect()
+}
+
+/// Starts three combined nodes of one cluster in `root`.
+fn start_cluster(root: &Path) -> Vec<Node> {
+    let properties = write_cluster_properties(root);
+    start_nodes(root, &properties)
+}
+
+/// The `cluster.id` in a node's meta.properties.
+fn stored_cluster_id(node: &Node) -> Option<String> {
+    let meta = std::fs::read_to_string(node.data.join("meta.properties")).ok()?;
+    meta.lines().find_map(|l| l.strip_prefix("cluster.id=")).map(str::to_string)
 }
 
 /// Polls `f` until it answers `Some`, failing with the nodes' logs after [`PATIENCE`].
@@ -173,14 +201,11 @@ async fn three_nodes_form_one_cluster_and_survive_the_loss_of_the_active_control
         assert_eq!(node.data.join("first-0").is_dir(), node.id == first_id, "first-0 on node {}", node.id);
     }
     // Every node agreed on one cluster id.
-    let ids: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            let meta = std::fs::read_to_string(n.data.join("meta.properties")).expect("meta.properties");
-            meta.lines().find_map(|l| l.strip_prefix("cluster.id=")).expect("cluster.id").to_string()
-        })
-        .collect();
-    assert!(ids.iter().all(|id| *id == ids[0]), "cluster ids {ids:?}");
+    let ids: Vec<Option<String>> = nodes.iter().map(stored_cluster_id).collect();
+    assert!(ids[0].is_some() && ids.iter().all(|id| *id == ids[0]), "cluster ids {ids:?}");
+    let client = Client::connect(ClientConfig::new(&nodes[2].bootstrap).expect("config")).await.expect("client");
+    client.fetch_topic("first").await.expect("metadata");
+    assert_eq!(client.metadata().cluster_id, ids[0], "Metadata's cluster id is the stored one");
 
     // Another node is not the active controller: NOT_CONTROLLER, nothing created.
     let follower = nodes.iter().find(|n| n.id != first_id).expect("a follower");
@@ -208,5 +233,71 @@ async fn three_nodes_form_one_cluster_and_survive_the_loss_of_the_active_control
             Err(Error::Kafka(e)) => assert_eq!(e.code, ResponseError::UnknownTopicOrPartition),
             other => panic!("the refused topic exists: {other:?}"),
         }
+    }
+}
+
+/// Runs `potok kafka-storage args...`, failing the test unless it succeeds.
+fn kafka_storage(args: &[&str]) -> String {
+    let mut all = vec!["kafka-storage"];
+    all.extend_from_slice(args);
+    common::potok_ok(&all, b"").stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_formatted_with_kafka_storage_keep_its_cluster_id() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let properties = write_cluster_properties(root.path());
+    let cluster_id = kafka_storage(&["random-uuid"]).trim().to_string();
+    for path in &properties {
+        let out = kafka_storage(&["format", "-t", &cluster_id, "-c", &path.display().to_string()]);
+        assert!(out.contains("Formatting metadata directory"), "{out}");
+    }
+    let nodes = start_nodes(root.path(), &properties);
+    let leader = active_controller(&nodes, &[1, 2, 3]).await;
+    let client = Client::connect(ClientConfig::new(&leader.bootstrap).expect("config")).await.expect("client");
+    client.refresh_metadata(None).await.expect("metadata");
+    assert_eq!(client.metadata().cluster_id.as_deref(), Some(cluster_id.as_str()));
+    for node in &nodes {
+        assert_eq!(stored_cluster_id(node).as_deref(), Some(cluster_id.as_str()), "node {}", node.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_formatted_for_another_cluster_refuses_to_join() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let properties = write_cluster_properties(root.path());
+    let (ours, other) = (kafka_storage(&["random-uuid"]).trim().to_string(), kafka_storage(&["random-uuid"]).trim().to_string());
+    for (path, id) in properties.iter().zip([&ours, &ours, &other]) {
+        kafka_storage(&["format", "-t", id, "-c", &path.display().to_string()]);
+    }
+    let mut nodes = start_nodes(root.path(), &properties);
+    // Whichever id the first leader proposed is the cluster's; the nodes
+    // formatted with the other one stop, saying why.
+    let deadline = Instant::now() + PATIENCE;
+    let exited = loop {
+        let exited: Vec<i32> = nodes
+            .iter_mut()
+            .filter_map(|n| matches!(n.child.as_mut().map(|c| c.try_wait()), Some(Ok(Some(_)))).then_some(n.id))
+            .collect();
+        if !exited.is_empty() {
+            break exited;
+        }
+        let logs: Vec<String> = nodes.iter().map(|n| format!("--- node {} ---\n{}", n.id, n.log())).collect();
+        assert!(Instant::now() < deadline, "no node stopped within {PATIENCE:?}\n{}", logs.join("\n"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let agreed = if exited.contains(&3) { &ours } else { &other };
+    for node in &nodes {
+        let formatted = if node.id == 3 { &other } else { &ours };
+        if formatted != agreed && exited.contains(&node.id) {
+            let log = node.log();
+            assert!(
+                log.contains(&format!("were formatted with cluster.id {formatted}, but the metadata quorum's cluster id is {agreed}")),
+                "node {}: {log}",
+                node.id
+            );
+        }
+        assert!(formatted != agreed || !exited.contains(&node.id), "node {} of the agreed cluster stopped: {}", node.id, node.log());
+        assert_eq!(stored_cluster_id(node).as_ref(), Some(formatted), "meta.properties is left as formatted");
     }
 }

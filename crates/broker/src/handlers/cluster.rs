@@ -66,6 +66,33 @@ pub(crate) fn describe(broker: &Arc<Broker>, req: DescribeClusterRequest, versio
         .with_brokers(brokers)
 }
 
+/// DescribeCluster on a CONTROLLER listener (Kafka's `ControllerApis`): the
+/// voters as the CONTROLLER endpoint type, for `--bootstrap-controller` tools.
+pub(crate) fn describe_controllers(broker: &Arc<Broker>, req: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+    if req.endpoint_type != CONTROLLER_ENDPOINT {
+        let code = if version == 0 { ResponseError::InvalidRequest } else { ResponseError::MismatchedEndpointType };
+        return DescribeClusterResponse::default().with_error_code(code.code()).with_error_message(Some(str_bytes(
+            "The request was sent to an endpoint of type CONTROLLER, but we wanted an endpoint of type BROKER".to_string(),
+        )));
+    }
+    let voters = broker
+        .config
+        .kraft
+        .voters
+        .iter()
+        .map(|v| DescribeClusterBroker::default().with_broker_id(BrokerId(v.id)).with_host(str_bytes(v.host.clone())).with_port(i32::from(v.port)))
+        .collect();
+    DescribeClusterResponse::default()
+        .with_cluster_authorized_operations(authorized_operations::if_asked(
+            req.include_cluster_authorized_operations,
+            authorized_operations::CLUSTER,
+        ))
+        .with_endpoint_type(CONTROLLER_ENDPOINT)
+        .with_cluster_id(str_bytes(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.active_controller().unwrap_or(-1)))
+        .with_brokers(voters)
+}
+
 /// Kafka's `KafkaApis.getCoordinator`: a group's coordinator is the leader of
 /// its `__consumer_offsets` partition (created on first use), reached through
 /// the request's listener; COORDINATOR_NOT_AVAILABLE while it has none.

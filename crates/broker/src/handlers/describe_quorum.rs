@@ -38,6 +38,15 @@ fn single_node_view(broker: &Broker) -> QuorumView {
     QuorumView { leading: true, epoch: 1, high_watermark: end, voters: vec![(id, end, now, now)], endpoints }
 }
 
+/// Answers a DescribeQuorum from a client listener: as Kafka's brokers, a
+/// node that is not the active controller forwards it to the active one.
+pub(crate) async fn forward_or_handle(broker: &Broker, req: &DescribeQuorumRequest, version: i16) -> DescribeQuorumResponse {
+    if let Some(forwarded) = broker.forward_to_active_controller(req, version).await {
+        return forwarded;
+    }
+    handle(broker, req, version)
+}
+
 /// Answers one DescribeQuorum request.
 pub(crate) fn handle(broker: &Broker, req: &DescribeQuorumRequest, version: i16) -> DescribeQuorumResponse {
     let asked_metadata = req.topics.len() == 1

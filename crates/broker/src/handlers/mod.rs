@@ -2,7 +2,7 @@
 //! request, call a broker service, build the response.
 
 pub(crate) mod api_versions;
-mod cluster;
+pub(crate) mod cluster;
 mod configs;
 mod consumer_group;
 mod delete_records;
@@ -122,7 +122,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, listener: 
         RequestKind::CreatePartitions(req) => blocking(|| topics::create_partitions(broker, req)).into(),
         RequestKind::DescribeConfigs(req) => configs::describe(broker, req).into(),
         RequestKind::DescribeCluster(req) => cluster::describe(broker, req, version, listener).into(),
-        RequestKind::DescribeQuorum(req) => describe_quorum::handle(broker, &req, version).into(),
+        RequestKind::DescribeQuorum(req) => describe_quorum::forward_or_handle(broker, &req, version).await.into(),
         RequestKind::AlterConfigs(req) => blocking(|| configs::alter(broker, req)).into(),
         RequestKind::IncrementalAlterConfigs(req) => blocking(|| configs::incremental_alter(broker, req)).into(),
         RequestKind::InitProducerId(req) => producer_ids::init(broker, req).into(),

@@ -17,6 +17,7 @@ mod kafka;
 mod log_tools;
 mod perf;
 mod produce;
+mod metadata_quorum;
 mod storage;
 mod topics;
 
@@ -80,6 +81,9 @@ pub(crate) enum ToolCommand {
     /// Kafka's kafka-storage.sh: random-uuid, format, info.
     #[command(name = "kafka-storage", subcommand, hide = true)]
     KafkaStorage(storage::StorageCommand),
+    /// Kafka's kafka-metadata-quorum.sh: describe --status | --replication.
+    #[command(name = "kafka-metadata-quorum", hide = true)]
+    KafkaMetadataQuorum(Box<metadata_quorum::MetadataQuorumArgs>),
 }
 
 pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
@@ -156,6 +160,7 @@ pub(crate) fn run(cmd: ToolCommand) -> anyhow::Result<ExitCode> {
                 groups::run(translated.options, groups::ReportedErrors::Succeed).await
             }
             ToolCommand::KafkaStorage(cmd) => Ok(storage::run(cmd)),
+            ToolCommand::KafkaMetadataQuorum(args) => metadata_quorum::run(*args).await,
         }
     });
     // Do not wait for a thread still blocked reading standard input.
