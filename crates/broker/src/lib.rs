@@ -5,8 +5,14 @@
 //! runs the listeners until shutdown; [`Broker::shutdown`] flushes and marks the
 //! log dirs clean.
 
+pub mod alter_partition_manager;
+pub mod broker_lifecycle;
 pub mod config;
 pub mod controller;
+// Served by the CONTROLLER listener's accept loop once cluster mode is wired.
+#[allow(dead_code)]
+mod controller_api;
+pub mod controller_channel;
 pub mod dynamic_config;
 pub mod error;
 mod fetch_session;
@@ -20,6 +26,7 @@ mod metadata_publisher;
 mod metadata_recovery;
 mod net;
 pub mod partition;
+pub mod producer_id_manager;
 pub mod recompress;
 mod record_batch;
 pub mod replica_fetcher;
