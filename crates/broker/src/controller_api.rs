@@ -1,5 +1,8 @@
 //! The Kafka APIs of the CONTROLLER listener (cluster mode): what brokers and
-//! tools send to a controller, as Kafka's `ControllerApis`.
+//! tools send to a controller, as Kafka's `ControllerApis`. The listener's
+//! accept loop ([`crate::cluster_node`]) hands every connection that does not
+//! start with the quorum's preface to [`crate::net`], which decodes requests
+//! against [`supported_versions`] and dispatches them to [`handle`].
 //!
 //! A controller request reaching a node that is not the active controller is
 //! answered NOT_CONTROLLER (the sender finds the active one and retries).
@@ -16,17 +19,67 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_partition_request::BrokerState;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     create_partitions_response, create_topics_response, delete_topics_response, AllocateProducerIdsResponse,
-    AlterConfigsResponse, AlterPartitionRequest, AlterPartitionResponse, ApiKey, BrokerHeartbeatRequest,
-    BrokerHeartbeatResponse, BrokerRegistrationRequest, BrokerRegistrationResponse, CreatePartitionsResponse,
-    CreateTopicsResponse, DeleteTopicsResponse, IncrementalAlterConfigsResponse, ProducerId, RequestKind, ResponseKind,
+    AlterConfigsResponse, AlterPartitionRequest, AlterPartitionResponse, ApiKey, ApiVersionsResponse,
+    BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRegistrationRequest, BrokerRegistrationResponse,
+    CreatePartitionsResponse, CreateTopicsResponse, DeleteTopicsResponse, IncrementalAlterConfigsResponse, ProducerId,
+    RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use crate::error::BrokerError;
-use crate::handlers::{self, blocking};
+use crate::handlers::{self, blocking, describe_quorum, Reply};
 use crate::Broker;
+
+/// The APIs the CONTROLLER listener serves and the highest version of each
+/// implemented; the lowest is the protocol crate's lowest. The
+/// broker-to-controller APIs ([`BROKER_APIS`]) join them once `Controller`
+/// implements [`ControllerDecisions`].
+const IMPLEMENTED: &[(ApiKey, i16)] = &[(ApiKey::ApiVersions, 4), (ApiKey::DescribeQuorum, 2)];
+
+/// The version range served for `key` on the CONTROLLER listener, if any.
+pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    IMPLEMENTED.iter().chain(FORWARDED_APIS).find(|(k, _)| *k == key).map(|(k, max)| {
+        let range = k.valid_versions();
+        (range.min, (*max).min(range.max))
+    })
+}
+
+fn api_keys() -> Vec<ApiVersion> {
+    IMPLEMENTED
+        .iter()
+        .chain(FORWARDED_APIS)
+        .filter_map(|(key, _)| supported_versions(*key).map(|range| (*key, range)))
+        .map(|(key, (min, max))| ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max))
+        .collect()
+}
+
+/// The v0 answer to an ApiVersions request of a version not spoken here.
+pub(crate) fn unsupported_version_response() -> ResponseKind {
+    ApiVersionsResponse::default().with_error_code(ResponseError::UnsupportedVersion.code()).with_api_keys(api_keys()).into()
+}
+
+/// Runs the controller handler of a decoded request.
+pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: RequestKind) -> Reply {
+    let response: ResponseKind = match request {
+        RequestKind::ApiVersions(_) => ApiVersionsResponse::default().with_api_keys(api_keys()).into(),
+        RequestKind::DescribeQuorum(req) => describe_quorum::handle(broker, &req, version).into(),
+        other => {
+            let active = broker.active_controller() == Some(broker.config.node_id);
+            match forwarded(broker, active, version, other) {
+                Ok(response) => response,
+                Err(other) => {
+                    // Unreachable: net.rs decodes only the APIs listed above.
+                    tracing::warn!(request = ?std::mem::discriminant(&other), "no controller handler");
+                    return Reply::Close;
+                }
+            }
+        }
+    };
+    Reply::Response(Box::new(response))
+}
 
 /// The broker-to-controller APIs this module decides and the highest
 /// version of each implemented (the lowest is the protocol crate's lowest);
