@@ -281,18 +281,10 @@ mod tests {
 
     use super::*;
     use crate::controller_api::testing::{eventually, TestController};
-    use crate::controller_channel::ChannelConfig;
     use crate::partition::LeaderAndIsr;
 
     fn manager(controller: &TestController) -> Arc<AlterPartitionManager> {
-        let config = ChannelConfig {
-            voters: vec![(0, controller.address.to_string())],
-            client_id: "alter-partition".into(),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(5),
-            retry_backoff: Duration::from_millis(10),
-        };
-        let channel = Arc::new(ControllerChannel::new(config, Arc::new(|| None)));
+        let channel = controller.channel("alter-partition");
         AlterPartitionManager::new(channel, 0, Arc::new(|| Some(1)), Duration::from_secs(30), Duration::from_millis(10))
     }
 

@@ -119,8 +119,8 @@ impl LifecycleTiming {
     /// The timing `config` sets.
     pub fn from_config(config: &ServerConfig) -> LifecycleTiming {
         LifecycleTiming {
-            heartbeat_interval: Duration::from_millis(config.rpc.heartbeat_interval_ms),
-            session_timeout: Duration::from_millis(config.rpc.session_timeout_ms),
+            heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+            session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
             initial_backoff: Duration::from_millis(100),
         }
     }
@@ -359,7 +359,6 @@ mod tests {
 
     use super::*;
     use crate::controller_api::testing::{eventually, TestController};
-    use crate::controller_channel::ChannelConfig;
 
     struct Host {
         offset: AtomicI64,
@@ -376,14 +375,7 @@ mod tests {
     }
 
     fn lifecycle(controller: &TestController, host: &Arc<Host>) -> Arc<BrokerLifecycle> {
-        let config = ChannelConfig {
-            voters: vec![(1, controller.address.to_string())],
-            client_id: "heartbeat".into(),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(5),
-            retry_backoff: Duration::from_millis(10),
-        };
-        let channel = Arc::new(ControllerChannel::new(config, Arc::new(|| None)));
+        let channel = controller.channel("heartbeat");
         let registration = Registration {
             broker_id: 4,
             cluster_id: "cluster".into(),

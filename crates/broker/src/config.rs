@@ -217,6 +217,11 @@ pub struct ServerConfig {
     /// How a cluster-mode broker talks to the controller (registration,
     /// heartbeats, ISR changes, controlled shutdown).
     pub rpc: BrokerRpcConfig,
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is
+    /// fenced by the active controller.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the controller.
+    pub broker_heartbeat_interval_ms: u64,
     /// Every key given, as given (for DescribeConfigs).
     pub given: BTreeMap<String, String>,
 }
@@ -253,14 +258,11 @@ pub struct GroupConfig {
     pub consumer_assignors: Vec<String>,
 }
 
-/// How a broker in cluster mode talks to the controller (Kafka's names and defaults).
+/// How a broker in cluster mode talks to the controller (Kafka's names and
+/// defaults; `broker.heartbeat.interval.ms` and `broker.session.timeout.ms`
+/// are [`ServerConfig`]'s, the controller uses them too).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerRpcConfig {
-    /// `broker.heartbeat.interval.ms`: how often the broker heartbeats.
-    pub heartbeat_interval_ms: u64,
-    /// `broker.session.timeout.ms`: a broker silent this long is fenced;
-    /// the broker gives up on one heartbeat after this long.
-    pub session_timeout_ms: u64,
     /// `broker.rack`.
     pub rack: Option<String>,
     /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
@@ -277,8 +279,6 @@ pub struct BrokerRpcConfig {
 impl BrokerRpcConfig {
     /// Kafka's setting names parsed here.
     const KEYS: &'static [&'static str] = &[
-        "broker.heartbeat.interval.ms",
-        "broker.session.timeout.ms",
         "broker.rack",
         "replica.lag.time.max.ms",
         "controlled.shutdown.enable",
@@ -289,8 +289,6 @@ impl BrokerRpcConfig {
     fn parse(p: &Parser<'_>) -> Result<BrokerRpcConfig, ConfigError> {
         let rack = p.get("broker.rack").map(str::trim).filter(|r| !r.is_empty()).map(str::to_string);
         Ok(BrokerRpcConfig {
-            heartbeat_interval_ms: p.min("broker.heartbeat.interval.ms", 2_000u64, 1)?,
-            session_timeout_ms: p.min("broker.session.timeout.ms", 9_000u64, 1)?,
             rack,
             replica_lag_time_max_ms: p.min("replica.lag.time.max.ms", 30_000i64, 1)?,
             controlled_shutdown_enable: p.boolean("controlled.shutdown.enable", true)?,
@@ -308,8 +306,6 @@ impl BrokerRpcConfig {
     /// The effective values, for DescribeConfigs.
     fn describe(&self) -> Vec<(&'static str, Option<String>)> {
         vec![
-            ("broker.heartbeat.interval.ms", Some(self.heartbeat_interval_ms.to_string())),
-            ("broker.session.timeout.ms", Some(self.session_timeout_ms.to_string())),
             ("broker.rack", self.rack.clone()),
             ("replica.lag.time.max.ms", Some(self.replica_lag_time_max_ms.to_string())),
             ("controlled.shutdown.enable", Some(self.controlled_shutdown_enable.to_string())),
@@ -572,6 +568,8 @@ impl ServerConfig {
             groups: group_config(&p)?,
             limits: LimitsConfig::parse(&p)?,
             rpc: BrokerRpcConfig::parse(&p)?,
+            broker_session_timeout_ms: p.min("broker.session.timeout.ms", 9_000u64, 1)?,
+            broker_heartbeat_interval_ms: p.min("broker.heartbeat.interval.ms", 2_000u64, 1)?,
             given: given.clone(),
         };
         Ok(config)
@@ -906,6 +904,8 @@ impl ServerConfig {
             ("group.consumer.heartbeat.interval.ms", Some(g.consumer_heartbeat_interval_ms.to_string())),
             ("group.consumer.max.size", Some(g.consumer_max_size.to_string())),
             ("group.consumer.assignors", Some(g.consumer_assignors.join(","))),
+            ("broker.session.timeout.ms", Some(self.broker_session_timeout_ms.to_string())),
+            ("broker.heartbeat.interval.ms", Some(self.broker_heartbeat_interval_ms.to_string())),
         ];
         effective.extend(self.limits.describe());
         effective.extend(self.rpc.describe());
@@ -1051,6 +1051,8 @@ const ACTED_ON: &[&str] = &[
     "group.consumer.max.heartbeat.interval.ms",
     "group.consumer.max.size",
     "group.consumer.assignors",
+    "broker.session.timeout.ms",
+    "broker.heartbeat.interval.ms",
 ];
 
 /// Kafka broker settings accepted so that a Kafka `server.properties` starts a

@@ -35,13 +35,13 @@ use crate::Broker;
 
 /// The APIs the CONTROLLER listener serves and the highest version of each
 /// implemented; the lowest is the protocol crate's lowest. The
-/// broker-to-controller APIs ([`BROKER_APIS`]) join them once `Controller`
-/// implements [`ControllerDecisions`].
+/// broker-to-controller APIs ([`BROKER_APIS`]) and the forwarded admin
+/// requests ([`FORWARDED_APIS`]) are served too.
 const IMPLEMENTED: &[(ApiKey, i16)] = &[(ApiKey::ApiVersions, 4), (ApiKey::DescribeQuorum, 2)];
 
 /// The version range served for `key` on the CONTROLLER listener, if any.
 pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
-    IMPLEMENTED.iter().chain(FORWARDED_APIS).find(|(k, _)| *k == key).map(|(k, max)| {
+    IMPLEMENTED.iter().chain(BROKER_APIS).chain(FORWARDED_APIS).find(|(k, _)| *k == key).map(|(k, max)| {
         let range = k.valid_versions();
         (range.min, (*max).min(range.max))
     })
@@ -50,6 +50,7 @@ pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
 fn api_keys() -> Vec<ApiVersion> {
     IMPLEMENTED
         .iter()
+        .chain(BROKER_APIS)
         .chain(FORWARDED_APIS)
         .filter_map(|(key, _)| supported_versions(*key).map(|range| (*key, range)))
         .map(|(key, (min, max))| ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max))
@@ -68,6 +69,16 @@ pub(crate) async fn handle(broker: &Arc<Broker>, version: i16, request: RequestK
         RequestKind::DescribeQuorum(req) => describe_quorum::handle(broker, &req, version).into(),
         other => {
             let active = broker.active_controller() == Some(broker.config.node_id);
+            // Decisions commit to the metadata quorum: blocking.
+            let decided = blocking(|| {
+                let mut controller = broker.controller.lock();
+                let decisions: Option<&mut dyn ControllerDecisions> = if active { Some(&mut *controller) } else { None };
+                decide(decisions, version, other, crate::now_ms())
+            });
+            let other = match decided {
+                Ok(response) => return Reply::Response(Box::new(response)),
+                Err(other) => other,
+            };
             match forwarded(broker, active, version, other) {
                 Ok(response) => response,
                 Err(other) => {
@@ -114,6 +125,24 @@ pub(crate) trait ControllerDecisions {
     fn alter_partition(&mut self, req: &AlterPartitionRequest, now_ms: i64) -> AlterPartitionResponse;
     /// AllocateProducerIds: a block of producer ids for a broker of this epoch.
     fn allocate_producer_ids(&mut self, broker_id: i32, broker_epoch: i64, now_ms: i64) -> Result<Range<i64>, BrokerError>;
+}
+
+impl ControllerDecisions for crate::controller::Controller {
+    fn register_broker(&mut self, req: &BrokerRegistrationRequest, now_ms: i64) -> BrokerRegistrationResponse {
+        crate::controller::Controller::register_broker(self, req, now_ms)
+    }
+
+    fn broker_heartbeat(&mut self, req: &BrokerHeartbeatRequest, now_ms: i64) -> BrokerHeartbeatResponse {
+        crate::controller::Controller::broker_heartbeat(self, req, now_ms)
+    }
+
+    fn alter_partition(&mut self, req: &AlterPartitionRequest, now_ms: i64) -> AlterPartitionResponse {
+        crate::controller::Controller::alter_partition(self, req, now_ms)
+    }
+
+    fn allocate_producer_ids(&mut self, broker_id: i32, broker_epoch: i64, now_ms: i64) -> Result<Range<i64>, BrokerError> {
+        crate::controller::Controller::allocate_producer_ids(self, broker_id, broker_epoch, now_ms)
+    }
 }
 
 /// Decides a broker-to-controller request: `decisions` is the active
@@ -384,6 +413,18 @@ pub(crate) mod testing {
     }
 
     impl TestController {
+        /// A channel of `purpose` to this controller alone (voter id 1), retrying every 10 ms.
+        pub(crate) fn channel(&self, purpose: &str) -> Arc<crate::controller_channel::ControllerChannel> {
+            let config = crate::controller_channel::ChannelConfig {
+                voters: vec![(1, self.address.to_string())],
+                client_id: purpose.into(),
+                connect_timeout: std::time::Duration::from_secs(5),
+                request_timeout: std::time::Duration::from_secs(5),
+                retry_backoff: std::time::Duration::from_millis(10),
+            };
+            Arc::new(crate::controller_channel::ControllerChannel::new(config, Arc::new(|| None)))
+        }
+
         /// Starts serving on a free port of 127.0.0.1.
         pub(crate) async fn start(active: bool) -> TestController {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

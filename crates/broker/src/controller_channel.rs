@@ -126,43 +126,24 @@ macro_rules! top_level_error {
         }
     )*};
 }
-top_level_error!(BrokerRegistrationResponse, BrokerHeartbeatResponse, AllocateProducerIdsResponse);
+top_level_error!(BrokerRegistrationResponse, BrokerHeartbeatResponse, AllocateProducerIdsResponse, AlterPartitionResponse);
 
-impl ControllerReply for AlterPartitionResponse {
-    fn not_controller(&self) -> bool {
-        is_not_controller(self.error_code)
-    }
+macro_rules! error_in_any_of {
+    ($($t:ty => $results:ident),*) => {$(
+        impl ControllerReply for $t {
+            fn not_controller(&self) -> bool {
+                self.$results.iter().any(|r| is_not_controller(r.error_code))
+            }
+        }
+    )*};
 }
-
-impl ControllerReply for CreateTopicsResponse {
-    fn not_controller(&self) -> bool {
-        self.topics.iter().any(|t| is_not_controller(t.error_code))
-    }
-}
-
-impl ControllerReply for DeleteTopicsResponse {
-    fn not_controller(&self) -> bool {
-        self.responses.iter().any(|t| is_not_controller(t.error_code))
-    }
-}
-
-impl ControllerReply for CreatePartitionsResponse {
-    fn not_controller(&self) -> bool {
-        self.results.iter().any(|t| is_not_controller(t.error_code))
-    }
-}
-
-impl ControllerReply for IncrementalAlterConfigsResponse {
-    fn not_controller(&self) -> bool {
-        self.responses.iter().any(|r| is_not_controller(r.error_code))
-    }
-}
-
-impl ControllerReply for AlterConfigsResponse {
-    fn not_controller(&self) -> bool {
-        self.responses.iter().any(|r| is_not_controller(r.error_code))
-    }
-}
+error_in_any_of!(
+    CreateTopicsResponse => topics,
+    DeleteTopicsResponse => responses,
+    CreatePartitionsResponse => results,
+    IncrementalAlterConfigsResponse => responses,
+    AlterConfigsResponse => responses
+);
 
 /// The open connection and the voter it goes to.
 struct Open {

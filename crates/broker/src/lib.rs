@@ -8,6 +8,7 @@
 pub mod alter_partition_manager;
 pub mod broker_lifecycle;
 mod cluster_node;
+mod cluster_rpc;
 pub mod config;
 pub mod controller;
 mod controller_api;
@@ -142,6 +143,9 @@ pub struct Broker {
     /// Cluster mode: the metadata quorum this node is a voter of (None: a
     /// cluster of one with a local metadata log).
     cluster: Option<Arc<cluster_node::ClusterNode>>,
+    /// Cluster mode: registration, heartbeats, ISR changes and producer id
+    /// blocks through the active controller (set once open).
+    rpc: std::sync::OnceLock<Arc<cluster_rpc::ClusterRpc>>,
 }
 
 /// Producer ids reserved per metadata record.
@@ -191,7 +195,8 @@ impl Broker {
         let groups = GroupCoordinator::new(config.groups.clone());
         let checkpoints = OffsetCheckpoints::load(log_dirs.dirs());
         let node_id = config.node_id;
-        let controller = controller::Controller::new(sink, config.clone());
+        let mut controller = controller::Controller::new(sink, config.clone());
+        controller.set_cluster_id(log_dirs.cluster_id.clone());
         let broker = Arc::new(Broker {
             cluster_id: log_dirs.cluster_id.clone(),
             // The publisher applies the dynamic levels below.
@@ -207,7 +212,11 @@ impl Broker {
             groups,
             offsets_topic_creation: Mutex::new(()),
             cluster,
+            rpc: std::sync::OnceLock::new(),
         });
+        if let Some(rpc) = cluster_rpc::ClusterRpc::new(&broker) {
+            let _ = broker.rpc.set(rpc);
+        }
         // Start-up is the whole image published as one change from empty.
         broker
             .publish(&image.delta_from_empty(), &image, None, log_dirs::Placement::Existing)
@@ -298,7 +307,14 @@ impl Broker {
         if self.config.log_cleaner_enable {
             tasks.spawn(clean_compacted_topics(Arc::clone(self)));
         }
+        if let Some(rpc) = self.rpc.get() {
+            rpc.spawn(self, &mut tasks);
+        }
         shutdown.await;
+        if let Some(rpc) = self.rpc.get() {
+            // Kafka's controlled shutdown: still serving while leadership moves away.
+            rpc.controlled_shutdown(self).await;
+        }
         tasks.abort_all();
         Ok(())
     }
@@ -350,9 +366,13 @@ impl Broker {
     /// Hands out a new producer id, reserving a block in the metadata log when
     /// the current one is used up, so ids are never reused after a restart.
     pub fn allocate_producer_id(&self) -> Result<i64, error::BrokerError> {
+        if let Some(rpc) = self.rpc.get() {
+            // Cluster mode: blocks from the active controller (AllocateProducerIds).
+            return rpc.producer_ids.generate();
+        }
         let mut ids = self.producer_ids.lock();
         if ids.is_empty() {
-            *ids = self.controller.lock().allocate_producer_ids(PRODUCER_ID_BLOCK, now_ms())?;
+            *ids = self.controller.lock().allocate_producer_id_block(PRODUCER_ID_BLOCK, now_ms())?;
         }
         let id = ids.start;
         ids.start += 1;

@@ -104,20 +104,12 @@ mod tests {
 
     use super::*;
     use crate::controller_api::testing::{eventually, TestController};
-    use crate::controller_channel::ChannelConfig;
 
     #[tokio::test]
     async fn ids_come_from_controller_blocks_and_the_next_block_is_fetched_ahead() {
         let controller = TestController::start(true).await;
         controller.decisions.lock().brokers.insert(2, 7);
-        let config = ChannelConfig {
-            voters: vec![(1, controller.address.to_string())],
-            client_id: "producer-ids".into(),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(5),
-            retry_backoff: Duration::from_millis(10),
-        };
-        let channel = Arc::new(ControllerChannel::new(config, Arc::new(|| None)));
+        let channel = controller.channel("producer-ids");
         let ids = ProducerIdManager::new(channel, 2, Arc::new(|| Some(7)), Duration::from_secs(30));
         // The first call starts the fetch and asks the producer to retry.
         let first = ids.generate().expect_err("no block yet");
@@ -137,14 +129,7 @@ mod tests {
     async fn a_stale_broker_epoch_gets_no_block() {
         let controller = TestController::start(true).await;
         controller.decisions.lock().brokers.insert(2, 8);
-        let config = ChannelConfig {
-            voters: vec![(1, controller.address.to_string())],
-            client_id: "producer-ids".into(),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(5),
-            retry_backoff: Duration::from_millis(10),
-        };
-        let channel = Arc::new(ControllerChannel::new(config, Arc::new(|| None)));
+        let channel = controller.channel("producer-ids");
         let ids = ProducerIdManager::new(channel, 2, Arc::new(|| Some(7)), Duration::from_secs(30));
         let refused = ids.request().await.expect_err("stale");
         assert!(refused.contains("StaleBrokerEpoch"), "{refused}");
