@@ -103,7 +103,7 @@ mod tests {
             });
             let mut controller = broker.controller.lock();
             let committed = controller.commit(&[record], now_ms()).expect("commit");
-            broker.publish_change(&committed.delta, controller.image(), None);
+            broker.publish_change(&committed, controller.image(), None);
         };
         lead(2, 1);
         assert_eq!(broker.groups.fetch_offsets("g", None).err(), Some(ResponseError::NotCoordinator), "broker 2 coordinates g");
