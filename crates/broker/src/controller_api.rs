@@ -220,6 +220,24 @@ pub(crate) fn forwarded(broker: &Arc<Broker>, active: bool, version: i16, reques
     })
 }
 
+/// Each config resource of an (Incremental)AlterConfigs request answered with
+/// `code` (the two APIs have distinct but alike resource response types).
+macro_rules! refused_resources {
+    ($req:expr, $module:path, $code:expr, $message:expr) => {{
+        use $module as m;
+        $req.resources
+            .into_iter()
+            .map(|r| {
+                m::AlterConfigsResourceResponse::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name)
+                    .with_error_code($code)
+                    .with_error_message($message())
+            })
+            .collect()
+    }};
+}
+
 /// The NOT_CONTROLLER answer to a forwarded admin request, per topic or resource.
 fn not_controller(request: RequestKind) -> Result<ResponseKind, RequestKind> {
     let code = ResponseError::NotController.code();
@@ -272,32 +290,10 @@ fn not_controller(request: RequestKind) -> Result<ResponseKind, RequestKind> {
             )
             .into(),
         RequestKind::IncrementalAlterConfigs(req) => IncrementalAlterConfigsResponse::default()
-            .with_responses(
-                req.resources
-                    .into_iter()
-                    .map(|r| {
-                        kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                            .with_resource_type(r.resource_type)
-                            .with_resource_name(r.resource_name)
-                            .with_error_code(code)
-                            .with_error_message(message())
-                    })
-                    .collect(),
-            )
+            .with_responses(refused_resources!(req, kafka_protocol::messages::incremental_alter_configs_response, code, message))
             .into(),
         RequestKind::AlterConfigs(req) => AlterConfigsResponse::default()
-            .with_responses(
-                req.resources
-                    .into_iter()
-                    .map(|r| {
-                        kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default()
-                            .with_resource_type(r.resource_type)
-                            .with_resource_name(r.resource_name)
-                            .with_error_code(code)
-                            .with_error_message(message())
-                    })
-                    .collect(),
-            )
+            .with_responses(refused_resources!(req, kafka_protocol::messages::alter_configs_response, code, message))
             .into(),
         other => return Err(other),
     })
@@ -506,5 +502,50 @@ pub(crate) mod testing {
             assert!(start.elapsed() < std::time::Duration::from_secs(60), "never happened: {what}");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::{
+        alter_configs_request, create_topics_request, incremental_alter_configs_request, AlterConfigsRequest,
+        CreateTopicsRequest, IncrementalAlterConfigsRequest, TopicName,
+    };
+
+    use super::*;
+
+    fn resource<T: Default>(build: impl Fn(T) -> T) -> T {
+        build(T::default())
+    }
+
+    #[test]
+    fn a_node_that_is_not_the_active_controller_refuses_each_topic_and_resource_with_not_controller() {
+        let code = ResponseError::NotController.code();
+        let topics = CreateTopicsRequest::default().with_topics(vec![
+            create_topics_request::CreatableTopic::default().with_name(TopicName(StrBytes::from_static_str("a"))),
+            create_topics_request::CreatableTopic::default().with_name(TopicName(StrBytes::from_static_str("b"))),
+        ]);
+        let Ok(ResponseKind::CreateTopics(r)) = not_controller(topics.into()) else { panic!("CreateTopics") };
+        let answered: Vec<(&str, i16)> = r.topics.iter().map(|t| (t.name.0.as_str(), t.error_code)).collect();
+        assert_eq!(answered, vec![("a", code), ("b", code)]);
+
+        let name = StrBytes::from_static_str("7");
+        let incremental = IncrementalAlterConfigsRequest::default().with_resources(vec![resource(
+            |r: incremental_alter_configs_request::AlterConfigsResource| r.with_resource_type(4).with_resource_name(name.clone()),
+        )]);
+        let Ok(ResponseKind::IncrementalAlterConfigs(r)) = not_controller(incremental.into()) else { panic!("incremental") };
+        let answered: Vec<(i8, &str, i16)> = r.responses.iter().map(|r| (r.resource_type, r.resource_name.as_str(), r.error_code)).collect();
+        assert_eq!(answered, vec![(4, "7", code)]);
+        let legacy = AlterConfigsRequest::default().with_resources(vec![resource(
+            |r: alter_configs_request::AlterConfigsResource| r.with_resource_type(2).with_resource_name(name.clone()),
+        )]);
+        let Ok(ResponseKind::AlterConfigs(r)) = not_controller(legacy.into()) else { panic!("AlterConfigs") };
+        let answered: Vec<(i8, &str, i16)> = r.responses.iter().map(|r| (r.resource_type, r.resource_name.as_str(), r.error_code)).collect();
+        assert_eq!(answered, vec![(2, "7", code)]);
+
+        let Ok(ResponseKind::BrokerHeartbeat(r)) = decide(None, 1, BrokerHeartbeatRequest::default().into(), 0) else {
+            panic!("heartbeat")
+        };
+        assert_eq!((r.error_code, r.is_fenced), (code, true));
     }
 }
