@@ -214,6 +214,9 @@ pub struct ServerConfig {
     pub groups: GroupConfig,
     /// Bounds on what one client can make the broker spend.
     pub limits: LimitsConfig,
+    /// How a cluster-mode broker talks to the controller (registration,
+    /// heartbeats, ISR changes, controlled shutdown).
+    pub rpc: BrokerRpcConfig,
     /// `broker.session.timeout.ms`: a broker not heard from for this long is
     /// fenced by the active controller.
     pub broker_session_timeout_ms: u64,
@@ -261,6 +264,63 @@ pub struct GroupConfig {
     /// `group.consumer.assignors`, as short names (`uniform`, `range`); the first
     /// is the default.
     pub consumer_assignors: Vec<String>,
+}
+
+/// How a broker in cluster mode talks to the controller (Kafka's names and
+/// defaults; `broker.heartbeat.interval.ms` and `broker.session.timeout.ms`
+/// are [`ServerConfig`]'s, the controller uses them too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRpcConfig {
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// `controlled.shutdown.enable`: on SIGTERM, wait until the controller has
+    /// moved leadership away before stopping.
+    pub controlled_shutdown_enable: bool,
+    /// `controlled.shutdown.max.retries`.
+    pub controlled_shutdown_max_retries: u64,
+    /// `controlled.shutdown.retry.backoff.ms`.
+    pub controlled_shutdown_retry_backoff_ms: u64,
+}
+
+impl BrokerRpcConfig {
+    /// Kafka's setting names parsed here.
+    const KEYS: &'static [&'static str] = &[
+        "broker.rack",
+        "replica.lag.time.max.ms",
+        "controlled.shutdown.enable",
+        "controlled.shutdown.max.retries",
+        "controlled.shutdown.retry.backoff.ms",
+    ];
+
+    fn parse(p: &Parser<'_>) -> Result<BrokerRpcConfig, ConfigError> {
+        let rack = p.get("broker.rack").map(str::trim).filter(|r| !r.is_empty()).map(str::to_string);
+        Ok(BrokerRpcConfig {
+            rack,
+            replica_lag_time_max_ms: p.min("replica.lag.time.max.ms", 30_000i64, 1)?,
+            controlled_shutdown_enable: p.boolean("controlled.shutdown.enable", true)?,
+            controlled_shutdown_max_retries: p.num("controlled.shutdown.max.retries", 3u64)?,
+            controlled_shutdown_retry_backoff_ms: p.num("controlled.shutdown.retry.backoff.ms", 5_000u64)?,
+        })
+    }
+
+    /// How long a controlled shutdown waits for the controller's approval:
+    /// `controlled.shutdown.max.retries` × `controlled.shutdown.retry.backoff.ms`.
+    pub fn controlled_shutdown_timeout_ms(&self) -> u64 {
+        self.controlled_shutdown_max_retries.saturating_mul(self.controlled_shutdown_retry_backoff_ms)
+    }
+
+    /// The effective values, for DescribeConfigs.
+    fn describe(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("broker.rack", self.rack.clone()),
+            ("replica.lag.time.max.ms", Some(self.replica_lag_time_max_ms.to_string())),
+            ("controlled.shutdown.enable", Some(self.controlled_shutdown_enable.to_string())),
+            ("controlled.shutdown.max.retries", Some(self.controlled_shutdown_max_retries.to_string())),
+            ("controlled.shutdown.retry.backoff.ms", Some(self.controlled_shutdown_retry_backoff_ms.to_string())),
+        ]
+    }
 }
 
 /// Bounds on what clients can make the broker spend (Kafka's names where Kafka
@@ -515,6 +575,7 @@ impl ServerConfig {
             metadata_snapshot_bytes: p.min("metadata.log.max.record.bytes.between.snapshots", 20_971_520u64, 1)?,
             groups: group_config(&p)?,
             limits: LimitsConfig::parse(&p)?,
+            rpc: BrokerRpcConfig::parse(&p)?,
             broker_session_timeout_ms: p.min("broker.session.timeout.ms", 9_000u64, 1)?,
             broker_heartbeat_interval_ms: p.min("broker.heartbeat.interval.ms", 2_000u64, 1)?,
             given: given.clone(),
@@ -860,6 +921,7 @@ impl ServerConfig {
             ("broker.heartbeat.interval.ms", Some(self.broker_heartbeat_interval_ms.to_string())),
         ];
         effective.extend(self.limits.describe());
+        effective.extend(self.rpc.describe());
         let mut out: Vec<(String, Option<String>, bool)> = effective
             .into_iter()
             .map(|(name, value)| (name.to_string(), value, self.given.contains_key(name)))
@@ -1041,13 +1103,11 @@ const ACCEPTED: &[&str] = &[
     "unclean.leader.election.enable",
     "compression.type",
     "delete.topic.enable",
-    "replica.lag.time.max.ms",
     "replica.fetch.max.bytes",
     "log.preallocate",
     "log.segment.delete.delay.ms",
     "metadata.log.dir",
     "cluster.id",
-    "broker.rack",
     "auto.leader.rebalance.enable",
     "confluent.support.metrics.enable",
 ];
@@ -1069,6 +1129,7 @@ pub(crate) fn is_known_key(key: &str) -> bool {
         || ACCEPTED.contains(&key)
         || is_security_setting(key)
         || LimitsConfig::KEYS.contains(&key)
+        || BrokerRpcConfig::KEYS.contains(&key)
         || crate::dynamic_config::is_dynamic_broker_config(key)
 }
 

@@ -5,11 +5,15 @@
 //! runs the listeners until shutdown; [`Broker::shutdown`] flushes and marks the
 //! log dirs clean.
 
+pub mod alter_partition_manager;
+pub mod broker_lifecycle;
 mod cluster_node;
+mod cluster_rpc;
 mod cluster_view;
 pub mod config;
 pub mod controller;
 mod controller_api;
+pub mod controller_channel;
 pub mod dynamic_config;
 pub mod error;
 mod fetch_session;
@@ -23,6 +27,7 @@ mod metadata_publisher;
 mod metadata_recovery;
 mod net;
 pub mod partition;
+pub mod producer_id_manager;
 pub mod recompress;
 mod record_batch;
 pub mod replica_fetcher;
@@ -140,6 +145,9 @@ pub struct Broker {
     /// Cluster mode: the metadata quorum this node is a voter of (None: a
     /// cluster of one with a local metadata log).
     cluster: Option<Arc<cluster_node::ClusterNode>>,
+    /// Cluster mode: registration, heartbeats, ISR changes and producer id
+    /// blocks through the active controller (set once open).
+    rpc: std::sync::OnceLock<Arc<cluster_rpc::ClusterRpc>>,
 }
 
 /// Producer ids reserved per metadata record.
@@ -206,7 +214,11 @@ impl Broker {
             groups,
             offsets_topic_creation: Mutex::new(()),
             cluster,
+            rpc: std::sync::OnceLock::new(),
         });
+        if let Some(rpc) = cluster_rpc::ClusterRpc::new(&broker) {
+            let _ = broker.rpc.set(rpc);
+        }
         // Start-up is the whole image published as one change from empty.
         broker
             .publish(&image.delta_from_empty(), &image, None, log_dirs::Placement::Existing)
@@ -293,7 +305,14 @@ impl Broker {
         if self.config.log_cleaner_enable {
             tasks.spawn(clean_compacted_topics(Arc::clone(self)));
         }
+        if let Some(rpc) = self.rpc.get() {
+            rpc.spawn(self, &mut tasks);
+        }
         shutdown.await;
+        if let Some(rpc) = self.rpc.get() {
+            // Kafka's controlled shutdown: still serving while leadership moves away.
+            rpc.controlled_shutdown(self).await;
+        }
         tasks.abort_all();
         Ok(())
     }
@@ -352,6 +371,10 @@ impl Broker {
     /// Hands out a new producer id, reserving a block in the metadata log when
     /// the current one is used up, so ids are never reused after a restart.
     pub fn allocate_producer_id(&self) -> Result<i64, error::BrokerError> {
+        if let Some(rpc) = self.rpc.get() {
+            // Cluster mode: blocks from the active controller (AllocateProducerIds).
+            return rpc.producer_ids.generate();
+        }
         let mut ids = self.producer_ids.lock();
         if ids.is_empty() {
             *ids = self.controller.lock().allocate_producer_id_block(PRODUCER_ID_BLOCK, now_ms())?;

@@ -200,6 +200,20 @@ impl LogDirs {
         Ok(LogDirs { dirs: dirs.to_vec(), _locks: locks, cluster_id, clean_shutdown, committed, health: LogDirHealths::new(dirs) })
     }
 
+    /// Each dir's `directory.id` from its meta.properties (Kafka's log dir
+    /// uuid, what BrokerRegistration and BrokerHeartbeat name dirs by); a dir
+    /// without a readable one is left out.
+    pub(crate) fn directory_ids(&self) -> Vec<(PathBuf, Uuid)> {
+        self.dirs
+            .iter()
+            .filter_map(|dir| {
+                let text = std::fs::read_to_string(dir.join(META_PROPERTIES)).ok()?;
+                let value = text.lines().find_map(|l| l.trim().strip_prefix("directory.id="))?;
+                Some((dir.clone(), uuid_from_base64(value.trim())?))
+            })
+            .collect()
+    }
+
     /// Removes the clean-shutdown markers: from here on the broker may write,
     /// so a crash must lead to recovery. Called once start-up checks passed
     /// (a refused start leaves the markers as they were).
@@ -507,6 +521,33 @@ pub fn new_cluster_id() -> String {
     }
 }
 
+/// The UUID of its URL-safe base64 text form ([`base64_uuid`]), if valid.
+fn uuid_from_base64(text: &str) -> Option<Uuid> {
+    if text.len() != 22 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    let (mut acc, mut bits, mut n) = (0u32, 0, 0);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 && n < 16 {
+            bits -= 8;
+            bytes[n] = (acc >> bits) as u8;
+            n += 1;
+        }
+    }
+    Some(Uuid::from_bytes(bytes))
+}
+
 /// A UUID in URL-safe base64 without padding (22 characters), Kafka's text form.
 fn base64_uuid(uuid: Uuid) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -531,6 +572,15 @@ fn base64_uuid(uuid: Uuid) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_id_reads_back_as_the_uuid_it_was_written_from() {
+        for _ in 0..50 {
+            let uuid = Uuid::new_v4();
+            assert_eq!(uuid_from_base64(&base64_uuid(uuid)), Some(uuid));
+        }
+        assert_eq!(uuid_from_base64("not a uuid"), None);
+    }
 
     fn never(_: Uuid) -> bool {
         false

@@ -207,7 +207,14 @@ impl Broker {
     fn apply_leadership(&self, partition: &Partition, state: &PartitionImage) {
         let leadership = LeaderAndIsr { leader_epoch: state.leader_epoch, replicas: state.replicas.clone(), isr: state.isr.clone() };
         let changed = if state.leader == self.config.node_id {
-            partition.make_leader(&leadership, now_ms())
+            let made = match partition.alter_partition_epochs() {
+                // An ISR change the controller answered is newer already (Kafka
+                // skips such a stale become-leader).
+                Some((epoch, newer)) if epoch == state.leader_epoch && newer > state.partition_epoch => Ok(false),
+                _ => partition.make_leader(&leadership, now_ms()),
+            };
+            partition.set_partition_epoch(state.partition_epoch);
+            made
         } else if state.replicas.contains(&self.config.node_id) {
             partition.make_follower(state.leader, &leadership)
         } else {

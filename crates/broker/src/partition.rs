@@ -81,6 +81,13 @@ pub struct LeaderState {
     pub isr: Vec<i32>,
     /// Every other assigned replica and how far it has fetched.
     pub followers: BTreeMap<i32, FollowerState>,
+    /// The partition epoch of the committed state this ISR is (-1: not
+    /// known yet); an AlterPartition names it, the controller refuses a stale one.
+    pub partition_epoch: i32,
+    /// Followers an AlterPartition in flight adds to the ISR: the high
+    /// watermark waits for them already (Kafka's maximal ISR), so that they
+    /// have everything below it once the controller commits them.
+    pub pending_expansion: Vec<i32>,
 }
 
 /// How far a follower has fetched, as its fetches tell the leader.
@@ -203,6 +210,7 @@ impl State {
             let smallest = leader
                 .isr
                 .iter()
+                .chain(&leader.pending_expansion)
                 .filter(|&&id| id != local_id)
                 .map(|id| leader.followers.get(id).map_or(-1, |f| f.log_end_offset))
                 .fold(log_end, i64::min);
@@ -311,7 +319,15 @@ impl Partition {
                     assigned = log.assign_epoch_start(leader.leader_epoch).map_err(BrokerError::from);
                 }
             }
-            state.role = Role::Leader(LeaderState { isr: leader.isr.clone(), followers });
+            let (partition_epoch, pending_expansion) = match &state.role {
+                Role::Leader(current) if !new_epoch => (
+                    current.partition_epoch,
+                    current.pending_expansion.iter().copied().filter(|id| !leader.isr.contains(id)).collect(),
+                ),
+                _ => (-1, Vec::new()),
+            };
+            state.role =
+                Role::Leader(LeaderState { isr: leader.isr.clone(), followers, partition_epoch, pending_expansion });
         })?;
         self.watched(assigned)?;
         Ok(changed)
@@ -389,6 +405,59 @@ impl Partition {
         let mut isr = leader.isr.clone();
         isr.push(replica_id);
         Some(isr)
+    }
+
+    /// Records the partition epoch of the committed state the leader has
+    /// (the metadata publisher, after [`Partition::make_leader`]); it only moves up.
+    pub fn set_partition_epoch(&self, partition_epoch: i32) {
+        let mut state = self.state.write();
+        if let Role::Leader(leader) = &mut state.role {
+            leader.partition_epoch = leader.partition_epoch.max(partition_epoch);
+        }
+    }
+
+    /// Marks the members `isr` adds to the current ISR as pending (the high
+    /// watermark counts them) while its AlterPartition is in flight, or
+    /// clears the marks (`isr` None: the request ended without a change).
+    pub fn set_pending_isr(&self, isr: Option<&[i32]>) {
+        let mut state = self.state.write();
+        let Role::Leader(leader) = &mut state.role else { return };
+        leader.pending_expansion = match isr {
+            Some(isr) => isr.iter().copied().filter(|id| !leader.isr.contains(id)).collect(),
+            None => Vec::new(),
+        };
+    }
+
+    /// The leader epoch and partition epoch an AlterPartition of this
+    /// leader names; None unless leader.
+    pub fn alter_partition_epochs(&self) -> Option<(i32, i32)> {
+        let state = self.state.read();
+        match &state.role {
+            Role::Leader(leader) => Some((state.leader_epoch, leader.partition_epoch)),
+            _ => None,
+        }
+    }
+
+    /// Applies the ISR the controller committed in answer to an
+    /// AlterPartition (Kafka's `handleAlterPartitionUpdate`): only while
+    /// this broker still leads at `leader_epoch` and `partition_epoch` is
+    /// not older than the one it has. True if applied; the high watermark
+    /// may move with the new ISR.
+    pub fn apply_isr_update(&self, leader_epoch: i32, partition_epoch: i32, isr: &[i32]) -> bool {
+        let mut state = self.state.write();
+        if state.leader_epoch != leader_epoch {
+            return false;
+        }
+        let Role::Leader(leader) = &mut state.role else { return false };
+        if partition_epoch < leader.partition_epoch {
+            return false;
+        }
+        leader.isr = isr.to_vec();
+        leader.partition_epoch = partition_epoch;
+        leader.pending_expansion.clear();
+        state.maybe_increment_high_watermark(self.local_id);
+        self.publish(&state);
+        true
     }
 
     fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {

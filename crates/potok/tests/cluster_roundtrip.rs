@@ -4,6 +4,10 @@
 //! form one cluster with one metadata log: a topic created on the active
 //! controller appears on every node, its log only on its replica; after a
 //! `kill -9` of the active controller another is elected and creates topics.
+//! The brokers register with the active controller and heartbeat: a topic
+//! replicated three times is placed on all of them, a leader's ISR change goes
+//! through AlterPartition, producer ids come from the controller, and SIGTERM
+//! is a controlled shutdown.
 
 mod common;
 
@@ -57,8 +61,8 @@ impl Drop for Node {
 }
 
 /// Writes the server.properties of three combined nodes of one cluster into
-/// `root` (`n1.properties`...), as the example sets them.
-fn write_cluster_properties(root: &Path) -> Vec<PathBuf> {
+/// `root` (`n1.properties`...), as the example sets them, with `extra` settings.
+fn write_cluster_properties(root: &Path, extra: &[&str]) -> Vec<PathBuf> {
     let ids = [1, 2, 3];
     let client_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
     let controller_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
@@ -71,7 +75,7 @@ fn write_cluster_properties(root: &Path) -> Vec<PathBuf> {
     ids.iter()
         .zip(client_ports.iter().zip(&controller_ports))
         .map(|(&id, (&client, &controller))| {
-            let settings = [
+            let mut settings = vec![
                 format!("node.id={id}"),
                 "process.roles=broker,controller".to_string(),
                 format!("controller.quorum.voters={voters}"),
@@ -82,6 +86,7 @@ fn write_cluster_properties(root: &Path) -> Vec<PathBuf> {
                 "inter.broker.listener.name=PLAINTEXT".to_string(),
                 format!("log.dirs={}", root.join(format!("n{id}")).display()),
             ];
+            settings.extend(extra.iter().map(|s| s.to_string()));
             let path = root.join(format!("n{id}.properties"));
             std::fs::write(&path, settings.join("\n") + "\n").expect("write properties");
             path
@@ -118,9 +123,9 @@ fn start_nodes(root: &Path, properties: &[PathBuf]) -> Vec<Node> {
         .collect()
 }
 
-/// Starts three combined nodes of one cluster in `root`.
-fn start_cluster(root: &Path) -> Vec<Node> {
-    let properties = write_cluster_properties(root);
+/// Starts three combined nodes of one cluster in `root`, with `extra` settings.
+fn start_cluster(root: &Path, extra: &[&str]) -> Vec<Node> {
+    let properties = write_cluster_properties(root, extra);
     start_nodes(root, &properties)
 }
 
@@ -171,34 +176,55 @@ async fn active_controller<'a>(nodes: &'a [Node], among: &[i32]) -> &'a Node {
     nodes.iter().find(|n| n.id == id).expect("the leader is one of the nodes")
 }
 
-/// Waits until `node`'s Metadata shows `topic` with one partition led by `leader`
-/// whose only replica is `leader`.
-async fn until_visible(nodes: &[Node], node: &Node, topic: &str, leader: i32) {
-    until(&format!("topic {topic} on node {}", node.id), nodes, || async {
-        let client = Client::connect(ClientConfig::new(&node.bootstrap).ok()?).await.ok()?;
-        let described = client.fetch_topic(topic).await.ok()?;
-        let partition = described.partition(0)?;
-        (described.partitions.len() == 1 && partition.leader == leader && partition.replicas == vec![leader]).then_some(())
+/// Creates `topic` with one partition of `replication_factor` replicas once
+/// enough brokers are registered and unfenced (INVALID_REPLICATION_FACTOR
+/// until then, as Kafka's controller answers).
+async fn create_when_placeable(nodes: &[Node], admin: &Admin, topic: &str, replication_factor: i16) {
+    until(&format!("topic {topic} created"), nodes, || async {
+        match admin.create_topic(topic, 1, replication_factor, Vec::new(), false).await {
+            Ok(_) => Some(()),
+            Err(Error::Kafka(e)) if e.code == ResponseError::InvalidReplicationFactor => None,
+            Err(e) => panic!("create {topic}: {e:?}"),
+        }
     })
     .await;
+}
+
+/// Waits until `node`'s Metadata shows `topic` with one partition whose only
+/// replica is `replica`, and (if `led`) led by it.
+async fn until_visible(nodes: &[Node], node: &Node, topic: &str, replica: i32, led: bool) {
+    until(&format!("topic {topic} on node {}", node.id), nodes, || async {
+        let partition = partition_on(node, topic).await?;
+        (partition.replicas == vec![replica] && (!led || partition.leader == replica)).then_some(())
+    })
+    .await;
+}
+
+/// Partition 0 of `topic` as `node`'s Metadata shows it.
+async fn partition_on(node: &Node, topic: &str) -> Option<client::cluster::PartitionMetadata> {
+    let client = Client::connect(ClientConfig::new(&node.bootstrap).ok()?).await.ok()?;
+    let described = client.fetch_topic(topic).await.ok()?;
+    described.partition(0).cloned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_form_one_cluster_and_survive_the_loss_of_the_active_controller() {
     let root = tempfile::tempdir().expect("temp dir");
-    let mut nodes = start_cluster(root.path());
+    let mut nodes = start_cluster(root.path(), &[]);
     let all = [1, 2, 3];
 
     let first = active_controller(&nodes, &all).await;
     let first_id = first.id;
     let admin = Admin::connect(&first.bootstrap).await.expect("admin on the active controller");
-    admin.create_topic("first", 1, 1, Vec::new(), false).await.expect("create on the active controller");
+    create_when_placeable(&nodes, &admin, "first", 1).await;
+    // Placed on one of the registered brokers.
+    let placed = until("first placed", &nodes, || async { partition_on(first, "first").await?.replicas.first().copied() }).await;
     for node in &nodes {
-        until_visible(&nodes, node, "first", first_id).await;
+        until_visible(&nodes, node, "first", placed, true).await;
     }
     // The log lives on its one replica only.
     for node in &nodes {
-        assert_eq!(node.data.join("first-0").is_dir(), node.id == first_id, "first-0 on node {}", node.id);
+        assert_eq!(node.data.join("first-0").is_dir(), node.id == placed, "first-0 on node {}", node.id);
     }
     // Every node agreed on one cluster id.
     let ids: Vec<Option<String>> = nodes.iter().map(stored_cluster_id).collect();
@@ -223,11 +249,14 @@ async fn three_nodes_form_one_cluster_and_survive_the_loss_of_the_active_control
     let second_id = second.id;
     assert_ne!(second_id, first_id);
     let admin = Admin::connect(&second.bootstrap).await.expect("admin on the new active controller");
-    admin.create_topic("second", 1, 1, Vec::new(), false).await.expect("create after the failover");
+    create_when_placeable(&nodes, &admin, "second", 1).await;
+    let placed_second =
+        until("second placed", &nodes, || async { partition_on(second, "second").await?.replicas.first().copied() }).await;
     for node in nodes.iter().filter(|n| n.id != first_id) {
-        until_visible(&nodes, node, "second", second_id).await;
+        // Its replica may be the killed broker, not fenced yet: only where it is placed.
+        until_visible(&nodes, node, "second", placed_second, false).await;
         // What the old controller created is still there.
-        until_visible(&nodes, node, "first", first_id).await;
+        until_visible(&nodes, node, "first", placed, false).await;
         let client = Client::connect(ClientConfig::new(&node.bootstrap).expect("config")).await.expect("client");
         match client.fetch_topic("refused").await {
             Err(Error::Kafka(e)) => assert_eq!(e.code, ResponseError::UnknownTopicOrPartition),
@@ -246,7 +275,7 @@ fn kafka_storage(args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_formatted_with_kafka_storage_keep_its_cluster_id() {
     let root = tempfile::tempdir().expect("temp dir");
-    let properties = write_cluster_properties(root.path());
+    let properties = write_cluster_properties(root.path(), &[]);
     let cluster_id = kafka_storage(&["random-uuid"]).trim().to_string();
     for path in &properties {
         let out = kafka_storage(&["format", "-t", &cluster_id, "-c", &path.display().to_string()]);
@@ -265,7 +294,7 @@ async fn nodes_formatted_with_kafka_storage_keep_its_cluster_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_formatted_for_another_cluster_refuses_to_join() {
     let root = tempfile::tempdir().expect("temp dir");
-    let properties = write_cluster_properties(root.path());
+    let properties = write_cluster_properties(root.path(), &[]);
     let (ours, other) = (kafka_storage(&["random-uuid"]).trim().to_string(), kafka_storage(&["random-uuid"]).trim().to_string());
     for (path, id) in properties.iter().zip([&ours, &ours, &other]) {
         kafka_storage(&["format", "-t", id, "-c", &path.display().to_string()]);
@@ -300,4 +329,82 @@ async fn a_node_formatted_for_another_cluster_refuses_to_join() {
         assert!(formatted != agreed || !exited.contains(&node.id), "node {} of the agreed cluster stopped: {}", node.id, node.log());
         assert_eq!(stored_cluster_id(node).as_ref(), Some(formatted), "meta.properties is left as formatted");
     }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `TERM`) to `node`'s process.
+fn signal(node: &Node, signal: &str) {
+    let pid = node.child.as_ref().expect("running").id().to_string();
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(&pid).status().expect("kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_register_isr_changes_go_through_the_controller_and_sigterm_is_a_controlled_shutdown() {
+    let root = tempfile::tempdir().expect("temp dir");
+    // Followers out of sync for a second leave the ISR; sessions outlast the test's pauses.
+    let mut nodes = start_cluster(root.path(), &["replica.lag.time.max.ms=1000", "broker.session.timeout.ms=60000"]);
+    let all = [1, 2, 3];
+    let controller = active_controller(&nodes, &all).await;
+    let controller_id = controller.id;
+    let admin = Admin::connect(&controller.bootstrap).await.expect("admin on the active controller");
+
+    // Every broker registers and is unfenced once caught up with the metadata.
+    for node in &nodes {
+        until(&format!("node {} ready", node.id), &nodes, || async {
+            node.log().contains("the broker has been unfenced: ready").then_some(())
+        })
+        .await;
+    }
+    // Three replicas need the three brokers registered.
+    create_when_placeable(&nodes, &admin, "replicated", 3).await;
+    let created = until("replicated placed", &nodes, || async {
+        partition_on(controller, "replicated").await.filter(|p| p.leader >= 0)
+    })
+    .await;
+    let mut replicas = created.replicas.clone();
+    replicas.sort();
+    assert_eq!(replicas, vec![1, 2, 3]);
+
+    // A follower that is neither the leader nor the active controller stops:
+    // the leader asks the controller (AlterPartition) to drop it from the ISR.
+    let leader_id = created.leader;
+    let stopped = nodes.iter().find(|n| n.id != leader_id && n.id != controller_id).expect("a third node");
+    let stopped_id = stopped.id;
+    signal(stopped, "STOP");
+    let shrunk = until("the ISR without the stopped follower", &nodes, || async {
+        partition_on(controller, "replicated").await.filter(|p| !p.isr.contains(&stopped_id))
+    })
+    .await;
+    assert!(shrunk.isr.contains(&leader_id), "the leader stays in sync: {shrunk:?}");
+    assert_eq!(shrunk.leader, leader_id, "no election: {shrunk:?}");
+    let leader = nodes.iter().find(|n| n.id == leader_id).expect("leader node");
+    until("the leader applied the controller's answer", &nodes, || async { leader.log().contains("ISR updated").then_some(()) }).await;
+    signal(stopped, "CONT");
+
+    // Producer ids come from blocks the controller hands each broker.
+    let mut ids = Vec::new();
+    for node in &nodes {
+        let id = until(&format!("a producer id from node {}", node.id), &nodes, || async {
+            let conn = Connection::connect(&node.bootstrap, ConnectionConfig::default()).await.ok()?;
+            let request =
+                kafka_protocol::messages::InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
+            let response = conn.send(&request).await.ok()?;
+            (response.error_code == 0).then_some(response.producer_id.0)
+        })
+        .await;
+        ids.push(id);
+    }
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "one block per broker: {ids:?}");
+
+    // SIGTERM: the controller agrees to the shutdown, the process exits cleanly.
+    let index = nodes.iter().position(|n| n.id == stopped_id).expect("index");
+    signal(&nodes[index], "TERM");
+    let mut child = nodes[index].child.take().expect("running");
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    let log = nodes[index].log();
+    assert!(status.success(), "exit status {status:?}:\n{log}");
+    assert!(log.contains("controlled shutdown approved by the controller"), "{log}");
 }

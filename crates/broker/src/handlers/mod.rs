@@ -3,7 +3,7 @@
 
 pub(crate) mod api_versions;
 pub(crate) mod cluster;
-mod configs;
+pub(crate) mod configs;
 mod consumer_group;
 mod delete_records;
 pub(crate) mod describe_quorum;
@@ -16,7 +16,7 @@ mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
 mod producer_ids;
-mod topics;
+pub(crate) mod topics;
 
 use std::sync::Arc;
 
