@@ -159,8 +159,9 @@ impl Broker {
     }
 
     /// The partition's role after a leader change in the metadata.
-    fn apply_leadership(&self, partition: &Partition, state: &PartitionImage) {
+    fn apply_leadership(&self, partition: &Arc<Partition>, state: &PartitionImage) {
         let leadership = LeaderAndIsr { leader_epoch: state.leader_epoch, replicas: state.replicas.clone(), isr: state.isr.clone() };
+        let following = state.leader >= 0 && state.leader != self.config.node_id && state.replicas.contains(&self.config.node_id);
         let changed = if state.leader == self.config.node_id {
             partition.make_leader(&leadership, now_ms())
         } else if state.replicas.contains(&self.config.node_id) {
@@ -168,6 +169,11 @@ impl Broker {
         } else {
             Ok(false)
         };
+        match changed {
+            Ok(true) if following => self.add_fetcher(partition, state.leader),
+            Ok(false) => {}
+            _ => self.remove_fetcher(partition),
+        }
         if let Err(e) = changed {
             // An offline partition keeps no role; it answers KAFKA_STORAGE_ERROR.
             tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "leadership not applied");
@@ -179,6 +185,7 @@ impl Broker {
         if let Some(hosted) = self.replicas.topic(name).filter(|h| h.id == id) {
             self.replicas.remove_topic(name);
             for partition in &hosted.partitions {
+                self.remove_fetcher(partition);
                 if let Err(e) = partition.delete() {
                     tracing::error!(topic = name, partition = partition.index, error = %e, "cannot remove partition data");
                 }
@@ -247,6 +254,7 @@ impl Broker {
                 if let Some(health) = self.log_dirs.health().of(&dir) {
                     opened = opened.in_log_dir(Arc::clone(health));
                 }
+                let opened = Arc::new(opened);
                 self.apply_leadership(&opened, partition);
                 let partition = opened;
                 if let Some(start) = self.checkpoints.log_start.take(&topic.name, index) {
@@ -257,7 +265,7 @@ impl Broker {
             match opened {
                 Ok(opened) => {
                     opened.set_produce_policy(policy);
-                    prepared.partitions.push(Arc::new(opened));
+                    prepared.partitions.push(opened);
                 }
                 // At start, one partition that cannot be opened (a damaged
                 // file, no descriptors) goes offline instead of the broker.

@@ -860,6 +860,24 @@ impl Log {
         Ok(())
     }
 
+    /// Removes every batch and starts the log afresh, empty, at `offset`
+    /// (Kafka's `truncateFullyAndStartAt`: a follower whose log end fell
+    /// below its leader's log start). The leader-epoch cache and the
+    /// producer state are emptied with it.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        for seg in self.segments.drain(..).collect::<Vec<_>>() {
+            seg.delete_files()?;
+        }
+        self.segments.push(Segment::create(&self.dir, offset, &self.config)?);
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        sync_dir(&self.dir)?;
+        self.epochs.truncate_from_end(i64::MIN)?;
+        self.producers.truncate_to(-1)?;
+        debug!(dir = %self.dir.display(), offset, "log truncated fully");
+        Ok(())
+    }
+
     /// Deletes the oldest segments that retention allows to go, as Kafka's
     /// `cleanup.policy=delete`, and returns how many were deleted. The log
     /// start offset moves to the oldest remaining segment.
