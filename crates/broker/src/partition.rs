@@ -623,7 +623,19 @@ impl Partition {
         self.check_log_dir()?;
         self.check_follower(&state, leader_epoch)?;
         let Some(log) = state.log.as_mut() else { return Err(self.deleted()) };
+        // An empty log whose start is inside the leader's first batch (the
+        // leader's log start moved mid-batch, DeleteRecords) starts again at
+        // that batch's base offset, as Kafka's follower does.
+        let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        if let Some(first) = BatchHeader::parse(&whole).ok().filter(|h| start == end && h.base_offset < end && h.last_offset() >= end) {
+            tracing::info!(topic = %self.topic, partition = self.index, log_start = start, base_offset = first.base_offset, "the leader's first batch starts below this empty log: starting the log at its base offset");
+            self.watched(log.truncate_fully_and_start_at(first.base_offset).map_err(BrokerError::from))?;
+        }
         let appended = self.watched(log.append_replicated(&whole, now_ms).map_err(BrokerError::from));
+        if appended.is_err() {
+            let end = log.log_end_offset();
+            state.high_watermark = state.high_watermark.min(end);
+        }
         // A follower's high watermark only moves with its leader's.
         self.publish(&state);
         let info = appended?;

@@ -687,7 +687,8 @@ mod tests {
             last_fetched_epoch: 5,
             log_start_offset: 0,
         };
-        let answer = super::local::answer_fetch(Some(&new), 0, &query, 1 << 20, 0);
+        let follower = crate::partition::FollowerFetch { replica_id: 0, broker_epoch: -1 };
+        let answer = super::local::answer_fetch(Some(&new), follower, &query, 1 << 20, 0);
         assert_eq!((answer.diverging_epoch, answer.records.len()), (Some((5, 4)), 0));
         fetcher.do_work(&leader, 0).await.expect("round");
         assert_eq!(old.log_end_offset(), 4, "the tail of epoch 5 the new leader never had went");

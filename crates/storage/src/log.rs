@@ -814,7 +814,10 @@ impl Log {
     /// the first removed batch; nothing changes if no batch qualifies.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         if offset >= self.log_end_offset() {
-            return Ok(());
+            // As Kafka, the epoch cache is truncated anyway: a broker that
+            // led an epoch without appending in it left an entry at the log
+            // end that its new leader does not have.
+            return self.epochs.truncate_from_end(self.log_end_offset());
         }
         // Segments [0, keep) start below `offset`; the rest go entirely.
         let keep = self.segments.partition_point(|s| s.base_offset < offset);

@@ -25,8 +25,7 @@ pub(crate) fn answer_epoch(partition: Option<&Partition>, q: &EpochQuery) -> Epo
 }
 
 /// A follower's Fetch of one partition on its leader.
-pub(crate) fn answer_fetch(partition: Option<&Partition>, replica_id: i32, q: &FetchQuery, max_bytes: usize, now_ms: i64) -> FetchAnswer {
-    let follower = FollowerFetch { replica_id, broker_epoch: -1 };
+pub(crate) fn answer_fetch(partition: Option<&Partition>, follower: FollowerFetch, q: &FetchQuery, max_bytes: usize, now_ms: i64) -> FetchAnswer {
     let read = partition.ok_or(ResponseError::UnknownTopicOrPartition).and_then(|p| {
         p.fetch_records_for(q.fetch_offset, max_bytes, q.current_leader_epoch, Some(follower), q.last_fetched_epoch, now_ms)
             .map_err(|e| e.response_error())
@@ -82,7 +81,8 @@ impl LeaderEndpoint for LocalLeader {
 
     fn fetch(&self, queries: &[FetchQuery], max_bytes: usize) -> impl Future<Output = Result<Vec<FetchAnswer>>> + Send {
         let now = crate::now_ms();
-        let answers = queries.iter().map(|q| answer_fetch(self.partition(&q.partition), self.replica_id, q, max_bytes, now)).collect();
+        let follower = FollowerFetch { replica_id: self.replica_id, broker_epoch: -1 };
+        let answers = queries.iter().map(|q| answer_fetch(self.partition(&q.partition), follower, q, max_bytes, now)).collect();
         std::future::ready(Ok(answers))
     }
 
