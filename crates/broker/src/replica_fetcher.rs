@@ -447,7 +447,7 @@ fn truncation_point(partition: &Partition, answer: &EpochAnswer) -> Result<(i64,
 
 #[cfg(test)]
 mod tests {
-    use super::local::LocalLeader;
+    use super::local::{values, LocalLeader};
     use super::*;
     use crate::partition::LeaderAndIsr;
     use records::Compression;
@@ -489,18 +489,6 @@ mod tests {
             }
         }
         panic!("no convergence");
-    }
-
-    /// The values of every record in `batches`, in offset order.
-    fn values(batches: &Bytes) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut rest = batches.clone();
-        while let Ok(header) = records::BatchHeader::parse(&rest) {
-            let (decoded, _) = records::decode_records(&header, &rest, 1 << 20).expect("decode");
-            out.extend(decoded.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()));
-            rest = rest.slice(header.total_size()..);
-        }
-        out
     }
 
     /// Every batch of `p`'s log (its high watermark must be its log end).

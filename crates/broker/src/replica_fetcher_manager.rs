@@ -242,6 +242,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::replica_fetcher::local::values;
     use crate::replica_fetcher::{FetchQuery, FetchState, LeaderEndpoint};
     use crate::replica_manager::IsrChangeListener;
     use crate::{Broker, Listeners, ServerConfig};
@@ -347,18 +348,6 @@ mod tests {
     /// Every batch in `p`'s log from `from`, whatever the high watermark.
     fn log(p: &Partition, from: i64) -> Bytes {
         p.reading(|l| Ok(l.read(from, 1 << 24)?)).expect("read")
-    }
-
-    /// The values of every record in `batches`.
-    fn values(batches: &Bytes) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut rest = batches.clone();
-        while let Ok(header) = records::BatchHeader::parse(&rest) {
-            let (decoded, _) = records::decode_records(&header, &rest, 1 << 20).expect("decode");
-            out.extend(decoded.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()));
-            rest = rest.slice(header.total_size()..);
-        }
-        out
     }
 
     /// Until `follower` has all of `leader`'s log and both agree on the offsets.

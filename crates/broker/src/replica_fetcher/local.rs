@@ -95,3 +95,15 @@ impl LeaderEndpoint for LocalLeader {
         std::future::ready(Ok(answer_list_offset(self.partition(partition), current_leader_epoch, spec)))
     }
 }
+
+/// The values of every record in `batches`, in offset order.
+pub(crate) fn values(batches: &Bytes) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = batches.clone();
+    while let Ok(header) = records::BatchHeader::parse(&rest) {
+        let (decoded, _) = records::decode_records(&header, &rest, 1 << 20).expect("decode");
+        out.extend(decoded.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()));
+        rest = rest.slice(header.total_size()..);
+    }
+    out
+}
