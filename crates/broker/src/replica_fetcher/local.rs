@@ -96,7 +96,8 @@ impl LeaderEndpoint for LocalLeader {
     }
 }
 
-/// The values of every record in `batches`, in offset order.
+/// The values of every record in `batches`, in offset order (for tests).
+#[cfg(test)]
 pub(crate) fn values(batches: &Bytes) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = batches.clone();
