@@ -16,6 +16,7 @@ use crate::alter_partition_manager::{run_isr_checks, AlterPartitionManager, Brok
 use crate::broker_lifecycle::{BrokerLifecycle, LifecycleHost, LifecycleTiming, Registration};
 use crate::controller_channel::{ChannelConfig, ControllerChannel, LeaderHint};
 use crate::producer_id_manager::ProducerIdManager;
+use crate::replica_manager::IsrChangeListener;
 use crate::{blocking, now_ms, Broker};
 
 /// How often the active controller looks for expired broker sessions.
@@ -73,6 +74,8 @@ impl ClusterRpc {
             retry_backoff,
         );
         let producer_ids = ProducerIdManager::new(channel("producer-id"), config.node_id, broker_epoch, deadline);
+        // Follower fetches that catch a replica up ask for its ISR expansion here.
+        broker.replicas.set_isr_change_listener(Arc::clone(&alter_partitions) as Arc<dyn IsrChangeListener>);
         Some(Arc::new(ClusterRpc { lifecycle, alter_partitions, producer_ids }))
     }
 
@@ -104,18 +107,34 @@ impl ClusterRpc {
 }
 
 /// On the active controller, fences the brokers whose session expired
-/// (`broker.session.timeout.ms`), every second.
+/// (`broker.session.timeout.ms`), every second. Sessions live in memory only:
+/// a node that becomes the active controller starts every broker's session
+/// afresh ([`crate::controller::Controller::activate`]), so sessions it kept
+/// from an earlier term cannot fence brokers that heartbeat to another.
 async fn fence_expired_brokers(broker: Weak<Broker>) {
     let mut tick = tokio::time::interval(FENCE_CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_active = false;
     loop {
         tick.tick().await;
         let Some(broker) = broker.upgrade() else { return };
-        if broker.active_controller() != Some(broker.config.node_id) {
+        let active = broker.active_controller() == Some(broker.config.node_id);
+        let became_active = active && !was_active;
+        was_active = active;
+        if !active {
             continue;
         }
         // Fencing commits records (a blocking quorum write).
         let fencing = Arc::clone(&broker);
-        let _ = tokio::task::spawn_blocking(move || blocking(|| fencing.controller.lock().fence_expired_brokers(now_ms()))).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            blocking(|| {
+                let mut controller = fencing.controller.lock();
+                if became_active {
+                    controller.activate(now_ms());
+                }
+                controller.fence_expired_brokers(now_ms())
+            })
+        })
+        .await;
     }
 }

@@ -222,6 +222,8 @@ pub struct ServerConfig {
     pub broker_session_timeout_ms: u64,
     /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the controller.
     pub broker_heartbeat_interval_ms: u64,
+    /// How followers fetch from their leaders.
+    pub replica_fetch: ReplicaFetchConfig,
     /// Every key given, as given (for DescribeConfigs).
     pub given: BTreeMap<String, String>,
 }
@@ -408,6 +410,69 @@ impl LimitsConfig {
     }
 }
 
+/// How followers fetch from their leaders (Kafka's names and defaults).
+#[derive(Debug, Clone)]
+pub struct ReplicaFetchConfig {
+    /// `num.replica.fetchers`: fetcher tasks per leader broker.
+    pub num_replica_fetchers: usize,
+    /// `replica.fetch.max.bytes`: bytes per partition in one fetch (the
+    /// first batch may be larger).
+    pub max_bytes: usize,
+    /// `replica.fetch.response.max.bytes`: bytes of one fetch response.
+    pub response_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`: how long the leader holds a fetch without data.
+    pub wait_max_ms: i32,
+    /// `replica.fetch.min.bytes`: bytes that answer a fetch at once.
+    pub min_bytes: i32,
+    /// `replica.fetch.backoff.ms`: the pause after a failed fetch.
+    pub backoff_ms: u64,
+    /// `replica.socket.timeout.ms`: connecting to and waiting for the leader.
+    pub socket_timeout_ms: u64,
+}
+
+impl ReplicaFetchConfig {
+    /// Kafka's setting names parsed here.
+    const KEYS: &'static [&'static str] = &[
+        "num.replica.fetchers",
+        "replica.fetch.max.bytes",
+        "replica.fetch.response.max.bytes",
+        "replica.fetch.wait.max.ms",
+        "replica.fetch.min.bytes",
+        "replica.fetch.backoff.ms",
+        "replica.socket.timeout.ms",
+    ];
+
+    fn parse(p: &Parser<'_>) -> Result<ReplicaFetchConfig, ConfigError> {
+        let config = ReplicaFetchConfig {
+            num_replica_fetchers: p.min("num.replica.fetchers", 1usize, 1)?,
+            max_bytes: p.min("replica.fetch.max.bytes", 1_048_576usize, 0)?,
+            response_max_bytes: p.min("replica.fetch.response.max.bytes", 10_485_760i32, 0)?,
+            wait_max_ms: p.min("replica.fetch.wait.max.ms", 500i32, 0)?,
+            min_bytes: p.min("replica.fetch.min.bytes", 1i32, 0)?,
+            backoff_ms: p.num("replica.fetch.backoff.ms", 1_000u64)?,
+            socket_timeout_ms: p.min("replica.socket.timeout.ms", 30_000u64, 1)?,
+        };
+        // Kafka's check: a fetch must be answered before the socket gives up.
+        if i64::from(config.wait_max_ms) > config.socket_timeout_ms as i64 {
+            return Err(p.invalid("replica.fetch.wait.max.ms", "must be at most replica.socket.timeout.ms"));
+        }
+        Ok(config)
+    }
+
+    /// The effective values, for DescribeConfigs.
+    fn describe(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("num.replica.fetchers", Some(self.num_replica_fetchers.to_string())),
+            ("replica.fetch.max.bytes", Some(self.max_bytes.to_string())),
+            ("replica.fetch.response.max.bytes", Some(self.response_max_bytes.to_string())),
+            ("replica.fetch.wait.max.ms", Some(self.wait_max_ms.to_string())),
+            ("replica.fetch.min.bytes", Some(self.min_bytes.to_string())),
+            ("replica.fetch.backoff.ms", Some(self.backoff_ms.to_string())),
+            ("replica.socket.timeout.ms", Some(self.socket_timeout_ms.to_string())),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod limits_tests {
     use super::*;
@@ -578,6 +643,7 @@ impl ServerConfig {
             rpc: BrokerRpcConfig::parse(&p)?,
             broker_session_timeout_ms: p.min("broker.session.timeout.ms", 9_000u64, 1)?,
             broker_heartbeat_interval_ms: p.min("broker.heartbeat.interval.ms", 2_000u64, 1)?,
+            replica_fetch: ReplicaFetchConfig::parse(&p)?,
             given: given.clone(),
         };
         Ok(config)
@@ -922,6 +988,7 @@ impl ServerConfig {
         ];
         effective.extend(self.limits.describe());
         effective.extend(self.rpc.describe());
+        effective.extend(self.replica_fetch.describe());
         let mut out: Vec<(String, Option<String>, bool)> = effective
             .into_iter()
             .map(|(name, value)| (name.to_string(), value, self.given.contains_key(name)))
@@ -1081,7 +1148,6 @@ const ACCEPTED: &[&str] = &[
     "security.inter.broker.protocol",
     "num.network.threads",
     "num.io.threads",
-    "num.replica.fetchers",
     "num.recovery.threads.per.data.dir",
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
@@ -1103,7 +1169,6 @@ const ACCEPTED: &[&str] = &[
     "unclean.leader.election.enable",
     "compression.type",
     "delete.topic.enable",
-    "replica.fetch.max.bytes",
     "log.preallocate",
     "log.segment.delete.delay.ms",
     "metadata.log.dir",
@@ -1130,6 +1195,7 @@ pub(crate) fn is_known_key(key: &str) -> bool {
         || is_security_setting(key)
         || LimitsConfig::KEYS.contains(&key)
         || BrokerRpcConfig::KEYS.contains(&key)
+        || ReplicaFetchConfig::KEYS.contains(&key)
         || crate::dynamic_config::is_dynamic_broker_config(key)
 }
 

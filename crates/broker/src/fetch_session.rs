@@ -31,6 +31,9 @@ pub(crate) struct FetchTarget {
     pub max_bytes: i32,
     /// The leader epoch the client knows (-1: none), checked against the partition's.
     pub current_leader_epoch: i32,
+    /// Fetch v12+: the epoch of the last batch the fetcher has (-1: none),
+    /// checked for divergence.
+    pub last_fetched_epoch: i32,
 }
 
 /// A partition's key in a session: by id from v13, by name before.
@@ -191,7 +194,7 @@ mod tests {
     use super::*;
 
     fn target(p: i32, offset: i64) -> FetchTarget {
-        FetchTarget { topic: "t".into(), topic_id: Uuid::nil(), partition: p, fetch_offset: offset, max_bytes: 100, current_leader_epoch: -1 }
+        FetchTarget { topic: "t".into(), topic_id: Uuid::nil(), partition: p, fetch_offset: offset, max_bytes: 100, current_leader_epoch: -1, last_fetched_epoch: -1 }
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod producer_id_manager;
 pub mod recompress;
 mod record_batch;
 pub mod replica_fetcher;
+pub mod replica_fetcher_manager;
 pub mod replica_manager;
 mod start_offsets;
 pub mod topic_config;
@@ -135,6 +136,8 @@ pub struct Broker {
     publisher: metadata_publisher::MetadataPublisher,
     /// The partitions this broker hosts.
     pub replicas: ReplicaManager,
+    /// The tasks copying the partitions this broker follows from their leaders.
+    pub replica_fetchers: replica_fetcher_manager::ReplicaFetcherManager,
     fetch_sessions: Mutex<FetchSessions>,
     /// Producer ids reserved in the metadata log and not yet handed out.
     producer_ids: Mutex<std::ops::Range<i64>>,
@@ -199,7 +202,12 @@ impl Broker {
         let node_id = config.node_id;
         let mut controller = controller::Controller::new(sink, config.clone());
         controller.set_cluster_id(log_dirs.cluster_id.clone());
-        let broker = Arc::new(Broker {
+        let broker = Arc::new_cyclic(|me| Broker {
+            replica_fetchers: replica_fetcher_manager::ReplicaFetcherManager::new(
+                node_id,
+                config.replica_fetch.clone(),
+                Arc::new(replica_fetcher_manager::ImageDirectory { broker: me.clone(), listener: config.kraft.inter_broker_listener_name.clone() }),
+            ),
             cluster_id: log_dirs.cluster_id.clone(),
             // The publisher applies the dynamic levels below.
             effective: RwLock::new(Arc::new(config.clone())),
@@ -320,6 +328,7 @@ impl Broker {
     /// Flushes every partition and the metadata log, checkpoints the high
     /// watermarks and recovery points, and marks the log dirs clean.
     pub fn shutdown(&self) -> Result<(), StartError> {
+        self.replica_fetchers.shutdown();
         let mut ok = true;
         for partition in self.replicas.all_partitions() {
             if let Err(e) = partition.flush() {
@@ -342,6 +351,17 @@ impl Broker {
         }
         tracing::info!("broker shut down");
         Ok(())
+    }
+
+    /// Follows `partition` from `leader_id` (it became a follower; Kafka's
+    /// `ReplicaFetcherManager.addFetcherForPartitions`).
+    pub fn add_fetcher(&self, partition: &Arc<partition::Partition>, leader_id: i32) {
+        self.replica_fetchers.add_fetcher(partition, leader_id);
+    }
+
+    /// Stops fetching `partition` (it leads, lost its replica, was deleted).
+    pub fn remove_fetcher(&self, partition: &partition::Partition) {
+        self.replica_fetchers.remove_fetcher(partition);
     }
 
     /// The log dirs that failed since start: what the broker heartbeat will

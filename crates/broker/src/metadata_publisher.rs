@@ -204,8 +204,9 @@ impl Broker {
     }
 
     /// The partition's role after a leader change in the metadata.
-    fn apply_leadership(&self, partition: &Partition, state: &PartitionImage) {
+    fn apply_leadership(&self, partition: &Arc<Partition>, state: &PartitionImage) {
         let leadership = LeaderAndIsr { leader_epoch: state.leader_epoch, replicas: state.replicas.clone(), isr: state.isr.clone() };
+        let following = state.leader >= 0 && state.leader != self.config.node_id && state.replicas.contains(&self.config.node_id);
         let changed = if state.leader == self.config.node_id {
             let made = match partition.alter_partition_epochs() {
                 // An ISR change the controller answered is newer already (Kafka
@@ -220,6 +221,11 @@ impl Broker {
         } else {
             Ok(false)
         };
+        match changed {
+            Ok(true) if following => self.add_fetcher(partition, state.leader),
+            Ok(false) => {}
+            _ => self.remove_fetcher(partition),
+        }
         if let Err(e) = changed {
             // An offline partition keeps no role; it answers KAFKA_STORAGE_ERROR.
             tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "leadership not applied");
@@ -231,6 +237,7 @@ impl Broker {
         if let Some(hosted) = self.replicas.topic(name).filter(|h| h.id == id) {
             self.replicas.remove_topic(name);
             for partition in hosted.partitions.values() {
+                self.remove_fetcher(partition);
                 if let Err(e) = partition.delete() {
                     tracing::error!(topic = name, partition = partition.index, error = %e, "cannot remove partition data");
                 }
@@ -306,6 +313,7 @@ impl Broker {
                 if let Some(health) = self.log_dirs.health().of(&dir) {
                     opened = opened.in_log_dir(Arc::clone(health));
                 }
+                let opened = Arc::new(opened);
                 self.apply_leadership(&opened, partition);
                 let partition = opened;
                 if let Some(start) = self.checkpoints.log_start.take(&topic.name, index) {
@@ -316,7 +324,7 @@ impl Broker {
             match opened {
                 Ok(opened) => {
                     opened.set_produce_policy(policy);
-                    prepared.partitions.push(Arc::new(opened));
+                    prepared.partitions.push(opened);
                 }
                 // At start, one partition that cannot be opened (a damaged
                 // file, no descriptors) goes offline instead of the broker.

@@ -102,13 +102,16 @@ pub struct FollowerState {
     last_fetch_leader_log_end: i64,
     /// When its previous fetch came.
     last_fetch_ms: i64,
+    /// The broker epoch its last fetch named (KIP-903; -1: none), for the
+    /// ISR change the leader asks the controller for.
+    pub broker_epoch: i64,
 }
 
 impl FollowerState {
     fn new(in_sync: bool, now_ms: i64) -> FollowerState {
         // An ISR member counts as caught up when leadership starts, as in Kafka.
         let caught_up = if in_sync { now_ms } else { 0 };
-        FollowerState { log_end_offset: -1, last_caught_up_ms: caught_up, last_fetch_leader_log_end: -1, last_fetch_ms: 0 }
+        FollowerState { log_end_offset: -1, last_caught_up_ms: caught_up, last_fetch_leader_log_end: -1, last_fetch_ms: 0, broker_epoch: -1 }
     }
 }
 
@@ -139,6 +142,19 @@ pub struct FetchedRecords {
     pub records: Bytes,
     /// The offsets when they were read.
     pub offsets: PartitionOffsets,
+    /// Fetch v12+: the fetcher's last fetched epoch is not in this log as
+    /// it has it: the largest epoch <= it here and where that ended, for the
+    /// fetcher to truncate to (no records then).
+    pub diverging_epoch: Option<(i32, i64)>,
+}
+
+/// Who a follower fetch comes from (Kafka's `ReplicaState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerFetch {
+    /// The follower's broker id.
+    pub replica_id: i32,
+    /// Its broker epoch (-1: not given, before Fetch v15).
+    pub broker_epoch: i64,
 }
 
 /// Everything the partition lock guards.
@@ -603,27 +619,40 @@ impl Partition {
     }
 
     /// NOT_LEADER_OR_FOLLOWER unless this broker follows the partition: only
-    /// a follower's log may be truncated or take the leader's batches.
-    fn check_follower(&self, state: &State) -> Result<()> {
+    /// a follower's log may be truncated or take the leader's batches. With
+    /// `leader_epoch` >= 0 (what the fetcher fetched at), another current
+    /// epoch is FENCED_LEADER_EPOCH (the fetcher is behind the metadata) or
+    /// UNKNOWN_LEADER_EPOCH: an answer from a leader of another epoch never
+    /// reaches the log.
+    fn check_follower(&self, state: &State, leader_epoch: i32) -> Result<()> {
         if state.log.is_none() || matches!(state.role, Role::Offline) {
             return Err(self.deleted());
         }
-        match state.role {
-            Role::Follower { .. } => Ok(()),
-            _ => Err(BrokerError::kafka(
+        if !matches!(state.role, Role::Follower { .. }) {
+            return Err(BrokerError::kafka(
                 ResponseError::NotLeaderOrFollower,
                 format!("Broker {} is not a follower of partition {}-{}", self.local_id, self.topic, self.index),
-            )),
+            ));
         }
+        check_leader_epoch(state.leader_epoch, leader_epoch).map_err(|error| {
+            BrokerError::kafka(
+                error,
+                format!(
+                    "partition {}-{} follows leader epoch {}, not {leader_epoch}",
+                    self.topic, self.index, state.leader_epoch
+                ),
+            )
+        })
     }
 
-    /// A follower removes every batch from the one holding `offset` on (the
-    /// log, its producer state and leader-epoch cache go back together) and
-    /// its high watermark becomes min(high watermark, new log end).
-    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+    /// A follower of `leader_epoch` (-1: any) removes every batch from the
+    /// one holding `offset` on (the log, its producer state and leader-epoch
+    /// cache go back together) and its high watermark becomes min(high
+    /// watermark, new log end).
+    pub fn truncate_to(&self, offset: i64, leader_epoch: i32) -> Result<()> {
         let mut state = self.state.write();
         self.check_log_dir()?;
-        self.check_follower(&state)?;
+        self.check_follower(&state, leader_epoch)?;
         let Some(log) = state.log.as_mut() else { return Err(self.deleted()) };
         let truncated = self.watched(log.truncate_to(offset).map_err(BrokerError::from));
         let log_end = log.log_end_offset();
@@ -633,22 +662,49 @@ impl Partition {
         truncated
     }
 
-    /// A follower appends batches fetched from its leader as they are
-    /// (Kafka's `appendRecordsToFollowerOrFutureReplica`): the leader's
-    /// offsets, leader epochs and timestamps stay; framing and CRC are
-    /// checked and the leader-epoch cache learns the batches' epochs. A
-    /// trailing partial batch (a fetch's size limit) is left for the next
-    /// fetch. None if there was no whole batch.
-    pub fn append_as_follower(&self, records: Bytes, now_ms: i64) -> Result<Option<Appended>> {
+    /// A follower of `leader_epoch` whose log end fell below its leader's
+    /// log start drops its whole log and starts empty at `offset` (Kafka's
+    /// `truncateFullyAndStartAt`); its high watermark becomes `offset`.
+    pub fn truncate_fully_and_start_at(&self, offset: i64, leader_epoch: i32) -> Result<()> {
+        let mut state = self.state.write();
+        self.check_log_dir()?;
+        self.check_follower(&state, leader_epoch)?;
+        let Some(log) = state.log.as_mut() else { return Err(self.deleted()) };
+        let truncated = self.watched(log.truncate_fully_and_start_at(offset).map_err(BrokerError::from));
+        state.high_watermark = state.log.as_ref().map_or(offset, Log::log_start_offset);
+        self.publish(&state);
+        truncated
+    }
+
+    /// A follower of `leader_epoch` (-1: any) appends batches fetched from
+    /// its leader as they are (Kafka's
+    /// `appendRecordsToFollowerOrFutureReplica`): the leader's offsets,
+    /// leader epochs and timestamps stay; framing and CRC are checked and the
+    /// leader-epoch cache learns the batches' epochs. A trailing partial
+    /// batch (a fetch's size limit) is left for the next fetch. None if there
+    /// was no whole batch.
+    pub fn append_as_follower(&self, records: Bytes, leader_epoch: i32, now_ms: i64) -> Result<Option<Appended>> {
         let whole = below_offset(records, i64::MAX);
         if whole.is_empty() {
             return Ok(None);
         }
         let mut state = self.state.write();
         self.check_log_dir()?;
-        self.check_follower(&state)?;
+        self.check_follower(&state, leader_epoch)?;
         let Some(log) = state.log.as_mut() else { return Err(self.deleted()) };
+        // An empty log whose start is inside the leader's first batch (the
+        // leader's log start moved mid-batch, DeleteRecords) starts again at
+        // that batch's base offset, as Kafka's follower does.
+        let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        if let Some(first) = BatchHeader::parse(&whole).ok().filter(|h| start == end && h.base_offset < end && h.last_offset() >= end) {
+            tracing::info!(topic = %self.topic, partition = self.index, log_start = start, base_offset = first.base_offset, "the leader's first batch starts below this empty log: starting the log at its base offset");
+            self.watched(log.truncate_fully_and_start_at(first.base_offset).map_err(BrokerError::from))?;
+        }
         let appended = self.watched(log.append_replicated(&whole, now_ms).map_err(BrokerError::from));
+        if appended.is_err() {
+            let end = log.log_end_offset();
+            state.high_watermark = state.high_watermark.min(end);
+        }
         // A follower's high watermark only moves with its leader's.
         self.publish(&state);
         let info = appended?;
@@ -659,7 +715,7 @@ impl Partition {
     /// leader's high watermark), and never back. Returns the new value.
     pub fn update_follower_high_watermark(&self, leader_high_watermark: i64) -> Result<i64> {
         let mut state = self.state.write();
-        self.check_follower(&state)?;
+        self.check_follower(&state, -1)?;
         let Some(log) = state.log.as_ref() else { return Err(self.deleted()) };
         let candidate = leader_high_watermark.min(log.log_end_offset());
         if candidate > state.high_watermark {
@@ -791,12 +847,32 @@ impl Partition {
         follower: Option<i32>,
         now_ms: i64,
     ) -> Result<FetchedRecords> {
+        let follower = follower.map(|replica_id| FollowerFetch { replica_id, broker_epoch: -1 });
+        self.fetch_records_for(fetch_offset, max_bytes, current_leader_epoch, follower, -1, now_ms)
+    }
+
+    /// [`Partition::fetch_records`] with what a follower's fetch tells
+    /// (`follower`) and, for any fetch, its `last_fetched_epoch` (Fetch v12+,
+    /// -1: none). That epoch is checked first, as Kafka's
+    /// `Partition.readFromLocalLog`: if this log has it ending below
+    /// `fetch_offset`, or lacks it, the answer is the diverging epoch (the
+    /// largest epoch <= it here and its end) without records, and a
+    /// follower's fetch state is left as it was.
+    pub fn fetch_records_for(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        current_leader_epoch: i32,
+        follower: Option<FollowerFetch>,
+        last_fetched_epoch: i32,
+        now_ms: i64,
+    ) -> Result<FetchedRecords> {
         let isolation = if follower.is_some() { FetchIsolation::LogEnd } else { FetchIsolation::HighWatermark };
         let (fetched, epoch) = {
             let state = self.state.read();
             self.check_log_dir()?;
             self.check_leader(&state, current_leader_epoch)?;
-            if let Some(replica) = follower {
+            if let Some(replica) = follower.map(|f| f.replica_id) {
                 if !state.replicas.contains(&replica) || replica == self.local_id {
                     // Kafka: a tuple (replica, epoch) it does not know yet is
                     // retried by the follower.
@@ -808,31 +884,58 @@ impl Partition {
                 }
             }
             let offsets = state.offsets();
+            let Some(log) = state.log.as_ref() else { return Err(self.deleted()) };
+            if last_fetched_epoch >= 0 {
+                if let Some(diverging) = self.diverging_epoch(log, fetch_offset, last_fetched_epoch)? {
+                    return Ok(FetchedRecords { records: Bytes::new(), offsets, diverging_epoch: Some(diverging) });
+                }
+            }
             let limit = match isolation {
                 FetchIsolation::LogEnd => offsets.log_end,
                 FetchIsolation::HighWatermark => offsets.high_watermark,
             };
-            let Some(log) = state.log.as_ref() else { return Err(self.deleted()) };
             let records = below_offset(log.read(fetch_offset, max_bytes)?, limit);
-            (FetchedRecords { records, offsets }, state.leader_epoch)
+            (FetchedRecords { records, offsets, diverging_epoch: None }, state.leader_epoch)
         };
-        if let Some(replica) = follower {
-            self.update_follower_fetch_state(replica, fetch_offset, fetched.offsets.log_end, epoch, now_ms);
+        if let Some(f) = follower {
+            self.update_follower_fetch_state(f, fetch_offset, fetched.offsets.log_end, epoch, now_ms);
         }
         Ok(fetched)
     }
 
-    /// Records that follower `replica` fetched from `fetch_offset` when the
+    /// Kafka's check of a fetch's `last_fetched_epoch` against this leader's
+    /// epoch cache: OFFSET_OUT_OF_RANGE when it cannot tell (no such epoch,
+    /// or the fetch offset is below the log start), the largest epoch <= it
+    /// and its end when the fetcher's log diverges from this one, else None.
+    fn diverging_epoch(&self, log: &Log, fetch_offset: i64, last_fetched_epoch: i32) -> Result<Option<(i32, i64)>> {
+        let (epoch, end_offset) = log.end_offset_for_epoch(last_fetched_epoch);
+        let out_of_range = |why: String| {
+            Err(BrokerError::kafka(ResponseError::OffsetOutOfRange, format!("partition {}-{}: {why}", self.topic, self.index)))
+        };
+        if epoch < 0 || end_offset < 0 {
+            return out_of_range(format!("cannot determine the end offset of the last fetched epoch {last_fetched_epoch}"));
+        }
+        if fetch_offset < log.log_start_offset() {
+            return out_of_range(format!("fetch offset {fetch_offset} is below the log start offset {}", log.log_start_offset()));
+        }
+        if epoch < last_fetched_epoch || end_offset < fetch_offset {
+            return Ok(Some((epoch, end_offset)));
+        }
+        Ok(None)
+    }
+
+    /// Records that follower `fetch.replica_id` fetched from `fetch_offset` when the
     /// leader's log ended at `leader_log_end` (Kafka's
     /// `Replica.updateFetchState`): its log end, and when it was last caught
     /// up. Skipped if the leader epoch changed since the read.
-    fn update_follower_fetch_state(&self, replica: i32, fetch_offset: i64, leader_log_end: i64, epoch: i32, now_ms: i64) {
+    fn update_follower_fetch_state(&self, fetch: FollowerFetch, fetch_offset: i64, leader_log_end: i64, epoch: i32, now_ms: i64) {
         let mut state = self.state.write();
         if state.leader_epoch != epoch {
             return;
         }
         let Role::Leader(leader) = &mut state.role else { return };
-        let Some(f) = leader.followers.get_mut(&replica) else { return };
+        let Some(f) = leader.followers.get_mut(&fetch.replica_id) else { return };
+        f.broker_epoch = fetch.broker_epoch;
         if fetch_offset >= leader_log_end {
             f.last_caught_up_ms = f.last_caught_up_ms.max(now_ms);
         } else if fetch_offset >= f.last_fetch_leader_log_end {

@@ -1,9 +1,17 @@
 //! The follower side of replication (Kafka's `ReplicaFetcherThread` /
 //! `AbstractFetcherThread`), as a state machine over an abstract leader: for
-//! every partition a follower copies from one leader, first truncate the log
-//! to where it agrees with the leader (by leader epoch, KIP-101 / KIP-279),
-//! then fetch from its log end and append what the leader sends. The network
-//! side is a [`LeaderEndpoint`]. See `replication.md`.
+//! every partition a follower copies from one leader, first make sure its
+//! log agrees with the leader's by leader epoch (KIP-101 / KIP-279; with
+//! Fetch v12+ the leader's `diverging_epoch` answers carry it, KIP-320), then
+//! fetch from its log end and append what the leader sends. The network side
+//! is a [`LeaderEndpoint`] ([`endpoint::RemoteLeader`] over TCP); the tasks
+//! that drive it are in `replica_fetcher_manager.rs`. See `replication.md`.
+
+pub mod endpoint;
+#[cfg(test)]
+pub(crate) mod local;
+#[cfg(test)]
+mod sim;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,12 +19,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use uuid::Uuid;
 
-use crate::error::Result;
+use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 
 /// A topic partition by name.
 pub type TopicPartition = (String, i32);
+
+/// Kafka's `replica.fetch.backoff.ms` default.
+pub const DEFAULT_BACKOFF_MS: i64 = 1_000;
 
 /// One partition of an OffsetForLeaderEpoch request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +57,17 @@ pub struct EpochAnswer {
 pub struct FetchQuery {
     /// The partition.
     pub partition: TopicPartition,
+    /// Its topic's id (Fetch v13+ names topics by id).
+    pub topic_id: Uuid,
     /// The follower's log end: it has everything below.
     pub fetch_offset: i64,
     /// The leader epoch the follower knows the leader by.
     pub current_leader_epoch: i32,
+    /// The epoch of the last batch in the follower's log, for the leader to
+    /// check (-1: none, or truncation goes through OffsetForLeaderEpoch).
+    pub last_fetched_epoch: i32,
+    /// The follower's log start offset.
+    pub log_start_offset: i64,
 }
 
 /// The leader's answer for one partition of a follower's Fetch.
@@ -62,16 +81,42 @@ pub struct FetchAnswer {
     pub high_watermark: i64,
     /// The leader's log start offset.
     pub log_start_offset: i64,
+    /// The follower's last fetched epoch diverges from the leader's log:
+    /// the largest epoch <= it there and where it ended (no records then).
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
-/// How a follower reaches its leader: OffsetForLeaderEpoch and Fetch (with
-/// the follower's replica id), one answer per query, in query order. An
-/// `Err` fails the whole request (the connection); every partition retries.
+/// Which offset of the leader's log a follower asks for with ListOffsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (a replica's "latest", not the high watermark).
+    Latest,
+}
+
+/// How a follower reaches its leader: OffsetForLeaderEpoch, Fetch and
+/// ListOffsets (each with the follower's replica id), one answer per query,
+/// in query order. An `Err` fails the whole request (the connection); every
+/// partition retries after the backoff.
 pub trait LeaderEndpoint {
+    /// Whether the leader answers Fetch with diverging epochs (v12+): then
+    /// a partition with epochs in its log fetches at once and truncates on
+    /// the answers, else it asks OffsetForLeaderEpoch first (Kafka's
+    /// `isTruncationOnFetchSupported`).
+    fn truncation_on_fetch(&self) -> bool;
     /// OffsetForLeaderEpoch for `queries`.
     fn offset_for_leader_epoch(&self, queries: &[EpochQuery]) -> impl Future<Output = Result<Vec<EpochAnswer>>> + Send;
     /// A follower Fetch of `queries`, at most `max_bytes` per partition.
     fn fetch(&self, queries: &[FetchQuery], max_bytes: usize) -> impl Future<Output = Result<Vec<FetchAnswer>>> + Send;
+    /// ListOffsets of one partition as a replica: the offset, or the
+    /// partition's error.
+    fn list_offset(
+        &self,
+        partition: &TopicPartition,
+        current_leader_epoch: i32,
+        spec: OffsetSpec,
+    ) -> impl Future<Output = Result<std::result::Result<i64, ResponseError>>> + Send;
 }
 
 /// Where a followed partition is.
@@ -84,6 +129,9 @@ pub enum FetchState {
     /// The leader has a newer epoch than it was told of: it waits until
     /// the metadata gives it one ([`ReplicaFetcher::add_partition`]).
     Fenced,
+    /// Its own log failed (an offline log dir) or is gone: it is not
+    /// fetched again (Kafka's failed partitions).
+    Failed,
 }
 
 struct Followed {
@@ -91,8 +139,48 @@ struct Followed {
     /// The epoch of the leader it follows.
     leader_epoch: i32,
     state: FetchState,
-    /// The last error the leader answered, kept for operators and tests.
+    /// The last error, the leader's or its own log's, kept for operators and tests.
     last_error: Option<ResponseError>,
+    /// Not worked on before this time (ms): the backoff after an error.
+    retry_at_ms: i64,
+}
+
+impl Followed {
+    fn ready(&self, state: FetchState, now_ms: i64) -> bool {
+        self.state == state && self.retry_at_ms <= now_ms
+    }
+
+    /// The leader answered `error` for this partition: FENCED_LEADER_EPOCH
+    /// waits for the metadata; the others (NOT_LEADER_OR_FOLLOWER,
+    /// UNKNOWN_LEADER_EPOCH, unknown topic, ...) retry after the backoff.
+    fn leader_failed(&mut self, error: ResponseError, now_ms: i64, backoff_ms: i64) {
+        self.last_error = Some(error);
+        if error == ResponseError::FencedLeaderEpoch {
+            self.state = FetchState::Fenced;
+        } else {
+            self.retry_at_ms = now_ms + backoff_ms;
+        }
+    }
+
+    /// This replica's own log refused: a failed log dir or a deleted log
+    /// stops it; a newer epoch or another role here waits for the metadata
+    /// (which re-adds or removes it); anything else (a damaged batch) is
+    /// retried after the backoff.
+    fn local_failed(&mut self, e: &BrokerError, now_ms: i64, backoff_ms: i64) {
+        let error = e.response_error();
+        self.last_error = Some(error);
+        match error {
+            ResponseError::KafkaStorageError | ResponseError::UnknownTopicOrPartition => {
+                tracing::error!(topic = %self.partition.topic, partition = self.partition.index, error = %e, "replica fetcher stops fetching the partition");
+                self.state = FetchState::Failed;
+            }
+            ResponseError::FencedLeaderEpoch | ResponseError::NotLeaderOrFollower => self.state = FetchState::Fenced,
+            _ => {
+                tracing::warn!(topic = %self.partition.topic, partition = self.partition.index, error = %e, "cannot apply what the leader sent; retrying");
+                self.retry_at_ms = now_ms + backoff_ms;
+            }
+        }
+    }
 }
 
 /// Copies the partitions one follower (`node_id`) follows from one leader.
@@ -100,14 +188,22 @@ pub struct ReplicaFetcher {
     node_id: i32,
     leader_id: i32,
     max_bytes: usize,
+    backoff_ms: i64,
     partitions: BTreeMap<TopicPartition, Followed>,
 }
 
 impl ReplicaFetcher {
     /// A fetcher of follower `node_id` from leader `leader_id`, fetching at
-    /// most `max_bytes` per partition (`replica.fetch.max.bytes`).
+    /// most `max_bytes` per partition (`replica.fetch.max.bytes`), backing
+    /// off a partition [`DEFAULT_BACKOFF_MS`] after an error.
     pub fn new(node_id: i32, leader_id: i32, max_bytes: usize) -> ReplicaFetcher {
-        ReplicaFetcher { node_id, leader_id, max_bytes, partitions: BTreeMap::new() }
+        ReplicaFetcher { node_id, leader_id, max_bytes, backoff_ms: DEFAULT_BACKOFF_MS, partitions: BTreeMap::new() }
+    }
+
+    /// The backoff after a partition's error (`replica.fetch.backoff.ms`).
+    pub fn with_backoff(mut self, backoff_ms: i64) -> ReplicaFetcher {
+        self.backoff_ms = backoff_ms;
+        self
     }
 
     /// The follower's broker id (its replica id in fetches).
@@ -128,7 +224,8 @@ impl ReplicaFetcher {
         if self.partitions.get(&key).is_some_and(|f| f.leader_epoch >= leader_epoch) {
             return;
         }
-        self.partitions.insert(key, Followed { partition, leader_epoch, state: FetchState::Truncating, last_error: None });
+        let followed = Followed { partition, leader_epoch, state: FetchState::Truncating, last_error: None, retry_at_ms: 0 };
+        self.partitions.insert(key, followed);
     }
 
     /// Stops following a partition.
@@ -136,33 +233,54 @@ impl ReplicaFetcher {
         self.partitions.remove(&(topic.to_string(), index));
     }
 
-    /// Where a followed partition is, and the leader's last error for it.
+    /// How many partitions it follows.
+    pub fn partition_count(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Where a followed partition is, and the last error for it.
     pub fn state(&self, topic: &str, index: i32) -> Option<(FetchState, Option<ResponseError>)> {
         self.partitions.get(&(topic.to_string(), index)).map(|f| (f.state, f.last_error))
     }
 
+    /// When a partition is next ready to truncate or fetch (ms; at or before
+    /// now: at once); None while every partition waits for the metadata or
+    /// failed.
+    pub fn next_work_at(&self) -> Option<i64> {
+        self.partitions
+            .values()
+            .filter(|f| matches!(f.state, FetchState::Truncating | FetchState::Fetching))
+            .map(|f| f.retry_at_ms)
+            .min()
+    }
+
     /// One round: OffsetForLeaderEpoch for the partitions that must truncate
     /// (truncating each to the answer), then one Fetch for those fetching
-    /// (appending what came). Errors of one partition, the leader's or its
+    /// (appending what came, truncating on a diverging epoch, resetting on
+    /// OFFSET_OUT_OF_RANGE). Errors of one partition, the leader's or its
     /// own log's, stay with it ([`ReplicaFetcher::state`]) and it retries
-    /// next round; an `Err` is a failed request.
+    /// after the backoff; an `Err` is a failed request.
     pub async fn do_work<E: LeaderEndpoint>(&mut self, leader: &E, now_ms: i64) -> Result<()> {
-        self.truncate(leader).await?;
+        self.truncate(leader, now_ms).await?;
         self.fetch(leader, now_ms).await
     }
 
-    async fn truncate<E: LeaderEndpoint>(&mut self, leader: &E) -> Result<()> {
+    async fn truncate<E: LeaderEndpoint>(&mut self, leader: &E, now_ms: i64) -> Result<()> {
+        let on_fetch = leader.truncation_on_fetch();
+        let backoff = self.backoff_ms;
         let mut queries = Vec::new();
-        for (key, f) in self.partitions.iter_mut().filter(|(_, f)| f.state == FetchState::Truncating) {
+        for (key, f) in self.partitions.iter_mut().filter(|(_, f)| f.ready(FetchState::Truncating, now_ms)) {
             match f.partition.latest_epoch() {
+                // The leader checks the last fetched epoch of every fetch.
+                Ok(Some(_)) if on_fetch => f.state = FetchState::Fetching,
                 Ok(Some(epoch)) => queries.push(EpochQuery { partition: key.clone(), current_leader_epoch: f.leader_epoch, leader_epoch: epoch }),
                 // No epoch to compare (an empty log): only what was
                 // committed is sure to be on the leader, as Kafka.
-                Ok(None) => match f.partition.truncate_to(f.partition.high_watermark()) {
+                Ok(None) => match f.partition.truncate_to(f.partition.high_watermark(), f.leader_epoch) {
                     Ok(()) => f.state = FetchState::Fetching,
-                    Err(e) => f.last_error = Some(e.response_error()),
+                    Err(e) => f.local_failed(&e, now_ms, backoff),
                 },
-                Err(e) => f.last_error = Some(e.response_error()),
+                Err(e) => f.local_failed(&e, now_ms, backoff),
             }
         }
         if queries.is_empty() {
@@ -173,33 +291,36 @@ impl ReplicaFetcher {
             let Some(f) = self.partitions.get_mut(&query.partition) else { continue };
             f.last_error = answer.error;
             match answer.error {
-                None => match truncation_point(&f.partition, &answer).and_then(|(offset, done)| {
-                    f.partition.truncate_to(offset)?;
-                    Ok(done)
-                }) {
+                None => match truncate_by_epoch(f, &answer) {
                     Ok(true) => f.state = FetchState::Fetching,
+                    // It lacks the leader's epoch: it asks again for its new latest.
                     Ok(false) => {}
-                    // This replica's own log failed: it stays to retry (an
-                    // offline log dir refuses every write from now on).
-                    Err(e) => f.last_error = Some(e.response_error()),
+                    Err(e) => f.local_failed(&e, now_ms, backoff),
                 },
-                Some(ResponseError::FencedLeaderEpoch) => f.state = FetchState::Fenced,
-                // The leader does not know the epoch yet, or moved: retry.
-                Some(_) => {}
+                Some(error) => f.leader_failed(error, now_ms, backoff),
             }
         }
         Ok(())
     }
 
     async fn fetch<E: LeaderEndpoint>(&mut self, leader: &E, now_ms: i64) -> Result<()> {
+        let on_fetch = leader.truncation_on_fetch();
+        let backoff = self.backoff_ms;
         let queries: Vec<FetchQuery> = self
             .partitions
             .iter()
-            .filter(|(_, f)| f.state == FetchState::Fetching)
-            .map(|(key, f)| FetchQuery {
-                partition: key.clone(),
-                fetch_offset: f.partition.log_end_offset(),
-                current_leader_epoch: f.leader_epoch,
+            .filter(|(_, f)| f.ready(FetchState::Fetching, now_ms))
+            .map(|(key, f)| {
+                let offsets = f.partition.offsets();
+                let last_fetched_epoch = if on_fetch { f.partition.latest_epoch().ok().flatten().unwrap_or(-1) } else { -1 };
+                FetchQuery {
+                    partition: key.clone(),
+                    topic_id: f.partition.topic_id,
+                    fetch_offset: offsets.log_end,
+                    current_leader_epoch: f.leader_epoch,
+                    last_fetched_epoch,
+                    log_start_offset: offsets.log_start,
+                }
             })
             .collect();
         if queries.is_empty() {
@@ -211,32 +332,92 @@ impl ReplicaFetcher {
             f.last_error = answer.error;
             match answer.error {
                 None => {
-                    if let Err(e) = apply_fetched(&f.partition, answer, now_ms) {
-                        f.last_error = Some(e.response_error());
+                    let applied = match answer.diverging_epoch {
+                        // Truncation on fetch (KIP-320): the next fetch
+                        // names the new latest epoch, and is checked again.
+                        Some((leader_epoch, end_offset)) => {
+                            truncate_by_epoch(f, &EpochAnswer { error: None, leader_epoch, end_offset }).map(|_| ())
+                        }
+                        None => apply_fetched(&f.partition, answer, f.leader_epoch, now_ms),
+                    };
+                    if let Err(e) = applied {
+                        f.local_failed(&e, now_ms, backoff);
                     }
                 }
-                Some(ResponseError::FencedLeaderEpoch) => f.state = FetchState::Fenced,
-                // OFFSET_OUT_OF_RANGE needs the leader's log start or end
-                // (ListOffsets), which comes with the network endpoint;
-                // other errors are retried.
-                Some(_) => {}
+                Some(ResponseError::OffsetOutOfRange) => {
+                    if let Err(e) = reset_out_of_range(leader, &query.partition, f, now_ms, backoff).await {
+                        tracing::warn!(topic = %f.partition.topic, partition = f.partition.index, error = %e, "cannot ask the leader for its offsets; retrying");
+                        f.retry_at_ms = now_ms + backoff;
+                    }
+                }
+                Some(error) => f.leader_failed(error, now_ms, backoff),
             }
         }
         Ok(())
     }
 }
 
+/// Truncates to where `answer` (the leader's end of an epoch) says the logs
+/// agree; true if that is final.
+fn truncate_by_epoch(f: &Followed, answer: &EpochAnswer) -> Result<bool> {
+    let (offset, done) = truncation_point(&f.partition, answer)?;
+    if offset < f.partition.log_end_offset() {
+        tracing::info!(topic = %f.partition.topic, partition = f.partition.index, offset, leader_epoch = answer.leader_epoch, end_offset = answer.end_offset, "truncating the divergent tail of the log");
+    }
+    f.partition.truncate_to(offset, f.leader_epoch)?;
+    Ok(done)
+}
+
+/// Kafka's `fetchOffsetAndTruncate` after OFFSET_OUT_OF_RANGE: a leader whose
+/// log ends below this one (an unclean election) has this replica truncate
+/// to its end; a leader whose log starts past this one's end (retention,
+/// DeleteRecords) has it drop its log and start at the leader's log start;
+/// otherwise it fetches again from its log end.
+async fn reset_out_of_range<E: LeaderEndpoint>(leader: &E, key: &TopicPartition, f: &mut Followed, now_ms: i64, backoff_ms: i64) -> Result<()> {
+    let log_end = f.partition.log_end_offset();
+    let latest = match leader.list_offset(key, f.leader_epoch, OffsetSpec::Latest).await? {
+        Ok(offset) => offset,
+        Err(error) => {
+            f.leader_failed(error, now_ms, backoff_ms);
+            return Ok(());
+        }
+    };
+    let reset = if latest < log_end {
+        tracing::warn!(topic = %key.0, partition = key.1, leader_log_end = latest, log_end, "the leader's log ends below this replica's: truncating to it");
+        f.partition.truncate_to(latest, f.leader_epoch)
+    } else {
+        let earliest = match leader.list_offset(key, f.leader_epoch, OffsetSpec::Earliest).await? {
+            Ok(offset) => offset,
+            Err(error) => {
+                f.leader_failed(error, now_ms, backoff_ms);
+                return Ok(());
+            }
+        };
+        if earliest > log_end {
+            tracing::warn!(topic = %key.0, partition = key.1, leader_log_start = earliest, log_end, "the leader's log starts past this replica's end: starting afresh at it");
+            f.partition.truncate_fully_and_start_at(earliest, f.leader_epoch)
+        } else {
+            Ok(())
+        }
+    };
+    if let Err(e) = reset {
+        f.local_failed(&e, now_ms, backoff_ms);
+    }
+    Ok(())
+}
+
 /// Appends what a fetch brought, then takes the leader's high watermark
 /// (bounded by this log end) and log start (DeleteRecords and retention
 /// reach followers so).
-fn apply_fetched(partition: &Partition, answer: FetchAnswer, now_ms: i64) -> Result<()> {
-    partition.append_as_follower(answer.records, now_ms)?;
+fn apply_fetched(partition: &Partition, answer: FetchAnswer, leader_epoch: i32, now_ms: i64) -> Result<()> {
+    partition.append_as_follower(answer.records, leader_epoch, now_ms)?;
     partition.update_follower_high_watermark(answer.high_watermark)?;
     if answer.log_start_offset > partition.log_start_offset() {
         partition.advance_log_start_offset(answer.log_start_offset)?;
     }
     Ok(())
 }
+
 
 /// Kafka's `getOffsetTruncationState` (KIP-279): where a follower truncates
 /// after the leader answered for the follower's latest epoch, and whether
@@ -266,66 +447,11 @@ fn truncation_point(partition: &Partition, answer: &EpochAnswer) -> Result<(i64,
 
 #[cfg(test)]
 mod tests {
+    use super::local::{values, LocalLeader};
     use super::*;
     use crate::partition::LeaderAndIsr;
     use records::Compression;
     use storage::{Log, LogConfig};
-    use uuid::Uuid;
-
-    /// A leader in this process, what the tests drive followers against.
-    struct LocalLeader {
-        /// The follower's replica id in the fetches.
-        replica_id: i32,
-        /// The leader's partitions.
-        partitions: BTreeMap<TopicPartition, Arc<Partition>>,
-    }
-
-    impl LocalLeader {
-        fn partition(&self, key: &TopicPartition) -> std::result::Result<&Arc<Partition>, ResponseError> {
-            self.partitions.get(key).ok_or(ResponseError::UnknownTopicOrPartition)
-        }
-    }
-
-    impl LeaderEndpoint for LocalLeader {
-        fn offset_for_leader_epoch(&self, queries: &[EpochQuery]) -> impl Future<Output = Result<Vec<EpochAnswer>>> + Send {
-            let answers = queries
-                .iter()
-                .map(|q| {
-                    let found = self
-                        .partition(&q.partition)
-                        .and_then(|p| p.last_offset_for_leader_epoch(q.current_leader_epoch, q.leader_epoch).map_err(|e| e.response_error()));
-                    match found {
-                        Ok((leader_epoch, end_offset)) => EpochAnswer { error: None, leader_epoch, end_offset },
-                        Err(error) => EpochAnswer { error: Some(error), leader_epoch: -1, end_offset: -1 },
-                    }
-                })
-                .collect();
-            std::future::ready(Ok(answers))
-        }
-
-        fn fetch(&self, queries: &[FetchQuery], max_bytes: usize) -> impl Future<Output = Result<Vec<FetchAnswer>>> + Send {
-            let now = crate::now_ms();
-            let answers = queries
-                .iter()
-                .map(|q| {
-                    let read = self.partition(&q.partition).and_then(|p| {
-                        p.fetch_records(q.fetch_offset, max_bytes, q.current_leader_epoch, Some(self.replica_id), now)
-                            .map_err(|e| e.response_error())
-                    });
-                    match read {
-                        Ok(read) => FetchAnswer {
-                            error: None,
-                            records: read.records,
-                            high_watermark: read.offsets.high_watermark,
-                            log_start_offset: read.offsets.log_start,
-                        },
-                        Err(error) => FetchAnswer { error: Some(error), records: Bytes::new(), high_watermark: -1, log_start_offset: -1 },
-                    }
-                })
-                .collect();
-            std::future::ready(Ok(answers))
-        }
-    }
 
     fn batch(values: &[&str]) -> bytes::BytesMut {
         let entries = values.iter().map(|v| (None, Some(Bytes::copy_from_slice(v.as_bytes())), 1));
@@ -342,8 +468,14 @@ mod tests {
         LeaderAndIsr { leader_epoch: epoch, replicas: vec![0, 1], isr: isr.to_vec() }
     }
 
+    /// A leader answering OffsetForLeaderEpoch only (before Fetch v12).
     fn endpoint(leader: &Arc<Partition>, follower_id: i32) -> LocalLeader {
-        LocalLeader { replica_id: follower_id, partitions: BTreeMap::from([(("t".to_string(), 0), Arc::clone(leader))]) }
+        LocalLeader { replica_id: follower_id, partitions: BTreeMap::from([(("t".to_string(), 0), Arc::clone(leader))]), truncation_on_fetch: false }
+    }
+
+    /// A leader answering fetches with diverging epochs (Fetch v12+).
+    fn diverging_endpoint(leader: &Arc<Partition>, follower_id: i32) -> LocalLeader {
+        LocalLeader { truncation_on_fetch: true, ..endpoint(leader, follower_id) }
     }
 
     /// Rounds until nothing moves (each round's fetch tells the leader the
@@ -357,18 +489,6 @@ mod tests {
             }
         }
         panic!("no convergence");
-    }
-
-    /// The values of every record in `batches`, in offset order.
-    fn values(batches: &Bytes) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut rest = batches.clone();
-        while let Ok(header) = records::BatchHeader::parse(&rest) {
-            let (decoded, _) = records::decode_records(&header, &rest, 1 << 20).expect("decode");
-            out.extend(decoded.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()));
-            rest = rest.slice(header.total_size()..);
-        }
-        out
     }
 
     /// Every batch of `p`'s log (its high watermark must be its log end).
@@ -424,7 +544,7 @@ mod tests {
         to_new.add_partition(Arc::clone(&old), 6);
         let endpoint = endpoint(&new, 0);
         let before = old.reading(|l| Ok(l.read(0, 1 << 20)?)).expect("read");
-        to_new.truncate(&endpoint).await.expect("truncate");
+        to_new.truncate(&endpoint, 0).await.expect("truncate");
         // Exactly the tail of epoch 5 the new leader never had went.
         assert_eq!(old.log_end_offset(), 4);
         assert_eq!(old.end_offset_for_epoch(5).expect("epochs"), (5, 4));
@@ -465,7 +585,7 @@ mod tests {
         assert_eq!(follower.update_follower_high_watermark(2).expect("hw"), 2);
         assert_eq!(follower.update_follower_high_watermark(1).expect("hw"), 2);
         assert_eq!(follower.update_follower_high_watermark(10).expect("hw"), 3);
-        follower.truncate_to(1).expect("truncate");
+        follower.truncate_to(1, -1).expect("truncate");
         assert_eq!(follower.offsets().high_watermark, 0, "the whole batch 0..3 went");
     }
 
@@ -473,6 +593,19 @@ mod tests {
     struct Corrupting(LocalLeader);
 
     impl LeaderEndpoint for Corrupting {
+        fn truncation_on_fetch(&self) -> bool {
+            self.0.truncation_on_fetch()
+        }
+
+        fn list_offset(
+            &self,
+            partition: &TopicPartition,
+            current_leader_epoch: i32,
+            spec: OffsetSpec,
+        ) -> impl Future<Output = Result<std::result::Result<i64, ResponseError>>> + Send {
+            self.0.list_offset(partition, current_leader_epoch, spec)
+        }
+
         fn offset_for_leader_epoch(&self, queries: &[EpochQuery]) -> impl Future<Output = Result<Vec<EpochAnswer>>> + Send {
             self.0.offset_for_leader_epoch(queries)
         }
@@ -502,8 +635,79 @@ mod tests {
         fetcher.do_work(&Corrupting(endpoint(&leader, 1)), 0).await.expect("round");
         assert_eq!(fetcher.state("t", 0), Some((FetchState::Fetching, Some(ResponseError::CorruptMessage))));
         assert_eq!(follower.log_end_offset(), 0);
-        // The next, undamaged fetch takes it.
-        fetcher.do_work(&endpoint(&leader, 1), 0).await.expect("round");
+        // The next, undamaged fetch takes it, after the backoff.
+        fetcher.do_work(&endpoint(&leader, 1), DEFAULT_BACKOFF_MS - 1).await.expect("round");
+        assert_eq!(follower.log_end_offset(), 0, "backing off");
+        fetcher.do_work(&endpoint(&leader, 1), DEFAULT_BACKOFF_MS).await.expect("round");
         assert_eq!((follower.log_end_offset(), fetcher.state("t", 0)), (1, Some((FetchState::Fetching, None))));
+    }
+
+    /// Epoch 5 led by `old` with 0..4 on both and 4..6 on `old` alone, then
+    /// epoch 6 led by `new` with 4..7 of its own: `old` follows `new`.
+    fn diverged(dir: &std::path::Path) -> (Arc<Partition>, Arc<Partition>) {
+        let (old, new) = (replica(dir, 0), replica(dir, 1));
+        old.make_leader(&state(5, &[0, 1]), 0).expect("leader");
+        new.make_follower(0, &state(5, &[0, 1])).expect("follower");
+        old.append(&mut batch(&["a", "b"]), 0).expect("append");
+        old.append(&mut batch(&["c", "d"]), 0).expect("append");
+        new.append_as_follower(old.reading(|l| Ok(l.read(0, 1 << 20)?)).expect("read"), 5, 0).expect("copy");
+        old.append(&mut batch(&["lost-1", "lost-2"]), 0).expect("append");
+        new.make_leader(&state(6, &[1, 0]), 0).expect("new leader");
+        new.append(&mut batch(&["x"]), 0).expect("append");
+        new.append(&mut batch(&["y", "z"]), 0).expect("append");
+        old.make_follower(1, &state(6, &[1, 0])).expect("old leader follows");
+        (old, new)
+    }
+
+    #[tokio::test]
+    async fn a_diverging_epoch_in_the_fetch_answer_truncates_without_offset_for_leader_epoch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (old, new) = diverged(dir.path());
+        let mut fetcher = ReplicaFetcher::new(0, 1, 1 << 20);
+        fetcher.add_partition(Arc::clone(&old), 6);
+        let leader = diverging_endpoint(&new, 0);
+        // The leader answers the fetch (last fetched epoch 5 at offset 6) with where epoch 5 ended.
+        let query = FetchQuery {
+            partition: ("t".into(), 0),
+            topic_id: Uuid::nil(),
+            fetch_offset: 6,
+            current_leader_epoch: 6,
+            last_fetched_epoch: 5,
+            log_start_offset: 0,
+        };
+        let follower = crate::partition::FollowerFetch { replica_id: 0, broker_epoch: -1 };
+        let answer = super::local::answer_fetch(Some(&new), follower, &query, 1 << 20, 0);
+        assert_eq!((answer.diverging_epoch, answer.records.len()), (Some((5, 4)), 0));
+        fetcher.do_work(&leader, 0).await.expect("round");
+        assert_eq!(old.log_end_offset(), 4, "the tail of epoch 5 the new leader never had went");
+        assert_eq!(fetcher.state("t", 0), Some((FetchState::Fetching, None)));
+        run(&mut fetcher, &leader, &old, &new).await;
+        assert_eq!(all(&old), all(&new), "byte for byte with the new leader");
+        assert_eq!(values(&all(&old)), ["a", "b", "c", "d", "x", "y", "z"]);
+        assert_eq!(new.high_watermark(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_follower_behind_the_leaders_log_start_starts_afresh_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (leader, follower) = (replica(dir.path(), 0), replica(dir.path(), 1));
+        // The follower is out of the ISR: the leader's HW follows its own log end.
+        leader.make_leader(&state(2, &[0]), 0).expect("leader");
+        follower.make_follower(0, &state(2, &[0])).expect("follower");
+        for v in ["a", "b", "c"] {
+            leader.append(&mut batch(&[v, v]), 0).expect("append");
+        }
+        assert_eq!(leader.delete_records_before(4).expect("delete"), 4);
+        let mut fetcher = ReplicaFetcher::new(1, 0, 1 << 20);
+        fetcher.add_partition(Arc::clone(&follower), 2);
+        let endpoint = diverging_endpoint(&leader, 1);
+        fetcher.do_work(&endpoint, 0).await.expect("round");
+        assert_eq!(fetcher.state("t", 0), Some((FetchState::Fetching, Some(ResponseError::OffsetOutOfRange))));
+        assert_eq!(follower.offsets(), crate::partition::PartitionOffsets { log_start: 4, high_watermark: 4, log_end: 4 });
+        run(&mut fetcher, &endpoint, &follower, &leader).await;
+        assert_eq!(follower.offsets(), leader.offsets());
+        let read = |p: &Partition| p.reading(|l| Ok(l.read(4, 1 << 20)?)).expect("read");
+        assert_eq!(read(&follower), read(&leader));
+        assert_eq!(values(&read(&follower)), ["c", "c"]);
     }
 }

@@ -19,7 +19,16 @@ use uuid::Uuid;
 
 use crate::error::{BrokerError, Result};
 use crate::fetch_session::FetchTarget;
-use crate::partition::{Partition, PartitionOffsets};
+use crate::partition::{FollowerFetch, Partition, PartitionOffsets};
+
+/// Told when a partition this broker leads wants a follower added to its ISR
+/// (a follower fetch found it caught up: [`Partition::maybe_expand_isr`]).
+/// The AlterPartition sender implements it; it is called on every such
+/// fetch until the controller's answer is applied, so it must coalesce.
+pub trait IsrChangeListener: Send + Sync {
+    /// `partition` computes an ISR change it wants committed.
+    fn isr_change_wanted(&self, partition: &Arc<Partition>);
+}
 
 /// A topic as this broker knows it: its partition count (from the metadata)
 /// and the replicas it hosts, by partition index. Every topic of the metadata
@@ -58,6 +67,7 @@ pub struct ReplicaManager {
     local_id: i32,
     topics: RwLock<HashMap<String, Arc<HostedTopic>>>,
     names: RwLock<HashMap<Uuid, String>>,
+    isr_listener: RwLock<Option<Arc<dyn IsrChangeListener>>>,
 }
 
 /// One partition's records of a produce request; `Err` when the request's
@@ -80,6 +90,8 @@ pub struct ProduceInfo {
 pub struct FetchParams {
     /// -1 for a consumer, else the fetching follower's broker id.
     pub replica_id: i32,
+    /// The follower's broker epoch (Fetch v15+ `replica_state`; -1: none).
+    pub replica_epoch: i64,
     /// Answer by then even without `min_bytes`.
     pub max_wait: Duration,
     /// Bytes that answer at once.
@@ -100,6 +112,9 @@ pub(crate) struct PartitionRead {
     pub high_watermark: i64,
     /// The log start offset when read (-1: unknown).
     pub log_start_offset: i64,
+    /// Fetch v12+: where the fetcher's last fetched epoch ended here, when its
+    /// log diverges from this one (no records then).
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// Which of a produce request's topics, partitions and results.
@@ -108,7 +123,12 @@ type TopicResults = Vec<(String, Vec<(i32, Result<ProduceInfo>)>)>;
 impl ReplicaManager {
     /// No partitions yet, on broker `local_id`.
     pub fn new(local_id: i32) -> ReplicaManager {
-        ReplicaManager { local_id, topics: RwLock::default(), names: RwLock::default() }
+        ReplicaManager { local_id, topics: RwLock::default(), names: RwLock::default(), isr_listener: RwLock::default() }
+    }
+
+    /// Sets who hears of the ISR expansions follower fetches make possible.
+    pub fn set_isr_change_listener(&self, listener: Arc<dyn IsrChangeListener>) {
+        *self.isr_listener.write() = Some(listener);
     }
 
     /// This broker's id.
@@ -281,6 +301,9 @@ impl ReplicaManager {
             // wait is not missed.
             let mut changes: Vec<watch::Receiver<PartitionOffsets>> = partitions.iter().flatten().map(|p| p.subscribe()).collect();
             let reads = read_all(params, targets, &partitions, crate::now_ms());
+            if params.replica_id >= 0 {
+                self.signal_isr_expansion(params.replica_id, &reads, &partitions);
+            }
             let total: usize = reads.iter().map(|r| r.records.len()).sum();
             let any_error = reads.iter().any(|r| r.error.is_some());
             if total >= params.min_bytes || any_error || targets.is_empty() || Instant::now() >= deadline {
@@ -291,6 +314,20 @@ impl ReplicaManager {
             tokio::select! {
                 _ = any_changed(&mut changes) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+}
+
+impl ReplicaManager {
+    /// After a follower's fetch moved its state: tells the ISR listener of
+    /// each partition that would now take `replica_id` into its ISR.
+    fn signal_isr_expansion(&self, replica_id: i32, reads: &[PartitionRead], partitions: &[Result<Arc<Partition>>]) {
+        let Some(listener) = self.isr_listener.read().clone() else { return };
+        for (read, partition) in reads.iter().zip(partitions) {
+            let Ok(partition) = partition else { continue };
+            if read.error.is_none() && read.diverging_epoch.is_none() && partition.maybe_expand_isr(replica_id).is_some() {
+                listener.isr_change_wanted(partition);
             }
         }
     }
@@ -316,7 +353,7 @@ async fn any_changed(changes: &mut [watch::Receiver<PartitionOffsets>]) {
 /// by its `partition_max_bytes`, all by `max_bytes`, except that the first
 /// partition with data may exceed both (KIP-74).
 fn read_all(params: &FetchParams, targets: &[FetchTarget], partitions: &[Result<Arc<Partition>>], now_ms: i64) -> Vec<PartitionRead> {
-    let follower = (params.replica_id >= 0).then_some(params.replica_id);
+    let follower = (params.replica_id >= 0).then_some(FollowerFetch { replica_id: params.replica_id, broker_epoch: params.replica_epoch });
     let mut remaining = params.max_bytes;
     let mut total = 0usize;
     targets
@@ -329,6 +366,7 @@ fn read_all(params: &FetchParams, targets: &[FetchTarget], partitions: &[Result<
                 records: Bytes::new(),
                 high_watermark: -1,
                 log_start_offset: -1,
+                diverging_epoch: None,
             };
             let partition = match partition {
                 Ok(partition) => partition,
@@ -347,9 +385,18 @@ fn read_all(params: &FetchParams, targets: &[FetchTarget], partitions: &[Result<
                 (read.high_watermark, read.log_start_offset) = (offsets.high_watermark, offsets.log_start);
                 return read;
             }
-            match partition.fetch_records(target.fetch_offset, limit, target.current_leader_epoch, follower, now_ms) {
+            let fetched = partition.fetch_records_for(
+                target.fetch_offset,
+                limit,
+                target.current_leader_epoch,
+                follower,
+                target.last_fetched_epoch,
+                now_ms,
+            );
+            match fetched {
                 Ok(fetched) => {
                     (read.high_watermark, read.log_start_offset) = (fetched.offsets.high_watermark, fetched.offsets.log_start);
+                    read.diverging_epoch = fetched.diverging_epoch;
                     // Only the first partition with data may exceed the limits (KIP-74).
                     if fetched.records.len() <= limit || total == 0 {
                         total += fetched.records.len();
@@ -405,13 +452,13 @@ mod tests {
     }
 
     fn target(topic: &str, fetch_offset: i64) -> FetchTarget {
-        FetchTarget { topic: topic.into(), topic_id: Uuid::nil(), partition: 0, fetch_offset, max_bytes: 1 << 20, current_leader_epoch: -1 }
+        FetchTarget { topic: topic.into(), topic_id: Uuid::nil(), partition: 0, fetch_offset, max_bytes: 1 << 20, current_leader_epoch: -1, last_fetched_epoch: -1 }
     }
 
     /// A consumer waits for a byte; a follower here answers at once.
     fn params(replica_id: i32) -> FetchParams {
         let min_bytes = if replica_id < 0 { 1 } else { 0 };
-        FetchParams { replica_id, max_wait: Duration::from_secs(600), min_bytes, max_bytes: 1 << 20 }
+        FetchParams { replica_id, replica_epoch: -1, max_wait: Duration::from_secs(600), min_bytes, max_bytes: 1 << 20 }
     }
 
     fn only(results: TopicResults) -> Result<ProduceInfo> {

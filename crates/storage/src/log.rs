@@ -814,7 +814,10 @@ impl Log {
     /// the first removed batch; nothing changes if no batch qualifies.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         if offset >= self.log_end_offset() {
-            return Ok(());
+            // As Kafka, the epoch cache is truncated anyway: a broker that
+            // led an epoch without appending in it left an entry at the log
+            // end that its new leader does not have.
+            return self.epochs.truncate_from_end(self.log_end_offset());
         }
         // Segments [0, keep) start below `offset`; the rest go entirely.
         let keep = self.segments.partition_point(|s| s.base_offset < offset);
@@ -857,6 +860,24 @@ impl Log {
             }
         })?;
         debug!(dir = %self.dir.display(), offset, log_end, "log truncated");
+        Ok(())
+    }
+
+    /// Removes every batch and starts the log afresh, empty, at `offset`
+    /// (Kafka's `truncateFullyAndStartAt`: a follower whose log end fell
+    /// below its leader's log start). The leader-epoch cache and the
+    /// producer state are emptied with it.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        for seg in self.segments.drain(..).collect::<Vec<_>>() {
+            seg.delete_files()?;
+        }
+        self.segments.push(Segment::create(&self.dir, offset, &self.config)?);
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        sync_dir(&self.dir)?;
+        self.epochs.truncate_from_end(i64::MIN)?;
+        self.producers.truncate_to(-1)?;
+        debug!(dir = %self.dir.display(), offset, "log truncated fully");
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
+use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -30,6 +30,8 @@ const ZSTD_VERSION: i16 = 10;
 const REPLICA_STATE_VERSION: i16 = 15;
 /// First Fetch version with the current-leader hints of KIP-951.
 const LEADER_HINT_VERSION: i16 = 16;
+/// First Fetch version with `last_fetched_epoch` and `diverging_epoch` (KIP-320).
+const DIVERGING_EPOCH_VERSION: i16 = 12;
 /// The zstd codec id of the batch attributes.
 const ZSTD: u8 = records::compression::ZSTD;
 
@@ -43,33 +45,42 @@ pub(crate) async fn handle(
     memory: &Arc<Semaphore>,
 ) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
     // From v13 topics are named by id (resolved here), before by name.
-    let target = |name: &TopicName, id: uuid::Uuid, partition: i32, fetch_offset: i64, max_bytes: i32, current_leader_epoch: i32| {
+    let target = |name: &TopicName, id: uuid::Uuid, partition: i32, fetch_offset: i64, max_bytes: i32, epochs: (i32, i32)| {
         let (topic, topic_id) = if version >= TOPIC_ID_VERSION {
             (broker.replicas.topic_name(id).unwrap_or_default(), id)
         } else {
             (name.0.to_string(), uuid::Uuid::nil())
         };
-        FetchTarget { topic, topic_id, partition, fetch_offset, max_bytes, current_leader_epoch }
+        let (current_leader_epoch, last_fetched_epoch) = epochs;
+        // Below v12 the field is not on the wire (and must be ignored).
+        let last_fetched_epoch = if version >= DIVERGING_EPOCH_VERSION { last_fetched_epoch } else { -1 };
+        FetchTarget { topic, topic_id, partition, fetch_offset, max_bytes, current_leader_epoch, last_fetched_epoch }
     };
     let requested = collapse_duplicates(req.topics.iter().flat_map(|t| {
         t.partitions.iter().map(|p| {
-            target(&t.topic, t.topic_id, p.partition, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch)
+            let epochs = (p.current_leader_epoch, p.last_fetched_epoch);
+            target(&t.topic, t.topic_id, p.partition, p.fetch_offset, p.partition_max_bytes, epochs)
         })
     }));
     let forgotten = req
         .forgotten_topics_data
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|&p| target(&t.topic, t.topic_id, p, 0, 0, -1)))
+        .flat_map(|t| t.partitions.iter().map(|&p| target(&t.topic, t.topic_id, p, 0, 0, (-1, -1))))
         .collect();
     let plan = match broker.fetch_sessions.lock().plan(req.session_id, req.session_epoch, requested, forgotten) {
         Ok(plan) => plan,
         Err(error) => return (FetchResponse::default().with_error_code(error.code()), None),
     };
 
-    let replica_id = if version >= REPLICA_STATE_VERSION { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    let (replica_id, replica_epoch) = if version >= REPLICA_STATE_VERSION {
+        (req.replica_state.replica_id.0, req.replica_state.replica_epoch)
+    } else {
+        (req.replica_id.0, -1)
+    };
     let requested_max = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
     let params = FetchParams {
         replica_id: replica_id.max(-1),
+        replica_epoch,
         max_wait: Duration::from_millis(req.max_wait_ms.max(0) as u64),
         min_bytes: req.min_bytes.max(0) as usize,
         max_bytes: requested_max.min(broker.config.limits.fetch_max_bytes),
@@ -113,6 +124,7 @@ fn refuse_zstd(read: PartitionRead) -> PartitionRead {
         records: Bytes::new(),
         high_watermark: -1,
         log_start_offset: -1,
+        diverging_epoch: None,
         ..read
     }
 }
@@ -125,7 +137,8 @@ fn build_response(broker: &Broker, plan: &FetchPlan, reads: Vec<PartitionRead>, 
     let mut sessions = broker.fetch_sessions.lock();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for read in reads {
-        let has_records_or_error = !read.records.is_empty() || read.error.is_some();
+        // A diverging epoch is always sent, as Kafka's sessions do.
+        let has_records_or_error = !read.records.is_empty() || read.error.is_some() || read.diverging_epoch.is_some();
         let state = PartitionState { high_watermark: read.high_watermark, log_start_offset: read.log_start_offset };
         if !sessions.should_send(plan, &read.target, state, has_records_or_error) {
             continue;
@@ -137,7 +150,7 @@ fn build_response(broker: &Broker, plan: &FetchPlan, reads: Vec<PartitionRead>, 
             .with_last_stable_offset(read.high_watermark)
             .with_log_start_offset(read.log_start_offset)
             .with_records(Some(read.records));
-        let data = match (&view, read.error) {
+        let mut data = match (&view, read.error) {
             (Some(view), Some(error)) if wants_leader_hint(error) => {
                 let (leader, epoch, node) = view.current_leader(&read.target.topic, read.target.partition);
                 hinted.extend(node);
@@ -145,6 +158,9 @@ fn build_response(broker: &Broker, plan: &FetchPlan, reads: Vec<PartitionRead>, 
             }
             _ => data,
         };
+        if let Some((epoch, end_offset)) = read.diverging_epoch.filter(|_| version >= DIVERGING_EPOCH_VERSION) {
+            data.diverging_epoch = EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset);
+        }
         let same_topic = topics.last().is_some_and(|t| {
             if version >= TOPIC_ID_VERSION {
                 t.topic_id == read.target.topic_id
