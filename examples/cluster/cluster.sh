@@ -4,22 +4,25 @@
 #   examples/cluster/cluster.sh start    # start the nodes that are not running, wait for their ports
 #   examples/cluster/cluster.sh status   # per node: pid, listening or not, data dir size
 #   examples/cluster/cluster.sh stop     # SIGTERM every node, wait until each has exited
-#   examples/cluster/cluster.sh wipe     # stop, then delete /tmp/potok-cluster (all data and logs)
+#   examples/cluster/cluster.sh wipe     # stop, then delete the nodes' log.dirs and /tmp/potok-cluster
 #
 # Node N keeps its data in /tmp/potok-cluster/N/data (log.dirs of server-N.properties), its
 # log in /tmp/potok-cluster/N/server.log and its pid in /tmp/potok-cluster/N/server.pid.
 # The binary is found as bin/*.sh find it: $POTOK_BIN, else this checkout's release build,
 # else its debug build, else `potok` on PATH.
-# Env: POTOK_CLUSTER_NODES ("1 2 3"), POTOK_START_WAIT_S (30), POTOK_STOP_WAIT_S (120).
+# Env: POTOK_CLUSTER_NODES ("1 2 3"), POTOK_START_WAIT_S (30), POTOK_STOP_WAIT_S (120),
+#      POTOK_CLUSTER_CONF (the directory of the server-N.properties; this script's),
+#      POTOK_CLUSTER_ROOT (where logs and pid files go; /tmp/potok-cluster).
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/../../bin/.potok-bin.sh"
-ROOT=/tmp/potok-cluster
+CONF="${POTOK_CLUSTER_CONF:-$HERE}"
+ROOT="${POTOK_CLUSTER_ROOT:-/tmp/potok-cluster}"
 NODES="${POTOK_CLUSTER_NODES:-1 2 3}"
 START_WAIT_S="${POTOK_START_WAIT_S:-30}"
 STOP_WAIT_S="${POTOK_STOP_WAIT_S:-120}"
 
-props() { echo "$HERE/server-$1.properties"; }
+props() { echo "$CONF/server-$1.properties"; }
 pid_file() { echo "$ROOT/$1/server.pid"; }
 log_file() { echo "$ROOT/$1/server.log"; }
 # The first host:port of a `key=NAME://host:port,...` line of node $1's properties whose
@@ -33,9 +36,14 @@ node_pid() {
   f="$(pid_file "$1")"
   [[ -r "$f" ]] || return 1
   pid="$(cat "$f")"
-  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] && running "$pid" || return 1
   [[ -r "/proc/$pid/cmdline" ]] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q " server " && return 1
   echo "$pid"
+}
+# Process $1 runs (gone, or a zombie waiting for its parent, counts as exited).
+running() {
+  kill -0 "$1" 2>/dev/null || return 1
+  [[ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]]
 }
 listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 
@@ -96,7 +104,7 @@ stop() {
   deadline=$((SECONDS + STOP_WAIT_S))
   for entry in "${pids[@]}"; do
     n="${entry%%:*}"; pid="${entry#*:}"
-    while kill -0 "$pid" 2>/dev/null && [[ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]]; do
+    while running "$pid"; do
       if (( SECONDS >= deadline )); then
         echo "cluster.sh: node $n (pid $pid) is still running ${STOP_WAIT_S} s after SIGTERM" >&2
         failed=1
@@ -104,7 +112,7 @@ stop() {
       fi
       sleep 0.1
     done
-    kill -0 "$pid" 2>/dev/null || { rm -f "$(pid_file "$n")"; echo "node $n stopped"; }
+    running "$pid" || { rm -f "$(pid_file "$n")"; echo "node $n stopped"; }
   done
   return $failed
 }
@@ -126,10 +134,22 @@ status() {
   return $rc
 }
 
+# Stop, then delete every node's log.dirs (as its properties give them) and $ROOT.
+wipe() {
+  local n dir
+  stop || return 1
+  for n in $NODES; do
+    for dir in $(sed -n 's/^log\.dirs\?=//p' "$(props "$n")" | tr ',' ' '); do
+      rm -rf "$dir" && echo "removed $dir"
+    done
+  done
+  rm -rf "$ROOT" && echo "removed $ROOT"
+}
+
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
 status) status ;;
-wipe) stop && rm -rf "$ROOT" && echo "removed $ROOT" ;;
+wipe) wipe ;;
 *) echo "usage: $0 start|stop|status|wipe" >&2; exit 2 ;;
 esac
