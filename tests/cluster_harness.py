@@ -34,7 +34,7 @@ from typing import Callable, Iterable
 import pytest
 
 import kafkawire as kw
-from conftest import HOST, STOP_TIMEOUT_S, Broker, free_port
+from conftest import HOST, POTOK_BIN, STOP_TIMEOUT_S, Broker, free_port
 
 READY_TIMEOUT_S = 60.0
 # How long a node gets to exit after SIGTERM at teardown before it is killed: controlled
@@ -210,6 +210,25 @@ class LinkProxy:
             pass
         finally:
             writer.transport.abort()  # either side closing ends the whole connection
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = READY_TIMEOUT_S,
+             interval: float = 0.2):
+    """Poll check() until it returns a true value (returned) or timeout: then fail with the
+    last value or error it gave."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            got = check()
+            if got:
+                return got
+            last = got
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
 
 
 # ---- nodes -------------------------------------------------------------------------------
@@ -419,21 +438,7 @@ class Cluster:
 
     def wait_for(self, what: str, check: Callable[[], object], timeout: float = READY_TIMEOUT_S,
                  interval: float = 0.2):
-        """Poll check() until it returns a true value (returned) or timeout: then fail with the
-        last value or error it gave."""
-        deadline = time.monotonic() + timeout
-        last: object = None
-        while True:
-            try:
-                got = check()
-                if got:
-                    return got
-                last = got
-            except Exception as e:  # noqa: BLE001 - retried until the deadline
-                last = e
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-            time.sleep(interval)
+        return wait_for(what, check, timeout, interval)
 
     def wait_ready(self, nodes: Iterable[int] | None = None, timeout: float = READY_TIMEOUT_S) -> None:
         """Every node in `nodes` (default: the running ones) answers Metadata listing all of
@@ -459,13 +464,15 @@ class Cluster:
         return self.partitions(topic, node)[partition].leader
 
     def wait_for_leader(self, topic: str, partition: int, not_in: Iterable[int] = (),
-                        timeout: float = READY_TIMEOUT_S) -> int:
-        """The partition's leader once it is a live node outside `not_in` (as every running
-        node reports it)."""
+                        among: Iterable[int] | None = None, timeout: float = READY_TIMEOUT_S) -> int:
+        """The partition's leader once it is a live node outside `not_in`, as every node of
+        `among` (default: the running ones) reports it."""
         excluded = set(not_in)
+        asked = [self.nodes[i] for i in among] if among is not None else None
 
         def elected():
-            leaders = {n.node_id: n.metadata([topic]).topics[topic][1][partition].leader for n in self.running()}
+            leaders = {n.node_id: n.metadata([topic]).topics[topic][1][partition].leader
+                       for n in (asked if asked is not None else self.running())}
             values = set(leaders.values())
             if len(values) == 1:
                 (leader,) = values
@@ -480,8 +487,25 @@ class Cluster:
         self.wait_for(f"ISR of {topic}-{partition} to be {want}",
                       lambda: sorted(self.partitions(topic)[partition].isr) == want, timeout)
 
-    def active_controller(self) -> int:
-        return self.metadata().controller_id
+    def active_controller(self, among: Iterable[int] | None = None) -> int:
+        """The controller id that every node of `among` (default: the running ones) reports."""
+        asked = [self.nodes[i] for i in among] if among is not None else self.running()
+        ids = {n.metadata().controller_id for n in asked}
+        assert len(ids) == 1, f"nodes disagree on the active controller: {ids}"
+        return ids.pop()
+
+    def wait_for_controller(self, not_in: Iterable[int] = (), timeout: float = READY_TIMEOUT_S) -> int:
+        """An active controller outside `not_in` on which every running node agrees."""
+        excluded = set(not_in)
+
+        def agreed():
+            ids = {n.metadata().controller_id for n in self.running()}
+            if len(ids) == 1:
+                (cid,) = ids
+                if cid in self.voter_ids and cid not in excluded and self.nodes[cid].alive():
+                    return cid
+            return None
+        return wait_for(f"an active controller outside {sorted(excluded)}", agreed, timeout)
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 3,
                      config: dict | None = None, timeout: float = 30.0) -> dict[int, kw.MetadataPartition]:
@@ -504,6 +528,45 @@ class Cluster:
                     return None
             return parts
         return self.wait_for(f"topic {name} to have leaders and full ISRs on every node", settled, timeout)
+
+
+_REFUSAL: list[str | None] = []
+
+
+def cluster_mode_refusal() -> str | None:
+    """Why this potok binary refuses a three-voter quorum (its one-line error), or None once
+    it accepts one (then the probe node it started is killed). Asked once per session."""
+    if _REFUSAL:
+        return _REFUSAL[0]
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="potok-probe-") as d:
+        ports = [free_port() for _ in range(4)]
+        cmd = [str(POTOK_BIN), "server"] + [a for kv in {
+            "process.roles": "broker,controller", "node.id": "1",
+            "controller.quorum.voters": ",".join(f"{i}@{HOST}:{ports[i]}" for i in (1, 2, 3)),
+            "listeners": f"PLAINTEXT://{HOST}:{ports[0]},CONTROLLER://{HOST}:{ports[1]}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{ports[0]}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT", "log.dirs": d,
+        }.items() for a in ("--override", f"{kv[0]}={kv[1]}")]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            out, _ = proc.communicate(timeout=3)
+            lines = [l for l in out.decode(errors="replace").splitlines() if "not supported" in l]
+            _REFUSAL.append(lines[0] if proc.returncode != 0 and lines else None)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            _REFUSAL.append(None)
+    return _REFUSAL[0]
+
+
+def require_cluster_mode() -> None:
+    """Skip the calling test while the binary refuses multi-voter quorums (before cluster mode)."""
+    refusal = cluster_mode_refusal()
+    if refusal:
+        pytest.skip(f"this potok has no cluster mode yet: {refusal}")
 
 
 def cluster_fixture(request, tmp_path):
