@@ -118,6 +118,7 @@ impl Controller {
                     leader: replicas.first().copied().unwrap_or(-1),
                     replicas,
                     leader_epoch: 0,
+                    ..Default::default()
                 })
             })
             .collect()

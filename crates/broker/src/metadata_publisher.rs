@@ -312,6 +312,7 @@ mod tests {
             isr: vec![1],
             leader: 1,
             leader_epoch: 1,
+            ..Default::default()
         });
         {
             let mut controller = broker.controller.lock();

@@ -96,6 +96,7 @@ pub(crate) fn rebuild_topics(
                 isr: vec![node_id],
                 leader: node_id,
                 leader_epoch: 0,
+                ..Default::default()
             })
         }));
         records.extend(extra_configs(name).into_iter().map(|(key, value)| {

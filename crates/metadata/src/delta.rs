@@ -29,6 +29,9 @@ pub struct ImageDelta {
     pub broker_configs: BTreeSet<String>,
     /// True if a producer-id block was handed out.
     pub producer_ids: bool,
+    /// Node ids of brokers registered, changed (fenced, unfenced, shutting
+    /// down) or unregistered.
+    pub brokers: BTreeSet<i32>,
 }
 
 /// One partition before and after a delta.

@@ -3,7 +3,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use crate::delta::{ImageDelta, PartitionChange};
-use crate::record::{ConfigRecord, MetadataRecord, PartitionRecord, TopicRecord, RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::record::{
+    BrokerEndpoint, BrokerRegistrationChangeRecord, BrokerRegistrationRecord, ConfigRecord, MetadataRecord,
+    PartitionChangeRecord, PartitionRecord, TopicRecord, RESOURCE_BROKER, RESOURCE_TOPIC,
+};
 
 /// The cluster as the metadata log describes it after applying every record.
 ///
@@ -18,6 +21,41 @@ pub struct Image {
     next_producer_id: i64,
     /// Dynamic broker configs by resource name (a node id; "" is the cluster default).
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Registered brokers by node id (none on a single node, which does not register).
+    brokers: BTreeMap<i32, BrokerImage>,
+    /// The highest broker epoch ever given out.
+    last_broker_epoch: i64,
+}
+
+/// One registered broker in the image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerImage {
+    /// Its node id.
+    pub id: i32,
+    /// The epoch of its current registration.
+    pub epoch: i64,
+    /// The incarnation id of the process that registered.
+    pub incarnation_id: Uuid,
+    /// Its advertised listeners.
+    pub listeners: Vec<BrokerEndpoint>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// Fenced: it leads nothing and is in no ISR.
+    pub fenced: bool,
+    /// Shutting down in a controlled way.
+    pub in_controlled_shutdown: bool,
+}
+
+impl BrokerImage {
+    /// The listener with this name.
+    pub fn listener(&self, name: &str) -> Option<&BrokerEndpoint> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// True if it may lead and take new replicas: unfenced and not shutting down.
+    pub fn is_usable(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
 }
 
 /// One topic in the image.
@@ -34,7 +72,7 @@ pub struct TopicImage {
 }
 
 /// One partition in the image.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PartitionImage {
     /// Node ids of all replicas.
     pub replicas: Vec<i32>,
@@ -44,6 +82,19 @@ pub struct PartitionImage {
     pub leader: i32,
     /// The leader epoch.
     pub leader_epoch: i32,
+    /// The partition epoch: bumped on every change.
+    pub partition_epoch: i32,
+    /// The eligible leader replicas (KIP-966).
+    pub elr: Vec<i32>,
+    /// The last known ELR (KIP-966).
+    pub last_known_elr: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// True if this node holds a replica.
+    pub fn has_replica(&self, node_id: i32) -> bool {
+        self.replicas.contains(&node_id)
+    }
 }
 
 impl Image {
@@ -82,13 +133,26 @@ impl Image {
                 );
                 delta.topic_created(*topic_id);
             }
-            MetadataRecord::Partition(PartitionRecord { topic_id, partition, replicas, isr, leader, leader_epoch }) => {
+            MetadataRecord::Partition(PartitionRecord {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                elr,
+                last_known_elr,
+            }) => {
                 if let Some(topic) = self.topics.get_mut(topic_id) {
                     let new = PartitionImage {
                         replicas: replicas.clone(),
                         isr: isr.clone(),
                         leader: *leader,
                         leader_epoch: *leader_epoch,
+                        partition_epoch: *partition_epoch,
+                        elr: elr.clone(),
+                        last_known_elr: last_known_elr.clone(),
                     };
                     let old = topic.partitions.insert(*partition, new.clone());
                     delta.partition_changed(*topic_id, *partition, PartitionChange { old, new });
@@ -132,7 +196,88 @@ impl Image {
                 self.remove_topic(*topic_id, delta);
                 self.removed_ids.insert(*topic_id);
             }
+            MetadataRecord::PartitionChange(change) => self.change_partition(change, delta),
+            MetadataRecord::RegisterBroker(BrokerRegistrationRecord {
+                broker_id,
+                broker_epoch,
+                incarnation_id,
+                listeners,
+                rack,
+                fenced,
+                in_controlled_shutdown,
+            }) => {
+                self.last_broker_epoch = self.last_broker_epoch.max(*broker_epoch);
+                self.brokers.insert(
+                    *broker_id,
+                    BrokerImage {
+                        id: *broker_id,
+                        epoch: *broker_epoch,
+                        incarnation_id: *incarnation_id,
+                        listeners: listeners.clone(),
+                        rack: rack.clone(),
+                        fenced: *fenced,
+                        in_controlled_shutdown: *in_controlled_shutdown,
+                    },
+                );
+                delta.brokers.insert(*broker_id);
+            }
+            MetadataRecord::BrokerRegistrationChange(BrokerRegistrationChangeRecord {
+                broker_id,
+                broker_epoch,
+                fenced,
+                in_controlled_shutdown,
+            }) => {
+                // A change of an older registration is stale: the broker registered again since.
+                if let Some(broker) = self.brokers.get_mut(broker_id).filter(|b| b.epoch == *broker_epoch) {
+                    if let Some(fenced) = fenced {
+                        broker.fenced = *fenced;
+                    }
+                    if let Some(shutting_down) = in_controlled_shutdown {
+                        broker.in_controlled_shutdown = *shutting_down;
+                    }
+                    delta.brokers.insert(*broker_id);
+                }
+            }
+            MetadataRecord::UnregisterBroker { broker_id, broker_epoch } => {
+                if self.brokers.get(broker_id).is_some_and(|b| b.epoch == *broker_epoch) {
+                    self.brokers.remove(broker_id);
+                    delta.brokers.insert(*broker_id);
+                }
+            }
+            MetadataRecord::BrokerEpochs { last_broker_epoch } => {
+                self.last_broker_epoch = self.last_broker_epoch.max(*last_broker_epoch);
+            }
         }
+    }
+
+    /// Applies a `PartitionChangeRecord`: a new leader bumps the leader
+    /// epoch (as does `bump_leader_epoch`); any change bumps the partition epoch.
+    fn change_partition(&mut self, change: &PartitionChangeRecord, delta: &mut ImageDelta) {
+        let Some(topic) = self.topics.get_mut(&change.topic_id) else { return };
+        let Some(current) = topic.partitions.get_mut(&change.partition) else { return };
+        let old = current.clone();
+        if let Some(isr) = &change.isr {
+            current.isr = isr.clone();
+        }
+        if let Some(replicas) = &change.replicas {
+            current.replicas = replicas.clone();
+        }
+        if let Some(elr) = &change.elr {
+            current.elr = elr.clone();
+        }
+        if let Some(last_known_elr) = &change.last_known_elr {
+            current.last_known_elr = last_known_elr.clone();
+        }
+        let new_leader = change.leader.filter(|&leader| leader != old.leader);
+        if let Some(leader) = new_leader {
+            current.leader = leader;
+        }
+        if new_leader.is_some() || change.bump_leader_epoch {
+            current.leader_epoch += 1;
+        }
+        current.partition_epoch += 1;
+        let new = current.clone();
+        delta.partition_changed(change.topic_id, change.partition, PartitionChange { old: Some(old), new });
     }
 
     fn set_topic_config(&mut self, id: Uuid, name: &str, value: Option<&str>, delta: &mut ImageDelta) {
@@ -170,6 +315,7 @@ impl Image {
         }
         delta.broker_configs.extend(self.broker_configs.keys().cloned());
         delta.producer_ids = self.next_producer_id > 0;
+        delta.brokers.extend(self.brokers.keys().copied());
         delta
     }
 
@@ -193,6 +339,20 @@ impl Image {
         for (resource, configs) in &self.broker_configs {
             records.extend(configs.iter().map(|(k, v)| config(RESOURCE_BROKER, resource, k, v)));
         }
+        if self.last_broker_epoch > 0 {
+            records.push(MetadataRecord::BrokerEpochs { last_broker_epoch: self.last_broker_epoch });
+        }
+        for b in self.brokers.values() {
+            records.push(MetadataRecord::RegisterBroker(BrokerRegistrationRecord {
+                broker_id: b.id,
+                broker_epoch: b.epoch,
+                incarnation_id: b.incarnation_id,
+                listeners: b.listeners.clone(),
+                rack: b.rack.clone(),
+                fenced: b.fenced,
+                in_controlled_shutdown: b.in_controlled_shutdown,
+            }));
+        }
         for topic in self.topics() {
             records.push(MetadataRecord::Topic(TopicRecord { name: topic.name.clone(), topic_id: topic.id }));
             records.extend(topic.partitions.iter().map(|(&partition, p)| {
@@ -203,6 +363,9 @@ impl Image {
                     isr: p.isr.clone(),
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    elr: p.elr.clone(),
+                    last_known_elr: p.last_known_elr.clone(),
                 })
             }));
             records.extend(topic.configs.iter().map(|(k, v)| config(RESOURCE_TOPIC, &topic.name, k, v)));
@@ -241,6 +404,21 @@ impl Image {
         self.ids_by_name.values().filter_map(|id| self.topics.get(id))
     }
 
+    /// Registered brokers, by node id.
+    pub fn brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values()
+    }
+
+    /// The registered broker with this node id.
+    pub fn broker(&self, id: i32) -> Option<&BrokerImage> {
+        self.brokers.get(&id)
+    }
+
+    /// The epoch to give the next broker registration: above every epoch given so far.
+    pub fn next_broker_epoch(&self) -> i64 {
+        self.last_broker_epoch + 1
+    }
+
     /// The number of partitions of all topics.
     pub fn partition_count(&self) -> u64 {
         self.topics.values().map(|t| t.partitions.len() as u64).sum()
@@ -264,6 +442,7 @@ mod tests {
             isr: vec![1],
             leader,
             leader_epoch,
+            ..Default::default()
         })
     }
 
@@ -429,5 +608,84 @@ mod tests {
         assert_eq!(delta.broker_configs, BTreeSet::from([String::new()]));
         // Applying the records to an empty image yields the same delta.
         assert_eq!(Image::default().apply_all(&image.to_records()), delta);
+    }
+
+    fn register(broker_id: i32, broker_epoch: i64) -> MetadataRecord {
+        MetadataRecord::RegisterBroker(BrokerRegistrationRecord {
+            broker_id,
+            broker_epoch,
+            incarnation_id: Uuid::new_v4(),
+            listeners: vec![BrokerEndpoint { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092, security_protocol: 0 }],
+            rack: None,
+            fenced: true,
+            in_controlled_shutdown: false,
+        })
+    }
+
+    fn broker_change(broker_id: i32, broker_epoch: i64, fenced: bool) -> MetadataRecord {
+        MetadataRecord::BrokerRegistrationChange(BrokerRegistrationChangeRecord {
+            broker_id,
+            broker_epoch,
+            fenced: Some(fenced),
+            in_controlled_shutdown: None,
+        })
+    }
+
+    #[test]
+    fn broker_changes_of_a_stale_registration_change_nothing() {
+        let mut image = Image::default();
+        image.apply_all([&register(1, 1), &register(1, 2)]);
+        let delta = image.apply_all([&broker_change(1, 1, false), &MetadataRecord::UnregisterBroker { broker_id: 1, broker_epoch: 1 }]);
+        assert!(delta.brokers.is_empty());
+        assert!(image.broker(1).is_some_and(|b| b.fenced && b.epoch == 2));
+        let delta = image.apply_all([&broker_change(1, 2, false)]);
+        assert_eq!(delta.brokers, BTreeSet::from([1]));
+        assert!(image.broker(1).is_some_and(BrokerImage::is_usable));
+        assert_eq!(image.next_broker_epoch(), 3);
+    }
+
+    #[test]
+    fn broker_epochs_stay_unique_after_a_snapshot_of_an_unregistered_broker() {
+        let mut image = Image::default();
+        image.apply_all([&register(1, 1), &register(2, 2), &MetadataRecord::UnregisterBroker { broker_id: 2, broker_epoch: 2 }]);
+        let rebuilt = Image::from_records(&image.to_records());
+        assert_eq!(rebuilt, image);
+        assert_eq!(rebuilt.next_broker_epoch(), 3);
+        assert!(rebuilt.broker(2).is_none());
+    }
+
+    #[test]
+    fn a_partition_change_bumps_the_leader_epoch_only_for_a_new_leader_and_always_the_partition_epoch() {
+        let mut image = Image::default();
+        let (id, record) = topic("a");
+        image.apply_all([&record, &partition(id, 0, 1, 0)]);
+        let shrink = MetadataRecord::PartitionChange(PartitionChangeRecord {
+            topic_id: id,
+            partition: 0,
+            isr: Some(vec![1]),
+            ..Default::default()
+        });
+        let delta = image.apply_all([&shrink]);
+        let p = &image.topic_by_id(id).expect("topic").partitions[&0];
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 0, 1));
+        assert!(!delta.partitions[&(id, 0)].leader_changed());
+        let elect = MetadataRecord::PartitionChange(PartitionChangeRecord {
+            topic_id: id,
+            partition: 0,
+            leader: Some(2),
+            isr: Some(vec![2]),
+            elr: Some(vec![1]),
+            ..Default::default()
+        });
+        let delta = image.apply_all([&elect]);
+        let p = &image.topic_by_id(id).expect("topic").partitions[&0];
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 1, 2));
+        assert_eq!(p.elr, vec![1]);
+        assert!(delta.partitions[&(id, 0)].leader_changed());
+        // A partition record restates everything, epochs included, so a snapshot keeps them.
+        assert_eq!(Image::from_records(&image.to_records()), image);
+        // A change of an unknown partition is ignored.
+        let unknown = MetadataRecord::PartitionChange(PartitionChangeRecord { topic_id: id, partition: 9, ..Default::default() });
+        assert!(image.apply_all([&unknown]).is_empty());
     }
 }

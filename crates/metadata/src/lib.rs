@@ -23,8 +23,11 @@ pub mod snapshot;
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use delta::{ImageDelta, PartitionChange};
 pub use error::{MetadataError, Result};
-pub use image::{Image, PartitionImage, TopicImage};
+pub use image::{BrokerImage, Image, PartitionImage, TopicImage};
 pub use log::{Committed, LogDirWatch, MetadataLog, MetadataLogConfig};
 pub use sink::MetadataSink;
-pub use record::{ConfigRecord, MetadataRecord, PartitionRecord, TopicRecord, RESOURCE_BROKER, RESOURCE_TOPIC};
+pub use record::{
+    BrokerEndpoint, BrokerRegistrationChangeRecord, BrokerRegistrationRecord, ConfigRecord, MetadataRecord,
+    PartitionChangeRecord, PartitionRecord, TopicRecord, RESOURCE_BROKER, RESOURCE_TOPIC,
+};
 pub use uuid::Uuid;

@@ -103,6 +103,7 @@ mod tests {
                 isr: vec![1],
                 leader: 1,
                 leader_epoch: 4,
+                ..Default::default()
             }),
             MetadataRecord::Config(ConfigRecord {
                 resource_type: RESOURCE_TOPIC,

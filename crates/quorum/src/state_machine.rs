@@ -274,6 +274,7 @@ mod tests {
                 isr: vec![1, 2, 3],
                 leader,
                 leader_epoch: 5,
+                ..Default::default()
             }),
             MetadataRecord::Config(ConfigRecord {
                 resource_type: RESOURCE_TOPIC,

@@ -251,7 +251,7 @@ async fn a_quorum_sink_commits_from_a_follower_and_answers_its_delta() {
     let topic_id = Uuid::new_v4();
     let records = vec![
         MetadataRecord::Topic(TopicRecord { name: "via-sink".into(), topic_id }),
-        MetadataRecord::Partition(PartitionRecord { topic_id, partition: 0, replicas: vec![1, 2, 3], isr: vec![1, 2, 3], leader: 1, leader_epoch: 0 }),
+        MetadataRecord::Partition(PartitionRecord { topic_id, partition: 0, replicas: vec![1, 2, 3], isr: vec![1, 2, 3], leader: 1, leader_epoch: 0, ..Default::default() }),
     ];
     // Inside the runtime (block_in_place) as the controller's handlers call it.
     let mut sink: Box<dyn MetadataSink> = Box::new(QuorumSink::new(follower.clone(), tokio::runtime::Handle::current()));
