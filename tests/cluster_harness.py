@@ -11,9 +11,10 @@ Each node runs from a generated server.properties (Kafka's KRaft settings) with 
 on OS-chosen ports: PLAINTEXT (clients, reached directly), REPLICATION (the inter-broker
 listener) and CONTROLLER (the quorum and controller requests). The REPLICATION listener is
 advertised, and every voter of controller.quorum.voters is given, at a port of a loopback TCP
-proxy (`LinkProxy`) that the test controls, so all broker-to-broker and controller traffic runs
-through it and can be cut per pair of nodes without root. The proxy tells which node opened a
-connection from /proc (the owner of the connecting socket), so it needs no help from the broker.
+proxy (`link_proxy.LinkProxy`, its own process) that the test controls, so all broker-to-broker and
+controller traffic runs through it and can be cut per pair of nodes without root. The proxy tells
+which node opened a connection by the process owning the connecting socket, so it needs no help
+from the broker.
 
 Nodes are `conftest.Broker`s (stop = SIGTERM and wait, kill9, restart, log tails on failure) with
 pause (SIGSTOP) and resume (SIGCONT) added. `Cluster.wait_ready` polls Metadata (v7, raw frames)
@@ -22,11 +23,8 @@ on every running node until each lists the expected brokers and a controller, wi
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -35,181 +33,12 @@ import pytest
 
 import kafkawire as kw
 from conftest import HOST, POTOK_BIN, STOP_TIMEOUT_S, Broker, free_port
+from link_proxy import LinkProxy
 
 READY_TIMEOUT_S = 60.0
 # How long a node gets to exit after SIGTERM at teardown before it is killed: controlled
 # shutdown can wait for a controller that the test has taken away.
 TEARDOWN_STOP_S = 15.0
-
-
-# ---- who owns a loopback connection ------------------------------------------------------
-def _socket_inode(local_port: int, remote_port: int) -> str | None:
-    """The inode of the TCP socket 127.0.0.1:local_port -> :remote_port (from /proc/net/tcp)."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    fields = line.split()
-                    lport = int(fields[1].rsplit(":", 1)[1], 16)
-                    rport = int(fields[2].rsplit(":", 1)[1], 16)
-                    if lport == local_port and rport == remote_port:
-                        return fields[9]
-        except OSError:
-            continue
-    return None
-
-
-def socket_owner(local_port: int, remote_port: int, pids: dict[str, int]) -> str | None:
-    """Which of `pids` ({name: pid}) holds the socket of the connection from local_port to
-    remote_port on this machine (None if none of them does)."""
-    inode = _socket_inode(local_port, remote_port)
-    if inode is None:
-        return None
-    target = f"socket:[{inode}]"
-    for name, pid in pids.items():
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                        return name
-                except OSError:
-                    continue
-        except OSError:
-            continue
-    return None
-
-
-# ---- the link proxy ----------------------------------------------------------------------
-class LinkProxy:
-    """A loopback TCP proxy with per-pair links that the test cuts and heals.
-
-    `route(target, upstream_port)` listens on a new OS-chosen port and forwards each accepted
-    connection to 127.0.0.1:upstream_port. A connection's source is `identify((host, port))`
-    of its peer address (a name or None); its link is the unordered pair {source, target}.
-    While a link is cut no byte passes in either direction on any of its connections: the
-    proxy stops forwarding (data already read is held) and new connections wait before being
-    forwarded, as with a network that drops packets (TCP buffers fill, peers time out);
-    `heal` lets the held bytes through. `cut(..., reset=True)` also closes the link's open
-    connections, as a firewall that rejects. Connections from an unknown source are never cut.
-    """
-
-    def __init__(self, identify: Callable[[tuple[str, int]], str | None]):
-        self._identify = identify
-        self._cut: set[frozenset] = set()
-        self._gates: dict[frozenset, asyncio.Event] = {}
-        self._conns: dict[frozenset, set[asyncio.StreamWriter]] = {}
-        self._servers: list[asyncio.AbstractServer] = []
-        self.ports: dict[str, int] = {}
-        self.bytes_forwarded = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="link-proxy", daemon=True)
-        self._thread.start()
-
-    def _call(self, coro, timeout: float = 10.0):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    # -- control (from the test's thread) -------------------------------------------------
-    def route(self, target: str, upstream_port: int, upstream_host: str = HOST) -> int:
-        """Listen for connections to `target` and forward them to upstream; returns the port."""
-        async def start():
-            server = await asyncio.start_server(
-                lambda r, w: self._serve(r, w, target, upstream_host, upstream_port), HOST, 0)
-            self._servers.append(server)
-            return server.sockets[0].getsockname()[1]
-        port = self._call(start())
-        self.ports[f"{target}->{upstream_port}"] = port
-        return port
-
-    def cut(self, a: str, b: str, reset: bool = False) -> None:
-        """No more bytes between a and b (both directions) until heal(a, b)."""
-        pair = frozenset((a, b))
-
-        async def do():
-            self._cut.add(pair)
-            self._gate(pair).clear()
-            if reset:
-                for w in list(self._conns.get(pair, ())):
-                    w.transport.abort()
-        self._call(do())
-
-    def heal(self, a: str, b: str) -> None:
-        pair = frozenset((a, b))
-
-        async def do():
-            self._cut.discard(pair)
-            self._gate(pair).set()
-        self._call(do())
-
-    def heal_all(self) -> None:
-        async def do():
-            for pair in list(self._cut):
-                self._gate(pair).set()
-            self._cut.clear()
-        self._call(do())
-
-    def is_cut(self, a: str, b: str) -> bool:
-        return frozenset((a, b)) in self._cut
-
-    def close(self) -> None:
-        async def do():
-            for s in self._servers:
-                s.close()
-            for ws in self._conns.values():
-                for w in ws:
-                    w.transport.abort()
-        try:
-            self._call(do())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
-
-    # -- in the proxy's loop --------------------------------------------------------------
-    def _gate(self, pair: frozenset) -> asyncio.Event:
-        gate = self._gates.get(pair)
-        if gate is None:
-            gate = self._gates[pair] = asyncio.Event()
-            if pair not in self._cut:
-                gate.set()
-        return gate
-
-    async def _serve(self, reader, writer, target, upstream_host, upstream_port):
-        peer = writer.get_extra_info("peername")
-        source = await self._loop.run_in_executor(None, self._identify, peer[:2])
-        pair = frozenset((source, target)) if source is not None and source != target else None
-        up_writer = None
-        try:
-            if pair is not None:
-                self._conns.setdefault(pair, set()).add(writer)
-                await self._gate(pair).wait()
-            up_reader, up_writer = await asyncio.open_connection(upstream_host, upstream_port)
-            if pair is not None:
-                self._conns[pair].add(up_writer)
-            await asyncio.gather(self._pump(reader, up_writer, pair), self._pump(up_reader, writer, pair))
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            for w in (writer, up_writer):
-                if w is not None:
-                    if pair is not None:
-                        self._conns.get(pair, set()).discard(w)
-                    w.transport.abort()
-
-    async def _pump(self, reader, writer, pair):
-        try:
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                if pair is not None:
-                    await self._gate(pair).wait()  # cut: hold what was read, pass nothing
-                writer.write(data)
-                await writer.drain()
-                self.bytes_forwarded += len(data)
-        except OSError:
-            pass
-        finally:
-            writer.transport.abort()  # either side closing ends the whole connection
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = READY_TIMEOUT_S,
@@ -270,7 +99,9 @@ class Node(Broker):
     def start(self) -> "Node":
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
         self.paused = False
-        return super().start()
+        super().start()
+        self.cluster.node_started()
+        return self
 
     @property
     def pid(self) -> int:
@@ -332,7 +163,7 @@ class Cluster:
         self.node_overrides = {i: {k: str(v) for k, v in o.items()} for i, o in (node_overrides or {}).items()}
         self.nodes: dict[int, Node] = {
             i: Node(self, i, workdir / f"node{i}", owner) for i in range(1, size + 1)}
-        self.proxy = LinkProxy(self._identify) if proxy else None
+        self.proxy = LinkProxy() if proxy else None
         self._replication_proxy: dict[int, int] = {}
         self._controller_proxy: dict[int, int] = {}
         if self.proxy is not None:
@@ -362,14 +193,10 @@ class Cluster:
     def running(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.alive() and not n.paused]
 
-    def _identify(self, peer: tuple[str, int]) -> str | None:
-        pids = {n.name: n.proc.pid for n in self.nodes.values() if n.alive()}
-        proxy_ports = list(self._replication_proxy.values()) + list(self._controller_proxy.values())
-        for port in proxy_ports:
-            owner = socket_owner(peer[1], port, pids)
-            if owner is not None:
-                return owner
-        return None
+    def node_started(self) -> None:
+        """Tells the proxy the nodes' current pids (it tells connections apart by them)."""
+        if self.proxy is not None:
+            self.proxy.set_pids({n.name: n.proc.pid for n in self.nodes.values() if n.alive()})
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, wait: bool = True, timeout: float = READY_TIMEOUT_S) -> "Cluster":
@@ -446,12 +273,11 @@ class Cluster:
         ids = sorted(nodes) if nodes is not None else [n.node_id for n in self.running()]
 
         def ready():
-            seen = {}
-            for i in ids:
-                md = self.nodes[i].metadata()
-                seen[i] = (sorted(md.brokers), md.controller_id)
-                if not set(ids) <= set(md.brokers) or md.controller_id not in self.voter_ids:
-                    return False
+            seen = {i: self.nodes[i].metadata() for i in ids}
+            assert all(set(ids) <= set(md.brokers) and md.controller_id in self.voter_ids
+                       for md in seen.values()), \
+                "; ".join(f"node {i}: brokers {sorted(md.brokers)} controller {md.controller_id}"
+                          for i, md in seen.items())
             return seen
         self.wait_for(f"nodes {ids} to list each other as brokers and a controller", ready, timeout)
 
@@ -474,18 +300,21 @@ class Cluster:
             leaders = {n.node_id: n.metadata([topic]).topics[topic][1][partition].leader
                        for n in (asked if asked is not None else self.running())}
             values = set(leaders.values())
-            if len(values) == 1:
-                (leader,) = values
-                if leader >= 0 and leader not in excluded and self.nodes[leader].alive():
-                    return leader
-            return None
+            assert len(values) == 1, f"leaders as each node sees them: {leaders}"
+            (leader,) = values
+            assert leader >= 0 and leader not in excluded and self.nodes[leader].alive(), \
+                f"leaders as each node sees them: {leaders}"
+            return leader
         return self.wait_for(f"a leader of {topic}-{partition} outside {sorted(excluded)}", elected, timeout)
 
     def wait_for_isr(self, topic: str, partition: int, isr: Iterable[int],
                      timeout: float = READY_TIMEOUT_S) -> None:
         want = sorted(isr)
-        self.wait_for(f"ISR of {topic}-{partition} to be {want}",
-                      lambda: sorted(self.partitions(topic)[partition].isr) == want, timeout)
+        def isr():
+            got = self.partitions(topic)[partition]
+            assert sorted(got.isr) == want, got
+            return True
+        self.wait_for(f"ISR of {topic}-{partition} to be {want}", isr, timeout)
 
     def active_controller(self, among: Iterable[int] | None = None) -> int:
         """The controller id that every node of `among` (default: the running ones) reports."""
@@ -499,12 +328,12 @@ class Cluster:
         excluded = set(not_in)
 
         def agreed():
-            ids = {n.metadata().controller_id for n in self.running()}
-            if len(ids) == 1:
-                (cid,) = ids
-                if cid in self.voter_ids and cid not in excluded and self.nodes[cid].alive():
-                    return cid
-            return None
+            ids = {n.node_id: n.metadata().controller_id for n in self.running()}
+            assert len(set(ids.values())) == 1, f"controllers as each node sees them: {ids}"
+            cid = next(iter(ids.values()))
+            assert cid in self.voter_ids and cid not in excluded and self.nodes[cid].alive(), \
+                f"controllers as each node sees them: {ids}"
+            return cid
         return wait_for(f"an active controller outside {sorted(excluded)}", agreed, timeout)
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 3,
@@ -522,10 +351,9 @@ class Cluster:
         def settled():
             for n in self.running():
                 err, parts = n.metadata([name]).topics.get(name, (-1, {}))
-                if err != 0 or len(parts) != partitions:
-                    return None
-                if any(p.leader < 0 or sorted(p.isr) != sorted(p.replicas) for p in parts.values()):
-                    return None
+                assert err == 0 and len(parts) == partitions and all(
+                    p.leader >= 0 and sorted(p.isr) == sorted(p.replicas) for p in parts.values()), \
+                    f"node {n.node_id}: error {err}, {sorted(parts.values(), key=lambda p: p.index)}"
             return parts
         return self.wait_for(f"topic {name} to have leaders and full ISRs on every node", settled, timeout)
 

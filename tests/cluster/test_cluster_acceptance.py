@@ -103,7 +103,9 @@ def test_1_example_cluster_starts_with_leaders_on_every_broker(tmp_path, tool_en
         def ready():
             mds = [kw.MetadataV7(kw.Connection(b).request(kw.API_METADATA, 7, kw.metadata_v7_body(None)))
                    for b in clients]
-            return all(sorted(md.brokers) == ALL and md.controller_id in ALL for md in mds)
+            assert all(sorted(md.brokers) == ALL and md.controller_id in ALL for md in mds), \
+                "; ".join(f"{b}: brokers {sorted(md.brokers)} controller {md.controller_id}" for b, md in zip(clients, mds))
+            return True
         try:
             wait_for("three brokers and a controller in every node's Metadata", ready, 60)
         except pytest.fail.Exception as e:
@@ -118,9 +120,8 @@ def test_1_example_cluster_starts_with_leaders_on_every_broker(tmp_path, tool_en
             with kw.Connection(clients[0]) as conn:
                 md = kw.MetadataV7(conn.request(kw.API_METADATA, 7, kw.metadata_v7_body(["orders"])))
             err, parts = md.topics["orders"]
-            if err or len(parts) != 6 or any(sorted(p.isr) != ALL or sorted(p.replicas) != ALL
-                                             for p in parts.values()):
-                return None
+            assert not err and len(parts) == 6 and all(sorted(p.isr) == ALL and sorted(p.replicas) == ALL
+                                                       for p in parts.values()), (err, parts)
             return parts
         parts = wait_for("orders' 6 partitions with 3 replicas in sync", placed, 60)
         assert {p.leader for p in parts.values()} == set(ALL), f"leaders not spread: {parts}"

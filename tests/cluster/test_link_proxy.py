@@ -1,4 +1,4 @@
-"""The loopback proxy that cluster tests cut broker-to-broker links with (cluster_harness.LinkProxy):
+"""The loopback proxy that cluster tests cut broker-to-broker links with (link_proxy.LinkProxy):
 healed links carry bytes both ways, a cut link carries none (and holds what it read), heal
 delivers the held bytes in order, reset closes the link's connections, and other pairs'
 links are untouched. Sources are told apart by their loopback address here (127.0.0.2 = a,
@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from cluster_harness import LinkProxy, socket_owner
+from link_proxy import LinkProxy, socket_owner, tcp_socket_inode
 
 SOURCES = {"127.0.0.2": "a", "127.0.0.3": "b"}
 QUIET_S = 0.5  # how long "nothing arrives" is watched for
@@ -19,7 +19,7 @@ QUIET_S = 0.5  # how long "nothing arrives" is watched for
 
 @pytest.fixture
 def proxy():
-    p = LinkProxy(lambda peer: SOURCES.get(peer[0]))
+    p = LinkProxy(sources=SOURCES)
     yield p
     p.close()
 
@@ -148,3 +148,38 @@ def test_socket_owner_finds_the_process_holding_a_connection(upstream):
     assert socket_owner(local, remote, {"other": os.getppid()}) is None
     c.close()
     u.close()
+
+
+def test_tcp_socket_inode_matches_proc_net_tcp(upstream):
+    c = socket.socket()
+    c.connect(upstream.getsockname())
+    u, _ = upstream.accept()
+    local, remote = c.getsockname()[1], upstream.getsockname()[1]
+    with open("/proc/net/tcp") as f:
+        rows = [l.split() for l in list(f)[1:]]
+    (inode,) = [int(r[9]) for r in rows
+                if int(r[1].rsplit(":", 1)[1], 16) == local and int(r[2].rsplit(":", 1)[1], 16) == remote]
+    assert tcp_socket_inode(local, remote) == inode
+    c.close()
+    u.close()
+
+
+def test_process_sources_are_told_apart_also_when_the_pid_is_given_late(upstream):
+    """By pid (as in a cluster): a connection accepted before set_pids names its process is
+    attributed to it once it does, and cutting that link then stops its bytes."""
+    p = LinkProxy()
+    try:
+        port = p.route("t", upstream.getsockname()[1])
+        c = connect(port, "127.0.0.1")
+        u, _ = upstream.accept()
+        assert p.accepted() == [(None, "t")]
+        assert p.links() == {}
+        assert p.set_pids({"other": os.getppid(), "me": os.getpid()}) == 0
+        assert p.links() == {frozenset(("me", "t")): 1}
+        p.cut("me", "t")
+        c.sendall(b"held")
+        assert nothing_arrives(u)
+        p.heal("me", "t")
+        assert recv_exact(u, 4) == b"held"
+    finally:
+        p.close()
