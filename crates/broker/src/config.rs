@@ -124,9 +124,9 @@ pub struct QuorumVoter {
     pub port: u16,
 }
 
-/// The KRaft settings, parsed and checked as Kafka does. Only a one-node
-/// quorum is accepted until the quorum is wired into the server; these are
-/// what the wiring will use.
+/// The KRaft settings, parsed and checked as Kafka does. More than one voter
+/// is cluster mode ([`KraftConfig::is_cluster`]): the metadata quorum runs on
+/// the CONTROLLER listener; otherwise the node is a cluster of one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KraftConfig {
     /// `process.roles`; unset means both (one process is the whole cluster).
@@ -192,6 +192,9 @@ pub struct ServerConfig {
     pub log_append_time: bool,
     /// `controller.listener.names`.
     pub controller_listener_names: Vec<String>,
+    /// The entries of `listeners` named in `controller.listener.names` (in
+    /// cluster mode the first carries the quorum and the controller APIs).
+    pub controller_listeners: Vec<Listener>,
     /// The KRaft settings: roles, voters, listener names and protocols.
     pub kraft: KraftConfig,
     /// `log.cleaner.enable`: compact topics with `cleanup.policy=compact`.
@@ -420,8 +423,8 @@ impl ServerConfig {
             Some(v) => Listener::parse_list("listeners", v, p.origin("listeners"))?,
             None => vec![Listener { name: "PLAINTEXT".into(), host: "localhost".into(), port: 9092 }],
         };
-        let listeners: Vec<Listener> =
-            listeners.into_iter().filter(|l| !controller_listener_names.contains(&l.name)).collect();
+        let (controller_listeners, listeners): (Vec<Listener>, Vec<Listener>) =
+            listeners.into_iter().partition(|l| controller_listener_names.contains(&l.name));
         if listeners.is_empty() {
             return Err(p.invalid("listeners", "no client listener besides controller.listener.names"));
         }
@@ -436,6 +439,13 @@ impl ServerConfig {
         let security_protocol_map = security_protocol_map(&p)?;
         check_security_protocols(&p, &security_protocol_map, &listeners, &advertised_listeners, &controller_listener_names)?;
         let kraft = kraft_config(&p, node_id, security_protocol_map, &advertised_listeners, &controller_listener_names)?;
+        // Kafka: a controller of a quorum serves the quorum on its controller listener.
+        if kraft.is_cluster() && kraft.roles.controller && controller_listeners.is_empty() {
+            return Err(p.invalid(
+                "controller.listener.names",
+                "must contain at least one value appearing in the 'listeners' configuration when running the KRaft controller role",
+            ));
+        }
         let log_dirs: Vec<PathBuf> = match p.get("log.dirs").or_else(|| p.get("log.dir")) {
             Some(v) => v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
             None => vec![default_data_dir()],
@@ -483,6 +493,7 @@ impl ServerConfig {
             socket_request_max_bytes: p.min("socket.request.max.bytes", 104_857_600usize, 1)?,
             log_append_time,
             controller_listener_names,
+            controller_listeners,
             kraft,
             log_cleaner_enable: p.boolean("log.cleaner.enable", true)?,
             log_cleaner_backoff_ms: p.min("log.cleaner.backoff.ms", 15_000u64, 1)?,
@@ -552,9 +563,9 @@ fn check_security_protocols(
     Ok(())
 }
 
-/// Parses the KRaft settings and checks them as Kafka does; then, until the
-/// quorum is wired into the server, refuses what needs more than one node:
-/// the process must have the broker role and be the only voter.
+/// Parses the KRaft settings and checks them as Kafka does; then refuses what
+/// Potok does not run yet: a node without the broker role, a broker-only
+/// node, Kafka 4's dynamic quorum of several bootstrap controllers.
 fn kraft_config(
     p: &Parser<'_>,
     node_id: i32,
@@ -644,15 +655,15 @@ fn kraft_config(
         }
     }
 
-    // One process is the whole cluster until the quorum is wired in.
+    // Every node is a broker and a controller (combined mode) for now.
     if !roles.broker {
         return Err(not_supported("process.roles", "a node without the broker role (a separate controller)".into()));
     }
-    if voters.len() > 1 {
-        return Err(not_supported("controller.quorum.voters", format!("a metadata quorum of {} voters (Potok runs one node)", voters.len())));
-    }
-    if let Some(voter) = voters.first().filter(|v| v.id != node_id) {
-        return Err(not_supported("controller.quorum.voters", format!("a quorum whose voter {} is not this node ({node_id})", voter.id)));
+    if !roles.controller && !voters.is_empty() {
+        return Err(not_supported(
+            "process.roles",
+            format!("a broker-only node (process.roles=broker) of a quorum whose voter {} is not this node ({node_id})", voters[0].id),
+        ));
     }
     if bootstrap_servers.len() > 1 {
         return Err(not_supported(
@@ -661,6 +672,14 @@ fn kraft_config(
         ));
     }
     Ok(KraftConfig { roles, voters, bootstrap_servers, security_protocol_map, inter_broker_listener_name })
+}
+
+impl KraftConfig {
+    /// True for a node of a multi-node cluster (more than one voter); one
+    /// voter (or none) is a cluster of one with a local metadata log.
+    pub fn is_cluster(&self) -> bool {
+        self.voters.len() > 1
+    }
 }
 
 fn group_config(p: &Parser<'_>) -> Result<GroupConfig, ConfigError> {
@@ -1143,13 +1162,14 @@ mod tests {
     fn cluster_roles_beyond_one_node_are_refused() {
         let err = refusal(&[("process.roles", "controller")]);
         assert!(err.contains("process.roles") && err.contains("broker role") && err.contains("not supported yet"), "{err}");
+        // Several voters need the controller listener among `listeners`.
         let err = refusal(&[("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")]);
-        assert!(err.contains("controller.quorum.voters") && err.contains("3 voters"), "{err}");
+        assert!(err.contains("controller.listener.names") && err.contains("appearing in the 'listeners'"), "{err}");
         // A controller (the default roles) must be a voter, as in Kafka.
         let err = refusal(&[("controller.quorum.voters", "2@b:9093")]);
         assert!(err.contains("node.id 1 is not a voter"), "{err}");
         let err = refusal(&[("process.roles", "broker"), ("controller.quorum.voters", "2@b:9093")]);
-        assert!(err.contains("voter 2 is not this node (1)") && err.contains("not supported yet"), "{err}");
+        assert!(err.contains("broker-only node") && err.contains("voter 2 is not this node (1)") && err.contains("not supported yet"), "{err}");
         let err = refusal(&[("controller.quorum.bootstrap.servers", "a:9093,b:9093")]);
         assert!(err.contains("controller.quorum.bootstrap.servers") && err.contains("2 controllers"), "{err}");
         assert!(refusal(&[("process.roles", "broker,leader")]).contains("unknown role 'leader'"));
@@ -1162,6 +1182,28 @@ mod tests {
             let c = ServerConfig::from_entries(entries(items));
             assert!(c.is_ok(), "{items:?}: {:?}", c.err());
         }
+    }
+
+    #[test]
+    fn the_issue_example_of_a_three_node_cluster_is_cluster_mode() {
+        let c = ServerConfig::from_entries(entries(&[
+            ("node.id", "2"),
+            ("process.roles", "broker,controller"),
+            ("controller.quorum.voters", "1@127.0.0.1:19191,2@127.0.0.1:19192,3@127.0.0.1:19193"),
+            ("listeners", "PLAINTEXT://127.0.0.1:19292,CONTROLLER://127.0.0.1:19192"),
+            ("advertised.listeners", "PLAINTEXT://127.0.0.1:19292"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+        ]))
+        .expect("the issue's example");
+        assert!(c.kraft.is_cluster());
+        assert_eq!(c.kraft.voters.len(), 3);
+        assert_eq!(c.listeners, vec![Listener { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 19292 }]);
+        assert_eq!(c.controller_listeners, vec![Listener { name: "CONTROLLER".into(), host: "127.0.0.1".into(), port: 19192 }]);
+        // One voter is a cluster of one, as before.
+        let one = ServerConfig::from_entries(entries(&[("node.id", "1"), ("controller.quorum.voters", "1@localhost:9093")])).expect("one voter");
+        assert!(!one.kraft.is_cluster());
     }
 
     #[test]

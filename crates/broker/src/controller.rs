@@ -65,6 +65,12 @@ impl Controller {
         vec![self.config.node_id]
     }
 
+    /// Reloads the image from the sink (in cluster mode: changes other
+    /// controllers committed).
+    pub fn refresh(&mut self) {
+        self.sink.refresh();
+    }
+
     /// Appends `records` as one change and returns once it is committed.
     pub fn commit(&mut self, records: &[MetadataRecord], now_ms: i64) -> Result<Committed> {
         Ok(self.sink.append_and_commit(records, now_ms)?)

@@ -310,7 +310,7 @@ impl Broker {
             .collect();
         let what = if resource_type == RESOURCE_TOPIC { "topic" } else { "broker" };
         tracing::info!(resource = what, name = resource_name, configs = ?changed, "updated configs");
-        self.publish_change(&committed.delta, controller.image(), None);
+        self.publish_change(&committed, controller.image(), None);
         Ok(())
     }
 }

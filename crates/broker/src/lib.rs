@@ -5,8 +5,10 @@
 //! runs the listeners until shutdown; [`Broker::shutdown`] flushes and marks the
 //! log dirs clean.
 
+mod cluster_node;
 pub mod config;
 pub mod controller;
+mod controller_api;
 pub mod dynamic_config;
 pub mod error;
 mod fetch_session;
@@ -73,6 +75,9 @@ pub enum StartError {
     /// could not be written.
     #[error("cannot write an offset checkpoint: {0}")]
     Checkpoint(#[source] error::BrokerError),
+    /// Cluster mode could not start (the metadata quorum, the cluster id).
+    #[error("{0}")]
+    Cluster(String),
     /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -130,6 +135,9 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Held while `__consumer_offsets` is being created.
     offsets_topic_creation: Mutex<()>,
+    /// Cluster mode: the metadata quorum this node is a voter of (None: a
+    /// cluster of one with a local metadata log).
+    cluster: Option<Arc<cluster_node::ClusterNode>>,
 }
 
 /// Producer ids reserved per metadata record.
@@ -158,10 +166,78 @@ impl Broker {
     /// were, clean-shutdown markers included; only a torn tail of the metadata
     /// log itself may have been cut).
     pub fn open(config: ServerConfig) -> Result<Arc<Broker>, StartError> {
-        let log_dirs = LogDirs::open(&config.log_dirs, config.node_id)?;
+        let cluster = config.kraft.is_cluster().then(|| cluster_node::Prepared::new(&config)).transpose()?;
+        let mut log_dirs = LogDirs::open(&config.log_dirs, config.node_id)?;
         if !log_dirs.clean_shutdown {
             tracing::info!("log dirs were not shut down cleanly: recovering active segments");
         }
+        let (sink, image, published, cluster): (Box<dyn metadata::MetadataSink>, _, _, _) = match cluster {
+            Some(prepared) => {
+                let started = prepared.start(&config, &mut log_dirs)?;
+                log_dirs.consume_clean_shutdown_markers()?;
+                (started.sink, started.image, started.offset, Some(started.node))
+            }
+            None => {
+                let metadata = Broker::open_metadata_log(&config, &log_dirs)?;
+                let image = metadata.image().clone();
+                let end = metadata.end_offset() - 1;
+                (Box::new(metadata), image, end, None)
+            }
+        };
+        let groups = GroupCoordinator::new(config.groups.clone());
+        let checkpoints = OffsetCheckpoints::load(log_dirs.dirs());
+        let node_id = config.node_id;
+        let controller = controller::Controller::new(sink, config.clone());
+        let broker = Arc::new(Broker {
+            cluster_id: log_dirs.cluster_id.clone(),
+            // The publisher applies the dynamic levels below.
+            effective: RwLock::new(Arc::new(config.clone())),
+            config,
+            log_dirs,
+            checkpoints,
+            controller: Mutex::new(controller),
+            publisher: metadata_publisher::MetadataPublisher::default(),
+            replicas: ReplicaManager::new(node_id),
+            fetch_sessions: Mutex::new(FetchSessions::default()),
+            producer_ids: Mutex::new(0..0),
+            groups,
+            offsets_topic_creation: Mutex::new(()),
+            cluster,
+        });
+        // Start-up is the whole image published as one change from empty.
+        broker
+            .publish(&image.delta_from_empty(), &image, None, log_dirs::Placement::Existing)
+            .map_err(|(topic, source)| StartError::Topic { topic, source })?;
+        broker.publisher.set_published(published);
+        if broker.cluster.is_none() {
+            // In cluster mode the image may still lag the quorum here: a
+            // directory it does not know yet may be a replica created since.
+            let known: std::collections::HashSet<(String, i32)> = image
+                .topics()
+                .filter(|t| t.name != log_dirs::METADATA_TOPIC)
+                .flat_map(|t| t.partitions.keys().map(|&p| (t.name.clone(), p)))
+                .collect();
+            broker.log_dirs.sweep_strays(&known, &|id| image.was_removed(id))?;
+        }
+        // Entries of topics deleted meanwhile must not reach a topic created later.
+        broker.checkpoints.finish_restore();
+        broker.checkpoint_log_start_offsets().map_err(StartError::Checkpoint)?;
+        broker.checkpoint_replication_offsets(true).map_err(StartError::Checkpoint)?;
+        if let Some(hosted) = broker.replicas.topic(OFFSETS_TOPIC) {
+            broker
+                .groups
+                .load(hosted.partitions.clone(), now_ms())
+                .map_err(|source| StartError::Topic { topic: OFFSETS_TOPIC.to_string(), source })?;
+        }
+        cluster_node::start_publishing(&broker);
+        tracing::info!(topics = image.topics().count(), cluster_id = %broker.cluster_id, "broker opened");
+        Ok(broker)
+    }
+
+    /// The single node's metadata log, recovered and checked against the
+    /// partition data on disk (or the topics rebuilt from it with
+    /// `potok.metadata.recover`).
+    fn open_metadata_log(config: &ServerConfig, log_dirs: &LogDirs) -> Result<MetadataLog, StartError> {
         let metadata_dir = log_dirs.metadata_dir();
         let on_disk = log_dirs.partition_dirs()?;
         if !metadata_dir.exists() && !config.metadata_recover {
@@ -196,48 +272,7 @@ impl Broker {
         }
         metadata.set_log_dir_watch(Arc::new(log_dirs.health().clone()));
         metadata.set_checkpoints(log_dirs.checkpoint_paths(), log_dirs.cluster_id.clone())?;
-        let image = metadata.image().clone();
-        let groups = GroupCoordinator::new(config.groups.clone());
-        let checkpoints = OffsetCheckpoints::load(log_dirs.dirs());
-        let node_id = config.node_id;
-        let controller = controller::Controller::new(Box::new(metadata), config.clone());
-        let broker = Arc::new(Broker {
-            cluster_id: log_dirs.cluster_id.clone(),
-            // The publisher applies the dynamic levels below.
-            effective: RwLock::new(Arc::new(config.clone())),
-            config,
-            log_dirs,
-            checkpoints,
-            controller: Mutex::new(controller),
-            publisher: metadata_publisher::MetadataPublisher::default(),
-            replicas: ReplicaManager::new(node_id),
-            fetch_sessions: Mutex::new(FetchSessions::default()),
-            producer_ids: Mutex::new(0..0),
-            groups,
-            offsets_topic_creation: Mutex::new(()),
-        });
-        // Start-up is the whole image published as one change from empty.
-        broker
-            .publish(&image.delta_from_empty(), &image, None, log_dirs::Placement::Existing)
-            .map_err(|(topic, source)| StartError::Topic { topic, source })?;
-        let known: std::collections::HashSet<(String, i32)> = image
-            .topics()
-            .filter(|t| t.name != log_dirs::METADATA_TOPIC)
-            .flat_map(|t| t.partitions.keys().map(|&p| (t.name.clone(), p)))
-            .collect();
-        broker.log_dirs.sweep_strays(&known, &|id| image.was_removed(id))?;
-        // Entries of topics deleted meanwhile must not reach a topic created later.
-        broker.checkpoints.finish_restore();
-        broker.checkpoint_log_start_offsets().map_err(StartError::Checkpoint)?;
-        broker.checkpoint_replication_offsets(true).map_err(StartError::Checkpoint)?;
-        if let Some(hosted) = broker.replicas.topic(OFFSETS_TOPIC) {
-            broker
-                .groups
-                .load(hosted.partitions.clone(), now_ms())
-                .map_err(|source| StartError::Topic { topic: OFFSETS_TOPIC.to_string(), source })?;
-        }
-        tracing::info!(topics = image.topics().count(), cluster_id = %broker.cluster_id, "broker opened");
-        Ok(broker)
+        Ok(metadata)
     }
 
     /// Serves clients on the bound listeners until `shutdown` completes.

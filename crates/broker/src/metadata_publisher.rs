@@ -17,8 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use metadata::{Image, ImageDelta, PartitionImage, TopicImage};
-use parking_lot::RwLock;
+use metadata::{Committed, Image, ImageDelta, PartitionImage, TopicImage};
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use storage::Log;
 use uuid::Uuid;
 
@@ -34,12 +35,42 @@ use crate::{now_ms, topic_config, Broker};
 #[derive(Default)]
 pub(crate) struct MetadataPublisher {
     image: RwLock<Arc<Image>>,
+    /// The offset of the last committed change published (-1: none).
+    published: Mutex<i64>,
+    /// Signalled when `published` moves.
+    advanced: Condvar,
 }
 
 impl MetadataPublisher {
     /// The image as of the last published change.
     pub(crate) fn image(&self) -> Arc<Image> {
         Arc::clone(&self.image.read())
+    }
+
+    /// The offset of the last committed change published to this broker.
+    pub(crate) fn published_offset(&self) -> i64 {
+        *self.published.lock()
+    }
+
+    /// Records that every change up to `offset` is published.
+    pub(crate) fn set_published(&self, offset: i64) {
+        let mut published = self.published.lock();
+        if offset > *published {
+            *published = offset;
+            self.advanced.notify_all();
+        }
+    }
+
+    /// Waits until the change at `offset` is published; false if `timeout` passed first.
+    pub(crate) fn wait_published(&self, offset: i64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut published = self.published.lock();
+        while *published < offset {
+            if self.advanced.wait_until(&mut published, deadline).timed_out() {
+                return *published >= offset;
+            }
+        }
+        true
     }
 }
 
@@ -74,11 +105,21 @@ impl Broker {
 
     /// Applies a committed live change; `prepared` are the logs the request
     /// created before the append. A failure is logged (the change is
-    /// committed; a partition that cannot be opened goes offline).
-    pub(crate) fn publish_change(&self, delta: &ImageDelta, image: &Image, prepared: Option<PreparedPartitions>) {
-        if let Err((topic, e)) = self.publish(delta, image, prepared, Placement::New) {
+    /// committed; a partition that cannot be opened goes offline). In cluster
+    /// mode the publisher task applies every committed change in log order,
+    /// this node's own included: this waits until it has applied this one.
+    pub(crate) fn publish_change(&self, committed: &Committed, image: &Image, prepared: Option<PreparedPartitions>) {
+        if let Some(cluster) = &self.cluster {
+            if let Some(unused) = prepared {
+                unused.roll_back();
+            }
+            cluster.await_published(self, committed.last_offset);
+            return;
+        }
+        if let Err((topic, e)) = self.publish(&committed.delta, image, prepared, Placement::New) {
             tracing::error!(%topic, error = %e, "cannot apply a committed metadata change to the topic's partitions");
         }
+        self.publisher.set_published(committed.last_offset);
     }
 
     /// Applies `delta`, which took the published image to `image`. Partitions
@@ -114,6 +155,12 @@ impl Broker {
                 continue;
             }
             let hosted = self.replicas.topic(&topic.name).filter(|h| h.id == id);
+            if hosted.is_none() && self.cluster.is_some() && !topic.partitions.values().any(|p| p.replicas.contains(&self.config.node_id)) {
+                // No replica here: no log. (A topic with a replica here still
+                // opens every partition's log until hosted topics hold only
+                // their local partitions.)
+                continue;
+            }
             if hosted.is_none_or(|h| h.partitions.len() != topic.partitions.len()) {
                 let ready = match prepared.take_if(|p| p.topic_id == id) {
                     Some(ready) => ready,
@@ -318,7 +365,7 @@ mod tests {
             let mut controller = broker.controller.lock();
             let committed = controller.commit(&[elected], now_ms()).expect("commit");
             assert!(committed.delta.partitions[&(topic.id, 1)].leader_changed());
-            broker.publish_change(&committed.delta, controller.image(), None);
+            broker.publish_change(&committed, controller.image(), None);
         }
         assert_eq!(partition.leader_epoch(), 1);
         assert_eq!(broker.replicas.partition("t", 0).map(|p| p.leader_epoch()), Some(0));

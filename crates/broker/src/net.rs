@@ -128,7 +128,7 @@ pub(crate) async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, limi
                 let broker = Arc::clone(&broker);
                 let limits = Arc::clone(&limits);
                 tokio::spawn(async move {
-                    if let Err(reason) = serve_connection(broker, stream, peer, &limits).await {
+                    if let Err(reason) = serve_connection(broker, stream, peer, &limits, Plane::Client, BytesMut::new()).await {
                         tracing::debug!(%peer, %reason, "connection closed");
                     }
                     drop((slot, ip_slot));
@@ -142,21 +142,45 @@ pub(crate) async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, limi
     }
 }
 
+/// Which APIs a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plane {
+    /// A client listener: the broker's APIs ([`handlers`]).
+    Client,
+    /// The CONTROLLER listener's Kafka connections: the controller APIs
+    /// ([`crate::controller_api`]).
+    Controller,
+}
+
 /// Why a connection was closed.
 type CloseReason = String;
+
+/// Serves a Kafka connection on the CONTROLLER listener whose first bytes
+/// (`initial`, read to tell it from a quorum connection) are the start of
+/// its first request.
+pub(crate) async fn serve_controller_connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: &NetLimits,
+    initial: &[u8],
+) -> Result<(), CloseReason> {
+    serve_connection(broker, stream, peer, limits, Plane::Controller, BytesMut::from(initial)).await
+}
 
 async fn serve_connection(
     broker: Arc<Broker>,
     mut stream: TcpStream,
     peer: SocketAddr,
     limits: &NetLimits,
+    plane: Plane,
+    mut buf: BytesMut,
 ) -> Result<(), CloseReason> {
     // Kafka prints client hosts as Java's InetAddress.toString does.
     let client_host = format!("/{}", peer.ip());
     let max = broker.config.socket_request_max_bytes;
     let idle = u64::try_from(limits.config.connections_max_idle_ms).ok().map(Duration::from_millis);
     let receive_timeout = Duration::from_millis(limits.config.request_receive_timeout_ms);
-    let mut buf = BytesMut::new();
     let mut out = BytesMut::new();
     // Fetch memory held by responses waiting in `out`.
     let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
@@ -194,7 +218,7 @@ async fn serve_connection(
             buf.split_to(whole).freeze()
         };
         frame.advance(4);
-        let reply = match handle_frame(&broker, frame, &client_host, limits).await {
+        let reply = match handle_frame(&broker, frame, &client_host, limits, plane).await {
             Ok(reply) => reply,
             Err(reason) => {
                 // Earlier pipelined requests still get their responses first.
@@ -305,6 +329,7 @@ async fn handle_frame(
     mut frame: Bytes,
     client_host: &str,
     limits: &NetLimits,
+    plane: Plane,
 ) -> Result<Option<Response>, CloseReason> {
     if frame.len() < 8 {
         return Err("request shorter than its header".into());
@@ -313,13 +338,19 @@ async fn handle_frame(
     let version = (&frame[2..4]).get_i16();
     let correlation_id = (&frame[4..8]).get_i32();
     let api_key = ApiKey::try_from(raw_key).map_err(|_| format!("unknown API key {raw_key}"))?;
-    let supported = handlers::supported_versions(api_key);
+    let supported = match plane {
+        Plane::Client => handlers::supported_versions(api_key),
+        Plane::Controller => crate::controller_api::supported_versions(api_key),
+    };
     let in_range = supported.is_some_and(|(min, max)| (min..=max).contains(&version));
     if !in_range {
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer a too-new ApiVersions with a v0 response carrying
             // UNSUPPORTED_VERSION and our ranges, so the client can retry.
-            let body = handlers::api_versions::unsupported_version_response();
+            let body = match plane {
+                Plane::Client => handlers::api_versions::unsupported_version_response(),
+                Plane::Controller => crate::controller_api::unsupported_version_response(),
+            };
             return Ok(Some(Response {
                 header: ResponseHeader::default().with_correlation_id(correlation_id),
                 header_version: 0,
@@ -356,6 +387,13 @@ async fn handle_frame(
         version,
         fetch_memory,
     };
+    if plane == Plane::Controller {
+        return match crate::controller_api::handle(broker, version, request).await {
+            Reply::Response(body) => Ok(Some(response(*body, None))),
+            Reply::None => Ok(None),
+            Reply::Close => Err(format!("{api_key:?} closes the connection")),
+        };
+    }
     if let RequestKind::Fetch(req) = request {
         // Fetch is dispatched here: its response holds memory from the shared
         // budget until it has been written.

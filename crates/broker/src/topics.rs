@@ -94,15 +94,20 @@ impl Broker {
     /// Prepares the logs of a decided topic change, commits it (removing what
     /// was prepared if that fails) and publishes it with the prepared logs.
     fn prepare_and_commit(&self, controller: &mut Controller, change: &TopicChange) -> Result<()> {
-        let prepared = self.prepare_partitions(&change.topic, Placement::New, controller.image())?;
+        // In cluster mode the publisher creates the logs of this node's
+        // replicas once the change is committed, as for any other node's change.
+        let prepared = match self.cluster {
+            None => Some(self.prepare_partitions(&change.topic, Placement::New, controller.image())?),
+            Some(_) => None,
+        };
         let committed = match controller.commit(&change.records, now_ms()) {
             Ok(committed) => committed,
             Err(e) => {
-                prepared.roll_back();
+                prepared.map(|p| p.roll_back());
                 return Err(e);
             }
         };
-        self.publish_change(&committed.delta, controller.image(), Some(prepared));
+        self.publish_change(&committed, controller.image(), prepared);
         Ok(())
     }
 
@@ -111,7 +116,7 @@ impl Broker {
         let mut controller = self.controller.lock();
         let (topic_id, records) = controller.delete_topic(name)?;
         let committed = controller.commit(&records, now_ms())?;
-        self.publish_change(&committed.delta, controller.image(), None);
+        self.publish_change(&committed, controller.image(), None);
         tracing::info!(topic = name, "deleted topic");
         Ok(topic_id)
     }

@@ -16,6 +16,10 @@ pub trait MetadataSink: Send {
     /// Appends `records` as one atomic change and returns once it is
     /// committed, with its last offset and what it changed.
     fn append_and_commit(&mut self, records: &[MetadataRecord], now_ms: i64) -> Result<Committed>;
+
+    /// Reloads [`MetadataSink::image`] with changes committed by others (a
+    /// quorum's other controllers); a local log's image is always current.
+    fn refresh(&mut self) {}
 }
 
 impl MetadataSink for MetadataLog {

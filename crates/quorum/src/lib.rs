@@ -33,5 +33,5 @@ pub use runtime::{seed_thread_rng, QuorumRuntime};
 pub use sink::QuorumSink;
 pub use state_machine::{Committed, StateMachine, SNAPSHOT_FILE};
 pub use types::{Applied, Entry, LogId, NodeId, Proposal, Raft, StorageError, TypeConfig, Vote};
-pub use network::{PeerTimes, ProposeError, CONNECT_TIMEOUT, FRAME_TIMEOUT, IDLE_TIMEOUT, MAX_FRAME_BYTES};
+pub use network::{PeerTimes, ProposeError, PREFACE, CONNECT_TIMEOUT, FRAME_TIMEOUT, IDLE_TIMEOUT, MAX_FRAME_BYTES};
 pub use quorum::{random_cluster_id, Quorum, QuorumDescription, QuorumError, QuorumOptions, VoterState, METADATA_DIR};

@@ -7,6 +7,11 @@
 //! records. An oversized, truncated or undecodable frame closes the connection;
 //! so does a peer that sends nothing for [`IDLE_TIMEOUT`] or takes longer than
 //! [`FRAME_TIMEOUT`] to finish a frame it started.
+//!
+//! A connection opens with [`PREFACE`], four bytes that can never begin a
+//! Kafka request (a Kafka frame starts with a non-negative length), so the
+//! broker's CONTROLLER listener can carry both the quorum and the Kafka
+//! controller APIs and tell them apart by the first four bytes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,6 +43,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection attempt to a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The first four bytes of every quorum connection: as a Kafka frame length
+/// it would be negative (high bit set), so no Kafka client sends it.
+pub const PREFACE: [u8; 4] = [0xFF, b'P', b'Q', b'R'];
 
 /// A request between controllers.
 #[derive(Debug, Serialize, Deserialize)]
@@ -123,7 +132,7 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
             Ok((stream, peer)) => {
                 let raft = raft.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, raft).await {
+                    if let Err(e) = serve_prefaced(stream, raft).await {
                         tracing::debug!("controller connection from {peer} closed: {e}");
                     }
                 });
@@ -137,7 +146,20 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: Raft) -> std::io::Result<()> {
+/// Serves a connection that must start with [`PREFACE`].
+async fn serve_prefaced(mut stream: TcpStream, raft: Raft) -> std::io::Result<()> {
+    let mut preface = [0u8; 4];
+    tokio::time::timeout(FRAME_TIMEOUT, stream.read_exact(&mut preface))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no preface in time"))??;
+    if preface != PREFACE {
+        return Err(invalid("the connection does not start with the quorum preface"));
+    }
+    serve_connection(stream, raft).await
+}
+
+/// Serves a peer's requests on a connection whose [`PREFACE`] was read already.
+pub(crate) async fn serve_connection(mut stream: TcpStream, raft: Raft) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     while let Some(request) = read_frame::<_, Request>(&mut stream, IDLE_TIMEOUT).await? {
         let response = match request {
@@ -236,6 +258,12 @@ impl TcpPeer {
                 .map_err(|_| CallError::Unreachable(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))?
                 .map_err(CallError::Unreachable)?;
             stream.set_nodelay(true).map_err(CallError::Unreachable)?;
+            let mut stream = stream;
+            // Nothing of a request was sent yet: a failure here had no effect.
+            tokio::time::timeout(CONNECT_TIMEOUT.min(ttl), stream.write_all(&PREFACE))
+                .await
+                .map_err(|_| CallError::Unreachable(std::io::Error::new(std::io::ErrorKind::TimedOut, "preface not sent in time")))?
+                .map_err(CallError::Unreachable)?;
             self.stream = Some(stream);
         }
         let Some(stream) = self.stream.as_mut() else {

@@ -230,14 +230,28 @@ impl Quorum {
         dir: &Path,
         options: QuorumOptions,
     ) -> Result<Quorum, QuorumError> {
+        let mut quorum = Quorum::start_without_listener(node_id, voters, dir, options).await?;
+        quorum.tasks.push(tokio::spawn(network::serve(listener, quorum.raft.clone())));
+        Ok(quorum)
+    }
+
+    /// As [`Quorum::start_on`], but the caller accepts the connections (the
+    /// broker's CONTROLLER listener, shared with the Kafka controller APIs)
+    /// and hands those that begin with [`crate::PREFACE`] to
+    /// [`Quorum::serve_connection`].
+    pub async fn start_without_listener(
+        node_id: NodeId,
+        voters: Vec<(NodeId, String)>,
+        dir: &Path,
+        options: QuorumOptions,
+    ) -> Result<Quorum, QuorumError> {
         let voters: BTreeMap<NodeId, String> = voters.into_iter().collect();
         let stats = PeerStats::default();
         let net_stats = stats.clone();
         let node = start_node(node_id, &voters, dir, &options, |log| TcpNetwork { stats: net_stats, log: log.clone() }).await?;
         // The broker subscribes through `Quorum::subscribe` instead.
         drop(node.events);
-        let mut tasks = node.tasks;
-        tasks.push(tokio::spawn(network::serve(listener, node.raft.clone())));
+        let tasks = node.tasks;
         Ok(Quorum {
             node_id,
             raft: node.raft,
@@ -248,6 +262,12 @@ impl Quorum {
             propose_timeout: options.propose_timeout,
             tasks,
         })
+    }
+
+    /// Serves a peer controller on `stream`, whose [`crate::PREFACE`] the
+    /// caller has read already, until the peer closes it or it fails.
+    pub async fn serve_connection(&self, stream: tokio::net::TcpStream) -> std::io::Result<()> {
+        network::serve_connection(stream, self.raft.clone()).await
     }
 
     /// Commits `records` as one entry, through the leader wherever it is;

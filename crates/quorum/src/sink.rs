@@ -68,6 +68,10 @@ impl MetadataSink for QuorumSink {
         &self.image
     }
 
+    fn refresh(&mut self) {
+        QuorumSink::refresh(self);
+    }
+
     /// Commits `records` as one quorum entry and returns once this node has
     /// applied it: `last_offset` is the entry's offset (its Raft log index),
     /// `delta` what exactly this entry changed. Afterwards [`MetadataSink::image`]

@@ -208,13 +208,19 @@ async fn bad_frames_close_the_connection_and_the_node_keeps_serving() {
         let mut buf = [0u8; 16];
         matches!(tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
     }
+    // Anything else than the preface first (an HTTP client, say).
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    stream.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
+    assert!(closed(stream).await, "a connection without the preface is closed");
     // A length beyond the frame bound.
     let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    stream.write_all(&quorum::PREFACE).await.expect("write");
     stream.write_all(&((quorum::MAX_FRAME_BYTES as u32) + 1).to_be_bytes()).await.expect("write");
     assert!(closed(stream).await, "an oversized frame closes the connection");
     // A frame of the right length that is not a request.
     let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
     let garbage = b"{\"Nonsense\":1}";
+    stream.write_all(&quorum::PREFACE).await.expect("write");
     stream.write_all(&(garbage.len() as u32).to_be_bytes()).await.expect("write");
     stream.write_all(garbage).await.expect("write");
     assert!(closed(stream).await, "an undecodable frame closes the connection");

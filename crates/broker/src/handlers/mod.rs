@@ -6,6 +6,7 @@ mod cluster;
 mod configs;
 mod consumer_group;
 mod delete_records;
+pub(crate) mod describe_quorum;
 pub(crate) mod fetch;
 mod groups;
 mod list_offsets;
@@ -69,6 +70,7 @@ const IMPLEMENTED: &[(ApiKey, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 1),
     (ApiKey::CreatePartitions, 3),
     (ApiKey::DescribeCluster, 1),
+    (ApiKey::DescribeQuorum, 2),
     (ApiKey::InitProducerId, 5),
     (ApiKey::JoinGroup, 9),
     (ApiKey::SyncGroup, 5),
@@ -117,6 +119,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, version: i
         RequestKind::CreatePartitions(req) => blocking(|| topics::create_partitions(broker, req)).into(),
         RequestKind::DescribeConfigs(req) => configs::describe(broker, req).into(),
         RequestKind::DescribeCluster(req) => cluster::describe(broker, req).into(),
+        RequestKind::DescribeQuorum(req) => describe_quorum::handle(broker, &req, version).into(),
         RequestKind::AlterConfigs(req) => blocking(|| configs::alter(broker, req)).into(),
         RequestKind::IncrementalAlterConfigs(req) => blocking(|| configs::incremental_alter(broker, req)).into(),
         RequestKind::InitProducerId(req) => producer_ids::init(broker, req).into(),
