@@ -214,6 +214,11 @@ pub struct ServerConfig {
     pub groups: GroupConfig,
     /// Bounds on what one client can make the broker spend.
     pub limits: LimitsConfig,
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is
+    /// fenced by the active controller.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the controller.
+    pub broker_heartbeat_interval_ms: u64,
     /// Every key given, as given (for DescribeConfigs).
     pub given: BTreeMap<String, String>,
 }
@@ -502,6 +507,8 @@ impl ServerConfig {
             metadata_snapshot_bytes: p.min("metadata.log.max.record.bytes.between.snapshots", 20_971_520u64, 1)?,
             groups: group_config(&p)?,
             limits: LimitsConfig::parse(&p)?,
+            broker_session_timeout_ms: p.min("broker.session.timeout.ms", 9_000u64, 1)?,
+            broker_heartbeat_interval_ms: p.min("broker.heartbeat.interval.ms", 2_000u64, 1)?,
             given: given.clone(),
         };
         Ok(config)
@@ -836,6 +843,8 @@ impl ServerConfig {
             ("group.consumer.heartbeat.interval.ms", Some(g.consumer_heartbeat_interval_ms.to_string())),
             ("group.consumer.max.size", Some(g.consumer_max_size.to_string())),
             ("group.consumer.assignors", Some(g.consumer_assignors.join(","))),
+            ("broker.session.timeout.ms", Some(self.broker_session_timeout_ms.to_string())),
+            ("broker.heartbeat.interval.ms", Some(self.broker_heartbeat_interval_ms.to_string())),
         ];
         effective.extend(self.limits.describe());
         let mut out: Vec<(String, Option<String>, bool)> = effective
@@ -980,6 +989,8 @@ const ACTED_ON: &[&str] = &[
     "group.consumer.max.heartbeat.interval.ms",
     "group.consumer.max.size",
     "group.consumer.assignors",
+    "broker.session.timeout.ms",
+    "broker.heartbeat.interval.ms",
 ];
 
 /// Kafka broker settings accepted so that a Kafka `server.properties` starts a

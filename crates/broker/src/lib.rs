@@ -187,7 +187,8 @@ impl Broker {
         let groups = GroupCoordinator::new(config.groups.clone());
         let checkpoints = OffsetCheckpoints::load(log_dirs.dirs());
         let node_id = config.node_id;
-        let controller = controller::Controller::new(sink, config.clone());
+        let mut controller = controller::Controller::new(sink, config.clone());
+        controller.set_cluster_id(log_dirs.cluster_id.clone());
         let broker = Arc::new(Broker {
             cluster_id: log_dirs.cluster_id.clone(),
             // The publisher applies the dynamic levels below.
@@ -348,7 +349,7 @@ impl Broker {
     pub fn allocate_producer_id(&self) -> Result<i64, error::BrokerError> {
         let mut ids = self.producer_ids.lock();
         if ids.is_empty() {
-            *ids = self.controller.lock().allocate_producer_ids(PRODUCER_ID_BLOCK, now_ms())?;
+            *ids = self.controller.lock().allocate_producer_id_block(PRODUCER_ID_BLOCK, now_ms())?;
         }
         let id = ids.start;
         ids.start += 1;

@@ -8,6 +8,21 @@
 //! Deciding and committing are separate calls so that the broker can prepare
 //! a topic's directories between them (CreateTopics / CreatePartitions create
 //! the logs before the record is appended and remove them if it is not).
+//!
+//! In a cluster the active controller also runs the brokers' lifecycle
+//! ([`brokers`]: registration, heartbeats, fencing), leader election
+//! ([`election`]), ISR changes asked by leaders ([`alter_partition`]) and
+//! replica placement over the registered brokers ([`placement`]). A single
+//! node registers nothing: it places every replica on itself.
+
+mod alter_partition;
+mod brokers;
+#[cfg(test)]
+mod cluster_tests;
+mod election;
+mod placement;
+
+pub use brokers::PRODUCER_ID_BLOCK_SIZE;
 
 use std::collections::BTreeMap;
 
@@ -43,6 +58,16 @@ pub struct Controller {
     /// The static broker config: defaults (partitions, replication factor),
     /// limits, this node's id.
     config: ServerConfig,
+    /// The cluster id registrations must name (None: not checked).
+    cluster_id: Option<String>,
+    /// Registered brokers' sessions (in memory only, as in Kafka).
+    sessions: BTreeMap<i32, brokers::BrokerSession>,
+    /// The offset of the last record this controller committed (-1: none yet).
+    last_offset: i64,
+    /// KIP-966 eligible leader replicas (Kafka 4.1's default for a new cluster).
+    elr_enabled: bool,
+    /// Where replica placement starts (Kafka's placer is randomised too).
+    rng: placement::Rng,
 }
 
 fn invalid(error: ResponseError, message: impl Into<String>) -> BrokerError {
@@ -52,7 +77,33 @@ fn invalid(error: ResponseError, message: impl Into<String>) -> BrokerError {
 impl Controller {
     /// A controller appending to `sink`, deciding with the static `config`.
     pub fn new(sink: Box<dyn MetadataSink>, config: ServerConfig) -> Controller {
-        Controller { sink, config }
+        let seed = Uuid::new_v4().as_u64_pair().0;
+        Controller {
+            sink,
+            config,
+            cluster_id: None,
+            sessions: BTreeMap::new(),
+            last_offset: -1,
+            elr_enabled: true,
+            rng: placement::Rng::new(seed),
+        }
+    }
+
+    /// The cluster id a broker registration must carry (INCONSISTENT_CLUSTER_ID otherwise).
+    pub fn set_cluster_id(&mut self, cluster_id: impl Into<String>) {
+        self.cluster_id = Some(cluster_id.into());
+    }
+
+    /// Turns KIP-966 eligible leader replicas on or off (Kafka's
+    /// `eligible.leader.replicas.version` feature; on by default).
+    pub fn set_elr_enabled(&mut self, enabled: bool) {
+        self.elr_enabled = enabled;
+    }
+
+    /// The broker config with the image's dynamic broker configs applied
+    /// (topic defaults such as `min.insync.replicas` come from it).
+    fn server_config(&self) -> ServerConfig {
+        dynamic_config::effective_server_config(&self.config, self.image()).unwrap_or_else(|_| self.config.clone())
     }
 
     /// The committed image.
@@ -60,9 +111,14 @@ impl Controller {
         self.sink.image()
     }
 
-    /// The brokers replicas can be placed on: only this node until brokers register.
+    /// The registered brokers: only this node until brokers register.
     fn registered_brokers(&self) -> Vec<i32> {
-        vec![self.config.node_id]
+        let registered: Vec<i32> = self.image().brokers().map(|b| b.id).collect();
+        if registered.is_empty() {
+            vec![self.config.node_id]
+        } else {
+            registered
+        }
     }
 
     /// Reloads the image from the sink (in cluster mode: changes other
@@ -73,7 +129,9 @@ impl Controller {
 
     /// Appends `records` as one change and returns once it is committed.
     pub fn commit(&mut self, records: &[MetadataRecord], now_ms: i64) -> Result<Committed> {
-        Ok(self.sink.append_and_commit(records, now_ms)?)
+        let committed = self.sink.append_and_commit(records, now_ms)?;
+        self.last_offset = self.last_offset.max(committed.last_offset);
+        Ok(committed)
     }
 
     /// Refuses adding `adding` partitions above Kafka's per-request limit or
@@ -95,8 +153,19 @@ impl Controller {
         Ok(())
     }
 
-    /// Places the replicas of `count` new partitions with replication factor `rf`.
-    fn place_replicas(&self, count: i32, rf: i16) -> Result<Vec<Vec<i32>>> {
+    /// Places the replicas of `count` new partitions with replication factor
+    /// `rf`: over the registered brokers not shutting down as Kafka's striped
+    /// placer, or on this node while none registered.
+    fn place_replicas(&mut self, count: i32, rf: i16) -> Result<Vec<Vec<i32>>> {
+        let usable: Vec<placement::UsableBroker> = self
+            .image()
+            .brokers()
+            .filter(|b| !b.in_controlled_shutdown)
+            .map(|b| placement::UsableBroker { id: b.id, rack: b.rack.clone(), fenced: b.fenced })
+            .collect();
+        if self.image().brokers().next().is_some() {
+            return placement::Placer::new(&mut self.rng, &usable).place_all(count, rf);
+        }
         let brokers = self.registered_brokers();
         if rf as usize > brokers.len() {
             return Err(invalid(
@@ -111,21 +180,31 @@ impl Controller {
     }
 
     /// The records of new partitions with these replica sets, from index `first`:
-    /// the first replica leads, every replica is in sync, epoch 0.
-    fn partition_records(topic_id: Uuid, first: i32, replicas: Vec<Vec<i32>>) -> Vec<MetadataRecord> {
+    /// the ISR is the active replicas (all of them on a single node), its
+    /// first member leads, epoch 0. INVALID_REPLICA_ASSIGNMENT if a
+    /// partition has no active replica.
+    fn partition_records(&self, topic_id: Uuid, first: i32, replicas: Vec<Vec<i32>>) -> Result<Vec<MetadataRecord>> {
         replicas
             .into_iter()
             .enumerate()
             .map(|(i, replicas)| {
-                MetadataRecord::Partition(PartitionRecord {
+                let partition = first + i as i32;
+                let isr: Vec<i32> = replicas.iter().copied().filter(|&r| self.is_active(r)).collect();
+                let Some(&leader) = isr.first() else {
+                    return Err(invalid(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("All brokers specified in the manual partition assignment for partition {partition} are fenced or in controlled shutdown."),
+                    ));
+                };
+                Ok(MetadataRecord::Partition(PartitionRecord {
                     topic_id,
-                    partition: first + i as i32,
-                    isr: replicas.clone(),
-                    leader: replicas.first().copied().unwrap_or(-1),
+                    partition,
+                    isr,
+                    leader,
                     replicas,
                     leader_epoch: 0,
                     ..Default::default()
-                })
+                }))
             })
             .collect()
     }
@@ -142,7 +221,7 @@ impl Controller {
 
     /// Validates a topic creation and decides it: a new topic id, replicas,
     /// leaders, configs.
-    pub(crate) fn create_topic(&self, new: &NewTopic) -> Result<TopicChange> {
+    pub(crate) fn create_topic(&mut self, new: &NewTopic) -> Result<TopicChange> {
         validate_topic_name(&new.name).map_err(|m| invalid(ResponseError::InvalidTopicException, m))?;
         if new.name == METADATA_TOPIC {
             // Kafka's controller answers the same.
@@ -185,16 +264,12 @@ impl Controller {
             let registered = self.registered_brokers();
             let mut assignments = new.assignments.clone();
             assignments.sort_by_key(|(p, _)| *p);
+            let rf = assignments.first().map(|(_, b)| b.len());
             for (i, (p, brokers)) in assignments.iter().enumerate() {
                 if *p != i as i32 {
                     return Err(invalid(ResponseError::InvalidReplicaAssignment, "Partitions should be consecutive and start from 0."));
                 }
-                if brokers.is_empty() || brokers.iter().any(|b| !registered.contains(b)) {
-                    return Err(invalid(
-                        ResponseError::InvalidReplicaAssignment,
-                        format!("Replica assignment {brokers:?} names brokers that are not registered."),
-                    ));
-                }
+                check_manual_assignment(brokers, &registered, rf)?;
             }
             assignments.into_iter().map(|(_, b)| b).collect()
         };
@@ -206,7 +281,7 @@ impl Controller {
         }
         let topic_id = Uuid::new_v4();
         let mut records = vec![MetadataRecord::Topic(TopicRecord { name: new.name.clone(), topic_id })];
-        records.extend(Self::partition_records(topic_id, 0, replicas));
+        records.extend(self.partition_records(topic_id, 0, replicas)?);
         records.extend(configs.into_iter().map(|(name, value)| {
             MetadataRecord::Config(ConfigRecord {
                 resource_type: RESOURCE_TOPIC,
@@ -221,7 +296,7 @@ impl Controller {
 
     /// Validates growing a topic to `count` partitions and decides the new
     /// partitions' replicas (the topic's replication factor) and leaders.
-    pub(crate) fn create_partitions(&self, name: &str, count: i32) -> Result<TopicChange> {
+    pub(crate) fn create_partitions(&mut self, name: &str, count: i32) -> Result<TopicChange> {
         if is_internal(name) {
             // Groups are placed by hashing over the partition count.
             return Err(invalid(ResponseError::InvalidPartitions, format!("Cannot change the partition count of internal topic {name}")));
@@ -245,9 +320,10 @@ impl Controller {
             return Err(invalid(ResponseError::InvalidPartitions, format!("Topic already has {current} partitions.")));
         }
         let rf = topic.partitions.values().next().map_or(1, |p| p.replicas.len()).max(1);
+        let topic_id = topic.id;
         let replicas = self.place_replicas(count - current, rf as i16)?;
-        let records = Self::partition_records(topic.id, current, replicas);
-        let grown = self.preview(&records, topic.id)?;
+        let records = self.partition_records(topic_id, current, replicas)?;
+        let grown = self.preview(&records, topic_id)?;
         Ok(TopicChange { records, topic: grown })
     }
 
@@ -278,12 +354,39 @@ impl Controller {
     }
 
     /// Hands out a block of `size` producer ids, recorded in the metadata log
-    /// so they are never handed out again.
-    pub fn allocate_producer_ids(&mut self, size: i64, now_ms: i64) -> Result<std::ops::Range<i64>> {
+    /// so they are never handed out again (the single node's own use;
+    /// brokers ask with [`Controller::allocate_producer_ids`]).
+    pub fn allocate_producer_id_block(&mut self, size: i64, now_ms: i64) -> Result<std::ops::Range<i64>> {
         let start = self.image().next_producer_id();
-        let end = start + size;
+        let end = start.checked_add(size).ok_or_else(|| invalid(ResponseError::UnknownServerError, "Exhausted all producerIds."))?;
         self.commit(&[MetadataRecord::ProducerIds { next_producer_id: end }], now_ms)?;
         Ok(start..end)
+    }
+}
+
+/// Kafka's checks of one partition's manual replica assignment: not empty,
+/// registered brokers, each once, as many replicas as the first partition.
+fn check_manual_assignment(brokers: &[i32], registered: &[i32], rf: Option<usize>) -> Result<()> {
+    let refuse = |message: String| Err(invalid(ResponseError::InvalidReplicaAssignment, message));
+    if brokers.is_empty() {
+        return refuse("The manual partition assignment includes an empty replica list.".into());
+    }
+    let mut sorted = brokers.to_vec();
+    sorted.sort_unstable();
+    for (i, b) in sorted.iter().enumerate() {
+        if !registered.contains(b) {
+            return refuse(format!("The manual partition assignment includes broker {b}, but no such broker is registered."));
+        }
+        if i > 0 && sorted[i - 1] == *b {
+            return refuse(format!("The manual partition assignment includes the broker {b} more than once."));
+        }
+    }
+    match rf {
+        Some(rf) if rf != brokers.len() => refuse(format!(
+            "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {rf} replica(s).",
+            brokers.len()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -338,7 +441,7 @@ mod tests {
         let committed = c.commit(&records, 3).expect("commit");
         assert_eq!(committed.delta.deleted_topics.get(&deleted).map(String::as_str), Some("t"));
 
-        assert_eq!(c.allocate_producer_ids(1000, 4).expect("ids"), 0..1000);
-        assert_eq!(c.allocate_producer_ids(1000, 5).expect("ids"), 1000..2000);
+        assert_eq!(c.allocate_producer_id_block(1000, 4).expect("ids"), 0..1000);
+        assert_eq!(c.allocate_producer_id_block(1000, 5).expect("ids"), 1000..2000);
     }
 }
