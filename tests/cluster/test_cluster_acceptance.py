@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -52,6 +51,20 @@ def assert_clean(w: Workload) -> None:
 def wait_full_isr(c, topic: str, partitions: int, timeout: float = 90.0) -> None:
     for p in range(partitions):
         c.wait_for_isr(topic, p, ALL, timeout=timeout)
+
+
+def rejoin(c, topic: str, partitions: int, *nodes: int) -> None:
+    """Start `nodes` again and wait until every node is ready and every ISR of topic is full."""
+    for i in nodes:
+        c.node(i).start()
+    c.wait_ready()
+    wait_full_isr(c, topic, partitions)
+
+
+def finish(w: Workload) -> None:
+    """Writes go on (60 more acknowledged), then the checker over the whole history finds nothing."""
+    w.wait_progress(60)
+    assert_clean(w)
 
 
 def raw_produce(bootstrap: str, topic: str, partition: int, value: bytes, acks: int = -1,
@@ -151,11 +164,8 @@ def test_2_kill9_partition_leader_during_acks_all_produce(cluster3):
     new = c.wait_for_leader("t2", 0, not_in={victim})
     assert new != victim
     w.wait_progress(30, partition=0, what="acks=all writes to partition 0 on its new leader")
-    c.node(victim).start()
-    c.wait_ready()
-    wait_full_isr(c, "t2", 6)
-    w.wait_progress(60)
-    assert_clean(w)
+    rejoin(c, "t2", 6, victim)
+    finish(w)
 
 
 # ---- 3 ------------------------------------------------------------------------------------
@@ -175,9 +185,7 @@ def test_3_kill9_active_controller(cluster3):
     new = c.wait_for_controller(not_in={old})
     c.create_topic("t3-after", partitions=2, replication_factor=2)
     w.wait_progress(30)
-    c.node(old).start()
-    c.wait_ready()
-    wait_full_isr(c, "t3", 3)
+    rejoin(c, "t3", 3, old)
     # a partition whose leader is not the active controller: its failover is the new
     # controller's decision
     leaders = {p: c.leader("t3", p) for p in range(3)}
@@ -186,10 +194,8 @@ def test_3_kill9_active_controller(cluster3):
     c.node(victim).kill9()
     c.wait_for_leader("t3", p, not_in={victim})
     w.wait_progress(20, partition=p)
-    c.node(victim).start()
-    c.wait_ready()
-    wait_full_isr(c, "t3", 3)
-    assert_clean(w)
+    rejoin(c, "t3", 3, victim)
+    finish(w)
 
 
 # ---- 4 ------------------------------------------------------------------------------------
@@ -219,12 +225,8 @@ def test_4_two_of_three_stopped(cluster3):
     read = {(f.partition, v) for f in w.history.full_reads for _, v in f.records}
     missing = acked_before - read
     assert not missing, f"{len(missing)} acknowledged records not readable from the survivor, e.g. {sorted(missing)[:5]}"
-    for i in others:
-        c.node(i).start()
-    c.wait_ready()
-    wait_full_isr(c, "t4", 3)
-    w.wait_progress(60)
-    assert_clean(w)
+    rejoin(c, "t4", 3, *others)
+    finish(w)
 
 
 # ---- 5 ------------------------------------------------------------------------------------
@@ -255,11 +257,9 @@ def test_5_paused_leader_acknowledges_nothing_the_new_leader_lacks(cluster3):
     else:
         assert err in (NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS,
                        NOT_ENOUGH_REPLICAS_AFTER_APPEND), f"resumed old leader answered error {err}"
-    c.wait_ready()
+    rejoin(c, "t5", 3)
     assert c.wait_for_leader("t5", 0, not_in={old}) != old
-    wait_full_isr(c, "t5", 3)
-    w.wait_progress(30)
-    assert_clean(w)
+    finish(w)
 
 
 # ---- 6 ------------------------------------------------------------------------------------
@@ -281,11 +281,9 @@ def test_6_network_partition_of_a_leader(cluster3):
     c.wait_for_leader("t6", 0, not_in={cut_off}, among=majority, timeout=90)
     w.wait_progress(30, partition=0, what="acks=all writes to partition 0 on the majority side")
     c.heal_all()
-    c.wait_ready()
+    rejoin(c, "t6", 6)
     c.wait_for_leader("t6", 0, not_in={cut_off})
-    wait_full_isr(c, "t6", 6)
-    w.wait_progress(60)
-    assert_clean(w)
+    finish(w)
 
 
 @pytest.mark.timeout(300)
