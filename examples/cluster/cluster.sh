@@ -2,7 +2,7 @@
 # A three-node Potok cluster on this machine, from server-1/2/3.properties beside this script.
 #
 #   examples/cluster/cluster.sh start    # start the nodes that are not running, wait for their ports
-#   examples/cluster/cluster.sh status   # per node: pid, listening or not, data dir size
+#   examples/cluster/cluster.sh status   # per node: pid, listening or not, data dir size; potok cluster status
 #   examples/cluster/cluster.sh stop     # SIGTERM every node, wait until each has exited
 #   examples/cluster/cluster.sh wipe     # stop, then delete the nodes' log.dirs and /tmp/potok-cluster
 #
@@ -131,6 +131,11 @@ status() {
     fi
     echo "node $n: $state; data $(du -sh "$ROOT/$n/data" 2>/dev/null | cut -f1 || echo none)"
   done
+  # the cluster's own view, where this potok has `potok cluster status`
+  if (( rc == 0 )) && "$potok_bin" cluster status --help >/dev/null 2>&1; then
+    echo
+    timeout 20 "$potok_bin" cluster status --bootstrap-server "$(bootstrap)"
+  fi
   return $rc
 }
 
