@@ -368,6 +368,30 @@ def test_producing_to_or_deleting_consumer_offsets_is_refused(broker, cf_admin):
     assert metadata(broker.bootstrap)["__consumer_offsets"] == (kw.NONE, True, 50), "still there, whole"
 
 
+def find_coordinator_v0(bootstrap: str, group: str) -> tuple[int, int]:
+    """(error_code, node_id) of FindCoordinator v0 for a group."""
+    with kw.Connection(bootstrap) as c:
+        r = c.request(kw.API_FIND_COORDINATOR, 0, kw.string(group))
+        return r.i16(), r.i32()
+
+
+def test_consumer_offsets_replication_factor_is_capped_on_a_lone_broker_and_honoured_when_set(broker_factory, tmp_path):
+    lone = broker_factory()
+    assert find_coordinator_v0(lone.bootstrap, "g1") == (kw.NONE, 1)
+    assert find_coordinator_v0(lone.bootstrap, "g2") == (kw.NONE, 1)
+    topic = admin(lone.bootstrap).list_topics(timeout=10).topics["__consumer_offsets"]
+    assert sorted(topic.partitions) == list(range(50))
+    assert all(p.replicas == [1] and p.isrs == [1] for p in topic.partitions.values())
+    warnings = [line for line in lone.log_path.read_text(errors="replace").splitlines()
+                if "offsets.topic.replication.factor is left at its default 3 but only 1 broker(s) are alive" in line]
+    assert len(warnings) == 1 and "WARN" in warnings[0], warnings
+
+    # Set explicitly, it is required as Kafka requires it: one broker cannot hold three replicas.
+    strict = broker_factory(overrides={"offsets.topic.replication.factor": "3"})
+    assert find_coordinator_v0(strict.bootstrap, "g1") == (15, -1)  # COORDINATOR_NOT_AVAILABLE
+    assert "__consumer_offsets" not in metadata(strict.bootstrap)
+
+
 # ---- offsets retention settings -----------------------------------------------------------------------
 
 @pytest.mark.broker_config(**{"offsets.retention.minutes": "1", "offsets.retention.check.interval.ms": "500"})

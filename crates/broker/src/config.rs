@@ -234,6 +234,14 @@ pub struct GroupConfig {
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval_ms: u64,
+    /// `offsets.topic.replication.factor` (Kafka's default 3).
+    pub offsets_topic_replication_factor: i16,
+    /// True when `offsets.topic.replication.factor` was set, not defaulted:
+    /// only the default is capped by the brokers there are.
+    pub offsets_topic_replication_factor_given: bool,
+    /// `offsets.commit.timeout.ms`: how long a commit or group write may wait
+    /// for the in-sync replicas.
+    pub offsets_commit_timeout_ms: u64,
     /// `offset.metadata.max.bytes`.
     pub offset_metadata_max_bytes: usize,
     /// `group.initial.rebalance.delay.ms`.
@@ -728,6 +736,9 @@ fn group_config(p: &Parser<'_>) -> Result<GroupConfig, ConfigError> {
         offsets_topic_segment_bytes: p.min("offsets.topic.segment.bytes", 104_857_600u64, 14)?,
         offsets_retention_ms: p.min("offsets.retention.minutes", 10_080i64, 1)?.saturating_mul(60_000),
         offsets_retention_check_interval_ms: p.min("offsets.retention.check.interval.ms", 600_000u64, 1)?,
+        offsets_topic_replication_factor: p.min("offsets.topic.replication.factor", 3i16, 1)?,
+        offsets_topic_replication_factor_given: p.get("offsets.topic.replication.factor").is_some(),
+        offsets_commit_timeout_ms: p.min("offsets.commit.timeout.ms", 5_000u64, 1)?,
         offset_metadata_max_bytes: p.num("offset.metadata.max.bytes", 4096usize)?,
         initial_rebalance_delay_ms: p.min("group.initial.rebalance.delay.ms", 3_000i64, 0)?,
         min_session_timeout_ms,
@@ -834,6 +845,8 @@ impl ServerConfig {
             ("offsets.topic.segment.bytes", Some(g.offsets_topic_segment_bytes.to_string())),
             ("offsets.retention.minutes", Some((g.offsets_retention_ms / 60_000).to_string())),
             ("offsets.retention.check.interval.ms", Some(g.offsets_retention_check_interval_ms.to_string())),
+            ("offsets.topic.replication.factor", Some(g.offsets_topic_replication_factor.to_string())),
+            ("offsets.commit.timeout.ms", Some(g.offsets_commit_timeout_ms.to_string())),
             ("offset.metadata.max.bytes", Some(g.offset_metadata_max_bytes.to_string())),
             ("group.initial.rebalance.delay.ms", Some(g.initial_rebalance_delay_ms.to_string())),
             ("group.min.session.timeout.ms", Some(g.min_session_timeout_ms.to_string())),
@@ -976,6 +989,8 @@ const ACTED_ON: &[&str] = &[
     "offsets.topic.segment.bytes",
     "offsets.retention.minutes",
     "offsets.retention.check.interval.ms",
+    "offsets.topic.replication.factor",
+    "offsets.commit.timeout.ms",
     "offset.metadata.max.bytes",
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
@@ -1008,10 +1023,8 @@ const ACCEPTED: &[&str] = &[
     "num.recovery.threads.per.data.dir",
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
-    "offsets.topic.replication.factor",
     "offsets.topic.compression.codec",
     "offsets.load.buffer.size",
-    "offsets.commit.timeout.ms",
     "group.coordinator.rebalance.protocols",
     "group.coordinator.new.enable",
     "group.coordinator.threads",

@@ -224,12 +224,8 @@ impl Broker {
         broker.checkpoints.finish_restore();
         broker.checkpoint_log_start_offsets().map_err(StartError::Checkpoint)?;
         broker.checkpoint_replication_offsets(true).map_err(StartError::Checkpoint)?;
-        if let Some(hosted) = broker.replicas.topic(OFFSETS_TOPIC) {
-            broker
-                .groups
-                .load(hosted.partitions.clone(), now_ms())
-                .map_err(|source| StartError::Topic { topic: OFFSETS_TOPIC.to_string(), source })?;
-        }
+        // The publisher started the loads of the group shards this broker leads.
+        broker.groups.wait_loaded().map_err(|source| StartError::Topic { topic: OFFSETS_TOPIC.to_string(), source })?;
         cluster_node::start_publishing(&broker);
         tracing::info!(topics = image.topics().count(), cluster_id = %broker.cluster_id, "broker opened");
         Ok(broker)
@@ -357,48 +353,64 @@ impl Broker {
     }
 
     /// Creates `__consumer_offsets` on first use, as Kafka does, with
-    /// `offsets.topic.num.partitions` compacted partitions.
+    /// `offsets.topic.num.partitions` compacted partitions; the publisher
+    /// then makes the coordinator load the partitions this broker leads.
     /// Any failure is COORDINATOR_NOT_AVAILABLE for the client (it retries),
     /// logged here once with its cause.
     pub fn ensure_offsets_topic(&self) -> Result<(), error::BrokerError> {
-        if self.groups.has_topic() {
+        if self.image().topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
         self.create_offsets_topic().map_err(|e| {
-            tracing::error!(error = %e, "cannot open {OFFSETS_TOPIC}");
+            tracing::error!(error = %e, "cannot create {OFFSETS_TOPIC}");
             error::BrokerError::kafka(
                 kafka_protocol::error::ResponseError::CoordinatorNotAvailable,
-                format!("the group coordinator cannot open {OFFSETS_TOPIC}: {e}"),
+                format!("the group coordinator cannot create {OFFSETS_TOPIC}: {e}"),
             )
         })
     }
 
     fn create_offsets_topic(&self) -> Result<(), error::BrokerError> {
         let _creating = self.offsets_topic_creation.lock();
-        if self.groups.has_topic() {
+        if self.image().topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
-        if self.replicas.topic(OFFSETS_TOPIC).is_none() {
-            let g = &self.config.groups;
-            self.create_topic(
-                topics::NewTopic {
-                    name: OFFSETS_TOPIC.to_string(),
-                    num_partitions: g.offsets_topic_num_partitions,
-                    replication_factor: 1,
-                    assignments: Vec::new(),
-                    configs: offsets_topic_configs(g).into_iter().map(|(k, v)| (k, Some(v))).collect(),
-                },
-                false,
-            )?;
-            tracing::info!(partitions = g.offsets_topic_num_partitions, "created {OFFSETS_TOPIC}");
+        let g = &self.config.groups;
+        let replication_factor = self.offsets_topic_replication_factor();
+        self.create_topic(
+            topics::NewTopic {
+                name: OFFSETS_TOPIC.to_string(),
+                num_partitions: g.offsets_topic_num_partitions,
+                replication_factor,
+                assignments: Vec::new(),
+                configs: offsets_topic_configs(g).into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            },
+            false,
+        )?;
+        tracing::info!(partitions = g.offsets_topic_num_partitions, replication_factor, "created {OFFSETS_TOPIC}");
+        Ok(())
+    }
+
+    /// The replication factor `__consumer_offsets` is created with:
+    /// `offsets.topic.replication.factor` when set (too few brokers is then
+    /// the controller's INVALID_REPLICATION_FACTOR, as Kafka); at its default
+    /// capped by the registered unfenced brokers (one on a single node, which
+    /// registers none), with a WARN, so that a lone broker serves groups.
+    fn offsets_topic_replication_factor(&self) -> i16 {
+        let g = &self.config.groups;
+        if g.offsets_topic_replication_factor_given {
+            return g.offsets_topic_replication_factor;
         }
-        let hosted = self.replicas.topic(OFFSETS_TOPIC).ok_or_else(|| {
-            error::BrokerError::kafka(
-                kafka_protocol::error::ResponseError::CoordinatorNotAvailable,
-                format!("{OFFSETS_TOPIC} is not hosted"),
-            )
-        })?;
-        self.groups.load(hosted.partitions.clone(), now_ms())
+        let alive = self.image().brokers().filter(|b| !b.fenced).count();
+        let brokers = i16::try_from(alive).unwrap_or(i16::MAX).max(1);
+        let capped = g.offsets_topic_replication_factor.min(brokers);
+        if capped < g.offsets_topic_replication_factor {
+            tracing::warn!(
+                "offsets.topic.replication.factor is left at its default {} but only {brokers} broker(s) are alive: creating {OFFSETS_TOPIC} with replication factor {capped}; set it explicitly to require more",
+                g.offsets_topic_replication_factor
+            );
+        }
+        capped
     }
 }
 

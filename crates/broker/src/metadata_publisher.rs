@@ -173,6 +173,7 @@ impl Broker {
                 let Some(partition) = usize::try_from(index).ok().and_then(|i| hosted.partitions.get(i)) else { continue };
                 if change.leader_changed() {
                     self.apply_leadership(partition, &change.new);
+                    self.follow_group_coordinator(partition, &change.new, topic.partitions.len());
                 }
             }
         }

@@ -685,6 +685,30 @@ impl Partition {
         Some(Ok(()))
     }
 
+    /// Waits, without holding a thread, until the high watermark reaches
+    /// `required_offset` (Kafka's delayed produce for one partition; see
+    /// [`Partition::check_replicated`]), or REQUEST_TIMED_OUT at `deadline`.
+    pub async fn wait_replicated(&self, required_offset: i64, deadline: tokio::time::Instant) -> Result<()> {
+        let mut changes = self.subscribe();
+        loop {
+            if let Some(done) = self.check_replicated(required_offset) {
+                return done;
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(BrokerError::kafka(
+                        ResponseError::RequestTimedOut,
+                        format!(
+                            "{}-{}: the in-sync replicas did not reach offset {required_offset} in time",
+                            self.topic, self.index
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
     /// Serves one partition of a Fetch as the leader: whole batches from the
     /// one holding `fetch_offset`, at most `max_bytes` (but at least one
     /// batch), up to the high watermark for consumers or the log end for

@@ -174,7 +174,7 @@ impl ReplicaManager {
         // Every partition must complete, so waiting for them one after the
         // other ends when the last one does, or at the deadline.
         for (t, p, partition, required_offset) in waiting {
-            if let Err(e) = wait_replicated(&partition, required_offset, deadline).await {
+            if let Err(e) = partition.wait_replicated(required_offset, deadline).await {
                 results[t].1[p].1 = Err(e);
             }
         }
@@ -254,29 +254,6 @@ impl ReplicaManager {
             tokio::select! {
                 _ = any_changed(&mut changes) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
-            }
-        }
-    }
-}
-
-/// Waits until `partition`'s high watermark reaches `required_offset`
-/// (Kafka's DelayedProduce for one partition), or `deadline`.
-async fn wait_replicated(partition: &Partition, required_offset: i64, deadline: Instant) -> Result<()> {
-    let mut changes = partition.subscribe();
-    loop {
-        if let Some(done) = partition.check_replicated(required_offset) {
-            return done;
-        }
-        tokio::select! {
-            _ = changes.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                return Err(BrokerError::kafka(
-                    ResponseError::RequestTimedOut,
-                    format!(
-                        "{}-{}: the in-sync replicas did not reach offset {required_offset} within the produce timeout",
-                        partition.topic, partition.index
-                    ),
-                ));
             }
         }
     }

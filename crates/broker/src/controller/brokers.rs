@@ -12,7 +12,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRegistrationRequest, BrokerRegistrationResponse,
 };
-use metadata::{BrokerEndpoint, BrokerImage, BrokerRegistrationChangeRecord, BrokerRegistrationRecord, MetadataRecord};
+use metadata::{BrokerEndpoint, BrokerImage, BrokerRegistrationChangeRecord, BrokerRegistrationRecord, MetadataRecord, Uuid};
 
 use super::{invalid, Controller};
 use crate::error::Result;
@@ -32,11 +32,19 @@ pub(crate) struct BrokerSession {
     registration_offset: i64,
     /// The offset that completes its controlled shutdown, once it is in one.
     controlled_shutdown_offset: Option<i64>,
+    /// The log directories its last heartbeat reported offline.
+    offline_log_dirs: Vec<Uuid>,
 }
 
 impl BrokerSession {
     fn fresh(now_ms: i64, registration_offset: i64) -> BrokerSession {
-        BrokerSession { last_contact_ms: now_ms, metadata_offset: -1, registration_offset, controlled_shutdown_offset: None }
+        BrokerSession {
+            last_contact_ms: now_ms,
+            metadata_offset: -1,
+            registration_offset,
+            controlled_shutdown_offset: None,
+            offline_log_dirs: Vec::new(),
+        }
     }
 }
 
@@ -230,10 +238,12 @@ impl Controller {
             }
             _ => session.controlled_shutdown_offset = None,
         }
-        if !req.offline_log_dirs.is_empty() {
-            // Replicas are not assigned to directories in the metadata: the
-            // broker itself reports its partitions there as offline.
+        if session.offline_log_dirs != req.offline_log_dirs {
+            // Replicas are not assigned to directories in the metadata (no
+            // JBOD directory ids): leaderships stay, the broker itself
+            // answers for its partitions there as offline.
             tracing::warn!(broker = id, dirs = ?req.offline_log_dirs, "broker {id} reports offline log directories");
+            session.offline_log_dirs = req.offline_log_dirs.clone();
         }
         Ok(BrokerHeartbeatResponse::default()
             .with_is_caught_up(caught_up)

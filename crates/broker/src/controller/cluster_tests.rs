@@ -453,3 +453,20 @@ fn a_new_active_controller_gives_every_broker_a_fresh_session() {
     cluster.heartbeat(1, 58_000);
     assert_eq!(cluster.c.fence_expired_brokers(59_001), vec![2]);
 }
+
+#[test]
+fn a_single_replica_partition_is_led_again_by_its_broker_after_an_unclean_restart() {
+    let mut cluster = Cluster::with_brokers(&[1, 2]);
+    cluster.topic("t", &[&[2]], &[]);
+    cluster.heartbeat(1, 9_000);
+    assert_eq!(cluster.c.fence_expired_brokers(9_001), vec![2]);
+    let p = cluster.partition("t", 0);
+    assert_eq!((p.leader, p.isr.clone(), p.elr.clone(), p.last_known_elr.clone()), (-1, vec![], vec![2], vec![2]));
+    // A new process of 2 may have lost records: out of the ELR, but still the last known leader.
+    cluster.register(2, None, 9_500);
+    let p = cluster.partition("t", 0);
+    assert_eq!((p.leader, p.isr.clone(), p.elr.clone(), p.last_known_elr.clone()), (-1, vec![], vec![], vec![2]));
+    assert!(!cluster.heartbeat(2, 9_600).is_fenced);
+    let p = cluster.partition("t", 0);
+    assert_eq!((p.leader, p.isr.clone(), p.elr.clone(), p.last_known_elr.clone()), (2, vec![2], vec![], vec![]));
+}

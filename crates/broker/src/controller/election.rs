@@ -7,8 +7,11 @@
 //! first replica (in replica order) that is in the target ISR and acceptable
 //! leads; with an empty ISR, the first acceptable eligible leader replica
 //! (KIP-966 ELR); failing that, with `unclean.leader.election.enable`, the
-//! first acceptable replica at all (the ISR becomes that one replica: records
-//! may be lost); else nobody (-1).
+//! last known leader when ISR and ELR are both empty (KIP-966: the replica
+//! that led when the ISR emptied, back after an unclean restart), or, with
+//! `unclean.leader.election.enable`, the first acceptable replica at all
+//! (either way unclean: the ISR becomes that one replica, records may be
+//! lost); else nobody (-1).
 //!
 //! Without ELR the ISR is never emptied: its last member stays, leaderless
 //! until it returns. With ELR, replicas that leave an ISR smaller than
@@ -92,6 +95,14 @@ impl<'a> PartitionChangeBuilder<'a> {
         if let Some(&r) = self.partition.replicas.iter().find(|&&r| valid(r)) {
             return (r, false);
         }
+        // KIP-966: with ISR and ELR empty, the last known leader may take
+        // over again when it is back (as before ELR, when the last ISR
+        // member returned); it may have lost records, so this is unclean.
+        if let [last] = self.partition.last_known_elr[..] {
+            if self.elr_enabled && self.target_isr.is_empty() && self.target_elr.is_empty() && acceptable(last) {
+                return (last, true);
+            }
+        }
         if self.election == Election::Unclean {
             if let Some(&r) = self.partition.replicas.iter().find(|&&r| acceptable(r)) {
                 return (r, true);
@@ -147,6 +158,11 @@ impl<'a> PartitionChangeBuilder<'a> {
             self.target_elr.clear();
             self.target_last_known_elr.clear();
         }
+        let leaderless = record.leader == Some(-1) || (record.leader.is_none() && self.partition.leader < 0);
+        if self.elr_enabled && self.partition.last_known_elr.len() == 1 && leaderless {
+            // The last known leader stays recorded while nobody leads.
+            self.target_last_known_elr = self.partition.last_known_elr.clone();
+        }
         if self.target_elr != self.partition.elr {
             record.elr = Some(self.target_elr.clone());
         }
@@ -159,6 +175,15 @@ impl<'a> PartitionChangeBuilder<'a> {
             && self.target_isr != self.partition.isr
         {
             record.isr = Some(self.target_isr);
+        }
+        // The ISR empties: remember who led last (once).
+        let last_leader = self.partition.leader;
+        if self.elr_enabled
+            && last_leader >= 0
+            && record.isr.as_deref() == Some(&[])
+            && self.partition.last_known_elr != [last_leader]
+        {
+            record.last_known_elr = Some(vec![last_leader]);
         }
         let changed = record.isr.is_some()
             || record.leader.is_some()

@@ -674,6 +674,16 @@ impl ClassicGroup {
         }
     }
 
+    /// A stored change that did not become committed: the waiting members get
+    /// `error` and a group past its join phase rebalances (Kafka's
+    /// `resetAndPropagateAssignmentError` then `maybePrepareRebalance`).
+    pub(crate) fn store_failed(&mut self, error: ResponseError, cfg: &GroupConfig, now: i64) {
+        self.fail_waiting(error);
+        if matches!(self.state, ClassicState::Stable | ClassicState::CompletingRebalance) {
+            self.prepare_rebalance(cfg, now);
+        }
+    }
+
     fn sync_response(&self, member_id: &str) -> SyncGroupResponse {
         SyncGroupResponse::default()
             .with_protocol_type(self.protocol_type.clone().map(StrBytes::from_string))

@@ -26,7 +26,8 @@ use uuid::Uuid;
 
 use super::assignor::{self, Assignment, MemberSpec};
 use super::store::{ConsumerMemberValue, CurrentAssignmentValue, StoredKey, StoredValue};
-use super::{Group, GroupCoordinator, Membership, TopicCatalog};
+use super::shard::{Pending, Shard};
+use super::{append_error, Group, GroupCoordinator, Membership, TopicCatalog};
 use crate::config::GroupConfig;
 
 /// The member epoch of a member leaving the group.
@@ -1004,15 +1005,36 @@ fn reconcile(
 impl GroupCoordinator {
     /// Handles a validated ConsumerGroupHeartbeat: creates the group when a
     /// member joins (turning an empty classic group into a consumer group, its
-    /// offsets kept), and stores the records of what changed before it answers.
-    pub(crate) fn consumer_heartbeat(
+    /// offsets kept), and stores the records of what changed; answers once
+    /// they are committed (a write the ISR does not take in time is
+    /// COORDINATOR_NOT_AVAILABLE, as Kafka's coordinator runtime answers).
+    pub(crate) async fn consumer_heartbeat(
         &self,
+        group_id: &str,
+        req: Heartbeat,
+        topics: &(dyn TopicCatalog + Sync),
+        now: i64,
+    ) -> Result<HeartbeatReply, GroupError> {
+        let shard = self.shard(group_id).or_else(|e| fail(e, format!("The coordinator of group {group_id} is not available here.")))?;
+        let (reply, pending) = self.consumer_heartbeat_in(&shard, group_id, req, topics, now)?;
+        if let Some(pending) = pending {
+            if let Err(e) = pending.committed(self.commit_timeout()).await {
+                tracing::warn!(group = %group_id, error = %e, "consumer group records were not committed");
+                return fail(append_error(e.response_error(), false), format!("The records of group {group_id} were not committed."));
+            }
+        }
+        Ok(reply)
+    }
+
+    fn consumer_heartbeat_in(
+        &self,
+        shard: &Shard,
         group_id: &str,
         req: Heartbeat,
         topics: &dyn TopicCatalog,
         now: i64,
-    ) -> Result<HeartbeatReply, GroupError> {
-        let mut groups = self.groups.lock();
+    ) -> Result<(HeartbeatReply, Option<Pending>), GroupError> {
+        let mut groups = shard.lock().or_else(|e| fail(e, format!("The coordinator of group {group_id} is not available.")))?;
         let joining = req.member_epoch == 0;
         // What the group was before this request (None: it did not exist), to
         // undo a refused or unstored change.
@@ -1040,10 +1062,11 @@ impl GroupCoordinator {
         let Membership::Consumer(consumer) = &mut group.membership else {
             return fail(ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."));
         };
-        let mut result = consumer.heartbeat(group_id, req, &self.config, topics, now);
-        if result.is_ok() {
-            if let Err(error) = self.persist_membership(group_id, group, now) {
-                result = fail(error, format!("The records of group {group_id} could not be stored."));
+        let mut result = consumer.heartbeat(group_id, req, &self.config, topics, now).map(|reply| (reply, None));
+        if let Ok((_, pending)) = &mut result {
+            match shard.persist_membership(group_id, group, now) {
+                Ok(written) => *pending = written,
+                Err(error) => result = fail(error, format!("The records of group {group_id} could not be stored.")),
             }
         }
         if result.is_err() {
@@ -1059,16 +1082,20 @@ impl GroupCoordinator {
     }
 
     /// ConsumerGroupDescribe of some groups: GROUP_ID_NOT_FOUND for groups
-    /// that do not exist or are classic groups.
+    /// that do not exist or are classic groups, NOT_COORDINATOR for groups
+    /// another broker coordinates.
     pub(crate) fn consumer_describe(&self, ids: &[String]) -> Vec<Result<Description, GroupError>> {
-        let groups = self.groups.lock();
         ids.iter()
-            .map(|id| match groups.get(id).map(|g| &g.membership) {
-                None => fail(ResponseError::GroupIdNotFound, format!("Group {id} not found.")),
-                Some(Membership::Classic(_)) => {
-                    fail(ResponseError::GroupIdNotFound, format!("Group {id} is not a consumer group."))
+            .map(|id| {
+                let shard = self.shard(id).or_else(|e| fail(e, format!("The coordinator of group {id} is not available here.")))?;
+                let groups = shard.lock().or_else(|e| fail(e, format!("The coordinator of group {id} is not available.")))?;
+                match groups.get(id).map(|g| &g.membership) {
+                    None => fail(ResponseError::GroupIdNotFound, format!("Group {id} not found.")),
+                    Some(Membership::Classic(_)) => {
+                        fail(ResponseError::GroupIdNotFound, format!("Group {id} is not a consumer group."))
+                    }
+                    Some(Membership::Consumer(g)) => Ok(g.describe(&self.config)),
                 }
-                Some(Membership::Consumer(g)) => Ok(g.describe(&self.config)),
             })
             .collect()
     }
@@ -1397,27 +1424,24 @@ mod tests {
     #[test]
     fn coordinator_refuses_non_empty_classic_groups_and_converts_empty_ones() {
         use super::super::classic::ClassicGroup;
+        use super::super::block_on;
         let coordinator = GroupCoordinator::new(cfg());
         let topics = topics(1);
-        {
-            let mut groups = coordinator.lock();
-            groups.insert("empty".into(), Group::new(Membership::Classic(ClassicGroup::new(0))));
-        }
-        // Without an offsets topic nothing can be stored: the join is refused and undone.
-        let e = coordinator.consumer_heartbeat("empty", join("a"), &topics, 0).unwrap_err();
+        // Without an offsets topic there is no coordinator for any group.
+        let e = block_on(coordinator.consumer_heartbeat("empty", join("a"), &topics, 0)).unwrap_err();
         assert_eq!(e.error, ResponseError::CoordinatorNotAvailable);
-        assert!(matches!(coordinator.lock().get("empty").map(|g| &g.membership), Some(Membership::Classic(_))));
         let dir = tempfile::tempdir().expect("tempdir");
         let log = storage::Log::open(&dir.path().join("__consumer_offsets-0"), storage::LogConfig::default(), true).expect("log");
         let partition = crate::partition::Partition::new(super::super::OFFSETS_TOPIC.into(), Uuid::nil(), 0, log, 0);
-        coordinator.load(vec![std::sync::Arc::new(partition)], 0).expect("load");
+        coordinator.load_partitions(vec![std::sync::Arc::new(partition)], 0).expect("load");
+        coordinator.with_groups("empty", |groups| groups.insert("empty".into(), Group::new(Membership::Classic(ClassicGroup::new(0)))));
         // Heartbeats other than a join need an existing consumer group.
-        let e = coordinator.consumer_heartbeat("nope", beat("a", 1, &[]), &topics, 0).unwrap_err();
+        let e = block_on(coordinator.consumer_heartbeat("nope", beat("a", 1, &[]), &topics, 0)).unwrap_err();
         assert_eq!(e.error, ResponseError::GroupIdNotFound);
-        let e = coordinator.consumer_heartbeat("empty", beat("a", 1, &[]), &topics, 0).unwrap_err();
+        let e = block_on(coordinator.consumer_heartbeat("empty", beat("a", 1, &[]), &topics, 0)).unwrap_err();
         assert_eq!((e.error, e.message.as_str()), (ResponseError::GroupIdNotFound, "Group empty is not a consumer group."));
         // A join turns the empty classic group into a consumer group.
-        let r = coordinator.consumer_heartbeat("empty", join("a"), &topics, 0).unwrap();
+        let r = block_on(coordinator.consumer_heartbeat("empty", join("a"), &topics, 0)).unwrap();
         assert_eq!(r.member_epoch, 1);
         let described = coordinator.consumer_describe(&["empty".into(), "nope".into()]);
         assert_eq!(described[0].as_ref().unwrap().members.len(), 1);

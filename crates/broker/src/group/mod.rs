@@ -1,27 +1,34 @@
 //! The group coordinator: consumer groups (classic and KIP-848), their
 //! committed offsets, and their records in `__consumer_offsets`.
 //!
-//! Every group lives in one map behind one lock; each operation changes the
-//! group in memory, then appends the records that describe the change to the
-//! group's `__consumer_offsets` partition before it answers, so a restart
-//! replays the topic ([`GroupCoordinator::load`]) and loses no acknowledged
-//! commit. A timer ([`GroupCoordinator::tick`]) expires sessions, ends
-//! rebalance phases and expires offsets of empty groups.
+//! Groups are sharded by their `__consumer_offsets` partition ([`shard`]): a
+//! broker serves the groups of the partitions it leads, loaded when it
+//! becomes their leader ([`GroupCoordinator::on_become_leader`]) and dropped
+//! when it stops being one ([`GroupCoordinator::on_resign`]); other brokers'
+//! groups are NOT_COORDINATOR. Each operation changes the group in memory
+//! under its shard's lock, appends the records that describe the change to
+//! the shard's partition, and answers once they are committed (below the high
+//! watermark), so a failover or restart replays the topic and loses no
+//! acknowledged commit; committed offsets become visible only then. A timer
+//! ([`GroupCoordinator::tick`]) expires sessions, ends rebalance phases and
+//! expires offsets of empty groups.
 
 pub(crate) mod assignor;
 pub(crate) mod classic;
 pub(crate) mod consumer;
+pub(crate) mod shard;
 pub(crate) mod store;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use records::Compression;
-use parking_lot::{Mutex, MutexGuard, RwLock};
+use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::config::GroupConfig;
@@ -29,6 +36,7 @@ use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use classic::ClassicGroup;
 use consumer::ConsumerGroup;
+use shard::{Groups, Pending, Shard};
 use store::{ClassicGroupValue, OffsetValue, StoredKey, StoredValue};
 
 /// The internal topic holding groups and committed offsets.
@@ -71,6 +79,9 @@ pub(crate) struct Group {
     /// The classic group's record as last stored: what the group goes back to
     /// when storing a change fails.
     pub(crate) stored_classic: Option<ClassicGroupValue>,
+    /// Commits appended and not yet committed, in append order: the offset
+    /// after their records, and the offsets they commit.
+    pub(crate) pending_offsets: Vec<(i64, Vec<PartitionOffset>)>,
 }
 
 impl Group {
@@ -80,7 +91,7 @@ impl Group {
 
     /// A group without offsets and with nothing stored yet.
     pub(crate) fn new(membership: Membership) -> Group {
-        Group { membership, offsets: BTreeMap::new(), stored_classic: None }
+        Group { membership, offsets: BTreeMap::new(), stored_classic: None, pending_offsets: Vec::new() }
     }
 
     /// True when no member is in the group.
@@ -94,7 +105,18 @@ impl Group {
     /// A classic group nobody joined or committed to (a join that stopped at
     /// MEMBER_ID_REQUIRED and never came back): nothing worth keeping.
     pub(crate) fn is_unused(&self) -> bool {
-        matches!(&self.membership, Membership::Classic(g) if g.is_empty() && g.generation == 0) && self.offsets.is_empty()
+        matches!(&self.membership, Membership::Classic(g) if g.is_empty() && g.generation == 0)
+            && self.offsets.is_empty()
+            && self.pending_offsets.is_empty()
+    }
+
+    /// Makes the pending commits whose records end at or before
+    /// `committed_end` visible, oldest first.
+    fn commit_pending(&mut self, committed_end: i64) {
+        let done = self.pending_offsets.iter().take_while(|(end, _)| *end <= committed_end).count();
+        for (_, offsets) in self.pending_offsets.drain(..done) {
+            self.offsets.extend(offsets);
+        }
     }
 
     /// Kafka's name for the group's state.
@@ -214,18 +236,27 @@ pub(crate) fn append_error(error: ResponseError, offsets: bool) -> ResponseError
     }
 }
 
+/// A topic name and partition index.
+pub(crate) type TopicPartition = (String, i32);
+
+/// A partition's committed offset.
+pub(crate) type PartitionOffset = (TopicPartition, OffsetValue);
+
 /// The outcome of committing one partition's offset.
 pub(crate) type PartitionResult = std::result::Result<(), ResponseError>;
 
 /// A result per partition, or one error for the whole request.
 pub(crate) type PartitionResults = std::result::Result<Vec<((String, i32), PartitionResult)>, ResponseError>;
 
-/// The groups this broker coordinates (on one node: all of them).
+/// The groups this broker coordinates: one [`Shard`] per `__consumer_offsets`
+/// partition it leads (on one node: all of them). The shard map is locked
+/// only to look a shard up; each shard locks its own groups.
 pub struct GroupCoordinator {
     pub(crate) config: GroupConfig,
-    groups: Mutex<HashMap<String, Group>>,
-    /// `__consumer_offsets` partitions; empty until the topic exists.
-    topic: RwLock<Vec<Arc<Partition>>>,
+    shards: RwLock<HashMap<i32, Arc<Shard>>>,
+    /// `__consumer_offsets`'s partition count (what group ids hash over); 0
+    /// until the topic exists.
+    partitions: AtomicI32,
     last_expiry_ms: Mutex<i64>,
 }
 
@@ -234,142 +265,93 @@ impl GroupCoordinator {
     pub fn new(config: GroupConfig) -> GroupCoordinator {
         GroupCoordinator {
             config,
-            groups: Mutex::new(HashMap::new()),
-            topic: RwLock::new(Vec::new()),
+            shards: RwLock::new(HashMap::new()),
+            partitions: AtomicI32::new(0),
             last_expiry_ms: Mutex::new(0),
         }
     }
 
-    /// True once `__consumer_offsets` is hosted.
-    pub(crate) fn has_topic(&self) -> bool {
-        !self.topic.read().is_empty()
+    /// This broker became the leader of `partition` of `__consumer_offsets`
+    /// (one of `partition_count`) at `leader_epoch` (Kafka's `onElection`):
+    /// its groups are loaded, in the background when there is something to
+    /// replay and a runtime to do it on; clients of its groups get
+    /// COORDINATOR_LOAD_IN_PROGRESS meanwhile. A shard already loaded at this
+    /// or a newer epoch is kept.
+    pub fn on_become_leader(&self, partition: Arc<Partition>, leader_epoch: i32, partition_count: i32, now: i64) {
+        self.partitions.store(partition_count, Ordering::Relaxed);
+        let index = partition.index;
+        let current = self.shards.read().get(&index).cloned();
+        if current.is_some_and(|s| s.leader_epoch >= leader_epoch && s.status() != shard::Status::Unloaded) {
+            return;
+        }
+        let empty = partition.log_end_offset() <= partition.log_start_offset();
+        let shard = Arc::new(Shard::new(partition, leader_epoch));
+        let replaced = self.shards.write().insert(index, Arc::clone(&shard));
+        if let Some(old) = replaced {
+            old.unload();
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !empty => {
+                let config = self.config.clone();
+                runtime.spawn_blocking(move || shard.load(&config, now));
+            }
+            // Failures are logged by the load and answered NOT_COORDINATOR.
+            _ => drop(shard.load(&self.config, now)),
+        }
     }
 
-    /// Replays `__consumer_offsets` into the group map and starts writing to it.
-    pub fn load(&self, partitions: Vec<Arc<Partition>>, now: i64) -> Result<()> {
-        let mut groups = self.groups.lock();
-        let mut records = 0usize;
-        for partition in &partitions {
-            let read = |offset| partition.read(offset, 1 << 20);
-            let replay = |header: &records::BatchHeader, batch: Vec<records::RawRecord>| {
-                for record in batch {
-                    let offset = record.offset(header);
-                    let Some(key) = record.key.filter(|_| !header.is_control()) else { continue };
-                    let key = StoredKey::decode(key).map_err(|e| corrupt(offset, e))?;
-                    let Some(key) = key else { continue };
-                    let value = match record.value {
-                        Some(v) => Some(
-                            StoredValue::decode(&key, v).map_err(|e| corrupt(offset, e))?,
-                        ),
-                        None => None,
-                    };
-                    apply_stored(&mut groups, key, value, now);
-                    records += 1;
-                }
-                Ok(())
-            };
-            crate::record_batch::scan(read, partition.log_start_offset(), partition.high_watermark(), replay)
-                .map_err(|e| BrokerError::kafka(e.response_error(), format!("{}-{}: {e}", partition.topic, partition.index)))?;
-        }
-        for group in groups.values_mut() {
-            if let Membership::Consumer(g) = &mut group.membership {
-                g.loaded(&self.config, now);
+    /// This broker stopped leading partition `partition_index` of
+    /// `__consumer_offsets` at `leader_epoch` (Kafka's `onResignation`): its
+    /// groups are dropped and their clients get NOT_COORDINATOR. A
+    /// resignation older than the shard's epoch changes nothing.
+    pub fn on_resign(&self, partition_index: i32, leader_epoch: i32) {
+        let mut shards = self.shards.write();
+        if shards.get(&partition_index).is_some_and(|s| s.leader_epoch <= leader_epoch) {
+            if let Some(shard) = shards.remove(&partition_index) {
+                drop(shards);
+                shard.unload();
             }
         }
-        *self.topic.write() = partitions;
-        tracing::info!(groups = groups.len(), records, "loaded groups from {OFFSETS_TOPIC}");
+    }
+
+    /// Waits until no shard is loading; the first load failure, if any (start-up
+    /// refuses to serve groups it could not read, as before sharding).
+    pub fn wait_loaded(&self) -> Result<()> {
+        for shard in self.shards() {
+            shard.wait_loaded().map_err(|reason| BrokerError::kafka(ResponseError::CorruptMessage, reason))?;
+        }
         Ok(())
     }
 
-    /// Locks the group map.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
-        self.groups.lock()
+    /// Every shard, by partition.
+    fn shards(&self) -> Vec<Arc<Shard>> {
+        let mut shards: Vec<Arc<Shard>> = self.shards.read().values().cloned().collect();
+        shards.sort_by_key(|s| s.index);
+        shards
     }
 
-    /// Appends records for one group to its `__consumer_offsets` partition.
-    pub(crate) fn write(&self, group: &str, records: Vec<(StoredKey, Option<StoredValue>)>, now: i64) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
+    /// The shard of a group: COORDINATOR_NOT_AVAILABLE while
+    /// `__consumer_offsets` does not exist, NOT_COORDINATOR when another
+    /// broker leads the group's partition.
+    pub(crate) fn shard(&self, group_id: &str) -> std::result::Result<Arc<Shard>, ResponseError> {
+        let count = self.partitions.load(Ordering::Relaxed);
+        if count <= 0 {
+            return Err(ResponseError::CoordinatorNotAvailable);
         }
-        let topic = self.topic.read();
-        if topic.is_empty() {
-            return Err(BrokerError::kafka(ResponseError::CoordinatorNotAvailable, format!("{OFFSETS_TOPIC} does not exist yet")));
-        }
-        let partition = &topic[store::partition_for(group, topic.len() as i32) as usize];
-        let entries = records.into_iter().map(|(key, value)| (Some(key.encode()), value.map(|v| v.encode()), now));
-        let mut buf = crate::record_batch::encode(entries, Compression::None).map_err(|e| {
-            BrokerError::kafka(ResponseError::UnknownServerError, format!("cannot encode group records: {e}"))
-        })?;
-        partition.append(&mut buf, now)?;
-        Ok(())
+        let index = store::partition_for(group_id, count);
+        self.shards.read().get(&index).cloned().ok_or(ResponseError::NotCoordinator)
     }
 
-    /// Writes the records of a group's membership changes, in one append. When
-    /// the append fails, a classic group goes back to its last stored record
-    /// (members waiting in JoinGroup/SyncGroup get the error and rejoin); a
-    /// consumer group is rolled back by its heartbeat, which holds its state
-    /// from before, and keeps the records to write them with the next change.
-    /// Errors with the code the client gets ([`append_error`]).
-    pub(crate) fn persist_membership(&self, id: &str, group: &mut Group, now: i64) -> std::result::Result<(), ResponseError> {
-        let records = group.take_records(id);
-        let classic = records.iter().find_map(|(_, value)| match value {
-            Some(StoredValue::ClassicGroup(v)) => Some(v.clone()),
-            _ => None,
-        });
-        // A consumer group's records are kept for a retry: a timer's change
-        // (a session expiry) has no caller to undo it.
-        let retry = if matches!(group.membership, Membership::Consumer(_)) { records.clone() } else { Vec::new() };
-        match self.write(id, records, now) {
-            Ok(()) => {
-                if classic.is_some() {
-                    group.stored_classic = classic;
-                }
-                if let Membership::Classic(g) = &mut group.membership {
-                    g.release_syncs();
-                }
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(group = %id, error = %e, "cannot store group metadata; the change is undone");
-                let code = append_error(e.response_error(), false);
-                match &mut group.membership {
-                    Membership::Classic(g) => {
-                        g.fail_waiting(code);
-                        let restored = match &group.stored_classic {
-                            Some(v) => ClassicGroup::restore(v.clone(), now),
-                            None => ClassicGroup::new(now),
-                        };
-                        group.membership = Membership::Classic(restored);
-                    }
-                    Membership::Consumer(g) => g.requeue_records(retry),
-                }
-                Err(code)
-            }
-        }
-    }
-
-    /// After a classic group operation: stores the group if it changed (see
-    /// [`Self::persist_membership`]) and forgets a classic group that never got
-    /// a member or an offset.
-    pub(crate) fn finish_classic(
-        &self,
-        groups: &mut HashMap<String, Group>,
-        id: &str,
-        now: i64,
-    ) -> std::result::Result<(), ResponseError> {
-        let Some(group) = groups.get_mut(id) else { return Ok(()) };
-        let result = self.persist_membership(id, group, now);
-        if group.is_unused() {
-            groups.remove(id);
-        }
-        result
+    /// How long a write may take to be committed (`offsets.commit.timeout.ms`).
+    fn commit_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.offsets_commit_timeout_ms)
     }
 
     /// The classic group `id`, created (empty) if `create` and missing. Errors
     /// with INCONSISTENT_GROUP_PROTOCOL for a non-empty consumer group; an empty
     /// one is turned into a classic group.
     pub(crate) fn classic_group<'a>(
-        groups: &'a mut HashMap<String, Group>,
+        groups: &'a mut Groups,
         id: &str,
         create: bool,
         now: i64,
@@ -395,59 +377,90 @@ impl GroupCoordinator {
 
     /// Commits offsets for a group. `generation` is the member epoch for
     /// consumer groups; -1 with an empty member id is an admin commit (only
-    /// for empty groups). Returns a result per partition, or one for all.
+    /// for empty groups). Answers once the records are committed (below the
+    /// high watermark) and only then makes them visible to OffsetFetch.
+    /// Returns a result per partition, or one for all.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn commit_offsets(
+    pub(crate) async fn commit_offsets(
         &self,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
         offsets: Vec<((String, i32), OffsetValue)>,
-        topics: &dyn TopicCatalog,
+        topics: &(dyn TopicCatalog + Sync),
         now: i64,
     ) -> PartitionResults {
-        let mut groups = self.groups.lock();
-        let created = !groups.contains_key(group_id);
-        if created {
-            if generation >= 0 {
-                // Kafka: GROUP_ID_NOT_FOUND from OffsetCommit v9, ILLEGAL_GENERATION
-                // before (the handler maps it).
-                return Err(ResponseError::GroupIdNotFound);
-            }
-            groups.insert(group_id.to_string(), Group::classic(now));
-        }
-        let Some(group) = groups.get_mut(group_id) else { return Err(ResponseError::CoordinatorNotAvailable) };
-        group.check_commit(member_id, instance_id, generation)?;
-        let mut results = Vec::with_capacity(offsets.len());
-        let mut records = Vec::new();
-        let mut accepted = Vec::new();
-        for ((topic, partition), value) in offsets {
-            let known = topics.by_name(&topic).is_some_and(|(_, count)| (0..count).contains(&partition));
-            let result = if !known {
-                Err(ResponseError::UnknownTopicOrPartition)
-            } else if value.metadata.len() > self.config.offset_metadata_max_bytes {
-                Err(ResponseError::OffsetMetadataTooLarge)
-            } else {
-                records.push((
-                    StoredKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition },
-                    Some(StoredValue::Offset(value.clone())),
-                ));
-                accepted.push(((topic.clone(), partition), value));
-                Ok(())
-            };
-            results.push(((topic, partition), result));
-        }
-        if let Err(e) = self.write(group_id, records, now) {
-            tracing::error!(group = %group_id, error = %e, "cannot store committed offsets");
-            let code = append_error(e.response_error(), true);
+        let shard = self.shard(group_id)?;
+        let (results, pending) = {
+            let mut groups = shard.lock()?;
+            let created = !groups.contains_key(group_id);
             if created {
-                groups.remove(group_id);
+                if generation >= 0 {
+                    // Kafka: GROUP_ID_NOT_FOUND from OffsetCommit v9, ILLEGAL_GENERATION
+                    // before (the handler maps it).
+                    return Err(ResponseError::GroupIdNotFound);
+                }
+                groups.insert(group_id.to_string(), Group::classic(now));
             }
-            return Ok(results.into_iter().map(|(tp, r)| (tp, r.and(Err(code)))).collect());
+            let Some(group) = groups.get_mut(group_id) else { return Err(ResponseError::CoordinatorNotAvailable) };
+            group.check_commit(member_id, instance_id, generation)?;
+            let mut results = Vec::with_capacity(offsets.len());
+            let mut records = Vec::new();
+            let mut accepted = Vec::new();
+            for ((topic, partition), value) in offsets {
+                let known = topics.by_name(&topic).is_some_and(|(_, count)| (0..count).contains(&partition));
+                let result = if !known {
+                    Err(ResponseError::UnknownTopicOrPartition)
+                } else if value.metadata.len() > self.config.offset_metadata_max_bytes {
+                    Err(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    records.push((
+                        StoredKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition },
+                        Some(StoredValue::Offset(value.clone())),
+                    ));
+                    accepted.push(((topic.clone(), partition), value));
+                    Ok(())
+                };
+                results.push(((topic, partition), result));
+            }
+            match shard.write(records, now) {
+                Err(e) => {
+                    tracing::error!(group = %group_id, error = %e, "cannot store committed offsets");
+                    if created {
+                        groups.remove(group_id);
+                    }
+                    return Ok(failed(results, append_error(e.response_error(), true)));
+                }
+                Ok(None) => {
+                    group.commit_pending(i64::MAX);
+                    group.offsets.extend(accepted);
+                    return Ok(results);
+                }
+                Ok(Some(pending)) => {
+                    group.pending_offsets.push((pending.required_offset, accepted));
+                    (results, pending)
+                }
+            }
+        };
+        let outcome = pending.committed(self.commit_timeout()).await;
+        let mut groups = shard.groups();
+        let group = groups.get_mut(group_id);
+        match outcome {
+            Ok(()) => {
+                if let Some(group) = group {
+                    group.commit_pending(pending.required_offset);
+                }
+                Ok(results)
+            }
+            Err(e) => {
+                tracing::warn!(group = %group_id, error = %e, "committed offsets were not replicated");
+                if let Some(group) = group {
+                    group.pending_offsets.retain(|(end, _)| *end != pending.required_offset);
+                }
+                Ok(failed(results, append_error(e.response_error(), true)))
+            }
         }
-        group.offsets.extend(accepted);
-        Ok(results)
     }
 
     /// The committed offsets of a group: the given partitions, or all when None.
@@ -455,10 +468,11 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         partitions: Option<Vec<(String, i32)>>,
-    ) -> Vec<((String, i32), Option<OffsetValue>)> {
-        let groups = self.groups.lock();
+    ) -> std::result::Result<Vec<(TopicPartition, Option<OffsetValue>)>, ResponseError> {
+        let shard = self.shard(group_id)?;
+        let groups = shard.lock()?;
         let offsets = groups.get(group_id).map(|g| &g.offsets);
-        match partitions {
+        Ok(match partitions {
             Some(list) => list
                 .into_iter()
                 .map(|tp| {
@@ -469,115 +483,168 @@ impl GroupCoordinator {
             None => offsets
                 .map(|o| o.iter().map(|(tp, v)| (tp.clone(), Some(v.clone()))).collect())
                 .unwrap_or_default(),
-        }
+        })
     }
 
     /// Checks a KIP-848 member before it reads offsets (OffsetFetch v9+).
     pub(crate) fn check_fetch_member(&self, group_id: &str, member_id: &str, member_epoch: i32) -> std::result::Result<(), ResponseError> {
-        let groups = self.groups.lock();
+        let shard = self.shard(group_id)?;
+        let groups = shard.lock()?;
         match groups.get(group_id).map(|g| &g.membership) {
             Some(Membership::Consumer(g)) if !member_id.is_empty() => g.check_member_epoch(member_id, member_epoch),
             _ => Ok(()),
         }
     }
 
-    /// Deletes empty groups with their offsets.
-    pub(crate) fn delete_groups(&self, ids: &[String], now: i64) -> Vec<(String, PartitionResult)> {
-        let mut groups = self.groups.lock();
-        ids.iter()
-            .map(|id| {
-                let result = match groups.get(id) {
-                    None => Err(ResponseError::GroupIdNotFound),
-                    Some(g) if !g.is_empty() => Err(ResponseError::NonEmptyGroup),
-                    Some(g) => {
-                        let mut records = tombstones(id, g.offsets.keys());
-                        records.extend(g.membership_tombstones(id));
-                        match self.write(id, records, now) {
-                            Ok(()) => {
-                                groups.remove(id);
-                                Ok(())
-                            }
-                            Err(e) => Err(append_error(e.response_error(), false)),
-                        }
-                    }
-                };
-                (id.clone(), result)
-            })
-            .collect()
+    /// Runs `f` over the groups of every shard this broker serves: Err when a
+    /// shard is still loading (COORDINATOR_LOAD_IN_PROGRESS, as Kafka's ListGroups).
+    pub(crate) fn each_group(&self, mut f: impl FnMut(&str, &Group)) -> std::result::Result<(), ResponseError> {
+        let mut loading = false;
+        for shard in self.shards() {
+            match shard.lock() {
+                Ok(groups) => groups.iter().for_each(|(id, g)| f(id, g)),
+                Err(ResponseError::CoordinatorLoadInProgress) => loading = true,
+                Err(_) => {}
+            }
+        }
+        if loading {
+            return Err(ResponseError::CoordinatorLoadInProgress);
+        }
+        Ok(())
+    }
+
+    /// Deletes empty groups with their offsets, answering once the tombstones
+    /// are committed.
+    pub(crate) async fn delete_groups(&self, ids: &[String], now: i64) -> Vec<(String, PartitionResult)> {
+        let mut results = Vec::with_capacity(ids.len());
+        let mut waiting = Vec::new();
+        for id in ids {
+            let result = self.delete_group(id, now).map(|pending| {
+                waiting.extend(pending.map(|p| (results.len(), p)));
+            });
+            results.push((id.clone(), result));
+        }
+        for (i, pending) in waiting {
+            if let Err(e) = pending.committed(self.commit_timeout()).await {
+                results[i].1 = Err(append_error(e.response_error(), false));
+            }
+        }
+        results
+    }
+
+    fn delete_group(&self, id: &str, now: i64) -> std::result::Result<Option<Pending>, ResponseError> {
+        // Without __consumer_offsets there are no groups.
+        let shard = self.shard(id).map_err(|e| match e {
+            ResponseError::CoordinatorNotAvailable => ResponseError::GroupIdNotFound,
+            e => e,
+        })?;
+        let mut groups = shard.lock()?;
+        let group = match groups.get(id) {
+            None => return Err(ResponseError::GroupIdNotFound),
+            Some(g) if !g.is_empty() => return Err(ResponseError::NonEmptyGroup),
+            Some(g) => g,
+        };
+        let mut records = tombstones(id, group.offsets.keys());
+        records.extend(group.membership_tombstones(id));
+        let pending = shard.write(records, now).map_err(|e| append_error(e.response_error(), false))?;
+        groups.remove(id);
+        Ok(pending)
     }
 
     /// Forgets every group's committed offsets of a deleted topic, as Kafka
     /// does, so a topic created again under the name starts without them.
+    /// `__consumer_offsets` itself deleted: every shard is unloaded.
     pub(crate) fn forget_topic(&self, topic: &str, now: i64) {
-        let mut groups = self.groups.lock();
-        for (id, group) in groups.iter_mut() {
-            let gone: Vec<(String, i32)> = group.offsets.keys().filter(|(t, _)| t == topic).cloned().collect();
-            if gone.is_empty() {
-                continue;
-            }
-            match self.write(id, tombstones(id, gone.iter()), now) {
-                Ok(()) => {
-                    for tp in &gone {
-                        group.offsets.remove(tp);
-                    }
+        if topic == OFFSETS_TOPIC {
+            self.partitions.store(0, Ordering::Relaxed);
+            let shards = std::mem::take(&mut *self.shards.write());
+            shards.into_values().for_each(|s| s.unload());
+            return;
+        }
+        for shard in self.shards() {
+            let Ok(mut groups) = shard.lock() else { continue };
+            for (id, group) in groups.iter_mut() {
+                let gone: Vec<(String, i32)> = group.offsets.keys().filter(|(t, _)| t == topic).cloned().collect();
+                if gone.is_empty() {
+                    continue;
                 }
-                Err(e) => tracing::error!(group = %id, %topic, error = %e, "cannot drop offsets of a deleted topic"),
+                match shard.write(tombstones(id, gone.iter()), now) {
+                    Ok(_) => {
+                        for tp in &gone {
+                            group.offsets.remove(tp);
+                        }
+                    }
+                    Err(e) => tracing::error!(group = %id, %topic, error = %e, "cannot drop offsets of a deleted topic"),
+                }
             }
         }
     }
 
-    /// Deletes committed offsets of a group, unless its members subscribe to the topic.
-    pub(crate) fn delete_offsets(
-        &self,
-        group_id: &str,
-        partitions: Vec<(String, i32)>,
-        now: i64,
-    ) -> PartitionResults {
-        let mut groups = self.groups.lock();
-        let Some(group) = groups.get_mut(group_id) else { return Err(ResponseError::GroupIdNotFound) };
-        let subscribed = group.subscribed_topics();
-        let mut results = Vec::new();
-        let mut removed = Vec::new();
-        for tp in partitions {
-            if subscribed.contains(&tp.0) {
-                results.push((tp, Err(ResponseError::GroupSubscribedToTopic)));
-            } else {
-                removed.push(tp.clone());
-                results.push((tp, Ok(())));
+    /// Deletes committed offsets of a group, unless its members subscribe to
+    /// the topic; answers once the tombstones are committed.
+    pub(crate) async fn delete_offsets(&self, group_id: &str, partitions: Vec<(String, i32)>, now: i64) -> PartitionResults {
+        let (results, pending) = {
+            let shard = self.shard(group_id)?;
+            let mut groups = shard.lock()?;
+            let Some(group) = groups.get_mut(group_id) else { return Err(ResponseError::GroupIdNotFound) };
+            let subscribed = group.subscribed_topics();
+            let mut results = Vec::new();
+            let mut removed = Vec::new();
+            for tp in partitions {
+                if subscribed.contains(&tp.0) {
+                    results.push((tp, Err(ResponseError::GroupSubscribedToTopic)));
+                } else {
+                    removed.push(tp.clone());
+                    results.push((tp, Ok(())));
+                }
             }
-        }
-        self.write(group_id, tombstones(group_id, removed.iter()), now)
-            .map_err(|e| append_error(e.response_error(), false))?;
-        for tp in &removed {
-            group.offsets.remove(tp);
+            let pending = shard
+                .write(tombstones(group_id, removed.iter()), now)
+                .map_err(|e| append_error(e.response_error(), false))?;
+            for tp in &removed {
+                group.offsets.remove(tp);
+            }
+            (results, pending)
+        };
+        if let Some(pending) = pending {
+            pending.committed(self.commit_timeout()).await.map_err(|e| append_error(e.response_error(), false))?;
         }
         Ok(results)
     }
 
-    /// Runs the timers: sessions, rebalance deadlines, offset expiry.
+    /// Runs the timers of every served shard: sessions, rebalance deadlines,
+    /// offset expiry.
     pub fn tick(&self, now: i64) {
-        let mut groups = self.groups.lock();
-        for (id, group) in groups.iter_mut() {
-            match &mut group.membership {
-                Membership::Classic(g) => g.tick(&self.config, now),
-                Membership::Consumer(g) => g.tick(&self.config, now),
+        let expire = {
+            let mut last = self.last_expiry_ms.lock();
+            let due = now - *last >= self.config.offsets_retention_check_interval_ms as i64;
+            if due {
+                *last = now;
             }
-            // A failure is logged and undone there (a classic group); the
-            // members learn of it on their next request.
-            let _ = self.persist_membership(id, group, now);
-        }
-        groups.retain(|_, g| !g.is_unused());
-        let mut last = self.last_expiry_ms.lock();
-        if now - *last >= self.config.offsets_retention_check_interval_ms as i64 {
-            *last = now;
-            self.expire_offsets(&mut groups, now);
+            due
+        };
+        for shard in self.shards() {
+            let Ok(mut groups) = shard.lock() else { continue };
+            for (id, group) in groups.iter_mut() {
+                match &mut group.membership {
+                    Membership::Classic(g) => g.tick(&self.config, now),
+                    Membership::Consumer(g) => g.tick(&self.config, now),
+                }
+                // A failure is logged and undone there (a classic group); the
+                // members learn of it on their next request.
+                let _ = shard.persist_membership(id, group, now);
+            }
+            groups.retain(|_, g| !g.is_unused());
+            if expire {
+                self.expire_offsets(&shard, &mut groups, now);
+            }
         }
     }
 
     /// Drops offsets of empty groups older than `offsets.retention.minutes`
     /// (counted from when the group became empty, or from the commit for
     /// groups that only commit), and groups left with nothing.
-    fn expire_offsets(&self, groups: &mut HashMap<String, Group>, now: i64) {
+    fn expire_offsets(&self, shard: &Shard, groups: &mut Groups, now: i64) {
         let retention = self.config.offsets_retention_ms;
         let mut dead = Vec::new();
         for (id, group) in groups.iter_mut() {
@@ -599,11 +666,11 @@ impl GroupCoordinator {
                 continue;
             }
             let mut records = tombstones(id, expired.iter());
-            let all_gone = expired.len() == group.offsets.len();
+            let all_gone = expired.len() == group.offsets.len() && group.pending_offsets.is_empty();
             if all_gone {
                 records.extend(group.membership_tombstones(id));
             }
-            if let Err(e) = self.write(id, records, now) {
+            if let Err(e) = shard.write(records, now) {
                 tracing::error!(group = %id, error = %e, "cannot expire offsets");
                 continue;
             }
@@ -621,6 +688,36 @@ impl GroupCoordinator {
     }
 }
 
+#[cfg(test)]
+impl GroupCoordinator {
+    /// Leads every partition at epoch 0 and waits for their loads (tests).
+    pub(crate) fn load_partitions(&self, partitions: Vec<Arc<Partition>>, now: i64) -> Result<()> {
+        let count = partitions.len() as i32;
+        for partition in partitions {
+            self.on_become_leader(partition, 0, count, now);
+        }
+        self.wait_loaded()
+    }
+
+    /// Runs `f` on the groups of the shard `group_id` belongs to (tests).
+    pub(crate) fn with_groups<T>(&self, group_id: &str, f: impl FnOnce(&mut Groups) -> T) -> T {
+        let shard = self.shard(group_id).expect("a shard");
+        let mut groups = shard.groups();
+        f(&mut groups)
+    }
+}
+
+/// Runs a coordinator future to its end on a runtime of its own (tests).
+#[cfg(test)]
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
+}
+
+/// Every accepted partition's result replaced by `code`.
+fn failed(results: Vec<((String, i32), PartitionResult)>, code: ResponseError) -> Vec<((String, i32), PartitionResult)> {
+    results.into_iter().map(|(tp, r)| (tp, r.and(Err(code)))).collect()
+}
+
 fn tombstones<'a>(group: &str, partitions: impl Iterator<Item = &'a (String, i32)>) -> Vec<(StoredKey, Option<StoredValue>)> {
     partitions
         .map(|(topic, partition)| {
@@ -629,12 +726,12 @@ fn tombstones<'a>(group: &str, partitions: impl Iterator<Item = &'a (String, i32
         .collect()
 }
 
-fn corrupt(offset: i64, reason: store::DecodeError) -> BrokerError {
+pub(crate) fn corrupt(offset: i64, reason: store::DecodeError) -> BrokerError {
     BrokerError::kafka(ResponseError::CorruptMessage, format!("corrupt group record at offset {offset}: {reason}"))
 }
 
 /// Applies one replayed record.
-fn apply_stored(groups: &mut HashMap<String, Group>, key: StoredKey, value: Option<StoredValue>, now: i64) {
+pub(crate) fn apply_stored(groups: &mut Groups, key: StoredKey, value: Option<StoredValue>, now: i64) {
     let id = key.group().to_string();
     match (key, value) {
         (StoredKey::Offset { topic, partition, .. }, Some(StoredValue::Offset(v))) => {

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::store::OffsetValue;
 use super::*;
+use crate::partition::LeaderAndIsr;
 
 struct Topics;
 
@@ -36,7 +37,7 @@ fn open_partition(dir: &std::path::Path) -> Arc<Partition> {
 
 fn coordinator(dir: &std::path::Path, cfg: GroupConfig, now: i64) -> GroupCoordinator {
     let c = GroupCoordinator::new(cfg);
-    c.load(vec![open_partition(dir)], now).expect("load");
+    c.load_partitions(vec![open_partition(dir)], now).expect("load");
     c
 }
 
@@ -45,7 +46,7 @@ fn offset(o: i64, now: i64) -> OffsetValue {
 }
 
 fn committed(c: &GroupCoordinator, group: &str) -> Vec<((String, i32), i64)> {
-    c.fetch_offsets(group, None).into_iter().filter_map(|(tp, v)| v.map(|v| (tp, v.offset))).collect()
+    c.fetch_offsets(group, None).expect("served").into_iter().filter_map(|(tp, v)| v.map(|v| (tp, v.offset))).collect()
 }
 
 #[test]
@@ -53,30 +54,29 @@ fn commits_survive_a_replay_and_deletions_stay_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let c = coordinator(dir.path(), config(), 0);
-        let results = c
-            .commit_offsets("g1", "", None, -1, vec![(("t".into(), 0), offset(5, 1)), (("t".into(), 1), offset(7, 1))], &Topics, 1)
+        let results = block_on(c.commit_offsets("g1", "", None, -1, vec![(("t".into(), 0), offset(5, 1)), (("t".into(), 1), offset(7, 1))], &Topics, 1))
             .expect("admin commit to a new group");
         assert!(results.iter().all(|(_, r)| r.is_ok()));
-        let unknown = c.commit_offsets("g1", "", None, -1, vec![(("nope".into(), 0), offset(1, 2))], &Topics, 2).expect("commit");
+        let unknown = block_on(c.commit_offsets("g1", "", None, -1, vec![(("nope".into(), 0), offset(1, 2))], &Topics, 2)).expect("commit");
         assert_eq!(unknown[0].1, Err(ResponseError::UnknownTopicOrPartition));
-        c.commit_offsets("g2", "", None, -1, vec![(("t".into(), 0), offset(9, 3))], &Topics, 3).expect("commit");
-        c.commit_offsets("g1", "", None, -1, vec![(("t".into(), 0), offset(6, 4))], &Topics, 4).expect("commit");
-        assert_eq!(c.delete_groups(&["g2".into(), "g3".into()], 5)[1].1, Err(ResponseError::GroupIdNotFound));
-        c.delete_offsets("g1", vec![("t".into(), 1)], 6).expect("delete offsets");
+        block_on(c.commit_offsets("g2", "", None, -1, vec![(("t".into(), 0), offset(9, 3))], &Topics, 3)).expect("commit");
+        block_on(c.commit_offsets("g1", "", None, -1, vec![(("t".into(), 0), offset(6, 4))], &Topics, 4)).expect("commit");
+        assert_eq!(block_on(c.delete_groups(&["g2".into(), "g3".into()], 5))[1].1, Err(ResponseError::GroupIdNotFound));
+        block_on(c.delete_offsets("g1", vec![("t".into(), 1)], 6)).expect("delete offsets");
     }
     let c = coordinator(dir.path(), config(), 10);
     assert_eq!(committed(&c, "g1"), vec![(("t".to_string(), 0), 6)]);
     assert!(committed(&c, "g2").is_empty(), "deleted group stays deleted");
-    assert!(!c.lock().contains_key("g2"));
+    assert!(!c.with_groups("g2", |g| g.contains_key("g2")));
 }
 
 #[test]
 fn generation_commits_need_a_member_and_unknown_groups_need_generation_minus_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = coordinator(dir.path(), config(), 0);
-    let err = c.commit_offsets("g", "m", None, 3, vec![(("t".into(), 0), offset(1, 0))], &Topics, 0);
+    let err = block_on(c.commit_offsets("g", "m", None, 3, vec![(("t".into(), 0), offset(1, 0))], &Topics, 0));
     assert_eq!(err.err(), Some(ResponseError::GroupIdNotFound), "ILLEGAL_GENERATION before OffsetCommit v9");
-    assert!(!c.lock().contains_key("g"), "a refused commit creates no group");
+    assert!(!c.with_groups("g", |g| g.contains_key("g")), "a refused commit creates no group");
 }
 
 #[test]
@@ -87,11 +87,11 @@ fn offsets_of_empty_groups_expire_after_the_retention() {
     cfg.offsets_retention_check_interval_ms = 1;
     {
         let c = coordinator(dir.path(), cfg.clone(), 0);
-        c.commit_offsets("old", "", None, -1, vec![(("t".into(), 0), offset(1, 1_000))], &Topics, 1_000).expect("commit");
-        c.commit_offsets("new", "", None, -1, vec![(("t".into(), 0), offset(2, 50_000))], &Topics, 50_000).expect("commit");
+        block_on(c.commit_offsets("old", "", None, -1, vec![(("t".into(), 0), offset(1, 1_000))], &Topics, 1_000)).expect("commit");
+        block_on(c.commit_offsets("new", "", None, -1, vec![(("t".into(), 0), offset(2, 50_000))], &Topics, 50_000)).expect("commit");
         c.tick(61_000);
         assert!(committed(&c, "old").is_empty(), "expired");
-        assert!(!c.lock().contains_key("old"), "a group left with nothing is removed");
+        assert!(!c.with_groups("old", |g| g.contains_key("old")), "a group left with nothing is removed");
         assert_eq!(committed(&c, "new").len(), 1, "not yet expired");
     }
     let c = coordinator(dir.path(), cfg, 62_000);
@@ -104,7 +104,7 @@ fn offsets_of_a_deleted_topic_are_forgotten_for_good() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let c = coordinator(dir.path(), config(), 0);
-        c.commit_offsets("g", "", None, -1, vec![(("t".into(), 0), offset(5, 1)), (("t".into(), 1), offset(6, 1))], &Topics, 1)
+        block_on(c.commit_offsets("g", "", None, -1, vec![(("t".into(), 0), offset(5, 1)), (("t".into(), 1), offset(6, 1))], &Topics, 1))
             .expect("commit");
         c.forget_topic("t", 2);
         assert!(committed(&c, "g").is_empty());
@@ -169,7 +169,7 @@ fn consumer_group_members_and_assignments_survive_a_replay() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mid, kept) = {
         let c = coordinator(dir.path(), config(), 0);
-        let hb = |h, now| c.consumer_heartbeat("cg", h, &Topics, now).expect("heartbeat");
+        let hb = |h, now| block_on(c.consumer_heartbeat("cg", h, &Topics, now)).expect("heartbeat");
         assert_eq!(partitions(&hb(join("a"), 0).assignment), vec![0, 1]);
         hb(beat("a", 1, &[0, 1]), 1);
         assert_eq!(hb(join("b"), 2).member_epoch, 2);
@@ -184,7 +184,7 @@ fn consumer_group_members_and_assignments_survive_a_replay() {
     // Mid-revocation, the group comes back as it was; a finishes revoking.
     let c = coordinator(dir.path(), config(), 100);
     assert_eq!(snapshot(&c, "cg"), mid);
-    let hb = |h, now| c.consumer_heartbeat("cg", h, &Topics, now).expect("heartbeat");
+    let hb = |h, now| block_on(c.consumer_heartbeat("cg", h, &Topics, now)).expect("heartbeat");
     assert_eq!(hb(beat("a", 1, &kept), 101).member_epoch, 2);
     let given = partitions(&hb(beat("b", 2, &[]), 102).assignment);
     assert_eq!(given.len(), 1);
@@ -197,13 +197,13 @@ fn consumer_group_members_and_assignments_survive_a_replay() {
     let c = coordinator(dir.path(), config(), 200);
     assert_eq!(snapshot(&c, "cg"), stable);
     // The members carry on at their epochs: nothing new to assign, no rebalance.
-    let r = c.consumer_heartbeat("cg", beat("a", 2, &kept), &Topics, 201).expect("a is still a member");
+    let r = block_on(c.consumer_heartbeat("cg", beat("a", 2, &kept), &Topics, 201)).expect("a is still a member");
     assert_eq!((r.member_epoch, r.assignment), (2, None));
-    let r = c.consumer_heartbeat("cg", beat("b", 2, &given), &Topics, 202).expect("b is still a member");
+    let r = block_on(c.consumer_heartbeat("cg", beat("b", 2, &given), &Topics, 202)).expect("b is still a member");
     assert_eq!((r.member_epoch, r.assignment), (2, None));
     assert_eq!(snapshot(&c, "cg"), stable);
     // Their epochs are good for committing offsets.
-    let results = c.commit_offsets("cg", "a", None, 2, vec![(("t".into(), kept[0]), offset(3, 203))], &Topics, 203);
+    let results = block_on(c.commit_offsets("cg", "a", None, 2, vec![(("t".into(), kept[0]), offset(3, 203))], &Topics, 203));
     assert!(results.expect("commit").iter().all(|(_, r)| r.is_ok()));
 }
 
@@ -214,7 +214,7 @@ fn members_who_left_stay_gone_and_restored_members_expire_without_heartbeats() {
     let session = i64::from(cfg.consumer_session_timeout_ms);
     {
         let c = coordinator(dir.path(), cfg.clone(), 0);
-        let hb = |h, now| c.consumer_heartbeat("cg", h, &Topics, now).expect("heartbeat");
+        let hb = |h, now| block_on(c.consumer_heartbeat("cg", h, &Topics, now)).expect("heartbeat");
         hb(join("a"), 0);
         hb(join("b"), 1);
         hb(consumer::Heartbeat { member_epoch: consumer::LEAVE_EPOCH, ..beat("b", 2, &[]) }, 2);
@@ -224,7 +224,7 @@ fn members_who_left_stay_gone_and_restored_members_expire_without_heartbeats() {
     let (_, epoch, _, members) = snapshot(&c, "cg");
     assert_eq!(epoch, 3, "joins of a and b, leave of b");
     assert_eq!(members.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), vec!["a"]);
-    let e = c.consumer_heartbeat("cg", beat("b", 2, &[]), &Topics, 1_001).expect_err("b left");
+    let e = block_on(c.consumer_heartbeat("cg", beat("b", 2, &[]), &Topics, 1_001)).expect_err("b left");
     assert_eq!(e.error, ResponseError::UnknownMemberId);
     // a does not heartbeat: its session, restarted by the load, ends.
     c.tick(1_000 + session - 1);
@@ -235,10 +235,10 @@ fn members_who_left_stay_gone_and_restored_members_expire_without_heartbeats() {
 
     let c = coordinator(dir.path(), cfg.clone(), 2 * session);
     assert_eq!(snapshot(&c, "cg").0, "Empty", "the expiry is stored");
-    assert_eq!(c.delete_groups(&["cg".into()], 2 * session)[0].1, Ok(()));
+    assert_eq!(block_on(c.delete_groups(&["cg".into()], 2 * session))[0].1, Ok(()));
     drop(c);
     let c = coordinator(dir.path(), cfg, 3 * session);
-    assert!(!c.lock().contains_key("cg"), "a deleted consumer group stays deleted");
+    assert!(!c.with_groups("cg", |g| g.contains_key("cg")), "a deleted consumer group stays deleted");
 }
 
 #[test]
@@ -247,7 +247,7 @@ fn a_static_member_taken_over_by_a_new_instance_is_replaced_in_the_store() {
     let static_join = |id: &str| consumer::Heartbeat { instance_id: Some("i1".into()), ..join(id) };
     {
         let c = coordinator(dir.path(), config(), 0);
-        let hb = |h, now| c.consumer_heartbeat("cg", h, &Topics, now).expect("heartbeat");
+        let hb = |h, now| block_on(c.consumer_heartbeat("cg", h, &Topics, now)).expect("heartbeat");
         hb(static_join("a"), 0);
         let leave = consumer::Heartbeat { member_epoch: consumer::LEAVE_STATIC_EPOCH, ..static_join("a") };
         hb(leave, 1);
@@ -258,7 +258,7 @@ fn a_static_member_taken_over_by_a_new_instance_is_replaced_in_the_store() {
     assert_eq!((state, epoch), ("Stable", 1), "a takeover does not rebalance");
     assert_eq!(members, vec![("a2".to_string(), 1, "client-a2".to_string(), vec![0, 1], vec![0, 1])]);
     // The instance id still belongs to a2.
-    let e = c.consumer_heartbeat("cg", static_join("a3"), &Topics, 101).expect_err("a2 holds i1");
+    let e = block_on(c.consumer_heartbeat("cg", static_join("a3"), &Topics, 101)).expect_err("a2 holds i1");
     assert_eq!(e.error, ResponseError::UnreleasedInstanceId);
 }
 
@@ -268,7 +268,7 @@ fn failing_coordinator(dir: &std::path::Path, cfg: GroupConfig) -> (GroupCoordin
     let log = Log::open(&dir.join("__consumer_offsets-0"), LogConfig::default(), true).expect("open log");
     let partition = Partition::new(OFFSETS_TOPIC.into(), Uuid::nil(), 0, log, 0).in_log_dir(Arc::clone(&health));
     let c = GroupCoordinator::new(cfg);
-    c.load(vec![Arc::new(partition)], 0).expect("load");
+    c.load_partitions(vec![Arc::new(partition)], 0).expect("load");
     (c, health)
 }
 
@@ -276,16 +276,15 @@ fn failing_coordinator(dir: &std::path::Path, cfg: GroupConfig) -> (GroupCoordin
 fn an_offset_commit_that_cannot_be_stored_is_refused_and_not_applied() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, health) = failing_coordinator(dir.path(), config());
-    c.commit_offsets("g", "", None, -1, vec![(("t".into(), 0), offset(5, 1))], &Topics, 1).expect("commit");
+    block_on(c.commit_offsets("g", "", None, -1, vec![(("t".into(), 0), offset(5, 1))], &Topics, 1)).expect("commit");
     health.fail(&"disk gone");
-    let results = c
-        .commit_offsets("g", "", None, -1, vec![(("t".into(), 0), offset(6, 2)), (("t".into(), 1), offset(7, 2))], &Topics, 2)
+    let results = block_on(c.commit_offsets("g", "", None, -1, vec![(("t".into(), 0), offset(6, 2)), (("t".into(), 1), offset(7, 2))], &Topics, 2))
         .expect("a result per partition");
     assert_eq!(results.iter().map(|(_, r)| *r).collect::<Vec<_>>(), vec![Err(ResponseError::NotCoordinator); 2]);
     assert_eq!(committed(&c, "g"), vec![(("t".to_string(), 0), 5)], "the refused commit is not visible");
-    let fresh = c.commit_offsets("g2", "", None, -1, vec![(("t".into(), 0), offset(1, 3))], &Topics, 3).expect("results");
+    let fresh = block_on(c.commit_offsets("g2", "", None, -1, vec![(("t".into(), 0), offset(1, 3))], &Topics, 3)).expect("results");
     assert_eq!(fresh[0].1, Err(ResponseError::NotCoordinator));
-    assert!(!c.lock().contains_key("g2"), "a refused commit creates no group");
+    assert!(!c.with_groups("g2", |g| g.contains_key("g2")), "a refused commit creates no group");
 }
 
 fn classic_join(member: &str) -> classic::JoinRequest {
@@ -303,9 +302,11 @@ fn classic_join(member: &str) -> classic::JoinRequest {
 }
 
 fn classic_state(c: &GroupCoordinator) -> Option<(&'static str, i32, usize)> {
-    c.lock().get("cg").and_then(|g| match &g.membership {
-        Membership::Classic(g) => Some((g.state.name(), g.generation, g.members.len())),
-        Membership::Consumer(_) => None,
+    c.with_groups("cg", |groups| {
+        groups.get("cg").and_then(|g| match &g.membership {
+            Membership::Classic(g) => Some((g.state.name(), g.generation, g.members.len())),
+            Membership::Consumer(_) => None,
+        })
     })
 }
 
@@ -323,12 +324,13 @@ fn joined(answer: classic::Answer<kafka_protocol::messages::JoinGroupResponse>) 
 
 /// A stable group of one member, its assignment stored: the member id.
 fn stable_classic(c: &GroupCoordinator, instance: Option<&str>) -> String {
-    let mut groups = c.lock();
+    let shard = c.shard("cg").expect("served");
+    let mut groups = shard.lock().expect("active");
     let group = GroupCoordinator::classic_group(&mut groups, "cg", true, 0).expect("created");
     let req = classic::JoinRequest { group_instance_id: instance.map(str::to_string), ..classic_join("") };
     let member = joined(group.join(req, &c.config, 0)).member_id.to_string();
     let answer = group.sync(&member, instance, 1, (None, None), vec![(member.clone(), bytes::Bytes::from_static(b"a"))], 0);
-    c.finish_classic(&mut groups, "cg", 0).expect("stored");
+    assert!(shard.finish_classic(&mut groups, "cg", 0).expect("stored").is_none(), "committed at once");
     let classic::Answer::Later(mut rx) = answer else { panic!("the leader waits for the store") };
     assert_eq!(rx.try_recv().expect("answered once stored").assignment, bytes::Bytes::from_static(b"a"));
     member
@@ -341,17 +343,18 @@ fn a_join_that_cannot_be_stored_is_refused_and_leaves_the_group_as_stored() {
     let old = stable_classic(&c, Some("i1"));
     health.fail(&"disk gone");
     // The static member comes back with a new member id: the replacement is stored, and cannot be.
-    let mut groups = c.lock();
+    let shard = c.shard("cg").expect("served");
+    let mut groups = shard.lock().expect("active");
     let group = GroupCoordinator::classic_group(&mut groups, "cg", true, 1).expect("the group");
     let req = classic::JoinRequest { group_instance_id: Some("i1".into()), ..classic_join("") };
     let _ = group.join(req, &c.config, 1);
-    assert_eq!(c.finish_classic(&mut groups, "cg", 1), Err(ResponseError::NotCoordinator), "the handler answers this");
+    assert_eq!(shard.finish_classic(&mut groups, "cg", 1).err(), Some(ResponseError::NotCoordinator), "the handler answers this");
     drop(groups);
     assert_eq!(classic_state(&c), Some(("Stable", 1, 1)));
-    let members: Vec<String> = match &c.lock()["cg"].membership {
+    let members: Vec<String> = c.with_groups("cg", |groups| match &groups["cg"].membership {
         Membership::Classic(g) => g.members.keys().cloned().collect(),
         Membership::Consumer(_) => Vec::new(),
-    };
+    });
     assert_eq!(members, vec![old], "the old member id is still the one stored");
 }
 
@@ -359,19 +362,20 @@ fn a_join_that_cannot_be_stored_is_refused_and_leaves_the_group_as_stored() {
 fn a_sync_that_cannot_be_stored_is_refused_and_the_assignment_not_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, health) = failing_coordinator(dir.path(), no_delay());
+    let shard = c.shard("cg").expect("served");
     let member = {
-        let mut groups = c.lock();
+        let mut groups = shard.lock().expect("active");
         let group = GroupCoordinator::classic_group(&mut groups, "cg", true, 0).expect("created");
         let member = joined(group.join(classic_join(""), &c.config, 0)).member_id.to_string();
-        c.finish_classic(&mut groups, "cg", 0).expect("nothing to store yet");
+        shard.finish_classic(&mut groups, "cg", 0).expect("nothing to store yet");
         member
     };
     assert_eq!(classic_state(&c), Some(("CompletingRebalance", 1, 1)));
     health.fail(&"disk gone");
-    let mut groups = c.lock();
+    let mut groups = shard.lock().expect("active");
     let group = GroupCoordinator::classic_group(&mut groups, "cg", false, 1).expect("the group");
     let answer = group.sync(&member, None, 1, (None, None), vec![(member.clone(), bytes::Bytes::from_static(b"a"))], 1);
-    assert_eq!(c.finish_classic(&mut groups, "cg", 1), Err(ResponseError::NotCoordinator), "the handler answers this");
+    assert_eq!(shard.finish_classic(&mut groups, "cg", 1).err(), Some(ResponseError::NotCoordinator), "the handler answers this");
     drop(groups);
     let classic::Answer::Later(mut rx) = answer else { panic!("the leader waits for the store") };
     let waiting = rx.try_recv().expect("the waiting members are answered");
@@ -383,15 +387,15 @@ fn a_sync_that_cannot_be_stored_is_refused_and_the_assignment_not_kept() {
 fn a_consumer_heartbeat_that_cannot_be_stored_is_refused_and_undone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (c, health) = failing_coordinator(dir.path(), config());
-    c.consumer_heartbeat("cg", join("a"), &Topics, 0).expect("a joins");
+    block_on(c.consumer_heartbeat("cg", join("a"), &Topics, 0)).expect("a joins");
     let before = snapshot(&c, "cg");
     health.fail(&"disk gone");
-    let e = c.consumer_heartbeat("cg", join("b"), &Topics, 1).expect_err("b's join cannot be stored");
+    let e = block_on(c.consumer_heartbeat("cg", join("b"), &Topics, 1)).expect_err("b's join cannot be stored");
     assert_eq!(e.error, ResponseError::NotCoordinator);
     assert_eq!(snapshot(&c, "cg"), before, "b is not a member, the epoch did not move");
-    let e = c.consumer_heartbeat("new", join("x"), &Topics, 2).expect_err("cannot be stored");
+    let e = block_on(c.consumer_heartbeat("new", join("x"), &Topics, 2)).expect_err("cannot be stored");
     assert_eq!(e.error, ResponseError::NotCoordinator);
-    assert!(!c.lock().contains_key("new"), "a group that could not be stored is not kept");
+    assert!(!c.with_groups("new", |g| g.contains_key("new")), "a group that could not be stored is not kept");
 }
 
 #[test]
@@ -400,20 +404,175 @@ fn a_session_expiry_that_cannot_be_stored_is_stored_with_the_next_change() {
     let cfg = config();
     let session = i64::from(cfg.consumer_session_timeout_ms);
     let c = coordinator(dir.path(), cfg.clone(), 0);
-    c.consumer_heartbeat("cg", join("a"), &Topics, 0).expect("a joins");
-    c.consumer_heartbeat("cg", join("b"), &Topics, 0).expect("b joins");
-    let epoch = c.consumer_heartbeat("cg", beat("a", 1, &[0, 1]), &Topics, session - 1).expect("a heartbeats").member_epoch;
+    block_on(c.consumer_heartbeat("cg", join("a"), &Topics, 0)).expect("a joins");
+    block_on(c.consumer_heartbeat("cg", join("b"), &Topics, 0)).expect("b joins");
+    let epoch = block_on(c.consumer_heartbeat("cg", beat("a", 1, &[0, 1]), &Topics, session - 1)).expect("a heartbeats").member_epoch;
     // For a while the group's partition cannot be written.
     let failed_dir = tempfile::tempdir().expect("tempdir");
     let (failed, health) = failing_coordinator(failed_dir.path(), cfg.clone());
     health.fail(&"disk gone");
-    let healthy = std::mem::replace(&mut *c.topic.write(), failed.topic.read().clone());
-    c.tick(session); // b expires: its tombstones cannot be written
-    assert_eq!(snapshot(&c, "cg").3.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), vec!["a"]);
-    *c.topic.write() = healthy;
-    c.consumer_heartbeat("cg", beat("a", epoch, &[0]), &Topics, session + 1).expect("a heartbeats");
+    let swap = || c.with_groups("cg", |healthy| failed.with_groups("cg", |broken| std::mem::swap(healthy, broken)));
+    swap();
+    failed.tick(session); // b expires: its tombstones cannot be written
+    assert_eq!(snapshot(&failed, "cg").3.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), vec!["a"]);
+    swap();
+    block_on(c.consumer_heartbeat("cg", beat("a", epoch, &[0]), &Topics, session + 1)).expect("a heartbeats");
     let expired = snapshot(&c, "cg");
     drop(c);
     let c = coordinator(dir.path(), cfg, session + 2);
     assert_eq!(snapshot(&c, "cg"), expired, "the expiry was stored with the next heartbeat");
+}
+
+/// `__consumer_offsets`-`index` led by broker 0 at epoch 1 with a follower, 1,
+/// in the ISR: the high watermark moves only when 1 fetches.
+fn replicated_partition(dir: &std::path::Path, index: i32) -> Arc<Partition> {
+    let log = Log::open(&dir.join(format!("__consumer_offsets-{index}")), LogConfig::default(), true).expect("open log");
+    let partition = Partition::open(OFFSETS_TOPIC.into(), Uuid::nil(), index, log, 0);
+    partition.make_leader(&LeaderAndIsr { leader_epoch: 1, replicas: vec![0, 1], isr: vec![0, 1] }, 0).expect("leader");
+    Arc::new(partition)
+}
+
+/// Broker 1 fetches `partition` up to its log end, as a caught-up follower.
+fn follower_catches_up(partition: &Partition) {
+    partition.fetch_records(partition.log_end_offset(), 1 << 20, -1, Some(1), 0).expect("follower fetch");
+}
+
+/// Two group ids that hash to partitions 0 and 1 of two.
+fn groups_on_two_partitions() -> (String, String) {
+    let on = |p| (0..).map(|i| format!("g{i}")).find(|g| store::partition_for(g, 2) == p).expect("an id");
+    (on(0), on(1))
+}
+
+#[test]
+fn a_shard_serves_only_while_led_and_comes_back_with_its_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (on0, on1) = groups_on_two_partitions();
+    let partitions = |d: &std::path::Path| {
+        (0..2).map(|i| {
+            let log = Log::open(&d.join(format!("__consumer_offsets-{i}")), LogConfig::default(), true).expect("open log");
+            Arc::new(Partition::new(OFFSETS_TOPIC.into(), Uuid::nil(), i, log, 0))
+        }).collect::<Vec<_>>()
+    };
+    let led = partitions(dir.path());
+    let c = GroupCoordinator::new(config());
+    c.load_partitions(led.clone(), 0).expect("load");
+    for g in [&on0, &on1] {
+        block_on(c.commit_offsets(g, "", None, -1, vec![(("t".into(), 0), offset(4, 1))], &Topics, 1)).expect("commit");
+    }
+    // Another broker leads partition 1 from epoch 1: its groups are not served here.
+    c.on_resign(1, 1);
+    assert_eq!(c.fetch_offsets(&on1, None).err(), Some(ResponseError::NotCoordinator));
+    let refused = block_on(c.commit_offsets(&on1, "", None, -1, vec![(("t".into(), 0), offset(5, 2))], &Topics, 2));
+    assert_eq!(refused.err(), Some(ResponseError::NotCoordinator));
+    assert_eq!(c.check_fetch_member(&on1, "m", 1), Err(ResponseError::NotCoordinator));
+    assert_eq!(block_on(c.delete_groups(&[on1.clone()], 2))[0].1, Err(ResponseError::NotCoordinator));
+    let e = block_on(c.consumer_heartbeat(&on1, join("a"), &Topics, 2)).expect_err("not served");
+    assert_eq!(e.error, ResponseError::NotCoordinator);
+    assert_eq!(committed(&c, &on0), vec![(("t".to_string(), 0), 4)], "partition 0 is still served");
+    let mut listed = Vec::new();
+    c.each_group(|id, _| listed.push(id.to_string())).expect("listed");
+    assert_eq!(listed, vec![on0.clone()], "only served groups are listed");
+    // A resignation older than the shard it would end changes nothing.
+    c.on_resign(0, -1);
+    assert_eq!(committed(&c, &on0).len(), 1);
+    // Leading partition 1 again (epoch 2): its groups are loaded from it.
+    c.on_become_leader(Arc::clone(&led[1]), 2, 2, 3);
+    c.wait_loaded().expect("loaded");
+    assert_eq!(committed(&c, &on1), vec![(("t".to_string(), 0), 4)]);
+}
+
+#[test]
+fn a_loading_shard_answers_load_in_progress_and_a_failed_one_not_coordinator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shard = shard::Shard::new(open_partition(dir.path()), 0);
+    assert_eq!(shard.lock().err(), Some(ResponseError::CoordinatorLoadInProgress));
+    shard.load(&config(), 0).expect("load");
+    assert!(shard.lock().is_ok());
+    shard.unload();
+    assert_eq!(shard.lock().err(), Some(ResponseError::NotCoordinator));
+    // A partition that cannot be read: the shard is not served.
+    let broken = tempfile::tempdir().expect("tempdir");
+    let health = Arc::new(crate::log_dir_health::LogDirHealth::new(broken.path().to_path_buf(), false));
+    let log = Log::open(&broken.path().join("__consumer_offsets-0"), LogConfig::default(), true).expect("open log");
+    let partition = Arc::new(Partition::new(OFFSETS_TOPIC.into(), Uuid::nil(), 0, log, 0).in_log_dir(Arc::clone(&health)));
+    let written = shard::Shard::new(Arc::clone(&partition), 0);
+    let key = store::StoredKey::Offset { group: "g".into(), topic: "t".into(), partition: 0 };
+    written.write(vec![(key, Some(store::StoredValue::Offset(offset(1, 0))))], 0).expect("written");
+    health.fail(&"disk gone");
+    let shard = shard::Shard::new(partition, 0);
+    assert!(shard.load(&config(), 0).is_err());
+    assert!(shard.wait_loaded().is_err());
+    assert_eq!(shard.lock().err(), Some(ResponseError::NotCoordinator));
+}
+
+#[tokio::test]
+async fn a_commit_is_answered_and_visible_only_once_below_the_high_watermark() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let partition = replicated_partition(dir.path(), 0);
+    let c = Arc::new(GroupCoordinator::new(config()));
+    c.load_partitions(vec![Arc::clone(&partition)], 0).expect("load");
+    let committing = {
+        let c = Arc::clone(&c);
+        tokio::spawn(async move { c.commit_offsets("g", "", None, -1, vec![(("t".into(), 0), offset(7, 1))], &Topics, 1).await })
+    };
+    while partition.log_end_offset() == 0 {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!committing.is_finished(), "not answered before the follower has the record");
+    assert!(committed(&c, "g").is_empty(), "not visible before it is committed");
+    follower_catches_up(&partition);
+    let results = committing.await.expect("join").expect("results");
+    assert!(results.iter().all(|(_, r)| r.is_ok()));
+    assert_eq!(committed(&c, "g"), vec![(("t".to_string(), 0), 7)]);
+}
+
+#[tokio::test]
+async fn a_commit_the_isr_does_not_take_in_time_is_refused_and_not_visible() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let partition = replicated_partition(dir.path(), 0);
+    let c = GroupCoordinator::new(GroupConfig { offsets_commit_timeout_ms: 1, ..config() });
+    c.load_partitions(vec![Arc::clone(&partition)], 0).expect("load");
+    let results = c.commit_offsets("g", "", None, -1, vec![(("t".into(), 0), offset(7, 1))], &Topics, 1).await.expect("results");
+    assert_eq!(results[0].1, Err(ResponseError::CoordinatorNotAvailable), "Kafka's answer to a commit that timed out");
+    assert!(committed(&c, "g").is_empty());
+    assert_eq!(partition.log_end_offset(), 1, "appended, never committed");
+}
+
+#[tokio::test]
+async fn a_sync_is_answered_once_the_assignment_is_committed_and_a_timeout_rebalances() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let partition = replicated_partition(dir.path(), 0);
+    let cfg = GroupConfig { offsets_commit_timeout_ms: 600_000, ..no_delay() };
+    let c = GroupCoordinator::new(cfg.clone());
+    c.load_partitions(vec![Arc::clone(&partition)], 0).expect("load");
+    let shard = c.shard("cg").expect("served");
+    let (answer, pending) = {
+        let mut groups = shard.lock().expect("active");
+        let group = GroupCoordinator::classic_group(&mut groups, "cg", true, 0).expect("created");
+        let member = joined(group.join(classic_join(""), &c.config, 0)).member_id.to_string();
+        let answer = group.sync(&member, None, 1, (None, None), vec![(member.clone(), bytes::Bytes::from_static(b"a"))], 0);
+        (answer, shard.finish_classic(&mut groups, "cg", 0).expect("appended").expect("not yet committed"))
+    };
+    let classic::Answer::Later(mut rx) = answer else { panic!("the leader waits for the store") };
+    assert!(rx.try_recv().is_err(), "no assignment before the record is committed");
+    follower_catches_up(&partition);
+    shard.settle_classic("cg", pending, &cfg, 1).await.expect("committed");
+    assert_eq!(rx.try_recv().expect("answered").assignment, bytes::Bytes::from_static(b"a"));
+
+    // A rejoin whose record the follower never takes: REBALANCE_IN_PROGRESS, and the group rebalances.
+    let cfg = GroupConfig { offsets_commit_timeout_ms: 1, ..cfg };
+    let pending = {
+        let mut groups = shard.lock().expect("active");
+        let group = GroupCoordinator::classic_group(&mut groups, "cg", false, 2).expect("the group");
+        let member = group.members.keys().next().cloned().expect("a member");
+        let answer = group.sync(&member, None, 1, (None, None), Vec::new(), 2);
+        assert!(matches!(answer, classic::Answer::Now(_)), "a stable group answers at once");
+        group.dirty = true;
+        shard.finish_classic(&mut groups, "cg", 2).expect("appended").expect("not yet committed")
+    };
+    assert_eq!(shard.settle_classic("cg", pending, &cfg, 3).await, Err(ResponseError::RebalanceInProgress));
+    assert_eq!(classic_state(&c).map(|s| s.0), Some("PreparingRebalance"));
 }

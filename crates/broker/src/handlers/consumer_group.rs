@@ -21,7 +21,7 @@ use crate::Broker;
 /// ConsumerGroupDescribe v1's member type of a member using the consumer protocol.
 const CONSUMER_MEMBER_TYPE: i8 = 1;
 
-pub(crate) fn heartbeat(
+pub(crate) async fn heartbeat(
     broker: &Arc<Broker>,
     client: &ClientInfo,
     req: ConsumerGroupHeartbeatRequest,
@@ -63,7 +63,7 @@ pub(crate) fn heartbeat(
     if let Err(e) = broker.ensure_offsets_topic() {
         return error(GroupError { error: e.response_error(), message: e.to_string() });
     }
-    match broker.groups.consumer_heartbeat(&group_id, request, &broker.replicas, crate::now_ms()) {
+    match broker.groups.consumer_heartbeat(&group_id, request, &broker.replicas, crate::now_ms()).await {
         Ok(reply) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(str_bytes(reply.member_id)))
             .with_member_epoch(reply.member_epoch)

@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 
 use super::{authorized_operations, str_bytes};
 use crate::group::classic::{join_error as join_failed, Answer, ClassicGroup, JoinRequest};
+use crate::config::GroupConfig;
 use crate::group::{ClientInfo, GroupCoordinator, Membership};
 use crate::{now_ms, Broker};
 
@@ -35,34 +36,29 @@ pub(crate) async fn join(broker: &Arc<Broker>, client: &ClientInfo, req: JoinGro
     if group_id.is_empty() {
         return join_failed(ResponseError::InvalidGroupId, &req.member_id);
     }
-    let now = now_ms();
-    let coordinator = &broker.groups;
-    let answer = {
-        let mut groups = coordinator.lock();
-        let create = req.member_id.is_empty();
-        match GroupCoordinator::classic_group(&mut groups, &group_id, create, now) {
-            Err(e) => Answer::Now(join_failed(e, &req.member_id)),
-            Ok(group) => {
-                let join = JoinRequest {
-                    member_id: req.member_id.to_string(),
-                    group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
-                    client_id: client.client_id.clone(),
-                    client_host: client.client_host.clone(),
-                    // v0 has no rebalance timeout: the session timeout serves.
-                    rebalance_timeout_ms: if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
-                    session_timeout_ms: req.session_timeout_ms,
-                    protocol_type: req.protocol_type.to_string(),
-                    protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
-                    require_known_member_id: version >= 4,
-                };
-                let answer = group.join(join, &coordinator.config, now);
-                match coordinator.finish_classic(&mut groups, &group_id, now) {
-                    Ok(()) => answer,
-                    Err(e) => Answer::Now(join_failed(e, &req.member_id)),
-                }
-            }
-        }
-    };
+    let create = req.member_id.is_empty();
+    let answer = with_classic(
+        broker,
+        &group_id,
+        create,
+        |group, config, now| {
+            let join = JoinRequest {
+                member_id: req.member_id.to_string(),
+                group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+                client_id: client.client_id.clone(),
+                client_host: client.client_host.clone(),
+                // v0 has no rebalance timeout: the session timeout serves.
+                rebalance_timeout_ms: if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
+                session_timeout_ms: req.session_timeout_ms,
+                protocol_type: req.protocol_type.to_string(),
+                protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+                require_known_member_id: version >= 4,
+            };
+            group.join(join, config, now)
+        },
+        |e| Answer::Now(join_failed(e, &req.member_id)),
+    )
+    .await;
     let mut resp = wait(answer, || join_failed(ResponseError::UnknownMemberId, &req.member_id)).await;
     if version < 7 && resp.protocol_name.is_none() {
         resp.protocol_name = Some(str_bytes(""));
@@ -70,26 +66,43 @@ pub(crate) async fn join(broker: &Arc<Broker>, client: &ClientInfo, req: JoinGro
     resp
 }
 
-/// Runs `f` on a classic group and stores what changed; `missing` answers
-/// when there is no such group or the change could not be stored.
-fn with_classic<T>(
+/// Runs `f` on a classic group (created empty if `create`) under its shard's
+/// lock, stores what changed and waits until that is committed; `missing`
+/// answers when the group is not served here, does not exist, or the change
+/// could not be stored.
+async fn with_classic<T>(
     broker: &Broker,
     group_id: &str,
-    f: impl FnOnce(&mut ClassicGroup, i64) -> T,
-    missing: impl FnOnce(ResponseError) -> T,
+    create: bool,
+    f: impl FnOnce(&mut ClassicGroup, &GroupConfig, i64) -> T,
+    missing: impl Fn(ResponseError) -> T,
 ) -> T {
     let now = now_ms();
     let coordinator = &broker.groups;
-    let mut groups = coordinator.lock();
-    match GroupCoordinator::classic_group(&mut groups, group_id, false, now) {
-        Err(e) => missing(e),
-        Ok(group) => {
-            let out = f(group, now);
-            match coordinator.finish_classic(&mut groups, group_id, now) {
-                Ok(()) => out,
-                Err(e) => missing(e),
-            }
+    let shard = match coordinator.shard(group_id) {
+        Ok(shard) => shard,
+        Err(e) => return missing(e),
+    };
+    let (out, pending) = {
+        let mut groups = match shard.lock() {
+            Ok(groups) => groups,
+            Err(e) => return missing(e),
+        };
+        let out = match GroupCoordinator::classic_group(&mut groups, group_id, create, now) {
+            Err(e) => return missing(e),
+            Ok(group) => f(group, &coordinator.config, now),
+        };
+        match shard.finish_classic(&mut groups, group_id, now) {
+            Ok(pending) => (out, pending),
+            Err(e) => return missing(e),
         }
+    };
+    match pending {
+        Some(pending) => match shard.settle_classic(group_id, pending, &coordinator.config, now).await {
+            Ok(()) => out,
+            Err(e) => missing(e),
+        },
+        None => out,
     }
 }
 
@@ -101,7 +114,8 @@ pub(crate) async fn sync(broker: &Arc<Broker>, req: SyncGroupRequest) -> SyncGro
     let answer = with_classic(
         broker,
         &req.group_id,
-        |group, now| {
+        false,
+        |group, _, now| {
             let assignments = req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
             group.sync(
                 &req.member_id,
@@ -113,41 +127,45 @@ pub(crate) async fn sync(broker: &Arc<Broker>, req: SyncGroupRequest) -> SyncGro
             )
         },
         |e| Answer::Now(failed(e)),
-    );
+    )
+    .await;
     wait(answer, || failed(ResponseError::UnknownMemberId)).await
 }
 
-pub(crate) fn heartbeat(broker: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
+pub(crate) async fn heartbeat(broker: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
     let result = with_classic(
         broker,
         &req.group_id,
-        |group, now| group.heartbeat(&req.member_id, req.group_instance_id.as_deref(), req.generation_id, now),
+        false,
+        |group, _, now| group.heartbeat(&req.member_id, req.group_instance_id.as_deref(), req.generation_id, now),
         Err,
-    );
+    )
+    .await;
     HeartbeatResponse::default().with_error_code(result.err().map_or(0, |e| e.code()))
 }
 
-pub(crate) fn leave(broker: &Arc<Broker>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub(crate) async fn leave(broker: &Arc<Broker>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let leaving: Vec<(String, Option<String>)> = if version >= 3 {
         req.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|s| s.to_string()))).collect()
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    let config = broker.groups.config.clone();
     let results = with_classic(
         broker,
         &req.group_id,
-        |group, now| {
+        false,
+        |group, config, now| {
             leaving
                 .iter()
                 .map(|(member, instance)| {
-                    let (id, result) = group.leave(member, instance.as_deref(), &config, now);
+                    let (id, result) = group.leave(member, instance.as_deref(), config, now);
                     (id, instance.clone(), result)
                 })
                 .collect::<Vec<_>>()
         },
         |e| leaving.iter().map(|(m, i)| (m.clone(), i.clone(), Err(e))).collect(),
-    );
+    )
+    .await;
     if version < 3 {
         let code = results.first().and_then(|(_, _, r)| r.err()).map_or(0, |e| e.code());
         return LeaveGroupResponse::default().with_error_code(code);
@@ -168,33 +186,43 @@ pub(crate) fn leave(broker: &Arc<Broker>, req: LeaveGroupRequest, version: i16) 
 pub(crate) fn list(broker: &Arc<Broker>, req: ListGroupsRequest) -> ListGroupsResponse {
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
-    let groups = broker.groups.lock();
-    let mut listed: Vec<ListedGroup> = groups
-        .iter()
-        .filter(|(_, g)| states.is_empty() || states.contains(&g.state_name().to_lowercase()))
-        .filter(|(_, g)| types.is_empty() || types.contains(&g.type_name().to_string()))
-        .map(|(id, g)| {
-            ListedGroup::default()
-                .with_group_id(GroupId(str_bytes(id.clone())))
-                .with_protocol_type(str_bytes(g.protocol_type()))
-                .with_group_state(str_bytes(g.state_name()))
-                .with_group_type(str_bytes(g.type_name()))
-        })
-        .collect();
+    let mut listed: Vec<ListedGroup> = Vec::new();
+    let served = broker.groups.each_group(|id, g| {
+        let state_ok = states.is_empty() || states.contains(&g.state_name().to_lowercase());
+        let type_ok = types.is_empty() || types.contains(&g.type_name().to_string());
+        if state_ok && type_ok {
+            listed.push(
+                ListedGroup::default()
+                    .with_group_id(GroupId(str_bytes(id.to_string())))
+                    .with_protocol_type(str_bytes(g.protocol_type()))
+                    .with_group_state(str_bytes(g.state_name()))
+                    .with_group_type(str_bytes(g.type_name())),
+            );
+        }
+    });
     listed.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-    ListGroupsResponse::default().with_groups(listed)
+    ListGroupsResponse::default().with_error_code(served.err().map_or(0, |e| e.code())).with_groups(listed)
 }
 
 pub(crate) fn describe(broker: &Arc<Broker>, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
     let group_operations =
         authorized_operations::if_asked(req.include_authorized_operations, authorized_operations::GROUP);
-    let groups = broker.groups.lock();
     let described = req
         .groups
         .iter()
         .map(|id| {
             let base = DescribedGroup::default().with_group_id(id.clone());
-            match groups.get(id.as_str()).map(|g| (g, &g.membership)) {
+            let shard = match broker.groups.shard(id) {
+                Ok(shard) => Some(shard),
+                // No __consumer_offsets yet: no group exists.
+                Err(ResponseError::CoordinatorNotAvailable) => None,
+                Err(e) => return base.with_error_code(e.code()),
+            };
+            let groups = match shard.as_ref().map(|s| s.lock()).transpose() {
+                Ok(groups) => groups,
+                Err(e) => return base.with_error_code(e.code()),
+            };
+            match groups.as_ref().and_then(|g| g.get(id.as_str())).map(|g| (g, &g.membership)) {
                 None => {
                     // Kafka answers an unknown group as Dead; v6 adds the error.
                     let described = base.with_group_state(str_bytes("Dead"));
@@ -251,9 +279,9 @@ pub(crate) fn describe(broker: &Arc<Broker>, req: DescribeGroupsRequest, version
     DescribeGroupsResponse::default().with_groups(described)
 }
 
-pub(crate) fn delete(broker: &Arc<Broker>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub(crate) async fn delete(broker: &Arc<Broker>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let ids: Vec<String> = req.groups_names.iter().map(|g| g.to_string()).collect();
-    let results = broker.groups.delete_groups(&ids, now_ms());
+    let results = broker.groups.delete_groups(&ids, now_ms()).await;
     DeleteGroupsResponse::default().with_results(
         results
             .into_iter()

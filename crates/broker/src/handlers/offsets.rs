@@ -37,7 +37,7 @@ fn code(result: PartitionResult) -> i16 {
     result.err().map_or(0, |e| e.code())
 }
 
-pub(crate) fn commit(broker: &Arc<Broker>, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+pub(crate) async fn commit(broker: &Arc<Broker>, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let now = now_ms();
     let requested: Vec<((String, i32), OffsetValue)> = req
         .topics
@@ -59,17 +59,24 @@ pub(crate) fn commit(broker: &Arc<Broker>, req: OffsetCommitRequest, version: i1
     } else {
         broker.ensure_offsets_topic().map_err(|e| e.response_error())
     };
-    let results: Vec<((String, i32), PartitionResult)> = match group_error.and_then(|()| {
-        broker.groups.commit_offsets(
-            &req.group_id,
-            &req.member_id,
-            req.group_instance_id.as_deref(),
-            req.generation_id_or_member_epoch,
-            requested.clone(),
-            &broker.replicas,
-            now,
-        )
-    }) {
+    let committed = match group_error {
+        Ok(()) => {
+            broker
+                .groups
+                .commit_offsets(
+                    &req.group_id,
+                    &req.member_id,
+                    req.group_instance_id.as_deref(),
+                    req.generation_id_or_member_epoch,
+                    requested.clone(),
+                    &broker.replicas,
+                    now,
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let results: Vec<((String, i32), PartitionResult)> = match committed {
         Ok(results) => results,
         // An unknown group with a generation: GROUP_ID_NOT_FOUND only from v9, as Kafka.
         Err(ResponseError::GroupIdNotFound) if version < 9 => {
@@ -117,8 +124,10 @@ fn fetch_group(
     let partitions = topics.map(|ts| {
         ts.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p))).collect::<Vec<_>>()
     });
-    let fetched = broker.groups.fetch_offsets(group_id, partitions);
-    FetchedGroup { error: None, topics: by_topic(fetched) }
+    match broker.groups.fetch_offsets(group_id, partitions) {
+        Ok(fetched) => FetchedGroup { error: None, topics: by_topic(fetched) },
+        Err(e) => FetchedGroup { error: Some(e), topics: Vec::new() },
+    }
 }
 
 fn offset_fields(value: &Option<OffsetValue>) -> (i64, i32, String) {
@@ -196,7 +205,7 @@ pub(crate) fn fetch(broker: &Arc<Broker>, req: OffsetFetchRequest, version: i16)
     resp
 }
 
-pub(crate) fn delete(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub(crate) async fn delete(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let partitions: Vec<(String, i32)> = req
         .topics
         .iter()
@@ -205,7 +214,7 @@ pub(crate) fn delete(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDe
     if let Err(e) = broker.ensure_offsets_topic() {
         return OffsetDeleteResponse::default().with_error_code(e.code());
     }
-    match broker.groups.delete_offsets(&req.group_id, partitions, now_ms()) {
+    match broker.groups.delete_offsets(&req.group_id, partitions, now_ms()).await {
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
         Ok(results) => {
             let grouped: BTreeMap<String, Vec<(i32, PartitionResult)>> = by_topic(results).into_iter().collect();
