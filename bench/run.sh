@@ -28,17 +28,7 @@ for p in "$POTOK_PORT" "$TANSU_PORT"; do
 done
 
 # ---- tools ---------------------------------------------------------------------------
-if [ ! -x "$CACHE/bin/rdkafka_performance" ] || [ ! -x "$CACHE/venv/bin/python" ]; then
-  log "building benchmark tools (once per machine)"
-  # build-tools.sh builds librdkafka from Debian's source package: enable deb-src.
-  SOURCES=/etc/apt/sources.list.d/debian.sources
-  if [ -f "$SOURCES" ] && ! grep -q '^Types:.*deb-src' "$SOURCES"; then
-    log "enabling deb-src in $SOURCES"
-    sed -i 's/^Types: deb$/Types: deb deb-src/' "$SOURCES"
-    apt-get update -qq >&2
-  fi
-  BENCH_CACHE="$CACHE" "$HARNESS/build-tools.sh" >/dev/null
-fi
+BENCH_CACHE="$CACHE" "$HARNESS/ensure-tools.sh"
 
 # ---- build ---------------------------------------------------------------------------
 log "cargo build --release -p potok"

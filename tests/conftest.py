@@ -5,6 +5,9 @@ Fixtures:
                   @pytest.mark.broker_config(**{"kafka.config.name": "value"})
   broker_factory  make(port=None, overrides=None, name=None) -> Broker, for more
                   brokers or fixed ports; all are stopped at teardown
+  cluster_factory make(size=3, **kwargs) -> cluster_harness.Cluster: N nodes from generated
+                  KRaft properties, broker-to-broker links through a proxy the test cuts
+                  (see cluster_harness.py); all stopped at teardown
   bin_dir         <repo>/bin (Kafka-style scripts)
   tool_env        environment for tools/scripts (POTOK_BIN set, potok on PATH)
 
@@ -266,6 +269,12 @@ def broker(request, broker_factory) -> Broker:
         for k, v in mark.kwargs.items():
             overrides.setdefault(k, v)
     return broker_factory(overrides=overrides, name="broker")
+
+
+@pytest.fixture
+def cluster_factory(request, tmp_path):
+    from cluster_harness import cluster_fixture
+    yield from cluster_fixture(request, tmp_path)
 
 
 @pytest.fixture

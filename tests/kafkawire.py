@@ -1,6 +1,6 @@
 """Minimal hand-built Kafka protocol frames for the bad-input tests.
 
-Only what the tests need: request header v1/v2, ApiVersions v0, Metadata v1,
+Only what the tests need: request header v1/v2, ApiVersions v0, Metadata v1 and v7,
 Produce v3, Fetch v11 (the last non-flexible version; it has KIP-227 fetch
 sessions), a RecordBatch (magic v2) builder with CRC-32C and a parser for
 uncompressed batches, and the compact strings and arrays of flexible versions.
@@ -443,6 +443,50 @@ def parse_metadata_v1(r: Reader) -> dict[str, tuple[int, bool, int]]:
         internal = r.i8() != 0
         out[name] = (err, internal, len(r.array(partition)))
     return out
+
+
+def metadata_v7_body(topics: list[str] | None, allow_auto_topic_creation: bool = False) -> bytes:
+    """Metadata v7 (the last non-flexible version with leader epochs and offline replicas)."""
+    return metadata_v1_body(topics) + i8(1 if allow_auto_topic_creation else 0)
+
+
+class MetadataPartition:
+    def __init__(self, r: Reader):
+        self.error = r.i16()
+        self.index = r.i32()
+        self.leader = r.i32()
+        self.leader_epoch = r.i32()
+        self.replicas = r.array(Reader.i32)
+        self.isr = r.array(Reader.i32)
+        self.offline = r.array(Reader.i32)
+
+    def __repr__(self):
+        return (f"p{self.index}(err={self.error} leader={self.leader} epoch={self.leader_epoch} "
+                f"replicas={self.replicas} isr={self.isr} offline={self.offline})")
+
+
+class MetadataV7:
+    """A parsed Metadata v7 response: brokers {id: (host, port, rack)}, cluster_id,
+    controller_id, topics {name: (error_code, {partition: MetadataPartition})}."""
+
+    def __init__(self, r: Reader):
+        r.i32()  # throttle_time_ms
+        self.brokers = {}
+        for _ in range(r.i32()):
+            node_id = r.i32()
+            self.brokers[node_id] = (r.string(), r.i32(), r.string())
+        self.cluster_id = r.string()
+        self.controller_id = r.i32()
+        self.topics = {}
+        for _ in range(r.i32()):
+            err = r.i16()
+            name = r.string()
+            r.i8()  # is_internal
+            parts = r.array(MetadataPartition)
+            self.topics[name] = (err, {p.index: p for p in parts})
+
+    def __repr__(self):
+        return f"Metadata(brokers={sorted(self.brokers)} controller={self.controller_id} topics={self.topics})"
 
 
 def parse_metadata_v1_topics(r: Reader) -> dict[str, int]:
