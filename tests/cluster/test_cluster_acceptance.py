@@ -124,7 +124,8 @@ def test_1_example_cluster_starts_with_leaders_on_every_broker(tmp_path, tool_en
         except pytest.fail.Exception as e:
             pytest.fail(f"{e}\n{logs()}")
         from confluent_kafka.admin import NewTopic
-        fs = admin(",".join(clients)).create_topics(
+        a = admin(",".join(clients))  # alive until the future resolves
+        fs = a.create_topics(
             [NewTopic("orders", num_partitions=6, replication_factor=3, config={"min.insync.replicas": "2"})],
             request_timeout=30)
         fs["orders"].result(timeout=30)
@@ -369,7 +370,8 @@ def test_7_consumer_group_survives_coordinator_failover(cluster3):
         consume_until(40, 60)
         committed = {tp.partition: tp.offset for tp in commit()}
         assert committed == {q: len(seen[q]) for q in (0, 1)}, committed
-        coordinator = admin(c.bootstrap).describe_consumer_groups([group])[group].result(timeout=30).coordinator.id
+        a = admin(c.bootstrap)  # alive until the future resolves
+        coordinator = a.describe_consumer_groups([group])[group].result(timeout=30).coordinator.id
         offsets_partition = abs(java_string_hash(group)) % 50
         assert c.leader("__consumer_offsets", offsets_partition) == coordinator
         c.node(coordinator).kill9()

@@ -32,7 +32,6 @@ use uuid::Uuid;
 
 use crate::controller_channel::ControllerChannel;
 use crate::partition::{Partition, Role};
-use crate::replica_manager::IsrChangeListener;
 
 /// The current broker epoch (None while not registered).
 pub type BrokerEpoch = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
@@ -122,11 +121,11 @@ impl AlterPartitionManager {
     }
 
     /// The expansion `partition` wants now, if any: the first assigned
-    /// follower outside the ISR that has caught up (what a follower's fetch
-    /// makes worth checking).
-    pub fn expansion_wanted(&self, partition: &Arc<Partition>) {
+    /// follower outside the ISR that has caught up and is `eligible` (what a
+    /// follower's fetch makes worth checking).
+    pub fn expansion_wanted(&self, partition: &Arc<Partition>, eligible: &dyn Fn(i32) -> bool) {
         let Role::Leader(leader) = partition.role() else { return };
-        for &id in leader.followers.keys().filter(|id| !leader.isr.contains(id)) {
+        for &id in leader.followers.keys().filter(|id| !leader.isr.contains(id) && eligible(**id)) {
             if let Some(isr) = partition.maybe_expand_isr(id) {
                 self.submit(partition, isr);
                 return;
@@ -276,12 +275,6 @@ pub async fn run_isr_checks(
     }
 }
 
-impl IsrChangeListener for AlterPartitionManager {
-    fn isr_change_wanted(&self, partition: &Arc<Partition>) {
-        self.expansion_wanted(partition);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use storage::{Log, LogConfig};
@@ -367,7 +360,7 @@ mod tests {
         let manager = manager(&controller);
         // Follower 1 has everything (the log is empty): it may join.
         p.fetch_records(0, 1 << 20, -1, Some(1), 0).expect("fetch");
-        manager.expansion_wanted(&p);
+        manager.expansion_wanted(&p, &|_| true);
         match p.role() {
             Role::Leader(l) => assert_eq!(l.pending_expansion, vec![1]),
             other => panic!("not leader: {other:?}"),

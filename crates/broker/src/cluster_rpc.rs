@@ -75,7 +75,8 @@ impl ClusterRpc {
         );
         let producer_ids = ProducerIdManager::new(channel("producer-id"), config.node_id, broker_epoch, deadline);
         // Follower fetches that catch a replica up ask for its ISR expansion here.
-        broker.replicas.set_isr_change_listener(Arc::clone(&alter_partitions) as Arc<dyn IsrChangeListener>);
+        let expansions = IsrExpansions { broker: Arc::downgrade(broker), manager: Arc::clone(&alter_partitions) };
+        broker.replicas.set_isr_change_listener(Arc::new(expansions));
         Some(Arc::new(ClusterRpc { lifecycle, alter_partitions, producer_ids }))
     }
 
@@ -103,6 +104,25 @@ impl ClusterRpc {
         if self.lifecycle.controlled_shutdown(timeout).await {
             tracing::info!("controlled shutdown approved by the controller");
         }
+    }
+}
+
+/// Hears of follower fetches that caught a replica up and asks for its ISR
+/// expansion when the metadata says it may join (Kafka's
+/// `isReplicaIsrEligible`): registered, unfenced and not shutting down. The
+/// controller would refuse anything else with INELIGIBLE_REPLICA, and the
+/// next fetch would ask again at once.
+struct IsrExpansions {
+    broker: Weak<Broker>,
+    manager: Arc<AlterPartitionManager>,
+}
+
+impl IsrChangeListener for IsrExpansions {
+    fn isr_change_wanted(&self, partition: &Arc<crate::partition::Partition>) {
+        let Some(broker) = self.broker.upgrade() else { return };
+        let image = broker.image();
+        let eligible = |id: i32| image.broker(id).is_some_and(|b| b.is_usable());
+        self.manager.expansion_wanted(partition, &eligible);
     }
 }
 

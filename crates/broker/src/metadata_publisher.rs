@@ -171,6 +171,12 @@ impl Broker {
                 if change.leader_changed() {
                     self.apply_leadership(partition, &change.new);
                     self.follow_group_coordinator(partition, &change.new, topic.partitions.len());
+                } else if change.new.leader == self.config.node_id && change.old.as_ref() != Some(&change.new) {
+                    // The same leadership at a new partition epoch (the ISR the
+                    // controller changed, e.g. a fenced follower removed): the
+                    // leader takes it, as Kafka's leaders apply every partition
+                    // epoch. Followers keep fetching as they were.
+                    self.apply_leadership(partition, &change.new);
                 }
             }
         }
@@ -400,5 +406,37 @@ mod tests {
         broker.delete_topic("t").expect("delete");
         assert!(broker.replicas.topic("t").is_none() && broker.image().topic("t").is_none());
         assert!(!dir.path().join("t-0").exists(), "the publisher removed the data");
+    }
+    #[test]
+    fn a_leader_takes_an_isr_change_of_the_same_leader_epoch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Broker::open(config(dir.path())).expect("open");
+        let new = NewTopic { name: "t".into(), num_partitions: 1, replication_factor: -1, assignments: Vec::new(), configs: Vec::new() };
+        let topic = broker.create_topic(new, false).expect("create");
+        let partition = broker.replicas.partition("t", 0).expect("hosted");
+        let state = |isr: Vec<i32>, partition_epoch: i32| {
+            MetadataRecord::Partition(PartitionRecord {
+                topic_id: topic.id,
+                partition: 0,
+                replicas: vec![1, 2, 3],
+                isr,
+                leader: 1,
+                leader_epoch: 1,
+                partition_epoch,
+                ..Default::default()
+            })
+        };
+        let isr = || match partition.role() {
+            crate::partition::Role::Leader(leader) => leader.isr,
+            other => panic!("not leading: {other:?}"),
+        };
+        for (record, expected) in [(state(vec![1, 2, 3], 1), vec![1, 2, 3]), (state(vec![1, 3], 2), vec![1, 3])] {
+            let mut controller = broker.controller.lock();
+            let committed = controller.commit(&[record], now_ms()).expect("commit");
+            broker.publish_change(&committed, controller.image(), None);
+            drop(controller);
+            assert_eq!(isr(), expected);
+        }
+        assert_eq!(partition.alter_partition_epochs(), Some((1, 2)), "the leader knows the partition epoch");
     }
 }

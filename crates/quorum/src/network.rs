@@ -43,6 +43,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection attempt to a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The pause before reporting a failure on a connection opened for that very
+/// call. openraft backs off only from `Unreachable`; a peer whose port accepts
+/// and then closes (a proxy or load balancer in front of a dead node) would
+/// otherwise be retried in a tight loop.
+const FRESH_FAILURE_PAUSE: Duration = Duration::from_millis(200);
 
 /// The first four bytes of every quorum connection: as a Kafka frame length
 /// it would be negative (high bit set), so no Kafka client sends it.
@@ -252,7 +257,9 @@ impl TcpPeer {
     }
 
     pub(crate) async fn call(&mut self, request: &Request, ttl: Duration) -> Result<Response, CallError> {
-        if self.stream.is_none() {
+        let started = tokio::time::Instant::now();
+        let fresh = self.stream.is_none();
+        if fresh {
             let stream = tokio::time::timeout(CONNECT_TIMEOUT.min(ttl), TcpStream::connect(&self.addr))
                 .await
                 .map_err(|_| CallError::Unreachable(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))?
@@ -279,6 +286,9 @@ impl TcpPeer {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => {
                 self.stream = None;
+                if fresh {
+                    tokio::time::sleep_until((started + ttl).min(tokio::time::Instant::now() + FRESH_FAILURE_PAUSE)).await;
+                }
                 Err(CallError::Network(e))
             }
             Err(_) => {

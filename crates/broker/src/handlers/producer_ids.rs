@@ -15,6 +15,11 @@ pub(crate) fn init(broker: &Arc<Broker>, req: InitProducerIdRequest) -> InitProd
     }
     match broker.allocate_producer_id() {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        // No block from the controller yet: the producer retries (retriable code).
+        Err(e) if e.code() == ResponseError::CoordinatorLoadInProgress.code() => {
+            tracing::debug!(error = %e, "no producer id yet");
+            InitProducerIdResponse::default().with_error_code(e.code())
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot allocate a producer id");
             InitProducerIdResponse::default().with_error_code(e.code())
