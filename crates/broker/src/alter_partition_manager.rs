@@ -206,13 +206,21 @@ impl AlterPartitionManager {
     fn request(&self, broker_epoch: i64, sent: &[Change]) -> AlterPartitionRequest {
         let mut topics: Vec<TopicData> = Vec::new();
         for change in sent {
+            // Each member's broker epoch as its last fetch gave it (KIP-903: a
+            // follower that restarted since is refused), this broker's own for
+            // itself, -1 where unknown (a fetch before v15).
+            let followers = match change.partition.role() {
+                Role::Leader(leader) => leader.followers,
+                _ => Default::default(),
+            };
+            let epoch_of = |id: i32| if id == self.broker_id { broker_epoch } else { followers.get(&id).map_or(-1, |f| f.broker_epoch) };
             let data = PartitionData::default()
                 .with_partition_index(change.partition.index)
                 .with_leader_epoch(change.leader_epoch)
                 .with_partition_epoch(change.partition_epoch)
                 // v3 (Kafka 3.6+ controllers): the ISR with broker epochs only.
                 .with_new_isr_with_epochs(
-                    change.new_isr.iter().map(|&id| BrokerState::default().with_broker_id(BrokerId(id)).with_broker_epoch(-1)).collect(),
+                    change.new_isr.iter().map(|&id| BrokerState::default().with_broker_id(BrokerId(id)).with_broker_epoch(epoch_of(id))).collect(),
                 );
             match topics.iter_mut().find(|t| t.topic_id == change.partition.topic_id) {
                 Some(t) => t.partitions.push(data),

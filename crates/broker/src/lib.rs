@@ -453,7 +453,7 @@ impl Broker {
         if g.offsets_topic_replication_factor_given {
             return g.offsets_topic_replication_factor;
         }
-        let alive = self.image().brokers().filter(|b| !b.fenced).count();
+        let alive = self.image().brokers().filter(|b| b.is_usable()).count();
         let brokers = i16::try_from(alive).unwrap_or(i16::MAX).max(1);
         let capped = g.offsets_topic_replication_factor.min(brokers);
         if capped < g.offsets_topic_replication_factor {
