@@ -399,7 +399,9 @@ impl GroupCoordinator {
                             return false;
                         }
                         Err(e) => {
-                            tracing::warn!(group = %id, error = %e, "cannot copy group {id} to {OFFSETS_TOPIC}-{q}; its records stay in -{p} and the move is retried");
+                            if !std::mem::replace(&mut m.failure_logged, true) {
+                                tracing::warn!(group = %id, error = %e, "cannot copy group {id} to {OFFSETS_TOPIC}-{q}; its records stay in -{p} and the move is retried");
+                            }
                             return false;
                         }
                     }
@@ -407,7 +409,9 @@ impl GroupCoordinator {
                 MovePhase::Copying(pending) => match pending.check() {
                     None => return false,
                     Some(Err(e)) => {
-                        tracing::warn!(group = %id, error = %e, "the copy of group {id} to {OFFSETS_TOPIC}-{q} was not committed; its records stay in -{p} and the move is retried");
+                        if !std::mem::replace(&mut m.failure_logged, true) {
+                            tracing::warn!(group = %id, error = %e, "the copy of group {id} to {OFFSETS_TOPIC}-{q} was not committed; its records stay in -{p} and the move is retried");
+                        }
                         m.phase = MovePhase::Copy;
                         return false;
                     }
@@ -434,7 +438,9 @@ impl GroupCoordinator {
                             true
                         }
                         Err(e) => {
-                            tracing::warn!(group = %id, error = %e, "cannot remove the moved records of group {id} from {OFFSETS_TOPIC}-{p}; retried");
+                            if !std::mem::replace(&mut m.failure_logged, true) {
+                                tracing::warn!(group = %id, error = %e, "cannot remove the moved records of group {id} from {OFFSETS_TOPIC}-{p}; retried");
+                            }
                             false
                         }
                     };

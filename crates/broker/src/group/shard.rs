@@ -73,6 +73,8 @@ pub(crate) struct Misplaced {
     pub(crate) phase: MovePhase,
     /// Whether "the target is not led here" was logged.
     pub(crate) reported: bool,
+    /// Whether a failed step was logged (retried with the timer, logged once).
+    pub(crate) failure_logged: bool,
 }
 
 /// How far a misplaced group's move is.
@@ -254,7 +256,7 @@ impl Shard {
             live.sort_by_key(|(_, offset)| *offset);
             let target = partition_for(&id, count);
             let live = live.into_iter().map(|(key, _)| key).collect();
-            misplaced.insert(id, Misplaced { target, group: Some(group), live, phase: MovePhase::Copy, reported: false });
+            misplaced.insert(id, Misplaced { target, group: Some(group), live, phase: MovePhase::Copy, reported: false, failure_logged: false });
         }
         Ok((groups, misplaced, records))
     }
