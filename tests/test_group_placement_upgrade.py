@@ -2,8 +2,9 @@
 hash (`hash & 0x7fffffff`) keeps the committed offsets of groups whose hash is
 negative: the new broker moves them to Kafka's partition (`Utils.abs`).
 
-Needs POTOK_LEGACY_BIN, a `potok` binary from before the placement change
-(commit bd6a2fb); skipped without it."""
+Needs POTOK_LEGACY_BIN, a `potok` binary that places groups by the masked hash
+(built from before commit bd6a2fb, or with `store::partition_for` set back to
+the mask); skipped without it."""
 
 from __future__ import annotations
 
