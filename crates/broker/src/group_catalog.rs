@@ -113,6 +113,36 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_broker_serves_the_offsets_an_earlier_version_stored_by_the_masked_hash() {
+        use crate::group::store::{legacy_partition_for, StoredKey, StoredValue};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let group = (0..).map(|i| format!("g{i}")).find(|g| legacy_partition_for(g, 3) != partition_for(g, 3)).expect("an id");
+        let (old, new) = (legacy_partition_for(&group, 3), partition_for(&group, 3));
+        let value = OffsetValue { offset: 42, leader_epoch: -1, metadata: "m".into(), commit_timestamp: 1 };
+        {
+            let broker = broker(dir.path(), &[]);
+            broker.ensure_offsets_topic().expect("created");
+            let t = crate::topics::NewTopic { name: "t".into(), num_partitions: 1, replication_factor: -1, assignments: Vec::new(), configs: Vec::new() };
+            broker.create_topic(t, false).expect("topic t");
+            // What an earlier version wrote: the commit in the masked hash's partition.
+            let partition = broker.replicas.partition(OFFSETS_TOPIC, old).expect("hosted");
+            let key = StoredKey::Offset { group: group.clone(), topic: "t".into(), partition: 0 };
+            crate::group::shard::Shard::new(partition, 0, 3).write(vec![(key, Some(StoredValue::Offset(value.clone())))], 1).expect("written");
+        }
+        let fetched = |broker: &Broker| {
+            let offsets = broker.groups.fetch_offsets(&group, None).expect("served");
+            offsets.into_iter().map(|(tp, v)| (tp, v.map(|v| v.offset))).collect::<Vec<_>>()
+        };
+        let upgraded = broker(dir.path(), &[]);
+        assert_eq!(fetched(&upgraded), vec![(("t".to_string(), 0), Some(42))], "the offsets are found after the upgrade");
+        let end = |index| upgraded.replicas.partition(OFFSETS_TOPIC, index).expect("hosted").log_end_offset();
+        assert_eq!((end(old), end(new)), (2, 1), "copied to Kafka's partition, tombstoned in the old one");
+        drop(upgraded);
+        let restarted = broker(dir.path(), &[]);
+        assert_eq!(fetched(&restarted), vec![(("t".to_string(), 0), Some(42))], "and still after the next restart");
+    }
+
+    #[test]
     fn regex_subscriptions_see_every_hosted_topic_but_the_internal_ones() {
         let replicas = ReplicaManager::new(0);
         let id = Uuid::from_bytes([1; 16]);

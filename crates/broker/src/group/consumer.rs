@@ -441,6 +441,27 @@ impl ConsumerGroup {
         self.pending_records = records;
     }
 
+    /// Records of the group's whole stored state, in Kafka's order: the group
+    /// epoch, each member's metadata, the target assignment and its epoch,
+    /// each member's current assignment (moving the group to another
+    /// `__consumer_offsets` partition).
+    pub(crate) fn snapshot_records(&self) -> Vec<Record> {
+        let group = || self.id.clone();
+        let mut records = vec![(StoredKey::ConsumerGroup(group()), Some(StoredValue::ConsumerGroup { epoch: self.epoch }))];
+        for (id, m) in &self.members {
+            records.push((StoredKey::ConsumerMember { group: group(), member: id.clone() }, Some(StoredValue::ConsumerMember(m.metadata_value()))));
+        }
+        let targets: BTreeMap<&String, &Assignment> = self.target.iter().collect();
+        for (id, a) in targets {
+            records.push((StoredKey::TargetAssignment { group: group(), member: id.clone() }, Some(StoredValue::TargetAssignment(a.clone()))));
+        }
+        records.push((StoredKey::TargetAssignmentEpoch(group()), Some(StoredValue::TargetAssignmentEpoch { epoch: self.assignment_epoch })));
+        for (id, m) in &self.members {
+            records.push((StoredKey::CurrentAssignment { group: group(), member: id.clone() }, Some(StoredValue::CurrentAssignment(m.assignment_value()))));
+        }
+        records
+    }
+
     /// Tombstones for every record of the group, the group epoch's last (DeleteGroups).
     pub(crate) fn tombstones(&self) -> Vec<Record> {
         let ids: BTreeSet<&String> = self.members.keys().chain(self.target.keys()).collect();

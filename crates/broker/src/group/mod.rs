@@ -160,6 +160,23 @@ impl Group {
         }
     }
 
+    /// Records of the group's whole state: its committed offsets and its
+    /// membership as stored (moving it to another partition).
+    fn copy_records(&self, id: &str) -> Vec<(StoredKey, Option<StoredValue>)> {
+        let mut records: Vec<(StoredKey, Option<StoredValue>)> = match &self.membership {
+            Membership::Consumer(g) => g.snapshot_records(),
+            Membership::Classic(_) => self
+                .stored_classic
+                .iter()
+                .map(|v| (StoredKey::ClassicGroup(id.to_string()), Some(StoredValue::ClassicGroup(v.clone()))))
+                .collect(),
+        };
+        records.extend(self.offsets.iter().map(|((topic, partition), v)| {
+            (StoredKey::Offset { group: id.to_string(), topic: topic.clone(), partition: *partition }, Some(StoredValue::Offset(v.clone())))
+        }));
+        records
+    }
+
     /// Tombstones for the group's membership records (not its offsets).
     fn membership_tombstones(&self, id: &str) -> Vec<(StoredKey, Option<StoredValue>)> {
         let mut records = match &self.membership {
@@ -287,7 +304,7 @@ impl GroupCoordinator {
             return;
         }
         let empty = partition.log_end_offset() <= partition.log_start_offset();
-        let shard = Arc::new(Shard::new(partition, leader_epoch));
+        let shard = Arc::new(Shard::new(partition, leader_epoch, partition_count));
         let replaced = self.shards.write().insert(index, Arc::clone(&shard));
         if let Some(old) = replaced {
             old.unload();
@@ -317,12 +334,119 @@ impl GroupCoordinator {
     }
 
     /// Waits until no shard is loading; the first load failure, if any (start-up
-    /// refuses to serve groups it could not read, as before sharding).
+    /// refuses to serve groups it could not read, as before sharding). Then
+    /// moves the groups earlier versions placed elsewhere, so that on one
+    /// node they are where Kafka looks before the first request.
     pub fn wait_loaded(&self) -> Result<()> {
         for shard in self.shards() {
             shard.wait_loaded().map_err(|reason| BrokerError::kafka(ResponseError::CorruptMessage, reason))?;
         }
+        self.migrate_misplaced(crate::now_ms());
         Ok(())
+    }
+
+    /// Moves the groups that earlier Potok versions wrote to the partition of
+    /// the masked hash ([`store::legacy_partition_for`]) to the one Kafka
+    /// places them in, where both are led here: the group's offsets and
+    /// metadata are written to the target partition as any change is, and
+    /// once they are committed there its records in the old partition are
+    /// tombstoned. A group the target already has (used since the upgrade,
+    /// or a move interrupted after the copy) keeps the target's state and
+    /// only the old records are tombstoned. A target another broker leads is
+    /// logged once and the records are left in place. Every step can be
+    /// repeated: a crash between copy and tombstones copies nothing twice
+    /// that differs. Runs after loads and with the timers.
+    pub(crate) fn migrate_misplaced(&self, now: i64) {
+        let shards: HashMap<i32, Arc<Shard>> = self.shards.read().clone();
+        let mut sorted: Vec<&Arc<Shard>> = shards.values().collect();
+        sorted.sort_by_key(|s| s.index);
+        for from in sorted {
+            let Some(mut misplaced) = from.misplaced() else { continue };
+            misplaced.retain(|id, m| !Self::migrate_group(from, shards.get(&m.target).map(|s| s.as_ref()), id, m, now));
+            from.misplaced_done(&misplaced);
+        }
+    }
+
+    /// One step (or more) of a misplaced group's move; true once it is done.
+    fn migrate_group(from: &Shard, to: Option<&Shard>, id: &str, m: &mut shard::Misplaced, now: i64) -> bool {
+        use shard::MovePhase;
+        let (p, q) = (from.index, m.target);
+        loop {
+            match &m.phase {
+                MovePhase::Copy => {
+                    let Some(groups) = to.and_then(|s| s.lock().ok()) else {
+                        if !m.reported {
+                            m.reported = true;
+                            tracing::info!(group = %id, "group {id} is stored in {OFFSETS_TOPIC}-{p} but Kafka places it in -{q}, which this broker does not serve now; its records stay in -{p} until it does");
+                        }
+                        return false;
+                    };
+                    let (Some(to), Some(group)) = (to, m.group.as_ref()) else { return false };
+                    let mut groups = groups;
+                    if let Some(own) = groups.get(id).filter(|g| !g.is_unused()) {
+                        // The target's own state wins; the same offsets there are
+                        // an interrupted move finishing.
+                        m.phase = MovePhase::Tombstone { superseded: own.offsets != group.offsets };
+                        continue;
+                    }
+                    match to.write(group.copy_records(id), now) {
+                        Ok(None) => {
+                            groups.insert(id.to_string(), m.group.take().expect("the group"));
+                            m.phase = MovePhase::Tombstone { superseded: false };
+                        }
+                        Ok(Some(pending)) => {
+                            m.phase = MovePhase::Copying(pending);
+                            return false;
+                        }
+                        Err(e) => {
+                            if !std::mem::replace(&mut m.failure_logged, true) {
+                                tracing::warn!(group = %id, error = %e, "cannot copy group {id} to {OFFSETS_TOPIC}-{q}; its records stay in -{p} and the move is retried");
+                            }
+                            return false;
+                        }
+                    }
+                }
+                MovePhase::Copying(pending) => match pending.check() {
+                    None => return false,
+                    Some(Err(e)) => {
+                        if !std::mem::replace(&mut m.failure_logged, true) {
+                            tracing::warn!(group = %id, error = %e, "the copy of group {id} to {OFFSETS_TOPIC}-{q} was not committed; its records stay in -{p} and the move is retried");
+                        }
+                        m.phase = MovePhase::Copy;
+                        return false;
+                    }
+                    Some(Ok(())) => {
+                        // Committed: the target has it, here or at its next leader's load.
+                        if let Some(mut groups) = to.and_then(|s| s.lock().ok()) {
+                            if let Some(group) = m.group.take() {
+                                groups.entry(id.to_string()).or_insert(group);
+                            }
+                        }
+                        m.phase = MovePhase::Tombstone { superseded: false };
+                    }
+                },
+                MovePhase::Tombstone { superseded } => {
+                    let superseded = *superseded;
+                    let records: Vec<(StoredKey, Option<StoredValue>)> = m.live.iter().map(|k| (k.clone(), None)).collect();
+                    return match from.write(records, now) {
+                        Ok(_) => {
+                            if superseded {
+                                tracing::warn!(group = %id, "group {id} already has state in {OFFSETS_TOPIC}-{q} (Kafka's placement), used since the upgrade: it is kept, and the older records in -{p} are dropped");
+                            } else {
+                                tracing::info!(group = %id, "group {id} moved from {OFFSETS_TOPIC}-{p} to -{q} (Kafka's placement)");
+                            }
+                            true
+                        }
+                        Err(e) => {
+                            if !std::mem::replace(&mut m.failure_logged, true) {
+                                tracing::warn!(group = %id, error = %e, "cannot remove the moved records of group {id} from {OFFSETS_TOPIC}-{p}; retried");
+                            }
+                            false
+                        }
+                    };
+                }
+            }
+        }
     }
 
     /// Every shard, by partition.
@@ -341,7 +465,15 @@ impl GroupCoordinator {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
         let index = store::partition_for(group_id, count);
-        self.shards.read().get(&index).cloned().ok_or(ResponseError::NotCoordinator)
+        let legacy = store::legacy_partition_for(group_id, count);
+        let shards = self.shards.read();
+        let shard = shards.get(&index).cloned().ok_or(ResponseError::NotCoordinator)?;
+        // Not answered as a group without offsets while its records from an
+        // earlier version are still in the old partition (or it is loading).
+        if legacy != index && shards.get(&legacy).is_some_and(|old| old.holds_unmoved(group_id)) {
+            return Err(ResponseError::CoordinatorLoadInProgress);
+        }
+        Ok(shard)
     }
 
     /// How long a write may take to be committed (`offsets.commit.timeout.ms`).
@@ -641,6 +773,7 @@ impl GroupCoordinator {
                 self.expire_offsets(&shard, &mut groups, now);
             }
         }
+        self.migrate_misplaced(now);
     }
 
     /// Drops offsets of empty groups older than `offsets.retention.minutes`

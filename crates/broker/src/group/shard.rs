@@ -5,7 +5,8 @@
 //! coordinator-wide one, and a change is answered only once its records are
 //! committed (below the high watermark), never from the leader's memory alone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use records::Compression;
 
 use super::classic::ClassicGroup;
-use super::store::{StoredKey, StoredValue};
+use super::store::{legacy_partition_for, partition_for, StoredKey, StoredValue};
 use super::{append_error, apply_stored, corrupt, Group, Membership, OFFSETS_TOPIC};
 use crate::config::GroupConfig;
 use crate::error::{BrokerError, Result};
@@ -42,10 +43,52 @@ pub(crate) struct Shard {
     pub(crate) index: i32,
     /// The leader epoch this broker became its leader at.
     pub(crate) leader_epoch: i32,
+    /// `__consumer_offsets`'s partition count when it became the leader: what
+    /// tells the groups placed here by earlier versions (0: not looked for).
+    partition_count: i32,
     partition: Arc<Partition>,
     groups: Mutex<Groups>,
+    /// Groups found here that Kafka places in another partition, by id, until
+    /// they are moved there ([`super::GroupCoordinator::migrate_misplaced`]).
+    misplaced: Mutex<BTreeMap<String, Misplaced>>,
+    /// Whether `misplaced` has any group: a lock-free look before each request.
+    has_misplaced: AtomicBool,
     status: Mutex<Status>,
     status_changed: Condvar,
+}
+
+/// A group whose records earlier Potok versions wrote to this partition
+/// (masking the hash: [`legacy_partition_for`]) and which Kafka's placement
+/// ([`partition_for`]) puts in `target`. It is copied there through the
+/// normal write path, and only once the copy is committed are its records
+/// here tombstoned; until then its requests answer COORDINATOR_LOAD_IN_PROGRESS.
+pub(crate) struct Misplaced {
+    /// The partition Kafka places the group in.
+    pub(crate) target: i32,
+    /// The group as replayed here; None once handed to the target shard.
+    pub(crate) group: Option<Group>,
+    /// The keys of the group whose last record here is not a tombstone: what
+    /// is tombstoned here after the move.
+    pub(crate) live: Vec<StoredKey>,
+    pub(crate) phase: MovePhase,
+    /// Whether "the target is not led here" was logged.
+    pub(crate) reported: bool,
+    /// Whether a failed step was logged (retried with the timer, logged once).
+    pub(crate) failure_logged: bool,
+}
+
+/// How far a misplaced group's move is.
+pub(crate) enum MovePhase {
+    /// Not copied yet: requests for the group wait (LOAD_IN_PROGRESS).
+    Copy,
+    /// Copied to the target, not committed there yet: requests still wait.
+    Copying(Pending),
+    /// The target has the group (copied, or its own state won): the records
+    /// here are to be tombstoned; requests are served by the target.
+    Tombstone {
+        /// Whether the target's own state replaced different records here.
+        superseded: bool,
+    },
 }
 
 /// Records appended to a shard's partition and not yet committed: done once
@@ -57,6 +100,12 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    /// Whether the records are committed: None while not yet, the error once
+    /// they cannot be (this broker no longer leads the partition).
+    pub(crate) fn check(&self) -> Option<Result<()>> {
+        self.partition.check_replicated(self.required_offset)
+    }
+
     /// Waits, without holding a thread, until the records are committed, or
     /// `timeout` (`offsets.commit.timeout.ms`: REQUEST_TIMED_OUT), or this
     /// broker stops leading (NOT_LEADER_OR_FOLLOWER).
@@ -77,13 +126,17 @@ pub(crate) fn classic_append_error(error: ResponseError) -> ResponseError {
 }
 
 impl Shard {
-    /// A shard of `partition`, led at `leader_epoch`, loading.
-    pub(crate) fn new(partition: Arc<Partition>, leader_epoch: i32) -> Shard {
+    /// A shard of `partition` (one of `partition_count`), led at
+    /// `leader_epoch`, loading.
+    pub(crate) fn new(partition: Arc<Partition>, leader_epoch: i32, partition_count: i32) -> Shard {
         Shard {
             index: partition.index,
             leader_epoch,
+            partition_count,
             partition,
             groups: Mutex::new(HashMap::new()),
+            misplaced: Mutex::new(BTreeMap::new()),
+            has_misplaced: AtomicBool::new(false),
             status: Mutex::new(Status::Loading),
             status_changed: Condvar::new(),
         }
@@ -119,13 +172,18 @@ impl Shard {
         let mut groups = self.groups.lock();
         let mut status = self.status.lock();
         let result = match replayed {
-            Ok((loaded, records)) if *status == Status::Loading => {
+            Ok((loaded, misplaced, records)) if *status == Status::Loading => {
                 if records > 0 {
                     tracing::info!(partition = self.index, epoch = self.leader_epoch, groups = loaded.len(), records, "loaded groups from {OFFSETS_TOPIC}");
                 } else {
                     tracing::debug!(partition = self.index, epoch = self.leader_epoch, "no groups to load from {OFFSETS_TOPIC}");
                 }
+                if !misplaced.is_empty() {
+                    tracing::info!(partition = self.index, groups = misplaced.len(), "{OFFSETS_TOPIC}-{} holds groups that Kafka places in other partitions (written by an earlier version); they are moved there", self.index);
+                }
                 *groups = loaded;
+                self.has_misplaced.store(!misplaced.is_empty(), Ordering::Release);
+                *self.misplaced.lock() = misplaced;
                 *status = Status::Active;
                 Ok(())
             }
@@ -143,10 +201,15 @@ impl Shard {
         result
     }
 
-    fn replay(&self, config: &GroupConfig, now: i64) -> Result<(Groups, usize)> {
+    fn replay(&self, config: &GroupConfig, now: i64) -> Result<(Groups, BTreeMap<String, Misplaced>, usize)> {
         let partition = &self.partition;
         let mut groups = Groups::new();
         let mut records = 0usize;
+        // Groups placed here by the masked hash that Kafka places elsewhere:
+        // their live keys, with the offset of each key's last record.
+        let (index, count) = (self.index, self.partition_count);
+        let mut placed = HashMap::<String, bool>::new();
+        let mut misplaced_keys = HashMap::<String, HashMap<StoredKey, i64>>::new();
         let read = |offset| partition.read(offset, 1 << 20);
         let replay = |header: &records::BatchHeader, batch: Vec<records::RawRecord>| {
             for record in batch {
@@ -157,6 +220,18 @@ impl Shard {
                     Some(v) => Some(StoredValue::decode(&key, v).map_err(|e| corrupt(offset, e))?),
                     None => None,
                 };
+                let group = key.group();
+                let is_misplaced = count > 0
+                    && *placed.entry(group.to_string()).or_insert_with(|| {
+                        partition_for(group, count) != index && legacy_partition_for(group, count) == index
+                    });
+                if is_misplaced {
+                    let keys = misplaced_keys.entry(group.to_string()).or_default();
+                    match value {
+                        Some(_) => keys.insert(key.clone(), offset),
+                        None => keys.remove(&key),
+                    };
+                }
                 apply_stored(&mut groups, key, value, now);
                 records += 1;
             }
@@ -169,7 +244,47 @@ impl Shard {
                 g.loaded(config, now);
             }
         }
-        Ok((groups, records))
+        // A misplaced group is taken out of the served ones (it is never asked
+        // for here) until it is moved; one with nothing live left has nothing to move.
+        let mut misplaced = BTreeMap::new();
+        for (id, keys) in misplaced_keys {
+            let Some(group) = groups.remove(&id) else { continue };
+            if keys.is_empty() {
+                continue;
+            }
+            let mut live: Vec<(StoredKey, i64)> = keys.into_iter().collect();
+            live.sort_by_key(|(_, offset)| *offset);
+            let target = partition_for(&id, count);
+            let live = live.into_iter().map(|(key, _)| key).collect();
+            misplaced.insert(id, Misplaced { target, group: Some(group), live, phase: MovePhase::Copy, reported: false, failure_logged: false });
+        }
+        Ok((groups, misplaced, records))
+    }
+
+    /// Whether requests for `group_id`, which Kafka places in another
+    /// partition, must wait because this shard (its earlier placement) is
+    /// still loading or holds its records not yet moved.
+    pub(crate) fn holds_unmoved(&self, group_id: &str) -> bool {
+        if self.status() == Status::Loading {
+            return self.partition_count > 0;
+        }
+        if !self.has_misplaced.load(Ordering::Acquire) {
+            return false;
+        }
+        self.misplaced.lock().get(group_id).is_some_and(|m| !matches!(m.phase, MovePhase::Tombstone { .. }))
+    }
+
+    /// The misplaced groups, for moving them: nothing unless the shard is active.
+    pub(crate) fn misplaced(&self) -> Option<MutexGuard<'_, BTreeMap<String, Misplaced>>> {
+        if !self.has_misplaced.load(Ordering::Acquire) || self.status() != Status::Active {
+            return None;
+        }
+        Some(self.misplaced.lock())
+    }
+
+    /// Notes whether misplaced groups are left after a pass over them.
+    pub(crate) fn misplaced_done(&self, misplaced: &BTreeMap<String, Misplaced>) {
+        self.has_misplaced.store(!misplaced.is_empty(), Ordering::Release);
     }
 
     /// Waits until the shard is no longer loading; the reason if its load failed.
@@ -189,6 +304,8 @@ impl Shard {
     pub(crate) fn unload(&self) {
         *self.status.lock() = Status::Unloaded;
         self.status_changed.notify_all();
+        self.has_misplaced.store(false, Ordering::Release);
+        self.misplaced.lock().clear();
         let dropped = std::mem::take(&mut *self.groups.lock());
         for group in dropped.into_values() {
             if let Membership::Classic(mut g) = group.membership {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::assignor::Assignment;
 
 /// A record key of `__consumer_offsets`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum StoredKey {
     /// A committed offset of a group's partition.
     Offset {
@@ -616,8 +616,20 @@ impl StoredValue {
 /// non-negative as Kafka's `Utils.abs` does (the absolute value, 0 for
 /// `i32::MIN`), modulo the partition count.
 pub(crate) fn partition_for(group: &str, partitions: i32) -> i32 {
-    let hash = group.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
-    hash.checked_abs().unwrap_or(0) % partitions.max(1)
+    java_hash(group).checked_abs().unwrap_or(0) % partitions.max(1)
+}
+
+/// The partition earlier Potok versions placed a group in: the hash masked
+/// to 31 bits (`hash & 0x7fffffff`) rather than Kafka's absolute value. The
+/// same as [`partition_for`] for a non-negative hash; used only to find the
+/// records of groups written there ([`super::shard`]'s misplaced groups).
+pub(crate) fn legacy_partition_for(group: &str, partitions: i32) -> i32 {
+    (java_hash(group) & 0x7fff_ffff) % partitions.max(1)
+}
+
+/// Java's `String.hashCode` (over UTF-16 code units).
+fn java_hash(group: &str) -> i32 {
+    group.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
 #[cfg(test)]
@@ -637,6 +649,9 @@ mod tests {
         // 10 and 35): "consumer-group".hashCode() == -1738392088.
         assert_eq!(partition_for("consumer-group", 50), 38);
         assert_eq!(partition_for("group-negative", 50), 13);
+        // The placement of earlier versions, where misplaced groups are found.
+        assert_eq!(legacy_partition_for("consumer-group", 50), 10);
+        assert_eq!(legacy_partition_for("mygroup", 50), 39);
     }
 
     #[test]

@@ -484,7 +484,7 @@ fn a_shard_serves_only_while_led_and_comes_back_with_its_commits() {
 #[test]
 fn a_loading_shard_answers_load_in_progress_and_a_failed_one_not_coordinator() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let shard = shard::Shard::new(open_partition(dir.path()), 0);
+    let shard = shard::Shard::new(open_partition(dir.path()), 0, 1);
     assert_eq!(shard.lock().err(), Some(ResponseError::CoordinatorLoadInProgress));
     shard.load(&config(), 0).expect("load");
     assert!(shard.lock().is_ok());
@@ -495,11 +495,11 @@ fn a_loading_shard_answers_load_in_progress_and_a_failed_one_not_coordinator() {
     let health = Arc::new(crate::log_dir_health::LogDirHealth::new(broken.path().to_path_buf(), false));
     let log = Log::open(&broken.path().join("__consumer_offsets-0"), LogConfig::default(), true).expect("open log");
     let partition = Arc::new(Partition::new(OFFSETS_TOPIC.into(), Uuid::nil(), 0, log, 0).in_log_dir(Arc::clone(&health)));
-    let written = shard::Shard::new(Arc::clone(&partition), 0);
+    let written = shard::Shard::new(Arc::clone(&partition), 0, 1);
     let key = store::StoredKey::Offset { group: "g".into(), topic: "t".into(), partition: 0 };
     written.write(vec![(key, Some(store::StoredValue::Offset(offset(1, 0))))], 0).expect("written");
     health.fail(&"disk gone");
-    let shard = shard::Shard::new(partition, 0);
+    let shard = shard::Shard::new(partition, 0, 1);
     assert!(shard.load(&config(), 0).is_err());
     assert!(shard.wait_loaded().is_err());
     assert_eq!(shard.lock().err(), Some(ResponseError::NotCoordinator));
@@ -575,4 +575,215 @@ async fn a_sync_is_answered_once_the_assignment_is_committed_and_a_timeout_rebal
     };
     assert_eq!(shard.settle_classic("cg", pending, &cfg, 3).await, Err(ResponseError::RebalanceInProgress));
     assert_eq!(classic_state(&c).map(|s| s.0), Some("PreparingRebalance"));
+}
+
+/// `count` partitions of `__consumer_offsets` in `dir`, led here.
+fn offsets_partitions(dir: &std::path::Path, count: i32) -> Vec<Arc<Partition>> {
+    (0..count)
+        .map(|i| {
+            let log = Log::open(&dir.join(format!("__consumer_offsets-{i}")), LogConfig::default(), true).expect("open log");
+            Arc::new(Partition::new(OFFSETS_TOPIC.into(), Uuid::nil(), i, log, 0))
+        })
+        .collect()
+}
+
+/// A coordinator leading `led` of `count` partitions in `dir`, loaded.
+fn leading(dir: &std::path::Path, count: i32, led: &[i32], now: i64) -> GroupCoordinator {
+    let c = GroupCoordinator::new(config());
+    for p in offsets_partitions(dir, count).into_iter().filter(|p| led.contains(&p.index)) {
+        c.on_become_leader(p, 0, count, now);
+    }
+    c.wait_loaded().expect("loaded");
+    c
+}
+
+/// A group id whose hash is negative, so that earlier versions (masking the
+/// hash) put it in another partition of `count` than Kafka: (id, old, Kafka's).
+fn misplaced_group(count: i32) -> (String, i32, i32) {
+    (0..)
+        .map(|i| format!("legacy-group-{i}"))
+        .map(|g| {
+            let (old, new) = (store::legacy_partition_for(&g, count), store::partition_for(&g, count));
+            (g, old, new)
+        })
+        .find(|(_, old, new)| old != new)
+        .expect("an id")
+}
+
+/// Appends records to partition `index` of `dir` as an earlier version did.
+fn write_records(dir: &std::path::Path, count: i32, index: i32, records: Vec<(store::StoredKey, Option<store::StoredValue>)>) {
+    let partition = offsets_partitions(dir, count).swap_remove(index as usize);
+    shard::Shard::new(partition, 0, count).write(records, 0).expect("written");
+}
+
+fn offset_record(group: &str, partition: i32, o: i64) -> (store::StoredKey, Option<store::StoredValue>) {
+    (store::StoredKey::Offset { group: group.into(), topic: "t".into(), partition }, Some(store::StoredValue::Offset(offset(o, 1))))
+}
+
+/// Every record of partition `index` of `dir` belonging to `group`, in order.
+fn records_of(dir: &std::path::Path, count: i32, index: i32, group: &str) -> Vec<(store::StoredKey, Option<store::StoredValue>)> {
+    let partition = offsets_partitions(dir, count).swap_remove(index as usize);
+    let mut out = Vec::new();
+    let read = |offset| partition.read(offset, 1 << 20);
+    crate::record_batch::scan(read, partition.log_start_offset(), partition.log_end_offset(), |_, batch| {
+        for record in batch {
+            let key = store::StoredKey::decode(record.key.expect("a key")).expect("key").expect("known");
+            let value = record.value.map(|v| store::StoredValue::decode(&key, v).expect("value"));
+            if key.group() == group {
+                out.push((key, value));
+            }
+        }
+        Ok(())
+    })
+    .expect("scanned");
+    out
+}
+
+#[test]
+fn a_group_written_to_its_legacy_partition_is_moved_to_kafkas_with_its_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (g, old, new) = misplaced_group(3);
+    let classic = store::ClassicGroupValue {
+        protocol_type: "consumer".into(),
+        generation: 4,
+        protocol: Some("range".into()),
+        leader: None,
+        state_timestamp: 1,
+        members: Vec::new(),
+    };
+    write_records(dir.path(), 3, old, vec![
+        offset_record(&g, 0, 5),
+        (store::StoredKey::ClassicGroup(g.clone()), Some(store::StoredValue::ClassicGroup(classic))),
+        offset_record(&g, 1, 7),
+        offset_record(&g, 0, 6),
+    ]);
+    let expected = vec![(("t".to_string(), 0), 6), (("t".to_string(), 1), 7)];
+    {
+        let c = leading(dir.path(), 3, &[0, 1, 2], 10);
+        assert_eq!(committed(&c, &g), expected, "served from Kafka's partition at once");
+        assert_eq!(classic_generation(&c, &g), Some(4));
+    }
+    // Kafka's partition has the group's offsets and metadata; the old one tombstones after them.
+    let copied = records_of(dir.path(), 3, new, &g);
+    assert_eq!(copied.len(), 3, "the group record and two offsets: {copied:?}");
+    assert!(copied.iter().all(|(_, v)| v.is_some()));
+    let old_records = records_of(dir.path(), 3, old, &g);
+    let tombstones: Vec<_> = old_records[4..].iter().map(|(k, v)| (k.clone(), v.is_none())).collect();
+    assert_eq!(tombstones.len(), 3);
+    assert!(tombstones.iter().all(|(_, t)| *t), "{tombstones:?}");
+    // Kafka's partition alone serves it after a restart, and nothing is moved again.
+    let c = leading(dir.path(), 3, &[new], 20);
+    assert_eq!(committed(&c, &g), expected);
+    assert_eq!(classic_generation(&c, &g), Some(4));
+    drop(c);
+    let c = leading(dir.path(), 3, &[0, 1, 2], 30);
+    assert_eq!(committed(&c, &g), expected);
+    drop(c);
+    assert_eq!(records_of(dir.path(), 3, new, &g).len(), 3, "no second copy");
+    assert_eq!(records_of(dir.path(), 3, old, &g).len(), 7, "no second tombstones");
+}
+
+fn classic_generation(c: &GroupCoordinator, group: &str) -> Option<i32> {
+    c.with_groups(group, |groups| match groups.get(group).map(|g| &g.membership) {
+        Some(Membership::Classic(g)) => Some(g.generation),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_group_kafkas_partition_already_has_keeps_its_offsets_and_the_legacy_records_are_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (g, old, new) = misplaced_group(3);
+    write_records(dir.path(), 3, old, vec![offset_record(&g, 0, 5), offset_record(&g, 1, 2)]);
+    write_records(dir.path(), 3, new, vec![offset_record(&g, 0, 9)]);
+    let c = leading(dir.path(), 3, &[0, 1, 2], 10);
+    assert_eq!(committed(&c, &g), vec![(("t".to_string(), 0), 9)], "Kafka's partition wins");
+    drop(c);
+    assert_eq!(records_of(dir.path(), 3, new, &g).len(), 1, "nothing copied over it");
+    let old_records = records_of(dir.path(), 3, old, &g);
+    assert_eq!(old_records.len(), 4);
+    assert!(old_records[2..].iter().all(|(_, v)| v.is_none()), "the legacy records are tombstoned");
+    let c = leading(dir.path(), 3, &[0, 1, 2], 20);
+    assert_eq!(committed(&c, &g), vec![(("t".to_string(), 0), 9)]);
+}
+
+#[test]
+fn a_move_interrupted_after_the_copy_finishes_without_a_second_copy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (g, old, new) = misplaced_group(3);
+    // The copy was committed, the crash came before the tombstones.
+    write_records(dir.path(), 3, old, vec![offset_record(&g, 0, 5)]);
+    write_records(dir.path(), 3, new, vec![offset_record(&g, 0, 5)]);
+    let c = leading(dir.path(), 3, &[0, 1, 2], 10);
+    assert_eq!(committed(&c, &g), vec![(("t".to_string(), 0), 5)]);
+    drop(c);
+    assert_eq!(records_of(dir.path(), 3, new, &g).len(), 1);
+    assert_eq!(records_of(dir.path(), 3, old, &g).iter().filter(|(_, v)| v.is_none()).count(), 1);
+}
+
+#[test]
+fn a_misplaced_group_whose_kafka_partition_is_led_elsewhere_is_left_in_place_until_it_is_led_here() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (g, old, new) = misplaced_group(3);
+    write_records(dir.path(), 3, old, vec![offset_record(&g, 1, 8)]);
+    let c = GroupCoordinator::new(config());
+    let partitions = offsets_partitions(dir.path(), 3);
+    c.on_become_leader(Arc::clone(&partitions[old as usize]), 0, 3, 10);
+    c.wait_loaded().expect("loaded");
+    c.tick(11);
+    assert_eq!(c.fetch_offsets(&g, None).err(), Some(ResponseError::NotCoordinator), "another broker coordinates it");
+    assert!(records_of(dir.path(), 3, old, &g).iter().all(|(_, v)| v.is_some()), "nothing deleted that was not copied");
+    assert!(records_of(dir.path(), 3, new, &g).is_empty());
+    // Leading Kafka's partition too: the next pass moves the group.
+    c.on_become_leader(Arc::clone(&partitions[new as usize]), 0, 3, 12);
+    c.wait_loaded().expect("loaded");
+    assert_eq!(committed(&c, &g), vec![(("t".to_string(), 1), 8)]);
+    assert_eq!(records_of(dir.path(), 3, old, &g).last().map(|(_, v)| v.is_none()), Some(true));
+}
+
+#[tokio::test]
+async fn a_misplaced_group_waits_with_load_in_progress_until_its_copy_is_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (g, old, new) = misplaced_group(3);
+    write_records(dir.path(), 3, old, vec![offset_record(&g, 0, 3)]);
+    let c = GroupCoordinator::new(config());
+    let old_partition = offsets_partitions(dir.path(), 3).swap_remove(old as usize);
+    // Kafka's partition is replicated: the copy is committed only once the follower has it.
+    let new_partition = replicated_partition(dir.path(), new);
+    c.on_become_leader(old_partition, 0, 3, 10);
+    c.on_become_leader(Arc::clone(&new_partition), 1, 3, 10);
+    c.wait_loaded().expect("loaded");
+    assert_eq!(c.fetch_offsets(&g, None).err(), Some(ResponseError::CoordinatorLoadInProgress), "not answered as a group without offsets");
+    let refused = c.commit_offsets(&g, "", None, -1, vec![(("t".into(), 0), offset(4, 11))], &Topics, 11).await;
+    assert_eq!(refused.err(), Some(ResponseError::CoordinatorLoadInProgress));
+    assert_eq!(records_of(dir.path(), 3, old, &g).len(), 1, "no tombstone before the copy is committed");
+    follower_catches_up(&new_partition);
+    c.tick(12);
+    assert_eq!(committed(&c, &g), vec![(("t".to_string(), 0), 3)]);
+    assert_eq!(records_of(dir.path(), 3, old, &g).len(), 2, "tombstoned once the copy is committed");
+}
+
+#[test]
+fn a_misplaced_consumer_group_keeps_its_members_and_assignments_when_moved() {
+    // A KIP-848 group as an earlier version stored it (here on one partition, where placement does not matter).
+    let source = tempfile::tempdir().expect("tempdir");
+    let (g, old, new) = misplaced_group(3);
+    let (before, records) = {
+        let c = coordinator(source.path(), config(), 0);
+        let hb = |h, now| block_on(c.consumer_heartbeat(&g, h, &Topics, now)).expect("heartbeat");
+        let given = partitions(&hb(join("a"), 0).assignment);
+        hb(beat("a", 1, &given), 1);
+        block_on(c.commit_offsets(&g, "a", None, 1, vec![(("t".into(), 0), offset(3, 2))], &Topics, 2)).expect("commit");
+        (snapshot(&c, &g), records_of(source.path(), 1, 0, &g))
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_records(dir.path(), 3, old, records);
+    let c = leading(dir.path(), 3, &[0, 1, 2], 100);
+    assert_eq!(snapshot(&c, &g), before);
+    assert_eq!(committed(&c, &g), vec![(("t".to_string(), 0), 3)]);
+    drop(c);
+    let c = leading(dir.path(), 3, &[new], 200);
+    assert_eq!(snapshot(&c, &g), before, "Kafka's partition alone has the whole group");
+    let r = block_on(c.consumer_heartbeat(&g, beat("a", 1, &[0, 1]), &Topics, 201)).expect("a is still a member");
+    assert_eq!(r.member_epoch, 1);
 }
