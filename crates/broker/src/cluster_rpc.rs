@@ -27,6 +27,9 @@ pub(crate) struct ClusterRpc {
     pub(crate) lifecycle: Arc<BrokerLifecycle>,
     pub(crate) alter_partitions: Arc<AlterPartitionManager>,
     pub(crate) producer_ids: Arc<ProducerIdManager>,
+    /// Admin changes this node makes but cannot decide (it is not the active
+    /// controller): topics it creates itself (`__consumer_offsets`, auto-created ones).
+    pub(crate) admin: Arc<ControllerChannel>,
 }
 
 /// What the lifecycle reads from the broker.
@@ -77,7 +80,7 @@ impl ClusterRpc {
         // Follower fetches that catch a replica up ask for its ISR expansion here.
         let expansions = IsrExpansions { broker: Arc::downgrade(broker), manager: Arc::clone(&alter_partitions) };
         broker.replicas.set_isr_change_listener(Arc::new(expansions));
-        Some(Arc::new(ClusterRpc { lifecycle, alter_partitions, producer_ids }))
+        Some(Arc::new(ClusterRpc { lifecycle, alter_partitions, producer_ids, admin: channel("admin") }))
     }
 
     /// Starts the lifecycle, the AlterPartition sender, the ISR check and the

@@ -1027,6 +1027,13 @@ impl Partition {
         Ok(below_offset(log.read(offset, max_bytes)?, state.high_watermark))
     }
 
+    /// Up to `max_bytes` of batches from `offset`, past the high watermark
+    /// to the log end: for replaying what a new leader holds (the group
+    /// coordinator's load), never for clients.
+    pub fn read_to_log_end(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
+        self.reading_log(|log| Ok(log.read(offset, max_bytes)?))
+    }
+
     /// The current leader epoch.
     pub fn leader_epoch(&self) -> i32 {
         self.state.read().leader_epoch

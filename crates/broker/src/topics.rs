@@ -2,16 +2,24 @@
 //! that create, delete and grow topics, carried out by the controller
 //! ([`crate::controller`]) and applied by the metadata publisher.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
 use metadata::TopicImage;
 use uuid::Uuid;
 
 use crate::controller::{Controller, TopicChange};
-use crate::error::Result;
+use crate::error::{BrokerError, Result};
 use crate::log_dirs::{Placement, METADATA_TOPIC};
 use crate::{now_ms, Broker};
 
 /// Kafka's longest legal topic name.
 const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// How long a topic this node creates through the active controller may take
+/// (Kafka's default `request.timeout.ms`).
+const FORWARD_TIMEOUT_MS: u64 = 30_000;
 
 /// Checks a topic name against Kafka's rules.
 pub fn validate_topic_name(name: &str) -> std::result::Result<(), String> {
@@ -81,6 +89,9 @@ impl Broker {
     /// appends, the publisher hosts the prepared logs. A failure before the
     /// append (no file descriptors, full disk) leaves no directory and no record.
     pub fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<TopicImage> {
+        if !validate_only && self.cluster.is_some() && !self.is_active_controller() {
+            return self.create_topic_through_controller(new);
+        }
         let mut controller = self.controller.lock();
         let change = controller.create_topic(&new)?;
         if validate_only {
@@ -89,6 +100,65 @@ impl Broker {
         self.prepare_and_commit(&mut controller, &change)?;
         tracing::info!(topic = %change.topic.name, partitions = change.topic.partitions.len(), "created topic");
         Ok(change.topic)
+    }
+
+    /// A topic this broker creates itself (`__consumer_offsets`, an
+    /// auto-created topic) on a node that is not the active controller: sent
+    /// as CreateTopics to the active controller, as Kafka's brokers do
+    /// (`AutoTopicCreationManager`), and answered once this node's metadata
+    /// has it, so the caller can use it at once.
+    fn create_topic_through_controller(&self, new: NewTopic) -> Result<TopicImage> {
+        use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig};
+        use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+
+        let Some(rpc) = self.rpc.get() else {
+            return Err(BrokerError::kafka(ResponseError::NotController, "no controller channel on this node"));
+        };
+        let name = new.name.clone();
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(new.name)))
+            .with_num_partitions(new.num_partitions)
+            .with_replication_factor(new.replication_factor)
+            .with_assignments(
+                new.assignments
+                    .into_iter()
+                    .map(|(index, replicas)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(index)
+                            .with_broker_ids(replicas.into_iter().map(BrokerId).collect())
+                    })
+                    .collect(),
+            )
+            .with_configs(
+                new.configs
+                    .into_iter()
+                    .map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k)).with_value(v.map(StrBytes::from_string)))
+                    .collect(),
+            );
+        let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
+        let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(FORWARD_TIMEOUT_MS as i32);
+        let channel = Arc::clone(&rpc.admin);
+        let answer = crate::blocking(|| tokio::runtime::Handle::current().block_on(async move { channel.send(&request, timeout).await }))
+            .map_err(|e| BrokerError::kafka(e.response_error(), format!("creating topic {name} through the active controller: {e}")))?;
+        let result = answer.topics.first();
+        let code = result.map_or(ResponseError::UnknownServerError.code(), |t| t.error_code);
+        if code != 0 && code != ResponseError::TopicAlreadyExists.code() {
+            let message = result.and_then(|t| t.error_message.as_ref()).map_or_else(String::new, |m| m.to_string());
+            let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
+            return Err(BrokerError::kafka(error, format!("the active controller refused to create topic {name}: {message}")));
+        }
+        // Committed: this node's publisher applies it shortly.
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(topic) = self.image().topic(&name) {
+                return Ok(topic.clone());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(BrokerError::kafka(ResponseError::LeaderNotAvailable, format!("topic {name} was created but is not in this node's metadata yet")));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Prepares the logs of a decided topic change, commits it (removing what

@@ -210,7 +210,9 @@ impl Shard {
         let (index, count) = (self.index, self.partition_count);
         let mut placed = HashMap::<String, bool>::new();
         let mut misplaced_keys = HashMap::<String, HashMap<StoredKey, i64>>::new();
-        let read = |offset| partition.read(offset, 1 << 20);
+        // To the log end, past the high watermark, as Kafka's loader: a new
+        // leader's high watermark lags what it has (and will commit).
+        let read = |offset| partition.read_to_log_end(offset, 1 << 20);
         let replay = |header: &records::BatchHeader, batch: Vec<records::RawRecord>| {
             for record in batch {
                 let offset = record.offset(header);
