@@ -1,7 +1,8 @@
 //! The broker side of the broker <-> controller RPCs in cluster mode, put
 //! together for one [`Broker`]: its [`BrokerLifecycle`] (registration and
 //! heartbeats), its [`AlterPartitionManager`] (ISR changes, with the periodic
-//! shrink check), its [`ProducerIdManager`] (producer id blocks), each over
+//! shrink check), its [`ProducerIdManager`] (producer id blocks), the
+//! forwarding of admin requests ([`crate::forwarding`]), each over
 //! its own [`ControllerChannel`] as Kafka's channel managers are, and the
 //! active controller's timer that fences brokers whose session expired.
 
@@ -27,6 +28,8 @@ pub(crate) struct ClusterRpc {
     pub(crate) lifecycle: Arc<BrokerLifecycle>,
     pub(crate) alter_partitions: Arc<AlterPartitionManager>,
     pub(crate) producer_ids: Arc<ProducerIdManager>,
+    /// Admin requests forwarded to the active controller ([`crate::forwarding`]).
+    pub(crate) forwarding: Arc<ControllerChannel>,
 }
 
 /// What the lifecycle reads from the broker.
@@ -76,7 +79,8 @@ impl ClusterRpc {
         let producer_ids = ProducerIdManager::new(channel("producer-id"), config.node_id, broker_epoch, deadline);
         // Follower fetches that catch a replica up ask for its ISR expansion here.
         broker.replicas.set_isr_change_listener(Arc::clone(&alter_partitions) as Arc<dyn IsrChangeListener>);
-        Some(Arc::new(ClusterRpc { lifecycle, alter_partitions, producer_ids }))
+        let forwarding = channel("forwarding");
+        Some(Arc::new(ClusterRpc { lifecycle, alter_partitions, producer_ids, forwarding }))
     }
 
     /// Starts the lifecycle, the AlterPartition sender, the ISR check and the
