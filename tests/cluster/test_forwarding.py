@@ -84,5 +84,3 @@ def test_admin_client_and_tools_at_a_node_that_is_not_the_active_controller(clus
     c.wait_for(f"{t} with 2 partitions on every node", everywhere(2), 30)
     run_ok([bin_dir / "kafka-topics.sh", "--delete", *boot, "--topic", t], tool_env)
     c.wait_for(f"{t} gone from every node", everywhere(None), 30)
-    # Metadata still names the active controller.
-    assert node.metadata().controller_id == active

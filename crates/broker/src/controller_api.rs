@@ -248,6 +248,8 @@ fn not_controller(request: RequestKind) -> Result<ResponseKind, RequestKind> {
 /// The answer to an admin request of the forwarded APIs ([`FORWARDED_APIS`])
 /// that fails whole: `error` and `message` for each of its topics or
 /// resources. Any other request comes back as Err.
+// Unboxed, as the request handed back by `decide` and `forwarded`.
+#[allow(clippy::result_large_err)]
 pub(crate) fn refused(request: RequestKind, error: ResponseError, message: &str) -> Result<ResponseKind, RequestKind> {
     let code = error.code();
     let message = || Some(StrBytes::from_string(message.to_string()));

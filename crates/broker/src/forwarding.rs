@@ -170,6 +170,7 @@ where
 }
 
 /// The controller's answer, or the request's error answer when there was none.
+#[allow(clippy::result_large_err)] // the request comes back unboxed, as in `forward`
 fn answered<T: Into<ResponseKind>>(sent: Result<T, ChannelError>, request: RequestKind) -> Result<ResponseKind, RequestKind> {
     match sent {
         Ok(answer) => Ok(answer.into()),

@@ -429,8 +429,7 @@ async fn admin_requests_sent_to_a_node_that_is_not_the_active_controller_are_for
     let root = tempfile::tempdir().expect("temp dir");
     let nodes = start_cluster(root.path(), &[]);
     let controller = active_controller(&nodes, &[1, 2, 3]).await;
-    let controller_id = controller.id;
-    let follower = nodes.iter().find(|n| n.id != controller_id).expect("a node that is not the active controller");
+    let follower = nodes.iter().find(|n| n.id != controller.id).expect("a node that is not the active controller");
     // Requests on one connection to that node only, at the versions given.
     let conn = Connection::connect(&follower.bootstrap, ConnectionConfig::default()).await.expect("connect");
     let name = |s: &str| TopicName(StrBytes::from_string(s.to_string()));
@@ -519,8 +518,17 @@ async fn admin_requests_sent_to_a_node_that_is_not_the_active_controller_are_for
     for node in &nodes {
         until(&format!("fwd gone from node {}", node.id), &nodes, || async { topic_on(node, "fwd").await.is_none().then_some(()) }).await;
     }
-    // Metadata names the active controller, not the node asked.
-    let client = Client::connect(ClientConfig::new(&follower.bootstrap).expect("config")).await.expect("client");
-    client.refresh_metadata(None).await.expect("metadata");
-    assert_eq!(client.metadata().controller_id, controller_id);
+    // By id, a topic whose one replica may be on any node.
+    let answer = conn.send_version(&create("fwd-id", false).with_topics(vec![create_topics_request::CreatableTopic::default()
+        .with_name(name("fwd-id"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]), 7).await.expect("CreateTopics");
+    let id = answer.topics[0].topic_id;
+    assert_eq!(answer.topics[0].error_code, 0, "{answer:?}");
+    let by_id = DeleteTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![delete_topics_request::DeleteTopicState::default().with_topic_id(id)]);
+    let answer = conn.send_version(&by_id, 6).await.expect("DeleteTopics by id");
+    assert_eq!((answer.responses[0].error_code, answer.responses[0].topic_id), (0, id), "{answer:?}");
+    assert!(topic_on(follower, "fwd-id").await.is_none(), "deleted by id");
 }
