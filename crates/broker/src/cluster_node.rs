@@ -384,6 +384,12 @@ impl Broker {
         self.active_controller() == Some(self.config.node_id)
     }
 
+    /// Cluster mode: the channel admin requests are forwarded on to the
+    /// active controller ([`crate::forwarding`]).
+    pub(crate) fn forwarding_channel(&self) -> Option<Arc<crate::controller_channel::ControllerChannel>> {
+        self.rpc.get().map(|rpc| Arc::clone(&rpc.forwarding))
+    }
+
     /// True in cluster mode (several voters).
     pub fn is_cluster(&self) -> bool {
         self.cluster.is_some()

@@ -1,7 +1,8 @@
 //! The broker side of the broker <-> controller RPCs in cluster mode, put
 //! together for one [`Broker`]: its [`BrokerLifecycle`] (registration and
 //! heartbeats), its [`AlterPartitionManager`] (ISR changes, with the periodic
-//! shrink check), its [`ProducerIdManager`] (producer id blocks), each over
+//! shrink check), its [`ProducerIdManager`] (producer id blocks), the
+//! forwarding of admin requests ([`crate::forwarding`]), each over
 //! its own [`ControllerChannel`] as Kafka's channel managers are, and the
 //! active controller's timer that fences brokers whose session expired.
 
@@ -30,6 +31,8 @@ pub(crate) struct ClusterRpc {
     /// Admin changes this node makes but cannot decide (it is not the active
     /// controller): topics it creates itself (`__consumer_offsets`, auto-created ones).
     pub(crate) admin: Arc<ControllerChannel>,
+    /// Admin requests forwarded to the active controller ([`crate::forwarding`]).
+    pub(crate) forwarding: Arc<ControllerChannel>,
 }
 
 /// What the lifecycle reads from the broker.
@@ -80,7 +83,8 @@ impl ClusterRpc {
         // Follower fetches that catch a replica up ask for its ISR expansion here.
         let expansions = IsrExpansions { broker: Arc::downgrade(broker), manager: Arc::clone(&alter_partitions) };
         broker.replicas.set_isr_change_listener(Arc::new(expansions));
-        Some(Arc::new(ClusterRpc { lifecycle, alter_partitions, producer_ids, admin: channel("admin") }))
+        let forwarding = channel("forwarding");
+        Some(Arc::new(ClusterRpc { lifecycle, alter_partitions, producer_ids, admin: channel("admin"), forwarding }))
     }
 
     /// Starts the lifecycle, the AlterPartition sender, the ISR check and the

@@ -242,8 +242,17 @@ macro_rules! refused_resources {
 
 /// The NOT_CONTROLLER answer to a forwarded admin request, per topic or resource.
 fn not_controller(request: RequestKind) -> Result<ResponseKind, RequestKind> {
-    let code = ResponseError::NotController.code();
-    let message = || Some(StrBytes::from_static_str("This is not the active controller."));
+    refused(request, ResponseError::NotController, "This is not the active controller.")
+}
+
+/// The answer to an admin request of the forwarded APIs ([`FORWARDED_APIS`])
+/// that fails whole: `error` and `message` for each of its topics or
+/// resources. Any other request comes back as Err.
+// Unboxed, as the request handed back by `decide` and `forwarded`.
+#[allow(clippy::result_large_err)]
+pub(crate) fn refused(request: RequestKind, error: ResponseError, message: &str) -> Result<ResponseKind, RequestKind> {
+    let code = error.code();
+    let message = || Some(StrBytes::from_string(message.to_string()));
     Ok(match request {
         RequestKind::CreateTopics(req) => CreateTopicsResponse::default()
             .with_topics(

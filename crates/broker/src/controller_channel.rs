@@ -19,7 +19,7 @@ use std::time::Duration;
 use client::{Connection, ConnectionConfig};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    AllocateProducerIdsResponse, AlterConfigsResponse, AlterPartitionResponse, BrokerHeartbeatResponse,
+    AllocateProducerIdsResponse, ApiKey, AlterConfigsResponse, AlterPartitionResponse, BrokerHeartbeatResponse,
     BrokerRegistrationResponse, CreatePartitionsResponse, CreateTopicsResponse, DeleteTopicsResponse,
     IncrementalAlterConfigsResponse,
 };
@@ -182,6 +182,11 @@ impl ControllerChannel {
         }
     }
 
+    /// `request.timeout.ms`: how long one attempt waits for its response.
+    pub fn request_timeout(&self) -> Duration {
+        self.config.request_timeout
+    }
+
     /// The voter to send to now: the local quorum's leader unless it just
     /// refused, else the next voter in turn.
     fn choose(&self) -> Option<(i32, String)> {
@@ -215,11 +220,23 @@ impl ControllerChannel {
         R: Request,
         R::Response: ControllerReply,
     {
+        self.send_version(request, None, deadline).await
+    }
+
+    /// As [`ControllerChannel::send`], encoded at `version` when given (a
+    /// forwarded client request goes at the client's version): at the
+    /// controller's highest if that is lower, Unsupported if the controller's
+    /// lowest is higher.
+    pub async fn send_version<R>(&self, request: &R, version: Option<i16>, deadline: Duration) -> Result<R::Response, ChannelError>
+    where
+        R: Request,
+        R::Response: ControllerReply,
+    {
         let api = api_name::<R>();
         let start = Instant::now();
         let mut last;
         loop {
-            match self.attempt(request).await {
+            match self.attempt(request, version).await {
                 Ok(None) => return Err(ChannelError::NoVoters(api)),
                 Ok(Some((_, response))) if !response.not_controller() => return Ok(response),
                 Ok(Some((node, _))) => {
@@ -240,7 +257,7 @@ impl ControllerChannel {
     /// One attempt: the response and the voter that gave it; Ok(None) if there
     /// are no voters, Err on a connection or protocol failure (the connection
     /// is dropped, so the next attempt reconnects).
-    async fn attempt<R: Request>(&self, request: &R) -> Result<Option<(i32, R::Response)>, Failure> {
+    async fn attempt<R: Request>(&self, request: &R, version: Option<i16>) -> Result<Option<(i32, R::Response)>, Failure> {
         let mut open = self.open.lock().await;
         // A hint that moved to another voter moves the channel with it.
         let hinted = (self.leader_hint)().filter(|l| Some(*l) != self.target.lock().refused);
@@ -265,7 +282,20 @@ impl ControllerChannel {
         }
         let Some(o) = open.as_ref() else { return Ok(None) };
         let node = o.node;
-        match o.connection.send(request).await {
+        let sent = match version {
+            None => o.connection.send(request).await,
+            Some(wanted) => match o.connection.versions(ApiKey::try_from(R::KEY).map_err(|()| Failure::Unsupported(api_name::<R>()))?) {
+                Some(range) if !range.is_empty() && wanted >= range.min => o.connection.send_version(request, wanted.min(range.max)).await,
+                _ => {
+                    return Err(Failure::Unsupported(format!(
+                        "controller {node} at {} does not speak {} v{wanted}",
+                        o.connection.addr(),
+                        api_name::<R>()
+                    )))
+                }
+            },
+        };
+        match sent {
             Ok(response) => Ok(Some((node, response))),
             Err(e) => {
                 let reason = format!("controller {node} at {}: {e}", o.connection.addr());

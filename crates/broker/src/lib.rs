@@ -17,6 +17,7 @@ pub mod controller_channel;
 pub mod dynamic_config;
 pub mod error;
 mod fetch_session;
+mod forwarding;
 pub mod group;
 mod group_catalog;
 mod handlers;

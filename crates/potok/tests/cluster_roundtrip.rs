@@ -7,7 +7,8 @@
 //! The brokers register with the active controller and heartbeat: a topic
 //! replicated three times is placed on all of them, a leader's ISR change goes
 //! through AlterPartition, producer ids come from the controller, and SIGTERM
-//! is a controlled shutdown.
+//! is a controlled shutdown. Admin requests sent to a node that is not the
+//! active controller are forwarded to it (KIP-590).
 
 mod common;
 
@@ -233,13 +234,12 @@ async fn three_nodes_form_one_cluster_and_survive_the_loss_of_the_active_control
     client.fetch_topic("first").await.expect("metadata");
     assert_eq!(client.metadata().cluster_id, ids[0], "Metadata's cluster id is the stored one");
 
-    // Another node is not the active controller: NOT_CONTROLLER, nothing created.
+    // Another node is not the active controller: it forwards the creation to it.
     let follower = nodes.iter().find(|n| n.id != first_id).expect("a follower");
     let on_follower = Admin::connect(&follower.bootstrap).await.expect("admin on a follower");
-    match on_follower.create_topic("refused", 1, 1, Vec::new(), false).await {
-        Err(Error::Kafka(e)) => assert_eq!(e.code, ResponseError::NotController, "{e:?}"),
-        other => panic!("a follower created a topic: {other:?}"),
-    }
+    on_follower.create_topic("forwarded", 1, 1, Vec::new(), false).await.expect("created through a follower");
+    let placed_forwarded =
+        until("forwarded placed", &nodes, || async { partition_on(follower, "forwarded").await?.replicas.first().copied() }).await;
 
     // kill -9 of the active controller: the other two elect a new one.
     let index = nodes.iter().position(|n| n.id == first_id).expect("index");
@@ -257,11 +257,7 @@ async fn three_nodes_form_one_cluster_and_survive_the_loss_of_the_active_control
         until_visible(&nodes, node, "second", placed_second, false).await;
         // What the old controller created is still there.
         until_visible(&nodes, node, "first", placed, false).await;
-        let client = Client::connect(ClientConfig::new(&node.bootstrap).expect("config")).await.expect("client");
-        match client.fetch_topic("refused").await {
-            Err(Error::Kafka(e)) => assert_eq!(e.code, ResponseError::UnknownTopicOrPartition),
-            other => panic!("the refused topic exists: {other:?}"),
-        }
+        until_visible(&nodes, node, "forwarded", placed_forwarded, false).await;
     }
 }
 
@@ -407,4 +403,132 @@ async fn brokers_register_isr_changes_go_through_the_controller_and_sigterm_is_a
     let log = nodes[index].log();
     assert!(status.success(), "exit status {status:?}:\n{log}");
     assert!(log.contains("controlled shutdown approved by the controller"), "{log}");
+}
+
+/// `topic` as `node`'s Metadata shows it, None if unknown there (never auto-created).
+async fn topic_on(node: &Node, topic: &str) -> Option<client::cluster::TopicMetadata> {
+    let mut config = ClientConfig::new(&node.bootstrap).ok()?;
+    config.allow_auto_topic_creation = false;
+    let client = Client::connect(config).await.ok()?;
+    client.fetch_topic(topic).await.ok()
+}
+
+/// The value of `topic`'s config `name` as `node` describes it.
+async fn topic_config_on(node: &Node, topic: &str, name: &str) -> Option<String> {
+    let admin = Admin::connect(&node.bootstrap).await.ok()?;
+    admin.describe_configs(topic).await.ok()?.into_iter().find(|c| c.name == name)?.value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_requests_sent_to_a_node_that_is_not_the_active_controller_are_forwarded_and_visible_there_at_once() {
+    use kafka_protocol::messages::{
+        alter_configs_request, create_partitions_request, create_topics_request, delete_topics_request,
+        incremental_alter_configs_request, AlterConfigsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+        DeleteTopicsRequest, IncrementalAlterConfigsRequest,
+    };
+    let root = tempfile::tempdir().expect("temp dir");
+    let nodes = start_cluster(root.path(), &[]);
+    let controller = active_controller(&nodes, &[1, 2, 3]).await;
+    let follower = nodes.iter().find(|n| n.id != controller.id).expect("a node that is not the active controller");
+    // Requests on one connection to that node only, at the versions given.
+    let conn = Connection::connect(&follower.bootstrap, ConnectionConfig::default()).await.expect("connect");
+    let name = |s: &str| TopicName(StrBytes::from_string(s.to_string()));
+    let create = |topic: &str, validate_only: bool| {
+        CreateTopicsRequest::default().with_timeout_ms(30_000).with_validate_only(validate_only).with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(name(topic))
+                .with_num_partitions(1)
+                .with_replication_factor(3),
+        ])
+    };
+
+    // Three replicas need the three brokers registered: INVALID_REPLICATION_FACTOR until then.
+    let created = until("forwarded CreateTopics", &nodes, || async {
+        let answer = conn.send_version(&create("fwd", false), 7).await.expect("CreateTopics v7");
+        let topic = answer.topics.first().expect("one result").clone();
+        (topic.error_code != ResponseError::InvalidReplicationFactor.code()).then_some(topic)
+    })
+    .await;
+    assert_eq!((created.error_code, created.num_partitions, created.replication_factor), (0, 1, 3), "{created:?}");
+    assert!(!created.topic_id.is_nil() && created.configs.is_some(), "a v7 answer: {created:?}");
+    // Answered only once this node's metadata has it.
+    let seen = topic_on(follower, "fwd").await.expect("visible on the forwarding node at once");
+    assert_eq!((seen.id, seen.partitions.len()), (created.topic_id, 1));
+
+    // An older client version gets its version's answer; validate_only creates nothing.
+    let answer = conn.send_version(&create("fwd-v4", true), 4).await.expect("CreateTopics v4");
+    assert_eq!(answer.topics[0].error_code, 0, "{answer:?}");
+    let answer = conn.send_version(&create("fwd", false), 4).await.expect("CreateTopics v4");
+    assert_eq!(answer.topics[0].error_code, ResponseError::TopicAlreadyExists.code(), "{answer:?}");
+    assert!(topic_on(follower, "fwd-v4").await.is_none(), "validate_only created a topic");
+
+    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("fwd"))
+            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str("3600000")))]),
+    ]);
+    let answer = conn.send_version(&alter, 1).await.expect("IncrementalAlterConfigs");
+    assert_eq!(answer.responses[0].error_code, 0, "{answer:?}");
+    assert_eq!(topic_config_on(follower, "fwd", "retention.ms").await.as_deref(), Some("3600000"));
+
+    let legacy = AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str("fwd"))
+        // The legacy API replaces the resource's whole set of configs.
+        .with_configs(vec![
+            alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_value(Some(StrBytes::from_static_str("3600000"))),
+            alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("segment.ms"))
+                .with_value(Some(StrBytes::from_static_str("7200000"))),
+        ])]);
+    let answer = conn.send_version(&legacy, 1).await.expect("AlterConfigs");
+    assert_eq!(answer.responses[0].error_code, 0, "{answer:?}");
+    assert_eq!(topic_config_on(follower, "fwd", "segment.ms").await.as_deref(), Some("7200000"));
+
+    let grow = CreatePartitionsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+        create_partitions_request::CreatePartitionsTopic::default().with_name(name("fwd")).with_count(3),
+    ]);
+    let answer = conn.send_version(&grow, 3).await.expect("CreatePartitions");
+    assert_eq!(answer.results[0].error_code, 0, "{answer:?}");
+    assert_eq!(topic_on(follower, "fwd").await.map(|t| t.partitions.len()), Some(3));
+
+    // Every node sees every change.
+    for node in &nodes {
+        until(&format!("the changes on node {}", node.id), &nodes, || async {
+            let partitions = topic_on(node, "fwd").await.map(|t| t.partitions.len());
+            let retention = topic_config_on(node, "fwd", "retention.ms").await;
+            let segment = topic_config_on(node, "fwd", "segment.ms").await;
+            (partitions == Some(3) && retention.as_deref() == Some("3600000") && segment.as_deref() == Some("7200000")).then_some(())
+        })
+        .await;
+    }
+
+    let delete = DeleteTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+        delete_topics_request::DeleteTopicState::default().with_name(Some(name("fwd"))),
+    ]);
+    let answer = conn.send_version(&delete, 6).await.expect("DeleteTopics");
+    assert_eq!((answer.responses[0].error_code, answer.responses[0].topic_id), (0, created.topic_id), "{answer:?}");
+    assert!(topic_on(follower, "fwd").await.is_none(), "deleted on the forwarding node at once");
+    for node in &nodes {
+        until(&format!("fwd gone from node {}", node.id), &nodes, || async { topic_on(node, "fwd").await.is_none().then_some(()) }).await;
+    }
+    // By id, a topic whose one replica may be on any node.
+    let answer = conn.send_version(&create("fwd-id", false).with_topics(vec![create_topics_request::CreatableTopic::default()
+        .with_name(name("fwd-id"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]), 7).await.expect("CreateTopics");
+    let id = answer.topics[0].topic_id;
+    assert_eq!(answer.topics[0].error_code, 0, "{answer:?}");
+    let by_id = DeleteTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![delete_topics_request::DeleteTopicState::default().with_topic_id(id)]);
+    let answer = conn.send_version(&by_id, 6).await.expect("DeleteTopics by id");
+    assert_eq!((answer.responses[0].error_code, answer.responses[0].topic_id), (0, id), "{answer:?}");
+    assert!(topic_on(follower, "fwd-id").await.is_none(), "deleted by id");
 }

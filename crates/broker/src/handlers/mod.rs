@@ -106,6 +106,18 @@ pub(crate) fn all_supported() -> impl Iterator<Item = (ApiKey, i16, i16)> {
 /// Runs the handler for a decoded request that came in on the listener named
 /// `listener` (the endpoints a response names are those of that listener).
 pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, listener: &str, version: i16, request: RequestKind) -> Reply {
+    // Metadata changes go to the active controller (KIP-590 forwarding).
+    let request = match request {
+        RequestKind::CreateTopics(_)
+        | RequestKind::DeleteTopics(_)
+        | RequestKind::CreatePartitions(_)
+        | RequestKind::IncrementalAlterConfigs(_)
+        | RequestKind::AlterConfigs(_) => match crate::forwarding::forward(broker, version, request).await {
+            Ok(response) => return Reply::Response(Box::new(response)),
+            Err(request) => request,
+        },
+        other => other,
+    };
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
         RequestKind::Metadata(req) => metadata::handle(broker, req, version, listener).into(),

@@ -100,7 +100,9 @@ pub(crate) fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTo
     let responses = targets
         .into_iter()
         .map(|(name, id)| {
-            let name = name.or_else(|| broker.replicas.topic_name(id));
+            // By id: the image knows every topic, hosted here or not (a
+            // forwarded request may name one with no replica on the controller).
+            let name = name.or_else(|| broker.image().topic_by_id(id).map(|t| t.name.clone())).or_else(|| broker.replicas.topic_name(id));
             let result = DeletableTopicResult::default().with_topic_id(id);
             let Some(name) = name else {
                 return result.with_error_code(ResponseError::UnknownTopicId.code());

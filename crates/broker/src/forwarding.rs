@@ -1,0 +1,285 @@
+//! Forwarding of admin requests to the active controller, as Kafka's brokers
+//! do (KIP-590): in cluster mode, a node that is not the active controller
+//! sends CreateTopics, DeleteTopics, CreatePartitions, IncrementalAlterConfigs
+//! and AlterConfigs over a [`ControllerChannel`] to the CONTROLLER listener of
+//! the active controller (which runs them: [`crate::controller_api::forwarded`])
+//! and returns its answer to the client.
+//!
+//! Kafka wraps a forwarded request in an Envelope carrying the client's
+//! principal; Potok has no authentication yet, so the request goes as it
+//! came, at the client's version (the controller serves the same versions as
+//! the broker listener), and the answer is re-encoded at that version.
+//!
+//! The channel follows NOT_CONTROLLER to the next voter and retries until the
+//! request's `timeout_ms` (IncrementalAlterConfigs and AlterConfigs have none:
+//! `request.timeout.ms`). If no controller answers in time, every topic or
+//! resource gets REQUEST_TIMED_OUT (NOT_CONTROLLER without voters,
+//! UNSUPPORTED_VERSION if the controller cannot take the client's version), as
+//! Kafka's `ForwardingManager`.
+//!
+//! Kafka's brokers answer as soon as the controller has; Potok answers once
+//! the change is visible in this node's own metadata (the local path answers
+//! once published too), bounded by the same timeout, so a client's Metadata
+//! or DescribeConfigs right after sees what it changed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::protocol::Request;
+use metadata::Image;
+use tokio::time::Instant;
+
+use crate::controller_channel::{ChannelError, ControllerChannel, ControllerReply};
+use crate::Broker;
+
+/// How often the image is checked while waiting for a forwarded change.
+const VISIBLE_POLL: Duration = Duration::from_millis(10);
+
+/// Config resource types (Kafka's `ConfigResource.Type`).
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+/// IncrementalAlterConfigs operations checked for visibility (APPEND and
+/// SUBTRACT are not: the image changing is enough).
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+
+/// Forwards `request` to the active controller if this node is a cluster
+/// node that is not it, and returns the answer; Err gives the request back
+/// when this node handles it itself (a single node, the active controller,
+/// or an API that is not forwarded).
+pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: RequestKind) -> Result<ResponseKind, RequestKind> {
+    let Some(channel) = broker.forwarding_channel() else { return Err(request) };
+    if broker.is_active_controller() {
+        return Err(request);
+    }
+    let default_timeout = channel.request_timeout();
+    let budget = |timeout_ms: i32| if timeout_ms > 0 { Duration::from_millis(timeout_ms as u64) } else { default_timeout };
+    let start = Instant::now();
+    match request {
+        RequestKind::CreateTopics(req) => {
+            let timeout = budget(req.timeout_ms);
+            let sent = send(&channel, &req, version, timeout).await;
+            let answer = answered(sent, req.clone().into())?;
+            if let (false, ResponseKind::CreateTopics(r)) = (req.validate_only, &answer) {
+                let ids: Vec<uuid::Uuid> = r.topics.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
+                visible(broker, start + timeout, "CreateTopics", |image| ids.iter().all(|id| image.topic_by_id(*id).is_some())).await;
+            }
+            Ok(answer)
+        }
+        RequestKind::DeleteTopics(req) => {
+            let timeout = budget(req.timeout_ms);
+            let sent = send(&channel, &req, version, timeout).await;
+            let answer = answered(sent, req.into())?;
+            if let ResponseKind::DeleteTopics(r) = &answer {
+                let ids: Vec<uuid::Uuid> = r.responses.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
+                visible(broker, start + timeout, "DeleteTopics", |image| ids.iter().all(|id| image.topic_by_id(*id).is_none())).await;
+            }
+            Ok(answer)
+        }
+        RequestKind::CreatePartitions(req) => {
+            let timeout = budget(req.timeout_ms);
+            let sent = send(&channel, &req, version, timeout).await;
+            let answer = answered(sent, req.clone().into())?;
+            if let (false, ResponseKind::CreatePartitions(r)) = (req.validate_only, &answer) {
+                let grown: Vec<(String, usize)> = r
+                    .results
+                    .iter()
+                    .filter(|t| t.error_code == 0)
+                    .filter_map(|t| req.topics.iter().find(|asked| asked.name == t.name))
+                    .map(|t| (t.name.0.to_string(), usize::try_from(t.count).unwrap_or(0)))
+                    .collect();
+                // A topic deleted meanwhile is not waited for.
+                let done = |image: &Image| grown.iter().all(|(name, count)| image.topic(name).is_none_or(|t| t.partitions.len() >= *count));
+                visible(broker, start + timeout, "CreatePartitions", done).await;
+            }
+            Ok(answer)
+        }
+        RequestKind::IncrementalAlterConfigs(req) => {
+            let before = broker.image();
+            let sent = send(&channel, &req, version, default_timeout).await;
+            let answer = answered(sent, req.clone().into())?;
+            if let (false, ResponseKind::IncrementalAlterConfigs(r)) = (req.validate_only, &answer) {
+                let changes: Vec<ConfigChange> = r
+                    .responses
+                    .iter()
+                    .filter(|a| a.error_code == 0)
+                    .filter_map(|a| req.resources.iter().find(|x| x.resource_type == a.resource_type && x.resource_name == a.resource_name))
+                    .map(|x| ConfigChange {
+                        resource_type: x.resource_type,
+                        name: x.resource_name.to_string(),
+                        expected: x
+                            .configs
+                            .iter()
+                            .filter(|c| c.config_operation == OP_SET || c.config_operation == OP_DELETE)
+                            .map(|c| {
+                                let value = if c.config_operation == OP_SET { c.value.as_ref().map(|v| v.to_string()) } else { None };
+                                (c.name.to_string(), value)
+                            })
+                            .collect(),
+                        before: resource_configs(&before, x.resource_type, x.resource_name.as_str()),
+                    })
+                    .collect();
+                visible(broker, start + default_timeout, "IncrementalAlterConfigs", |image| changes.iter().all(|c| c.seen(image))).await;
+            }
+            Ok(answer)
+        }
+        RequestKind::AlterConfigs(req) => {
+            let before = broker.image();
+            let sent = send(&channel, &req, version, default_timeout).await;
+            let answer = answered(sent, req.clone().into())?;
+            if let (false, ResponseKind::AlterConfigs(r)) = (req.validate_only, &answer) {
+                let changes: Vec<ConfigChange> = r
+                    .responses
+                    .iter()
+                    .filter(|a| a.error_code == 0)
+                    .filter_map(|a| req.resources.iter().find(|x| x.resource_type == a.resource_type && x.resource_name == a.resource_name))
+                    .map(|x| ConfigChange {
+                        resource_type: x.resource_type,
+                        name: x.resource_name.to_string(),
+                        expected: x.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect(),
+                        before: resource_configs(&before, x.resource_type, x.resource_name.as_str()),
+                    })
+                    .collect();
+                visible(broker, start + default_timeout, "AlterConfigs", |image| changes.iter().all(|c| c.seen(image))).await;
+            }
+            Ok(answer)
+        }
+        other => Err(other),
+    }
+}
+
+/// Sends `req` at the client's `version`, giving up after `timeout` whatever
+/// an attempt is doing (a connection attempt may take longer on its own).
+async fn send<R>(channel: &ControllerChannel, req: &R, version: i16, timeout: Duration) -> Result<R::Response, ChannelError>
+where
+    R: Request,
+    R::Response: ControllerReply,
+{
+    match tokio::time::timeout(timeout, channel.send_version(req, Some(version), timeout)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(ChannelError::Timeout {
+            api: format!("{:?}", kafka_protocol::messages::ApiKey::try_from(R::KEY).unwrap_or(kafka_protocol::messages::ApiKey::ApiVersions)),
+            waited: timeout,
+            last: "no answer yet".into(),
+        }),
+    }
+}
+
+/// The controller's answer, or the request's error answer when there was none.
+#[allow(clippy::result_large_err)] // the request comes back unboxed, as in `forward`
+fn answered<T: Into<ResponseKind>>(sent: Result<T, ChannelError>, request: RequestKind) -> Result<ResponseKind, RequestKind> {
+    match sent {
+        Ok(answer) => Ok(answer.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot forward an admin request to the active controller");
+            let error = e.response_error();
+            let message = match error {
+                ResponseError::RequestTimedOut => "Timed out waiting for the active controller to answer the forwarded request.",
+                ResponseError::UnsupportedVersion => "The active controller does not support this request version.",
+                _ => "No controller to forward the request to.",
+            };
+            crate::controller_api::refused(request, error, message)
+        }
+    }
+}
+
+/// Waits until `done` holds for this node's published image, at most until `deadline`.
+async fn visible(broker: &Broker, deadline: Instant, api: &str, done: impl Fn(&Image) -> bool) {
+    while !done(&broker.image()) {
+        if Instant::now() >= deadline {
+            tracing::info!(api, "a forwarded change was not visible here before the request's timeout; answering anyway");
+            return;
+        }
+        tokio::time::sleep(VISIBLE_POLL).await;
+    }
+}
+
+/// A config resource a forwarded alter changed, and how to tell it is published.
+struct ConfigChange {
+    resource_type: i8,
+    name: String,
+    /// The configs set (Some) and removed (None).
+    expected: Vec<(String, Option<String>)>,
+    /// The resource's configs before the request.
+    before: Option<BTreeMap<String, String>>,
+}
+
+impl ConfigChange {
+    /// Whether `image` shows the change: the expected values, or at least a
+    /// change from before (the controller may normalise a value); always
+    /// for resources the image does not hold (broker loggers).
+    fn seen(&self, image: &Image) -> bool {
+        if self.resource_type != RESOURCE_TOPIC && self.resource_type != RESOURCE_BROKER {
+            return true;
+        }
+        let now = resource_configs(image, self.resource_type, &self.name);
+        if now != self.before {
+            return true;
+        }
+        let configs = now.unwrap_or_default();
+        self.expected.iter().all(|(name, value)| configs.get(name) == value.as_ref())
+    }
+}
+
+/// The configs of a topic or broker resource in `image`.
+fn resource_configs(image: &Image, resource_type: i8, name: &str) -> Option<BTreeMap<String, String>> {
+    match resource_type {
+        RESOURCE_TOPIC => image.topic(name).map(|t| t.configs.clone()),
+        RESOURCE_BROKER => image.broker_configs(name).cloned(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::{create_topics_request::CreatableTopic, CreateTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::controller_api::testing::TestController;
+    use crate::controller_channel::ChannelConfig;
+
+    fn create(topics: &[&str]) -> CreateTopicsRequest {
+        CreateTopicsRequest::default().with_timeout_ms(300).with_topics(
+            topics.iter().map(|t| CreatableTopic::default().with_name(TopicName(StrBytes::from_string(t.to_string())))).collect(),
+        )
+    }
+
+    fn errors(answer: Result<ResponseKind, RequestKind>) -> Vec<(String, i16)> {
+        let Ok(ResponseKind::CreateTopics(r)) = answer else { panic!("a CreateTopics answer") };
+        r.topics.iter().map(|t| (t.name.0.to_string(), t.error_code)).collect()
+    }
+
+    #[tokio::test]
+    async fn no_reachable_controller_answers_each_topic_request_timed_out_within_the_request_timeout() {
+        let down = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = down.local_addr().expect("address").to_string();
+        drop(down);
+        let config = ChannelConfig {
+            voters: vec![(1, address)],
+            client_id: "test".into(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            retry_backoff: Duration::from_millis(10),
+        };
+        let channel = ControllerChannel::new(config, Arc::new(|| Some(1)));
+        let req = create(&["a", "b"]);
+        let start = std::time::Instant::now();
+        let sent = send(&channel, &req, 7, Duration::from_millis(req.timeout_ms as u64)).await;
+        let code = ResponseError::RequestTimedOut.code();
+        assert_eq!(errors(answered(sent, req.into())), vec![("a".into(), code), ("b".into(), code)]);
+        assert!(start.elapsed() < Duration::from_secs(5), "waited {:?}", start.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_controller_without_the_api_answers_each_topic_unsupported_version() {
+        let controller = TestController::start(true).await;
+        let req = create(&["a"]);
+        let sent = send(&controller.channel("forwarding"), &req, 7, Duration::from_secs(5)).await;
+        assert_eq!(errors(answered(sent, req.into())), vec![("a".into(), ResponseError::UnsupportedVersion.code())]);
+    }
+}
