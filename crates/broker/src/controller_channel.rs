@@ -151,6 +151,9 @@ struct Open {
     connection: Connection,
 }
 
+/// How often a request in flight checks whether the quorum's leader moved.
+const LEADER_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Which voter to try next.
 #[derive(Default)]
 struct Target {
@@ -282,18 +285,38 @@ impl ControllerChannel {
         }
         let Some(o) = open.as_ref() else { return Ok(None) };
         let node = o.node;
-        let sent = match version {
-            None => o.connection.send(request).await,
-            Some(wanted) => match o.connection.versions(ApiKey::try_from(R::KEY).map_err(|()| Failure::Unsupported(api_name::<R>()))?) {
-                Some(range) if !range.is_empty() && wanted >= range.min => o.connection.send_version(request, wanted.min(range.max)).await,
-                _ => {
-                    return Err(Failure::Unsupported(format!(
+        let exchange = async {
+            match version {
+                None => Ok(o.connection.send(request).await),
+                Some(wanted) => match o.connection.versions(ApiKey::try_from(R::KEY).map_err(|()| Failure::Unsupported(api_name::<R>()))?) {
+                    Some(range) if !range.is_empty() && wanted >= range.min => Ok(o.connection.send_version(request, wanted.min(range.max)).await),
+                    _ => Err(Failure::Unsupported(format!(
                         "controller {node} at {} does not speak {} v{wanted}",
                         o.connection.addr(),
                         api_name::<R>()
-                    )))
+                    ))),
+                },
+            }
+        };
+        // As Kafka's channel manager: when the quorum names another leader
+        // while a request waits (this one paused, cut off or dead), the
+        // request goes to the new one at once instead of waiting out
+        // `request.timeout.ms` (a heartbeat stuck that long gets its broker fenced).
+        let moved = async {
+            loop {
+                tokio::time::sleep(LEADER_CHECK_INTERVAL).await;
+                if let Some(leader) = (self.leader_hint)().filter(|l| *l != node) {
+                    return leader;
                 }
-            },
+            }
+        };
+        let sent = tokio::select! {
+            sent = exchange => sent?,
+            leader = moved => {
+                let reason = format!("controller {node} at {}: the quorum's leader is now {leader}", o.connection.addr());
+                *open = None;
+                return Err(Failure::Retriable(reason));
+            }
         };
         match sent {
             Ok(response) => Ok(Some((node, response))),

@@ -168,6 +168,9 @@ struct State {
     /// The log end when this broker became leader of `leader_epoch`: a
     /// follower joins the ISR only once it has everything from before.
     leader_epoch_start_offset: i64,
+    /// `min.insync.replicas` (from the produce policy): the high watermark
+    /// does not advance while the ISR is smaller (KIP-966's strict min ISR).
+    min_isr: i32,
 }
 
 /// Where a produced batch landed.
@@ -222,7 +225,14 @@ impl State {
         let Some(log) = &self.log else { return };
         let log_end = log.log_end_offset();
         let log_start = log.log_start_offset();
-        if let Role::Leader(leader) = &self.role {
+        // KIP-966's strict min ISR (capped by the replica count): below it the
+        // high watermark stays, so every eligible leader replica (ELR) has
+        // everything below it and may be elected after the ISR is gone.
+        let strict_min_isr = (self.min_isr.max(1) as usize).min(self.replicas.len().max(1));
+        if let Some(leader) = match &self.role {
+            Role::Leader(leader) if leader.isr.len() >= strict_min_isr => Some(leader),
+            _ => None,
+        } {
             let smallest = leader
                 .isr
                 .iter()
@@ -258,6 +268,7 @@ impl Partition {
             replicas: Vec::new(),
             high_watermark: start,
             leader_epoch_start_offset: -1,
+            min_isr: 1,
         };
         Partition::with(topic, topic_id, index, local_id, log_dir, state, None)
     }
@@ -283,6 +294,7 @@ impl Partition {
             replicas: Vec::new(),
             high_watermark: 0,
             leader_epoch_start_offset: -1,
+            min_isr: 1,
         };
         let log_dir = dir.parent().map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
         Partition::with(topic, topic_id, index, -1, log_dir, state, Some(reason))
@@ -1160,6 +1172,13 @@ impl Partition {
     /// Sets the produce policy (a topic config change).
     pub fn set_produce_policy(&self, policy: ProducePolicy) {
         *self.produce_policy.write() = policy;
+        let mut state = self.state.write();
+        if state.min_isr != policy.min_insync_replicas {
+            state.min_isr = policy.min_insync_replicas;
+            // A lower minimum may let the high watermark move now.
+            state.maybe_increment_high_watermark(self.local_id);
+            self.publish(&state);
+        }
     }
 
     /// Applies new log settings (a topic config change).
@@ -1408,11 +1427,17 @@ mod tests {
         assert!(p.check_replicated(2).is_none());
         p.fetch_records(2, 1 << 20, 5, Some(1), 0).expect("fetch");
         assert!(matches!(p.check_replicated(2), Some(Ok(()))));
-        // Appended, then the ISR shrank below min.insync.replicas.
+        // Appended, then the ISR shrank below min.insync.replicas: the high
+        // watermark stays (KIP-966's strict min ISR), so the produce waits
+        // (as Kafka's, until its timeout) rather than count on the leader alone.
         let next = p.append_as_leader(&mut batch(&[3]), -1, 0).expect("append");
         p.make_leader(&LeaderAndIsr { leader_epoch: 5, replicas: vec![0, 1], isr: vec![0] }, 0).expect("shrink");
-        let done = p.check_replicated(next.last_offset + 1).expect("complete");
-        assert_eq!(code(done), ResponseError::NotEnoughReplicasAfterAppend);
+        assert!(p.check_replicated(next.last_offset + 1).is_none(), "not committed by the leader alone");
+        assert_eq!(p.high_watermark(), 2);
+        // With min.insync.replicas 1 the leader alone commits it.
+        p.set_produce_policy(ProducePolicy { min_insync_replicas: 1, ..ProducePolicy::default() });
+        assert_eq!(p.high_watermark(), 3);
+        assert!(matches!(p.check_replicated(next.last_offset + 1), Some(Ok(()))));
         p.make_follower(1, &LeaderAndIsr { leader_epoch: 6, replicas: vec![0, 1], isr: vec![1] }).expect("follower");
         assert_eq!(code(p.check_replicated(100).expect("complete")), ResponseError::NotLeaderOrFollower);
     }
