@@ -28,10 +28,9 @@ pub(crate) struct ClusterRpc {
     pub(crate) lifecycle: Arc<BrokerLifecycle>,
     pub(crate) alter_partitions: Arc<AlterPartitionManager>,
     pub(crate) producer_ids: Arc<ProducerIdManager>,
-    /// Admin changes this node makes but cannot decide (it is not the active
-    /// controller): topics it creates itself (`__consumer_offsets`, auto-created ones).
-    pub(crate) admin: Arc<ControllerChannel>,
-    /// Admin requests forwarded to the active controller ([`crate::forwarding`]).
+    /// Admin requests forwarded to the active controller ([`crate::forwarding`]),
+    /// and the topics this node creates itself (`__consumer_offsets`,
+    /// auto-created ones) when it is not the active controller.
     pub(crate) forwarding: Arc<ControllerChannel>,
 }
 
@@ -84,7 +83,7 @@ impl ClusterRpc {
         let expansions = IsrExpansions { broker: Arc::downgrade(broker), manager: Arc::clone(&alter_partitions) };
         broker.replicas.set_isr_change_listener(Arc::new(expansions));
         let forwarding = channel("forwarding");
-        Some(Arc::new(ClusterRpc { lifecycle, alter_partitions, producer_ids, admin: channel("admin"), forwarding }))
+        Some(Arc::new(ClusterRpc { lifecycle, alter_partitions, producer_ids, forwarding }))
     }
 
     /// Starts the lifecycle, the AlterPartition sender, the ISR check and the

@@ -2,7 +2,6 @@
 //! that create, delete and grow topics, carried out by the controller
 //! ([`crate::controller`]) and applied by the metadata publisher.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -112,7 +111,7 @@ impl Broker {
         use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, TopicName};
         use kafka_protocol::protocol::StrBytes;
 
-        let Some(rpc) = self.rpc.get() else {
+        let Some(channel) = self.forwarding_channel() else {
             return Err(BrokerError::kafka(ResponseError::NotController, "no controller channel on this node"));
         };
         let name = new.name.clone();
@@ -138,7 +137,6 @@ impl Broker {
             );
         let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
         let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(FORWARD_TIMEOUT_MS as i32);
-        let channel = Arc::clone(&rpc.admin);
         let answer = crate::blocking(|| tokio::runtime::Handle::current().block_on(async move { channel.send(&request, timeout).await }))
             .map_err(|e| BrokerError::kafka(e.response_error(), format!("creating topic {name} through the active controller: {e}")))?;
         let result = answer.topics.first();
