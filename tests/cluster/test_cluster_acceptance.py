@@ -230,9 +230,6 @@ def test_4_two_of_three_stopped(cluster3):
 
 # ---- 5 ------------------------------------------------------------------------------------
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(strict=False, reason="known gap (issue 9), flaky: in the last run the active controller "
-                   "fenced a broker that was not paused (its heartbeats late), and no node reported a new "
-                   "leader of the paused leader's partition within 60 s")
 def test_5_paused_leader_acknowledges_nothing_the_new_leader_lacks(cluster3):
     """SIGSTOP a partition leader for longer than broker.session.timeout.ms (9 s): the cluster
     fences it and elects another leader; an acks=all produce sent to the paused leader's socket

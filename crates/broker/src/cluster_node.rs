@@ -137,7 +137,7 @@ impl Prepared {
         let (image, applied) = quorum.image();
         let offset = applied.map_or(-1, |o| o as i64);
         *node.start.lock() = Some((events, image.clone(), offset));
-        let sink = ActiveSink { inner: QuorumSink::new(Arc::clone(&quorum), runtime), node_id: node_id as u64 };
+        let sink = ActiveSink { inner: QuorumSink::leader_only(Arc::clone(&quorum), runtime), node_id: node_id as u64 };
         tracing::info!(leader = ?quorum.leader(), epoch = quorum.epoch(), offset, cluster_id = %agreed, "joined the metadata quorum");
         Ok(Started { node, sink: Box::new(sink), image, offset })
     }
@@ -329,8 +329,10 @@ fn image_diff(old: &Image, new: &Image) -> ImageDelta {
 }
 
 /// The controller's sink in cluster mode: commits through the quorum, but
-/// only on the active controller (the leader); elsewhere NOT_CONTROLLER, so
-/// that no node decides on an image that may be behind the leader's.
+/// only on the active controller (the leader) and only while it leads;
+/// elsewhere NOT_CONTROLLER, so that no node decides on an image that may be
+/// behind the leader's, and a decision of a leader that lost its election
+/// mid-commit (a paused controller resuming) is not forwarded to the new one.
 struct ActiveSink {
     inner: QuorumSink,
     node_id: u64,

@@ -48,6 +48,14 @@ pub enum QuorumError {
     /// No leader accepted the proposal in time; it was not appended.
     #[error("no controller leader accepted the proposal within {0:?}")]
     NoLeader(Duration),
+    /// A proposal that only this node's leadership may commit (a decision
+    /// taken on its view as active controller) found it no longer the
+    /// leader; it was not committed.
+    #[error("node {node} is no longer the controller leader; the proposal was not committed")]
+    LostLeadership {
+        /// This node.
+        node: NodeId,
+    },
     /// The proposal may or may not be committed (the leader failed or the
     /// connection to it broke after it was sent).
     #[error("proposal outcome unknown: {0}")]
@@ -130,6 +138,15 @@ pub struct QuorumDescription {
     pub high_watermark: i64,
     /// Every voter.
     pub voters: Vec<VoterState>,
+}
+
+/// Which leader may commit a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Through {
+    /// Whichever node leads (a follower forwards).
+    AnyLeader,
+    /// Only this node, while it leads.
+    ThisLeader,
 }
 
 /// A running controller node of the metadata quorum.
@@ -273,10 +290,28 @@ impl Quorum {
     /// Commits `records` as one entry, through the leader wherever it is;
     /// answers the entry's offset (Raft log index) once it is committed.
     pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, QuorumError> {
+        self.propose_through(records, Through::AnyLeader).await
+    }
+
+    /// Commits `records` only under this node's current leadership: a
+    /// decision the active controller took on its own view (its broker
+    /// sessions, its image) must not be committed by a later leader that
+    /// this node would forward to once it learns it lost the election
+    /// (Kafka's controller writes are fenced by its epoch the same way).
+    /// [`QuorumError::LostLeadership`] if this node is not, or stops being,
+    /// the leader before the entry commits.
+    pub async fn propose_as_leader(&self, records: Vec<MetadataRecord>) -> Result<u64, QuorumError> {
+        self.propose_through(records, Through::ThisLeader).await
+    }
+
+    async fn propose_through(&self, records: Vec<MetadataRecord>, through: Through) -> Result<u64, QuorumError> {
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
         let proposal = Proposal::Records(records);
         loop {
             let leader = self.leader();
+            if through == Through::ThisLeader && leader != Some(self.node_id) {
+                return Err(QuorumError::LostLeadership { node: self.node_id });
+            }
             let attempt = match leader {
                 Some(leader) if leader == self.node_id => {
                     match tokio::time::timeout_at(deadline, network::propose_locally(&self.raft, proposal.clone())).await {
@@ -304,9 +339,19 @@ impl Quorum {
     /// As [`Quorum::propose`], and then waits until this node has applied the
     /// entry too; answers its offset and what it changed in the image.
     pub async fn propose_and_apply(&self, records: Vec<MetadataRecord>) -> Result<(u64, Arc<ImageDelta>), QuorumError> {
+        self.propose_and_apply_through(records, Through::AnyLeader).await
+    }
+
+    /// As [`Quorum::propose_as_leader`], and then waits until this node has
+    /// applied the entry.
+    pub async fn propose_and_apply_as_leader(&self, records: Vec<MetadataRecord>) -> Result<(u64, Arc<ImageDelta>), QuorumError> {
+        self.propose_and_apply_through(records, Through::ThisLeader).await
+    }
+
+    async fn propose_and_apply_through(&self, records: Vec<MetadataRecord>, through: Through) -> Result<(u64, Arc<ImageDelta>), QuorumError> {
         // Subscribed before proposing, so the entry's event cannot be missed.
         let mut events = self.subscribe();
-        let offset = self.propose(records).await?;
+        let offset = self.propose_through(records, through).await?;
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
         let not_applied = |reason: String| QuorumError::NotApplied { offset, reason };
         loop {

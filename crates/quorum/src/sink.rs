@@ -16,11 +16,14 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::quorum::{Quorum, QuorumError};
 
-/// A [`MetadataSink`] that commits through the metadata quorum from any
-/// controller (a follower forwards to the leader).
+/// A [`MetadataSink`] that commits through the metadata quorum: from any
+/// controller (a follower forwards to the leader), or, made with
+/// [`QuorumSink::leader_only`], only under this node's own leadership.
 pub struct QuorumSink {
     quorum: Arc<Quorum>,
     runtime: Handle,
+    /// Commits only while this node leads ([`Quorum::propose_as_leader`]).
+    leader_only: bool,
     /// The image as of this sink's last commit (or [`QuorumSink::refresh`]).
     image: Image,
 }
@@ -29,7 +32,14 @@ impl QuorumSink {
     /// A sink on `quorum`, whose tasks run on `runtime`.
     pub fn new(quorum: Arc<Quorum>, runtime: Handle) -> QuorumSink {
         let image = quorum.image().0;
-        QuorumSink { quorum, runtime, image }
+        QuorumSink { quorum, runtime, leader_only: false, image }
+    }
+
+    /// A sink that commits only while this node is the quorum's leader (the
+    /// active controller's decisions): a change proposed as leadership is
+    /// lost is refused with NOT_CONTROLLER, never forwarded to the new leader.
+    pub fn leader_only(quorum: Arc<Quorum>, runtime: Handle) -> QuorumSink {
+        QuorumSink { leader_only: true, ..QuorumSink::new(quorum, runtime) }
     }
 
     /// Reloads the image from the quorum (changes committed through other
@@ -58,7 +68,7 @@ impl QuorumSink {
 fn metadata_error(e: QuorumError) -> MetadataError {
     match e {
         // Nothing was appended: the client may retry elsewhere.
-        QuorumError::NoLeader(_) => MetadataError::NotController(e.to_string()),
+        QuorumError::NoLeader(_) | QuorumError::LostLeadership { .. } => MetadataError::NotController(e.to_string()),
         _ => MetadataError::CommitUncertain(e.to_string()),
     }
 }
@@ -78,7 +88,13 @@ impl MetadataSink for QuorumSink {
     /// is this node's image, which may include later entries too.
     fn append_and_commit(&mut self, records: &[MetadataRecord], _now_ms: i64) -> metadata::Result<Committed> {
         let quorum = self.quorum.clone();
-        let (offset, delta) = self.block_on(quorum.propose_and_apply(records.to_vec()))?.map_err(metadata_error)?;
+        let records = records.to_vec();
+        let proposed = if self.leader_only {
+            self.block_on(quorum.propose_and_apply_as_leader(records))?
+        } else {
+            self.block_on(quorum.propose_and_apply(records))?
+        };
+        let (offset, delta) = proposed.map_err(metadata_error)?;
         self.refresh();
         let last_offset = i64::try_from(offset).map_err(|_| MetadataError::CommitUncertain(format!("offset {offset} out of range")))?;
         Ok(Committed { last_offset, delta: Arc::unwrap_or_clone(delta) })

@@ -314,3 +314,40 @@ async fn a_quorum_sink_commits_from_a_follower_and_answers_its_delta() {
     drop(sink);
     Arc::try_unwrap(alone).ok().expect("only the test holds the node").shutdown().await;
 }
+
+/// The active controller's sink commits only under its own leadership: on a
+/// follower (a controller that lost the election while it decided) the change
+/// is refused as NOT_CONTROLLER and never forwarded to the leader, so nothing
+/// decided on a stale view is committed; on the leader it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_only_sink_refuses_on_a_follower_and_commits_nothing() {
+    use metadata::{MetadataError, MetadataSink};
+    use quorum::QuorumSink;
+    use std::sync::Arc;
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut options = options();
+    options.propose_timeout = Duration::from_secs(3);
+    let (nodes, _) = start_three(root.path(), options).await;
+    let leader_id = agreed_leader(&nodes).await;
+    let nodes: Vec<Arc<Quorum>> = nodes.into_iter().flatten().map(Arc::new).collect();
+    let follower = nodes.iter().find(|q| q.node_id() != leader_id).expect("a follower").clone();
+    let leader = nodes.iter().find(|q| q.node_id() == leader_id).expect("the leader").clone();
+
+    let mut stale = QuorumSink::leader_only(follower.clone(), tokio::runtime::Handle::current());
+    let err = stale.append_and_commit(&[topic("decided-by-a-follower")], 0).expect_err("a follower's decision");
+    assert!(matches!(err, MetadataError::NotController(_)), "{err}");
+
+    let mut active = QuorumSink::leader_only(leader.clone(), tokio::runtime::Handle::current());
+    let committed = active.append_and_commit(&[topic("decided-by-the-leader")], 0).expect("the leader's decision");
+    for q in &nodes {
+        until("every node applying the leader's change", || (q.image().1 >= Some(committed.last_offset as u64)).then_some(())).await;
+        let image = q.image().0;
+        assert!(image.topic("decided-by-the-leader").is_some());
+        assert!(image.topic("decided-by-a-follower").is_none(), "node {} has the follower's change", q.node_id());
+    }
+    drop((stale, active, follower, leader));
+    for q in nodes {
+        Arc::try_unwrap(q).ok().expect("only the test holds the node").shutdown().await;
+    }
+}
