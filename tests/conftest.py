@@ -278,6 +278,28 @@ def cluster_factory(request, tmp_path):
 
 
 @pytest.fixture
+def fsync_fault(tmp_path, monkeypatch):
+    """Compiles the shim; returns a function that arms it for a directory (brokers started
+    afterwards load it), with the trigger file and the call log."""
+    shim = tmp_path / "fail_fsync.so"
+    res = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(Path(__file__).parent / "faults" / "fail_fsync.c"), "-ldl"],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot compile the fsync fault shim: {res.stderr.strip()}")
+    trigger, calls = tmp_path / "fail-now", tmp_path / "fsync-calls.log"
+
+    def arm(directory: Path) -> tuple[Path, Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv("LD_PRELOAD", str(shim))
+        monkeypatch.setenv("POTOK_FAIL_FSYNC_DIR", os.path.realpath(directory))
+        monkeypatch.setenv("POTOK_FAIL_FSYNC_TRIGGER", str(trigger))
+        monkeypatch.setenv("POTOK_FAIL_FSYNC_LOG", str(calls))
+        return trigger, calls
+
+    return arm
+
+
+@pytest.fixture
 def bin_dir() -> Path:
     return REPO / "bin"
 

@@ -3,13 +3,13 @@ LogDirFailureChannel): the dir's partitions answer KAFKA_STORAGE_ERROR until res
 nothing there is retried, the other log dirs keep working, nothing acknowledged is lost,
 and a failure of the metadata log's dir stops the broker.
 
-Faults are real: an LD_PRELOAD shim (tests/faults/fail_fsync.c, compiled here) makes
-fsync/fdatasync of files under one directory fail with EIO while a trigger file exists."""
+Faults are real: an LD_PRELOAD shim (tests/faults/fail_fsync.c, compiled by conftest's
+`fsync_fault` fixture) makes fsync/fdatasync of files under one directory fail with EIO while a
+trigger file exists."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -27,29 +27,6 @@ FAILED = "log dir failed"
 TOPIC = "spread"
 API_LIST_OFFSETS = 2
 API_DELETE_RECORDS = 21
-SHIM_SOURCE = Path(__file__).parent / "faults" / "fail_fsync.c"
-
-
-@pytest.fixture
-def fsync_fault(tmp_path, monkeypatch):
-    """Compiles the shim; returns a function that arms it for a directory (brokers started
-    afterwards load it), with the trigger file and the call log."""
-    shim = tmp_path / "fail_fsync.so"
-    res = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(SHIM_SOURCE), "-ldl"],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot compile the fsync fault shim: {res.stderr.strip()}")
-    trigger, calls = tmp_path / "fail-now", tmp_path / "fsync-calls.log"
-
-    def arm(directory: Path) -> tuple[Path, Path]:
-        directory.mkdir(parents=True, exist_ok=True)
-        monkeypatch.setenv("LD_PRELOAD", str(shim))
-        monkeypatch.setenv("POTOK_FAIL_FSYNC_DIR", os.path.realpath(directory))
-        monkeypatch.setenv("POTOK_FAIL_FSYNC_TRIGGER", str(trigger))
-        monkeypatch.setenv("POTOK_FAIL_FSYNC_LOG", str(calls))
-        return trigger, calls
-
-    return arm
 
 
 def _produce(c: w.Connection, partition: int, value: bytes) -> tuple[int, int]:

@@ -182,6 +182,9 @@ impl Broker {
     pub fn open(config: ServerConfig) -> Result<Arc<Broker>, StartError> {
         let cluster = config.kraft.is_cluster().then(|| cluster_node::Prepared::new(&config)).transpose()?;
         let mut log_dirs = LogDirs::open(&config.log_dirs, config.node_id)?;
+        if cluster.is_some() {
+            log_dirs.health().stop_broker_on_any_failure();
+        }
         if !log_dirs.clean_shutdown {
             tracing::info!("log dirs were not shut down cleanly: recovering active segments");
         }

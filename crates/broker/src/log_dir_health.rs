@@ -8,9 +8,16 @@
 //! have dropped the dirty pages and report the next fsync as a success. The
 //! broker keeps serving the partitions of its other log dirs; a failure of
 //! the dir holding the metadata log stops the process, as Kafka halts.
+//!
+//! In a cluster any failed log dir stops the process, as a KRaft broker
+//! without directory assignment (KIP-858) halts: the metadata does not say
+//! which replicas live in which dir, so the controller could not move the
+//! failed dir's leaderships away while the broker lives. Stopped, its session
+//! expires, it is fenced and its partitions get leaders from their ISR.
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use kafka_protocol::error::ResponseError;
@@ -27,12 +34,15 @@ pub(crate) struct LogDirHealth {
     failure: OnceLock<String>,
     /// The dir holds the metadata log: its failure stops the broker.
     holds_metadata: bool,
+    /// Its failure stops the broker although it holds only partitions (a
+    /// cluster node: [`LogDirHealths::stop_broker_on_any_failure`]).
+    stops_broker: AtomicBool,
 }
 
 impl LogDirHealth {
     /// A healthy log dir at `path`.
     pub(crate) fn new(path: PathBuf, holds_metadata: bool) -> LogDirHealth {
-        LogDirHealth { path, failure: OnceLock::new(), holds_metadata }
+        LogDirHealth { path, failure: OnceLock::new(), holds_metadata, stops_broker: AtomicBool::new(false) }
     }
 
     /// The log dir.
@@ -59,6 +69,10 @@ impl LogDirHealth {
         if self.holds_metadata {
             tracing::error!(log_dir = %self.path.display(), cause = %cause, "the log dir holding the metadata log failed: stopping the broker");
             // As Kafka halts: no shutdown hook may write to the failed disk.
+            std::process::exit(1);
+        }
+        if self.stops_broker.load(Ordering::Relaxed) {
+            tracing::error!(log_dir = %self.path.display(), cause = %cause, "log dir failed: stopping the broker so that the cluster elects other leaders for its partitions (replicas are not assigned to log dirs in the metadata); restart it once the disk is fixed or the dir removed from log.dirs");
             std::process::exit(1);
         }
         tracing::error!(log_dir = %self.path.display(), cause = %cause, "log dir failed: its partitions are offline (KAFKA_STORAGE_ERROR) and nothing is written to it until the broker restarts");
@@ -109,6 +123,14 @@ impl LogDirHealths {
     /// Whether the dir holding `path` may still be written.
     pub(crate) fn writable(&self, path: &Path) -> bool {
         self.of(path).is_none_or(|h| !h.is_offline())
+    }
+
+    /// From now on a failure of any of these dirs stops the process (a
+    /// cluster node; see the module doc).
+    pub(crate) fn stop_broker_on_any_failure(&self) {
+        for h in self.0.iter() {
+            h.stops_broker.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The dirs that failed: what a broker heartbeat reports to the

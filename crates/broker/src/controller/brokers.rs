@@ -240,8 +240,9 @@ impl Controller {
         }
         if session.offline_log_dirs != req.offline_log_dirs {
             // Replicas are not assigned to directories in the metadata (no
-            // JBOD directory ids): leaderships stay, the broker itself
-            // answers for its partitions there as offline.
+            // JBOD directory ids): a Potok broker in a cluster stops on a
+            // failed log dir (log_dir_health.rs), so its session expires and
+            // fencing moves its leaderships; this report is for operators.
             tracing::warn!(broker = id, dirs = ?req.offline_log_dirs, "broker {id} reports offline log directories");
             session.offline_log_dirs = req.offline_log_dirs.clone();
         }
