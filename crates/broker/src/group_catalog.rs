@@ -26,7 +26,7 @@ impl Broker {
         }
         if state.leader == self.config.node_id && !partition.is_offline() {
             let count = i32::try_from(partition_count).unwrap_or(i32::MAX);
-            self.groups.on_become_leader(Arc::clone(partition), state.leader_epoch, count, now_ms());
+            self.groups.on_become_leader(Arc::clone(partition), state.leader_epoch, count, now_ms);
         } else {
             self.groups.on_resign(partition.index, state.leader_epoch);
         }

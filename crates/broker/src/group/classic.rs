@@ -192,6 +192,15 @@ impl ClassicGroup {
         group
     }
 
+    /// The group was loaded by a new coordinator, done at `now`: every
+    /// member's session starts then, as Kafka's `onLoaded` reschedules their
+    /// heartbeat expiry (they could not heartbeat while the load ran).
+    pub(crate) fn loaded(&mut self, now: i64) {
+        for m in self.members.values_mut() {
+            m.session_deadline = now + i64::from(m.session_timeout_ms);
+        }
+    }
+
     /// The record that stores this group.
     pub(crate) fn to_stored(&self) -> ClassicGroupValue {
         let protocol = self.protocol.clone().unwrap_or_default();

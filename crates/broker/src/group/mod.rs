@@ -295,8 +295,10 @@ impl GroupCoordinator {
     /// its groups are loaded, in the background when there is something to
     /// replay and a runtime to do it on; clients of its groups get
     /// COORDINATOR_LOAD_IN_PROGRESS meanwhile. A shard already loaded at this
-    /// or a newer epoch is kept.
-    pub fn on_become_leader(&self, partition: Arc<Partition>, leader_epoch: i32, partition_count: i32, now: i64) {
+    /// or a newer epoch is kept. `clock` is the time in ms: the load reads it
+    /// when it starts and again when it is done, which is when the sessions
+    /// of the members it loads start.
+    pub fn on_become_leader(&self, partition: Arc<Partition>, leader_epoch: i32, partition_count: i32, clock: impl Fn() -> i64 + Send + 'static) {
         self.partitions.store(partition_count, Ordering::Relaxed);
         let index = partition.index;
         let current = self.shards.read().get(&index).cloned();
@@ -312,10 +314,10 @@ impl GroupCoordinator {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) if !empty => {
                 let config = self.config.clone();
-                runtime.spawn_blocking(move || shard.load(&config, now));
+                runtime.spawn_blocking(move || shard.load(&config, &clock));
             }
             // Failures are logged by the load and answered NOT_COORDINATOR.
-            _ => drop(shard.load(&self.config, now)),
+            _ => drop(shard.load(&self.config, &clock)),
         }
     }
 
@@ -829,7 +831,7 @@ impl GroupCoordinator {
     pub(crate) fn load_partitions(&self, partitions: Vec<Arc<Partition>>, now: i64) -> Result<()> {
         let count = partitions.len() as i32;
         for partition in partitions {
-            self.on_become_leader(partition, 0, count, now);
+            self.on_become_leader(partition, 0, count, move || now);
         }
         self.wait_loaded()
     }

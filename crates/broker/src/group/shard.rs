@@ -167,8 +167,11 @@ impl Shard {
     /// will be committed) into the shard's groups and makes it active. The
     /// groups are built aside, so clients meanwhile get LOAD_IN_PROGRESS
     /// rather than wait. A failure leaves the shard failed (NOT_COORDINATOR).
-    pub(crate) fn load(&self, config: &GroupConfig, now: i64) -> Result<()> {
-        let replayed = self.replay(config, now);
+    /// `clock` is read when the replay starts and when it is done: the
+    /// sessions of the loaded members start then (Kafka's `onLoaded`), since
+    /// their heartbeats were refused with LOAD_IN_PROGRESS until then.
+    pub(crate) fn load(&self, config: &GroupConfig, clock: &dyn Fn() -> i64) -> Result<()> {
+        let replayed = self.replay(config, clock);
         let mut groups = self.groups.lock();
         let mut status = self.status.lock();
         let result = match replayed {
@@ -201,7 +204,8 @@ impl Shard {
         result
     }
 
-    fn replay(&self, config: &GroupConfig, now: i64) -> Result<(Groups, BTreeMap<String, Misplaced>, usize)> {
+    fn replay(&self, config: &GroupConfig, clock: &dyn Fn() -> i64) -> Result<(Groups, BTreeMap<String, Misplaced>, usize)> {
+        let now = clock();
         let partition = &self.partition;
         let mut groups = Groups::new();
         let mut records = 0usize;
@@ -241,9 +245,14 @@ impl Shard {
         };
         crate::record_batch::scan(read, partition.log_start_offset(), partition.log_end_offset(), replay)
             .map_err(|e| BrokerError::kafka(e.response_error(), format!("{OFFSETS_TOPIC}-{}: {e}", partition.index)))?;
+        // The members' sessions start now that the load is done, not when it
+        // began: a long replay must not expire members that could not
+        // heartbeat meanwhile.
+        let loaded_at = clock().max(now);
         for group in groups.values_mut() {
-            if let Membership::Consumer(g) = &mut group.membership {
-                g.loaded(config, now);
+            match &mut group.membership {
+                Membership::Classic(g) => g.loaded(loaded_at),
+                Membership::Consumer(g) => g.loaded(config, loaded_at),
             }
         }
         // A misplaced group is taken out of the served ones (it is never asked

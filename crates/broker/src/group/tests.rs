@@ -476,7 +476,7 @@ fn a_shard_serves_only_while_led_and_comes_back_with_its_commits() {
     c.on_resign(0, -1);
     assert_eq!(committed(&c, &on0).len(), 1);
     // Leading partition 1 again (epoch 2): its groups are loaded from it.
-    c.on_become_leader(Arc::clone(&led[1]), 2, 2, 3);
+    c.on_become_leader(Arc::clone(&led[1]), 2, 2, || 3);
     c.wait_loaded().expect("loaded");
     assert_eq!(committed(&c, &on1), vec![(("t".to_string(), 0), 4)]);
 }
@@ -486,7 +486,7 @@ fn a_loading_shard_answers_load_in_progress_and_a_failed_one_not_coordinator() {
     let dir = tempfile::tempdir().expect("tempdir");
     let shard = shard::Shard::new(open_partition(dir.path()), 0, 1);
     assert_eq!(shard.lock().err(), Some(ResponseError::CoordinatorLoadInProgress));
-    shard.load(&config(), 0).expect("load");
+    shard.load(&config(), &|| 0).expect("load");
     assert!(shard.lock().is_ok());
     shard.unload();
     assert_eq!(shard.lock().err(), Some(ResponseError::NotCoordinator));
@@ -500,9 +500,48 @@ fn a_loading_shard_answers_load_in_progress_and_a_failed_one_not_coordinator() {
     written.write(vec![(key, Some(store::StoredValue::Offset(offset(1, 0))))], 0).expect("written");
     health.fail(&"disk gone");
     let shard = shard::Shard::new(partition, 0, 1);
-    assert!(shard.load(&config(), 0).is_err());
+    assert!(shard.load(&config(), &|| 0).is_err());
     assert!(shard.wait_loaded().is_err());
     assert_eq!(shard.lock().err(), Some(ResponseError::NotCoordinator));
+}
+
+/// The clock of a load that begins at `start` and is done at `done`: its
+/// first reading is `start`, every later one `done`.
+fn load_clock(start: i64, done: i64) -> impl Fn() -> i64 + Send + 'static {
+    let readings = std::sync::atomic::AtomicUsize::new(0);
+    move || if readings.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 { start } else { done }
+}
+
+#[test]
+fn sessions_of_loaded_members_start_when_the_load_is_done_not_when_it_began() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = no_delay();
+    let consumer_session = i64::from(cfg.consumer_session_timeout_ms);
+    let classic_session = i64::from(classic_join("").session_timeout_ms);
+    {
+        let c = coordinator(dir.path(), cfg.clone(), 0);
+        block_on(c.consumer_heartbeat("kg", join("a"), &Topics, 0)).expect("joined");
+        stable_classic(&c, None);
+    }
+    // A new coordinator becomes the leader at 100; replaying takes it 8 s.
+    let (start, done) = (100, 8_100);
+    let c = GroupCoordinator::new(cfg);
+    c.on_become_leader(open_partition(dir.path()), 1, 1, load_clock(start, done));
+    c.wait_loaded().expect("loaded");
+    // The members could not heartbeat while it loaded: their sessions are
+    // counted from the end of the load, not from its start.
+    c.tick(start + classic_session);
+    assert_eq!(classic_state(&c), Some(("Stable", 1, 1)), "the classic member keeps its generation");
+    c.tick(done + classic_session - 1);
+    assert_eq!(classic_state(&c), Some(("Stable", 1, 1)));
+    c.tick(done + classic_session);
+    assert_eq!(classic_state(&c).map(|s| s.2), Some(0), "a silent classic member expires a session after the load");
+    c.tick(start + consumer_session);
+    assert_eq!(snapshot(&c, "kg").3.len(), 1, "the consumer group member is still there");
+    c.tick(done + consumer_session - 1);
+    assert_eq!(snapshot(&c, "kg").3.len(), 1);
+    c.tick(done + consumer_session);
+    assert_eq!(snapshot(&c, "kg").0, "Empty", "a silent consumer group member expires a session after the load");
 }
 
 #[tokio::test]
@@ -591,7 +630,7 @@ fn offsets_partitions(dir: &std::path::Path, count: i32) -> Vec<Arc<Partition>> 
 fn leading(dir: &std::path::Path, count: i32, led: &[i32], now: i64) -> GroupCoordinator {
     let c = GroupCoordinator::new(config());
     for p in offsets_partitions(dir, count).into_iter().filter(|p| led.contains(&p.index)) {
-        c.on_become_leader(p, 0, count, now);
+        c.on_become_leader(p, 0, count, move || now);
     }
     c.wait_loaded().expect("loaded");
     c
@@ -728,14 +767,14 @@ fn a_misplaced_group_whose_kafka_partition_is_led_elsewhere_is_left_in_place_unt
     write_records(dir.path(), 3, old, vec![offset_record(&g, 1, 8)]);
     let c = GroupCoordinator::new(config());
     let partitions = offsets_partitions(dir.path(), 3);
-    c.on_become_leader(Arc::clone(&partitions[old as usize]), 0, 3, 10);
+    c.on_become_leader(Arc::clone(&partitions[old as usize]), 0, 3, || 10);
     c.wait_loaded().expect("loaded");
     c.tick(11);
     assert_eq!(c.fetch_offsets(&g, None).err(), Some(ResponseError::NotCoordinator), "another broker coordinates it");
     assert!(records_of(dir.path(), 3, old, &g).iter().all(|(_, v)| v.is_some()), "nothing deleted that was not copied");
     assert!(records_of(dir.path(), 3, new, &g).is_empty());
     // Leading Kafka's partition too: the next pass moves the group.
-    c.on_become_leader(Arc::clone(&partitions[new as usize]), 0, 3, 12);
+    c.on_become_leader(Arc::clone(&partitions[new as usize]), 0, 3, || 12);
     c.wait_loaded().expect("loaded");
     assert_eq!(committed(&c, &g), vec![(("t".to_string(), 1), 8)]);
     assert_eq!(records_of(dir.path(), 3, old, &g).last().map(|(_, v)| v.is_none()), Some(true));
@@ -750,8 +789,8 @@ async fn a_misplaced_group_waits_with_load_in_progress_until_its_copy_is_committ
     let old_partition = offsets_partitions(dir.path(), 3).swap_remove(old as usize);
     // Kafka's partition is replicated: the copy is committed only once the follower has it.
     let new_partition = replicated_partition(dir.path(), new);
-    c.on_become_leader(old_partition, 0, 3, 10);
-    c.on_become_leader(Arc::clone(&new_partition), 1, 3, 10);
+    c.on_become_leader(old_partition, 0, 3, || 10);
+    c.on_become_leader(Arc::clone(&new_partition), 1, 3, || 10);
     c.wait_loaded().expect("loaded");
     assert_eq!(c.fetch_offsets(&g, None).err(), Some(ResponseError::CoordinatorLoadInProgress), "not answered as a group without offsets");
     let refused = c.commit_offsets(&g, "", None, -1, vec![(("t".into(), 0), offset(4, 11))], &Topics, 11).await;
