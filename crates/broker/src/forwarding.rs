@@ -19,15 +19,17 @@
 //!
 //! Kafka's brokers answer as soon as the controller has; Potok answers once
 //! the change is visible in this node's own metadata (the local path answers
-//! once published too), bounded by the same timeout, so a client's Metadata
-//! or DescribeConfigs right after sees what it changed.
+//! once published too; for CreateTopics also a topic answered
+//! TOPIC_ALREADY_EXISTS), bounded by the same timeout, so a client's Metadata
+//! or DescribeConfigs right after sees what it changed. [`create_topics`] is
+//! also how a node creates the topics it needs itself.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestKind, ResponseKind};
 use kafka_protocol::protocol::Request;
 use metadata::Image;
 use tokio::time::Instant;
@@ -61,18 +63,12 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
     let start = Instant::now();
     match request {
         RequestKind::CreateTopics(req) => {
-            let timeout = budget(req.timeout_ms);
-            let sent = send(&channel, &req, version, timeout).await;
-            let answer = answered(sent, req.clone().into())?;
-            if let (false, ResponseKind::CreateTopics(r)) = (req.validate_only, &answer) {
-                let ids: Vec<uuid::Uuid> = r.topics.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
-                visible(broker, start + timeout, "CreateTopics", |image| ids.iter().all(|id| image.topic_by_id(*id).is_some())).await;
-            }
-            Ok(answer)
+            let sent = create_topics(broker, &channel, &req, Some(version), budget(req.timeout_ms)).await;
+            answered(sent, req.into())
         }
         RequestKind::DeleteTopics(req) => {
             let timeout = budget(req.timeout_ms);
-            let sent = send(&channel, &req, version, timeout).await;
+            let sent = send(&channel, &req, Some(version), timeout).await;
             let answer = answered(sent, req.into())?;
             if let ResponseKind::DeleteTopics(r) = &answer {
                 let ids: Vec<uuid::Uuid> = r.responses.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
@@ -82,7 +78,7 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
         }
         RequestKind::CreatePartitions(req) => {
             let timeout = budget(req.timeout_ms);
-            let sent = send(&channel, &req, version, timeout).await;
+            let sent = send(&channel, &req, Some(version), timeout).await;
             let answer = answered(sent, req.clone().into())?;
             if let (false, ResponseKind::CreatePartitions(r)) = (req.validate_only, &answer) {
                 let grown: Vec<(String, usize)> = r
@@ -100,7 +96,7 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
         }
         RequestKind::IncrementalAlterConfigs(req) => {
             let before = broker.image();
-            let sent = send(&channel, &req, version, default_timeout).await;
+            let sent = send(&channel, &req, Some(version), default_timeout).await;
             let answer = answered(sent, req.clone().into())?;
             if let (false, ResponseKind::IncrementalAlterConfigs(r)) = (req.validate_only, &answer) {
                 let changes: Vec<ConfigChange> = r
@@ -129,7 +125,7 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
         }
         RequestKind::AlterConfigs(req) => {
             let before = broker.image();
-            let sent = send(&channel, &req, version, default_timeout).await;
+            let sent = send(&channel, &req, Some(version), default_timeout).await;
             let answer = answered(sent, req.clone().into())?;
             if let (false, ResponseKind::AlterConfigs(r)) = (req.validate_only, &answer) {
                 let changes: Vec<ConfigChange> = r
@@ -152,14 +148,43 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
     }
 }
 
-/// Sends `req` at the client's `version`, giving up after `timeout` whatever
-/// an attempt is doing (a connection attempt may take longer on its own).
-async fn send<R>(channel: &ControllerChannel, req: &R, version: i16, timeout: Duration) -> Result<R::Response, ChannelError>
+/// Sends a CreateTopics to the active controller at `version` (None: the
+/// newest both sides have) and, unless it only validates, waits until this
+/// node's image has the topics it created, and those it answered already
+/// exist, at most `timeout` from now in all. Shared by a client's forwarded
+/// CreateTopics and the topics a node creates itself
+/// (`Broker::create_topic` off the active controller), which then find them
+/// in the image at once.
+pub(crate) async fn create_topics(
+    broker: &Broker,
+    channel: &ControllerChannel,
+    req: &CreateTopicsRequest,
+    version: Option<i16>,
+    timeout: Duration,
+) -> Result<CreateTopicsResponse, ChannelError> {
+    let deadline = Instant::now() + timeout;
+    let answer = send(channel, req, version, timeout).await?;
+    if !req.validate_only {
+        let created: Vec<uuid::Uuid> = answer.topics.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
+        let exists = ResponseError::TopicAlreadyExists.code();
+        let existing: Vec<&str> = answer.topics.iter().filter(|t| t.error_code == exists).map(|t| t.name.0.as_str()).collect();
+        let done = |image: &Image| {
+            created.iter().all(|id| image.topic_by_id(*id).is_some()) && existing.iter().all(|name| image.topic(name).is_some())
+        };
+        visible(broker, deadline, "CreateTopics", done).await;
+    }
+    Ok(answer)
+}
+
+/// Sends `req` at `version` (None: the newest both sides have), giving up
+/// after `timeout` whatever an attempt is doing (a connection attempt may
+/// take longer on its own).
+async fn send<R>(channel: &ControllerChannel, req: &R, version: Option<i16>, timeout: Duration) -> Result<R::Response, ChannelError>
 where
     R: Request,
     R::Response: ControllerReply,
 {
-    match tokio::time::timeout(timeout, channel.send_version(req, Some(version), timeout)).await {
+    match tokio::time::timeout(timeout, channel.send_version(req, version, timeout)).await {
         Ok(answer) => answer,
         Err(_) => Err(ChannelError::Timeout {
             api: format!("{:?}", kafka_protocol::messages::ApiKey::try_from(R::KEY).unwrap_or(kafka_protocol::messages::ApiKey::ApiVersions)),
@@ -269,7 +294,7 @@ mod tests {
         let channel = ControllerChannel::new(config, Arc::new(|| Some(1)));
         let req = create(&["a", "b"]);
         let start = std::time::Instant::now();
-        let sent = send(&channel, &req, 7, Duration::from_millis(req.timeout_ms as u64)).await;
+        let sent = send(&channel, &req, Some(7), Duration::from_millis(req.timeout_ms as u64)).await;
         let code = ResponseError::RequestTimedOut.code();
         assert_eq!(errors(answered(sent, req.into())), vec![("a".into(), code), ("b".into(), code)]);
         assert!(start.elapsed() < Duration::from_secs(5), "waited {:?}", start.elapsed());
@@ -279,7 +304,7 @@ mod tests {
     async fn a_controller_without_the_api_answers_each_topic_unsupported_version() {
         let controller = TestController::start(true).await;
         let req = create(&["a"]);
-        let sent = send(&controller.channel("forwarding"), &req, 7, Duration::from_secs(5)).await;
+        let sent = send(&controller.channel("forwarding"), &req, Some(7), Duration::from_secs(5)).await;
         assert_eq!(errors(answered(sent, req.into())), vec![("a".into(), ResponseError::UnsupportedVersion.code())]);
     }
 }
