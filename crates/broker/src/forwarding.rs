@@ -29,7 +29,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestKind, ResponseKind};
+use kafka_protocol::messages::{
+    alter_configs_request, incremental_alter_configs_request, AlterConfigsRequest, AlterConfigsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestKind, ResponseKind,
+};
 use kafka_protocol::protocol::Request;
 use metadata::Image;
 use tokio::time::Instant;
@@ -94,56 +97,8 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
             }
             Ok(answer)
         }
-        RequestKind::IncrementalAlterConfigs(req) => {
-            let before = broker.image();
-            let sent = send(&channel, &req, Some(version), default_timeout).await;
-            let answer = answered(sent, req.clone().into())?;
-            if let (false, ResponseKind::IncrementalAlterConfigs(r)) = (req.validate_only, &answer) {
-                let changes: Vec<ConfigChange> = r
-                    .responses
-                    .iter()
-                    .filter(|a| a.error_code == 0)
-                    .filter_map(|a| req.resources.iter().find(|x| x.resource_type == a.resource_type && x.resource_name == a.resource_name))
-                    .map(|x| ConfigChange {
-                        resource_type: x.resource_type,
-                        name: x.resource_name.to_string(),
-                        expected: x
-                            .configs
-                            .iter()
-                            .filter(|c| c.config_operation == OP_SET || c.config_operation == OP_DELETE)
-                            .map(|c| {
-                                let value = if c.config_operation == OP_SET { c.value.as_ref().map(|v| v.to_string()) } else { None };
-                                (c.name.to_string(), value)
-                            })
-                            .collect(),
-                        before: resource_configs(&before, x.resource_type, x.resource_name.as_str()),
-                    })
-                    .collect();
-                visible(broker, start + default_timeout, "IncrementalAlterConfigs", |image| changes.iter().all(|c| c.seen(image))).await;
-            }
-            Ok(answer)
-        }
-        RequestKind::AlterConfigs(req) => {
-            let before = broker.image();
-            let sent = send(&channel, &req, Some(version), default_timeout).await;
-            let answer = answered(sent, req.clone().into())?;
-            if let (false, ResponseKind::AlterConfigs(r)) = (req.validate_only, &answer) {
-                let changes: Vec<ConfigChange> = r
-                    .responses
-                    .iter()
-                    .filter(|a| a.error_code == 0)
-                    .filter_map(|a| req.resources.iter().find(|x| x.resource_type == a.resource_type && x.resource_name == a.resource_name))
-                    .map(|x| ConfigChange {
-                        resource_type: x.resource_type,
-                        name: x.resource_name.to_string(),
-                        expected: x.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect(),
-                        before: resource_configs(&before, x.resource_type, x.resource_name.as_str()),
-                    })
-                    .collect();
-                visible(broker, start + default_timeout, "AlterConfigs", |image| changes.iter().all(|c| c.seen(image))).await;
-            }
-            Ok(answer)
-        }
+        RequestKind::IncrementalAlterConfigs(req) => alter_configs(broker, &channel, req, version, default_timeout).await,
+        RequestKind::AlterConfigs(req) => alter_configs(broker, &channel, req, version, default_timeout).await,
         other => Err(other),
     }
 }
@@ -248,6 +203,92 @@ impl ConfigChange {
         let configs = now.unwrap_or_default();
         self.expected.iter().all(|(name, value)| configs.get(name) == value.as_ref())
     }
+}
+
+/// A resource a config alter names: its type and name, and the configs it
+/// sets (Some) or removes (None).
+type Asked<'a> = (i8, &'a str, Vec<(String, Option<String>)>);
+
+/// IncrementalAlterConfigs and AlterConfigs, as forwarding waits for them.
+trait ConfigAlter: Request + Into<RequestKind>
+where
+    Self::Response: ControllerReply + Into<ResponseKind>,
+{
+    /// The API's name, for the log.
+    const API: &'static str;
+    /// True if the controller only checks the request.
+    fn validate_only(&self) -> bool;
+    /// Each resource the request names.
+    fn asked(&self) -> Vec<Asked<'_>>;
+    /// The resources the controller altered: type and name.
+    fn altered(answer: &Self::Response) -> Vec<(i8, &str)>;
+}
+
+impl ConfigAlter for IncrementalAlterConfigsRequest {
+    const API: &'static str = "IncrementalAlterConfigs";
+
+    fn validate_only(&self) -> bool {
+        self.validate_only
+    }
+
+    fn asked(&self) -> Vec<Asked<'_>> {
+        let expected = |c: &incremental_alter_configs_request::AlterableConfig| match c.config_operation {
+            OP_SET => Some((c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
+            OP_DELETE => Some((c.name.to_string(), None)),
+            _ => None,
+        };
+        self.resources.iter().map(|x| (x.resource_type, x.resource_name.as_str(), x.configs.iter().filter_map(expected).collect())).collect()
+    }
+
+    fn altered(answer: &IncrementalAlterConfigsResponse) -> Vec<(i8, &str)> {
+        answer.responses.iter().filter(|a| a.error_code == 0).map(|a| (a.resource_type, a.resource_name.as_str())).collect()
+    }
+}
+
+impl ConfigAlter for AlterConfigsRequest {
+    const API: &'static str = "AlterConfigs";
+
+    fn validate_only(&self) -> bool {
+        self.validate_only
+    }
+
+    fn asked(&self) -> Vec<Asked<'_>> {
+        let expected = |c: &alter_configs_request::AlterableConfig| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()));
+        self.resources.iter().map(|x| (x.resource_type, x.resource_name.as_str(), x.configs.iter().map(expected).collect())).collect()
+    }
+
+    fn altered(answer: &AlterConfigsResponse) -> Vec<(i8, &str)> {
+        answer.responses.iter().filter(|a| a.error_code == 0).map(|a| (a.resource_type, a.resource_name.as_str())).collect()
+    }
+}
+
+/// Forwards a config alter and, unless it only validates, waits until this
+/// node's image shows every resource the controller altered, at most
+/// `timeout` from now in all.
+async fn alter_configs<R>(broker: &Broker, channel: &ControllerChannel, req: R, version: i16, timeout: Duration) -> Result<ResponseKind, RequestKind>
+where
+    R: ConfigAlter,
+    R::Response: ControllerReply + Into<ResponseKind>,
+{
+    let deadline = Instant::now() + timeout;
+    let before = broker.image();
+    let answer = match send(channel, &req, Some(version), timeout).await {
+        Ok(answer) => answer,
+        Err(e) => return answered::<R::Response>(Err(e), req.into()),
+    };
+    if !req.validate_only() {
+        let asked = req.asked();
+        let changes: Vec<ConfigChange> = R::altered(&answer)
+            .into_iter()
+            .filter_map(|(resource_type, name)| {
+                let (_, _, expected) = asked.iter().find(|(t, n, _)| *t == resource_type && *n == name)?;
+                let before = resource_configs(&before, resource_type, name);
+                Some(ConfigChange { resource_type, name: name.to_string(), expected: expected.clone(), before })
+            })
+            .collect();
+        visible(broker, deadline, R::API, |image| changes.iter().all(|c| c.seen(image))).await;
+    }
+    Ok(answer.into())
 }
 
 /// The configs of a topic or broker resource in `image`.
