@@ -353,11 +353,19 @@ impl LogDirs {
         Ok((dir, true))
     }
 
-    /// The failed log dir holding a directory for the partition, if one does
-    /// (at start, such a partition is offline rather than created anew elsewhere).
-    pub(crate) fn failed_dir_of(&self, topic: &str, partition: i32) -> Option<(PathBuf, &Arc<LogDirHealth>)> {
+    /// The partition's directory in a failed log dir and that dir's health,
+    /// if it has one there (its `partition.metadata` names `topic_id`, or,
+    /// with [`Placement::Existing`], none is readable): such a partition is
+    /// offline rather than created anew in another dir.
+    pub(crate) fn failed_dir_of(&self, topic: &str, partition: i32, topic_id: Uuid, placement: Placement) -> Option<(PathBuf, &Arc<LogDirHealth>)> {
         let name = format!("{topic}-{partition}");
-        self.health.iter().filter(|h| h.is_offline()).map(|h| (h.path().join(&name), h)).find(|(dir, _)| dir.is_dir())
+        self.health.iter().filter(|h| h.is_offline()).map(|h| (h.path().join(&name), h)).find(|(dir, _)| {
+            dir.is_dir()
+                && match read_topic_id(dir) {
+                    Some(id) => id == topic_id,
+                    None => placement == Placement::Existing,
+                }
+        })
     }
 
     /// Settles partition directories the metadata does not know (`known`

@@ -293,9 +293,9 @@ impl Broker {
                 prepared.partitions.push(Arc::clone(open));
                 continue;
             }
-            // At start, a partition whose directory is in a log dir that went
-            // offline (an unreadable high watermark checkpoint) stays there, offline.
-            if let Some((dir, health)) = self.log_dirs.failed_dir_of(&topic.name, index).filter(|_| placement == Placement::Existing) {
+            // A partition whose directory is in a log dir that went offline
+            // (at start: an unreadable high watermark checkpoint) stays there, offline.
+            if let Some((dir, health)) = self.log_dirs.failed_dir_of(&topic.name, index, topic.id, placement) {
                 let reason = health.failure().unwrap_or("its log dir failed").to_string();
                 let offline = Partition::offline(topic.name.clone(), topic.id, index, &dir, partition.leader_epoch, reason);
                 prepared.partitions.push(Arc::new(offline.in_log_dir(Arc::clone(health))));
