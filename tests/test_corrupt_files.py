@@ -228,6 +228,26 @@ def test_the_metadata_checkpoint(broker, damage):
     assert_all_back(broker.bootstrap, expected)
 
 
+@pytest.mark.parametrize("damage", ["garbage", "missing"])
+def test_the_high_watermark_checkpoint(broker, damage):
+    """As Kafka, an unreadable replication-offset-checkpoint takes its log dir offline; the
+    only dir holds the metadata log, so start-up stops naming the file. Without the file
+    every high watermark starts at the log start and the sole leader moves it to the log
+    end: a consumer reads everything."""
+    expected = _stopped_with_data(broker)
+    checkpoint = broker.data_dir / "replication-offset-checkpoint"
+    if damage == "garbage":
+        checkpoint.write_text("0\n1\nnot an entry\n")
+        before = snapshot(broker.data_dir)
+        line = start_refused(broker)
+        assert str(checkpoint) in line, line
+        assert snapshot(broker.data_dir) == before
+    checkpoint.unlink()
+    assert _start(broker) == {"early": 1, TOPIC: 3}
+    assert checkpoint.exists()
+    assert_all_back(broker.bootstrap, expected)
+
+
 # ---- the clean-shutdown marker and the lock file ----------------------------------------------
 
 @pytest.mark.parametrize("damage", ["marker-missing", "lock-garbage", "lock-missing"])

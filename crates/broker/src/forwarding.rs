@@ -19,15 +19,20 @@
 //!
 //! Kafka's brokers answer as soon as the controller has; Potok answers once
 //! the change is visible in this node's own metadata (the local path answers
-//! once published too), bounded by the same timeout, so a client's Metadata
-//! or DescribeConfigs right after sees what it changed.
+//! once published too; for CreateTopics also a topic answered
+//! TOPIC_ALREADY_EXISTS), bounded by the same timeout, so a client's Metadata
+//! or DescribeConfigs right after sees what it changed. [`create_topics`] is
+//! also how a node creates the topics it needs itself.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::{
+    alter_configs_request, incremental_alter_configs_request, AlterConfigsRequest, AlterConfigsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestKind, ResponseKind,
+};
 use kafka_protocol::protocol::Request;
 use metadata::Image;
 use tokio::time::Instant;
@@ -61,18 +66,12 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
     let start = Instant::now();
     match request {
         RequestKind::CreateTopics(req) => {
-            let timeout = budget(req.timeout_ms);
-            let sent = send(&channel, &req, version, timeout).await;
-            let answer = answered(sent, req.clone().into())?;
-            if let (false, ResponseKind::CreateTopics(r)) = (req.validate_only, &answer) {
-                let ids: Vec<uuid::Uuid> = r.topics.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
-                visible(broker, start + timeout, "CreateTopics", |image| ids.iter().all(|id| image.topic_by_id(*id).is_some())).await;
-            }
-            Ok(answer)
+            let sent = create_topics(broker, &channel, &req, Some(version), budget(req.timeout_ms)).await;
+            answered(sent, req.into())
         }
         RequestKind::DeleteTopics(req) => {
             let timeout = budget(req.timeout_ms);
-            let sent = send(&channel, &req, version, timeout).await;
+            let sent = send(&channel, &req, Some(version), timeout).await;
             let answer = answered(sent, req.into())?;
             if let ResponseKind::DeleteTopics(r) = &answer {
                 let ids: Vec<uuid::Uuid> = r.responses.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
@@ -82,7 +81,7 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
         }
         RequestKind::CreatePartitions(req) => {
             let timeout = budget(req.timeout_ms);
-            let sent = send(&channel, &req, version, timeout).await;
+            let sent = send(&channel, &req, Some(version), timeout).await;
             let answer = answered(sent, req.clone().into())?;
             if let (false, ResponseKind::CreatePartitions(r)) = (req.validate_only, &answer) {
                 let grown: Vec<(String, usize)> = r
@@ -98,68 +97,49 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
             }
             Ok(answer)
         }
-        RequestKind::IncrementalAlterConfigs(req) => {
-            let before = broker.image();
-            let sent = send(&channel, &req, version, default_timeout).await;
-            let answer = answered(sent, req.clone().into())?;
-            if let (false, ResponseKind::IncrementalAlterConfigs(r)) = (req.validate_only, &answer) {
-                let changes: Vec<ConfigChange> = r
-                    .responses
-                    .iter()
-                    .filter(|a| a.error_code == 0)
-                    .filter_map(|a| req.resources.iter().find(|x| x.resource_type == a.resource_type && x.resource_name == a.resource_name))
-                    .map(|x| ConfigChange {
-                        resource_type: x.resource_type,
-                        name: x.resource_name.to_string(),
-                        expected: x
-                            .configs
-                            .iter()
-                            .filter(|c| c.config_operation == OP_SET || c.config_operation == OP_DELETE)
-                            .map(|c| {
-                                let value = if c.config_operation == OP_SET { c.value.as_ref().map(|v| v.to_string()) } else { None };
-                                (c.name.to_string(), value)
-                            })
-                            .collect(),
-                        before: resource_configs(&before, x.resource_type, x.resource_name.as_str()),
-                    })
-                    .collect();
-                visible(broker, start + default_timeout, "IncrementalAlterConfigs", |image| changes.iter().all(|c| c.seen(image))).await;
-            }
-            Ok(answer)
-        }
-        RequestKind::AlterConfigs(req) => {
-            let before = broker.image();
-            let sent = send(&channel, &req, version, default_timeout).await;
-            let answer = answered(sent, req.clone().into())?;
-            if let (false, ResponseKind::AlterConfigs(r)) = (req.validate_only, &answer) {
-                let changes: Vec<ConfigChange> = r
-                    .responses
-                    .iter()
-                    .filter(|a| a.error_code == 0)
-                    .filter_map(|a| req.resources.iter().find(|x| x.resource_type == a.resource_type && x.resource_name == a.resource_name))
-                    .map(|x| ConfigChange {
-                        resource_type: x.resource_type,
-                        name: x.resource_name.to_string(),
-                        expected: x.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect(),
-                        before: resource_configs(&before, x.resource_type, x.resource_name.as_str()),
-                    })
-                    .collect();
-                visible(broker, start + default_timeout, "AlterConfigs", |image| changes.iter().all(|c| c.seen(image))).await;
-            }
-            Ok(answer)
-        }
+        RequestKind::IncrementalAlterConfigs(req) => alter_configs(broker, &channel, req, version, default_timeout).await,
+        RequestKind::AlterConfigs(req) => alter_configs(broker, &channel, req, version, default_timeout).await,
         other => Err(other),
     }
 }
 
-/// Sends `req` at the client's `version`, giving up after `timeout` whatever
-/// an attempt is doing (a connection attempt may take longer on its own).
-async fn send<R>(channel: &ControllerChannel, req: &R, version: i16, timeout: Duration) -> Result<R::Response, ChannelError>
+/// Sends a CreateTopics to the active controller at `version` (None: the
+/// newest both sides have) and, unless it only validates, waits until this
+/// node's image has the topics it created, and those it answered already
+/// exist, at most `timeout` from now in all. Shared by a client's forwarded
+/// CreateTopics and the topics a node creates itself
+/// (`Broker::create_topic` off the active controller), which then find them
+/// in the image at once.
+pub(crate) async fn create_topics(
+    broker: &Broker,
+    channel: &ControllerChannel,
+    req: &CreateTopicsRequest,
+    version: Option<i16>,
+    timeout: Duration,
+) -> Result<CreateTopicsResponse, ChannelError> {
+    let deadline = Instant::now() + timeout;
+    let answer = send(channel, req, version, timeout).await?;
+    if !req.validate_only {
+        let created: Vec<uuid::Uuid> = answer.topics.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
+        let exists = ResponseError::TopicAlreadyExists.code();
+        let existing: Vec<&str> = answer.topics.iter().filter(|t| t.error_code == exists).map(|t| t.name.0.as_str()).collect();
+        let done = |image: &Image| {
+            created.iter().all(|id| image.topic_by_id(*id).is_some()) && existing.iter().all(|name| image.topic(name).is_some())
+        };
+        visible(broker, deadline, "CreateTopics", done).await;
+    }
+    Ok(answer)
+}
+
+/// Sends `req` at `version` (None: the newest both sides have), giving up
+/// after `timeout` whatever an attempt is doing (a connection attempt may
+/// take longer on its own).
+async fn send<R>(channel: &ControllerChannel, req: &R, version: Option<i16>, timeout: Duration) -> Result<R::Response, ChannelError>
 where
     R: Request,
     R::Response: ControllerReply,
 {
-    match tokio::time::timeout(timeout, channel.send_version(req, Some(version), timeout)).await {
+    match tokio::time::timeout(timeout, channel.send_version(req, version, timeout)).await {
         Ok(answer) => answer,
         Err(_) => Err(ChannelError::Timeout {
             api: format!("{:?}", kafka_protocol::messages::ApiKey::try_from(R::KEY).unwrap_or(kafka_protocol::messages::ApiKey::ApiVersions)),
@@ -225,6 +205,92 @@ impl ConfigChange {
     }
 }
 
+/// A resource a config alter names: its type and name, and the configs it
+/// sets (Some) or removes (None).
+type Asked<'a> = (i8, &'a str, Vec<(String, Option<String>)>);
+
+/// IncrementalAlterConfigs and AlterConfigs, as forwarding waits for them.
+trait ConfigAlter: Request + Into<RequestKind>
+where
+    Self::Response: ControllerReply + Into<ResponseKind>,
+{
+    /// The API's name, for the log.
+    const API: &'static str;
+    /// True if the controller only checks the request.
+    fn validate_only(&self) -> bool;
+    /// Each resource the request names.
+    fn asked(&self) -> Vec<Asked<'_>>;
+    /// The resources the controller altered: type and name.
+    fn altered(answer: &Self::Response) -> Vec<(i8, &str)>;
+}
+
+impl ConfigAlter for IncrementalAlterConfigsRequest {
+    const API: &'static str = "IncrementalAlterConfigs";
+
+    fn validate_only(&self) -> bool {
+        self.validate_only
+    }
+
+    fn asked(&self) -> Vec<Asked<'_>> {
+        let expected = |c: &incremental_alter_configs_request::AlterableConfig| match c.config_operation {
+            OP_SET => Some((c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
+            OP_DELETE => Some((c.name.to_string(), None)),
+            _ => None,
+        };
+        self.resources.iter().map(|x| (x.resource_type, x.resource_name.as_str(), x.configs.iter().filter_map(expected).collect())).collect()
+    }
+
+    fn altered(answer: &IncrementalAlterConfigsResponse) -> Vec<(i8, &str)> {
+        answer.responses.iter().filter(|a| a.error_code == 0).map(|a| (a.resource_type, a.resource_name.as_str())).collect()
+    }
+}
+
+impl ConfigAlter for AlterConfigsRequest {
+    const API: &'static str = "AlterConfigs";
+
+    fn validate_only(&self) -> bool {
+        self.validate_only
+    }
+
+    fn asked(&self) -> Vec<Asked<'_>> {
+        let expected = |c: &alter_configs_request::AlterableConfig| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()));
+        self.resources.iter().map(|x| (x.resource_type, x.resource_name.as_str(), x.configs.iter().map(expected).collect())).collect()
+    }
+
+    fn altered(answer: &AlterConfigsResponse) -> Vec<(i8, &str)> {
+        answer.responses.iter().filter(|a| a.error_code == 0).map(|a| (a.resource_type, a.resource_name.as_str())).collect()
+    }
+}
+
+/// Forwards a config alter and, unless it only validates, waits until this
+/// node's image shows every resource the controller altered, at most
+/// `timeout` from now in all.
+async fn alter_configs<R>(broker: &Broker, channel: &ControllerChannel, req: R, version: i16, timeout: Duration) -> Result<ResponseKind, RequestKind>
+where
+    R: ConfigAlter,
+    R::Response: ControllerReply + Into<ResponseKind>,
+{
+    let deadline = Instant::now() + timeout;
+    let before = broker.image();
+    let answer = match send(channel, &req, Some(version), timeout).await {
+        Ok(answer) => answer,
+        Err(e) => return answered::<R::Response>(Err(e), req.into()),
+    };
+    if !req.validate_only() {
+        let asked = req.asked();
+        let changes: Vec<ConfigChange> = R::altered(&answer)
+            .into_iter()
+            .filter_map(|(resource_type, name)| {
+                let (_, _, expected) = asked.iter().find(|(t, n, _)| *t == resource_type && *n == name)?;
+                let before = resource_configs(&before, resource_type, name);
+                Some(ConfigChange { resource_type, name: name.to_string(), expected: expected.clone(), before })
+            })
+            .collect();
+        visible(broker, deadline, R::API, |image| changes.iter().all(|c| c.seen(image))).await;
+    }
+    Ok(answer.into())
+}
+
 /// The configs of a topic or broker resource in `image`.
 fn resource_configs(image: &Image, resource_type: i8, name: &str) -> Option<BTreeMap<String, String>> {
     match resource_type {
@@ -269,7 +335,7 @@ mod tests {
         let channel = ControllerChannel::new(config, Arc::new(|| Some(1)));
         let req = create(&["a", "b"]);
         let start = std::time::Instant::now();
-        let sent = send(&channel, &req, 7, Duration::from_millis(req.timeout_ms as u64)).await;
+        let sent = send(&channel, &req, Some(7), Duration::from_millis(req.timeout_ms as u64)).await;
         let code = ResponseError::RequestTimedOut.code();
         assert_eq!(errors(answered(sent, req.into())), vec![("a".into(), code), ("b".into(), code)]);
         assert!(start.elapsed() < Duration::from_secs(5), "waited {:?}", start.elapsed());
@@ -279,7 +345,7 @@ mod tests {
     async fn a_controller_without_the_api_answers_each_topic_unsupported_version() {
         let controller = TestController::start(true).await;
         let req = create(&["a"]);
-        let sent = send(&controller.channel("forwarding"), &req, 7, Duration::from_secs(5)).await;
+        let sent = send(&controller.channel("forwarding"), &req, Some(7), Duration::from_secs(5)).await;
         assert_eq!(errors(answered(sent, req.into())), vec![("a".into(), ResponseError::UnsupportedVersion.code())]);
     }
 }

@@ -83,6 +83,10 @@ pub enum StartError {
     /// could not be written.
     #[error("cannot write an offset checkpoint: {0}")]
     Checkpoint(#[source] error::BrokerError),
+    /// The `replication-offset-checkpoint` of the log dir holding the
+    /// metadata log cannot be read (another dir's goes offline instead).
+    #[error("cannot read the high watermarks of the log dir holding the metadata log: {0} (repair or remove the file: a partition without an entry starts its high watermark at its log start)")]
+    HighWatermarks(#[source] storage::StorageError),
     /// Cluster mode could not start (the metadata quorum, the cluster id).
     #[error("{0}")]
     Cluster(String),
@@ -185,6 +189,9 @@ impl Broker {
         if cluster.is_some() {
             log_dirs.health().stop_broker_on_any_failure();
         }
+        // Before anything is written: an unreadable high watermark file takes
+        // its dir offline (or refuses to start) before any log there is opened.
+        let checkpoints = OffsetCheckpoints::load(log_dirs.health()).map_err(StartError::HighWatermarks)?;
         if !log_dirs.clean_shutdown {
             tracing::info!("log dirs were not shut down cleanly: recovering active segments");
         }
@@ -202,7 +209,6 @@ impl Broker {
             }
         };
         let groups = GroupCoordinator::new(config.groups.clone());
-        let checkpoints = OffsetCheckpoints::load(log_dirs.dirs());
         let node_id = config.node_id;
         let mut controller = controller::Controller::new(sink, config.clone());
         controller.set_cluster_id(log_dirs.cluster_id.clone());

@@ -50,6 +50,11 @@ impl LogDirHealth {
         &self.path
     }
 
+    /// True for the dir holding the metadata log (its failure stops the broker).
+    pub(crate) fn holds_metadata(&self) -> bool {
+        self.holds_metadata
+    }
+
     /// Why the dir is offline, if it is.
     pub(crate) fn failure(&self) -> Option<&str> {
         self.failure.get().map(String::as_str)

@@ -11,12 +11,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use metadata::{Checkpoint, CHECKPOINT_FILE};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::log_dir_health::LogDirHealths;
+use crate::log_dir_health::{LogDirHealth, LogDirHealths};
 
 /// Written at clean shutdown, removed at start: its absence means recovery.
 const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
@@ -218,7 +219,9 @@ impl LogDirs {
     /// so a crash must lead to recovery. Called once start-up checks passed
     /// (a refused start leaves the markers as they were).
     pub(crate) fn consume_clean_shutdown_markers(&self) -> Result<(), LogDirError> {
-        for dir in &self.dirs {
+        // A dir offline from start (an unreadable high watermark checkpoint)
+        // is not written: its logs stay unopened, as they were.
+        for dir in self.online() {
             let marker = dir.join(CLEAN_SHUTDOWN_FILE);
             match std::fs::remove_file(&marker) {
                 Ok(()) => sync_dir(dir)?,
@@ -350,6 +353,21 @@ impl LogDirs {
         Ok((dir, true))
     }
 
+    /// The partition's directory in a failed log dir and that dir's health,
+    /// if it has one there (its `partition.metadata` names `topic_id`, or,
+    /// with [`Placement::Existing`], none is readable): such a partition is
+    /// offline rather than created anew in another dir.
+    pub(crate) fn failed_dir_of(&self, topic: &str, partition: i32, topic_id: Uuid, placement: Placement) -> Option<(PathBuf, &Arc<LogDirHealth>)> {
+        let name = format!("{topic}-{partition}");
+        self.health.iter().filter(|h| h.is_offline()).map(|h| (h.path().join(&name), h)).find(|(dir, _)| {
+            dir.is_dir()
+                && match read_topic_id(dir) {
+                    Some(id) => id == topic_id,
+                    None => placement == Placement::Existing,
+                }
+        })
+    }
+
     /// Settles partition directories the metadata does not know (`known`
     /// holds the `(topic, partition)` pairs it does): deletes those of topics
     /// it deleted, sets the others aside as strays. Returns how many were set aside.
@@ -360,7 +378,7 @@ impl LogDirs {
     ) -> Result<usize, LogDirError> {
         let mut strays = 0;
         for found in self.partition_dirs()? {
-            if known.contains(&(found.topic.clone(), found.partition)) {
+            if known.contains(&(found.topic.clone(), found.partition)) || !self.health.writable(&found.path) {
                 continue;
             }
             match found.topic_id {

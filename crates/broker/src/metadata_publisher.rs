@@ -293,6 +293,14 @@ impl Broker {
                 prepared.partitions.push(Arc::clone(open));
                 continue;
             }
+            // A partition whose directory is in a log dir that went offline
+            // (at start: an unreadable high watermark checkpoint) stays there, offline.
+            if let Some((dir, health)) = self.log_dirs.failed_dir_of(&topic.name, index, topic.id, placement) {
+                let reason = health.failure().unwrap_or("its log dir failed").to_string();
+                let offline = Partition::offline(topic.name.clone(), topic.id, index, &dir, partition.leader_epoch, reason);
+                prepared.partitions.push(Arc::new(offline.in_log_dir(Arc::clone(health))));
+                continue;
+            }
             let placed = self
                 .log_dirs
                 .partition_dir(&topic.name, index, topic.id, placement, &|id| image.was_removed(id))
@@ -310,22 +318,23 @@ impl Broker {
                 }
             };
             let recovery_point = self.checkpoints.recovery_point.take(&topic.name, index);
-            // On a single node this broker leads every partition and is its whole
-            // ISR, so the high watermark is the log end after recovery; a
-            // follower would start from the checkpointed one.
-            let _high_watermark = self.checkpoints.high_watermark.take(&topic.name, index);
+            let high_watermark = self.checkpoints.high_watermark.take(&topic.name, index);
             let opened = Log::open_with_recovery_point(&dir, log_config.clone(), self.log_dirs.clean_shutdown, recovery_point).map_err(BrokerError::from).and_then(|log| {
                 let mut opened = Partition::open(topic.name.clone(), topic.id, index, log, self.config.node_id);
                 if let Some(health) = self.log_dirs.health().of(&dir) {
                     opened = opened.in_log_dir(Arc::clone(health));
                 }
+                if let Some(start) = self.checkpoints.log_start.take(&topic.name, index) {
+                    opened.advance_log_start_offset(start)?;
+                }
+                // As Kafka: min(checkpointed, log end) before any role; a
+                // leader then moves it with its ISR (on a single node, to the
+                // log end at once), a follower with its leader's.
+                let restored = opened.restore_high_watermark(high_watermark);
+                tracing::debug!(topic = %topic.name, partition = index, high_watermark = restored, "partition opened");
                 let opened = Arc::new(opened);
                 self.apply_leadership(&opened, partition);
-                let partition = opened;
-                if let Some(start) = self.checkpoints.log_start.take(&topic.name, index) {
-                    partition.advance_log_start_offset(start)?;
-                }
-                Ok(partition)
+                Ok(opened)
             });
             match opened {
                 Ok(opened) => {

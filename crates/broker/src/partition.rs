@@ -258,8 +258,8 @@ impl Partition {
     /// until then it is a follower of no leader and refuses produce and fetch.
     pub fn open(topic: String, topic_id: Uuid, index: i32, log: Log, local_id: i32) -> Partition {
         let log_dir = log.dir().parent().map_or_else(|| log.dir().to_path_buf(), Path::to_path_buf);
-        // Until a replication-offset checkpoint exists the high watermark
-        // starts at the log start; a leader moves it up at once.
+        // At the log start until [`Partition::restore_high_watermark`] gives
+        // the checkpointed one; a leader moves it up as its ISR allows.
         let start = log.log_start_offset();
         let state = State {
             log: Some(log),
@@ -314,6 +314,20 @@ impl Partition {
             produce_policy: RwLock::new(ProducePolicy::default()),
             offline,
         }
+    }
+
+    /// Starts the high watermark at the one `replication-offset-checkpoint`
+    /// recorded (None: no entry, which counts as 0), kept within the log's
+    /// start and end, as Kafka's `Partition.createLog` and
+    /// `UnifiedLog.updateHighWatermark`: a log that lost an unflushed tail
+    /// never holds a high watermark past its end. Returns the value taken.
+    pub(crate) fn restore_high_watermark(&self, checkpointed: Option<i64>) -> i64 {
+        let mut state = self.state.write();
+        let Some(log) = &state.log else { return state.high_watermark };
+        let restored = checkpointed.unwrap_or(0).min(log.log_end_offset()).max(log.log_start_offset());
+        state.high_watermark = restored;
+        self.publish(&state);
+        restored
     }
 
     /// Shares the health of the log dir the partition lives in (a partition
@@ -376,6 +390,10 @@ impl Partition {
         if matches!(state.role, Role::Offline) {
             return Err(self.deleted());
         }
+        // A replica in a failed log dir takes no role (Kafka's offline
+        // partition), so nothing (a new epoch's leader-epoch-checkpoint) is
+        // written there.
+        self.check_log_dir()?;
         if leader.leader_epoch < state.leader_epoch {
             tracing::info!(topic = %self.topic, partition = self.index, epoch = leader.leader_epoch, current = state.leader_epoch, "ignored a leadership change of an older leader epoch");
             return Ok(false);
@@ -1525,6 +1543,52 @@ mod tests {
         assert!(!elsewhere.is_offline());
         assert_eq!(elsewhere.append(&mut batch(&[4]), 0).expect("append").base_offset, 0);
         assert_eq!(elsewhere.read(0, 1 << 20).expect("read").len(), batch(&[4]).len());
+    }
+
+    #[test]
+    fn a_restored_high_watermark_stays_within_the_log_start_and_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opened = || {
+            let log = Log::open(dir.path(), LogConfig::default(), true).expect("open");
+            Partition::open("t".into(), Uuid::new_v4(), 0, log, 0)
+        };
+        let p = opened();
+        p.append_as_follower(batch(&[1, 2, 3, 4, 5]).freeze(), -1, 0).expect("append");
+        p.advance_log_start_offset(1).expect("log start");
+        assert_eq!(p.restore_high_watermark(Some(3)), 3, "the checkpointed value");
+        assert_eq!(p.offsets(), PartitionOffsets { log_start: 1, high_watermark: 3, log_end: 5 });
+        assert_eq!(p.restore_high_watermark(Some(9)), 5, "never past the log end (a lost unflushed tail)");
+        assert_eq!(p.restore_high_watermark(None), 1, "no entry: 0, raised to the log start");
+        // A follower keeps it until its leader's moves; reads stop there.
+        drop(p);
+        let p = opened();
+        p.restore_high_watermark(Some(2));
+        assert!(p.make_follower(1, &LeaderAndIsr { leader_epoch: 1, replicas: vec![0, 1], isr: vec![0, 1] }).expect("follow"));
+        assert_eq!(p.high_watermark(), 2);
+        // A leader whose followers have not fetched yet keeps it too, not the log start.
+        drop(p);
+        let p = opened();
+        p.restore_high_watermark(Some(4));
+        assert!(p.make_leader(&LeaderAndIsr { leader_epoch: 2, replicas: vec![0, 1], isr: vec![0, 1] }, 0).expect("lead"));
+        assert_eq!(p.high_watermark(), 4);
+    }
+
+    #[test]
+    fn a_replica_in_a_failed_log_dir_takes_no_role_and_writes_no_leader_epoch() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let healths = crate::log_dir_health::LogDirHealths::new(&[tmp.path().join("meta"), tmp.path().join("a")]);
+        let health = Arc::clone(healths.of(&tmp.path().join("a")).expect("a log dir"));
+        let log = Log::open(&tmp.path().join("a").join("t-0"), LogConfig::default(), true).expect("open");
+        let p = Partition::new("t".into(), Uuid::new_v4(), 0, log, 0).in_log_dir(Arc::clone(&health));
+        p.append(&mut batch(&[1]), 0).expect("append");
+        let checkpoint = tmp.path().join("a").join("t-0").join("leader-epoch-checkpoint");
+        let before = std::fs::read_to_string(&checkpoint).expect("written when it became leader");
+        health.fail(&"EIO");
+        let leader = LeaderAndIsr { leader_epoch: 7, replicas: vec![0], isr: vec![0] };
+        assert_eq!(code(p.make_leader(&leader, 0)), ResponseError::KafkaStorageError);
+        assert_eq!(code(p.make_follower(1, &leader)), ResponseError::KafkaStorageError);
+        assert_eq!(p.leader_epoch(), 0);
+        assert_eq!(std::fs::read_to_string(&checkpoint).expect("read"), before, "nothing written to a failed dir");
     }
 
     #[test]

@@ -104,8 +104,9 @@ impl Broker {
     /// A topic this broker creates itself (`__consumer_offsets`, an
     /// auto-created topic) on a node that is not the active controller: sent
     /// as CreateTopics to the active controller, as Kafka's brokers do
-    /// (`AutoTopicCreationManager`), and answered once this node's metadata
-    /// has it, so the caller can use it at once.
+    /// (`AutoTopicCreationManager`), through the path a client's forwarded
+    /// CreateTopics takes ([`crate::forwarding::create_topics`]), and
+    /// answered once this node's metadata has it, so the caller can use it at once.
     fn create_topic_through_controller(&self, new: NewTopic) -> Result<TopicImage> {
         use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig};
         use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, TopicName};
@@ -137,7 +138,10 @@ impl Broker {
             );
         let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
         let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(FORWARD_TIMEOUT_MS as i32);
-        let answer = crate::blocking(|| tokio::runtime::Handle::current().block_on(async move { channel.send(&request, timeout).await }))
+        // The caller is sync (a group load, an auto-creating Metadata); the
+        // shared path is async: run it here, off the async worker.
+        let sent = crate::forwarding::create_topics(self, &channel, &request, None, timeout);
+        let answer = crate::blocking(|| tokio::runtime::Handle::current().block_on(sent))
             .map_err(|e| BrokerError::kafka(e.response_error(), format!("creating topic {name} through the active controller: {e}")))?;
         let result = answer.topics.first();
         let code = result.map_or(ResponseError::UnknownServerError.code(), |t| t.error_code);
@@ -146,16 +150,9 @@ impl Broker {
             let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
             return Err(BrokerError::kafka(error, format!("the active controller refused to create topic {name}: {message}")));
         }
-        // Committed: this node's publisher applies it shortly.
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some(topic) = self.image().topic(&name) {
-                return Ok(topic.clone());
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(BrokerError::kafka(ResponseError::LeaderNotAvailable, format!("topic {name} was created but is not in this node's metadata yet")));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        match self.image().topic(&name) {
+            Some(topic) => Ok(topic.clone()),
+            None => Err(BrokerError::kafka(ResponseError::LeaderNotAvailable, format!("topic {name} was created but is not in this node's metadata yet"))),
         }
     }
 

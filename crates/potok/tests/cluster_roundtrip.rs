@@ -531,4 +531,14 @@ async fn admin_requests_sent_to_a_node_that_is_not_the_active_controller_are_for
     let answer = conn.send_version(&by_id, 6).await.expect("DeleteTopics by id");
     assert_eq!((answer.responses[0].error_code, answer.responses[0].topic_id), (0, id), "{answer:?}");
     assert!(topic_on(follower, "fwd-id").await.is_none(), "deleted by id");
+
+    // A topic the node creates itself (auto-creation by Metadata) goes the
+    // same way: created through the active controller, known here when answered.
+    let auto = kafka_protocol::messages::MetadataRequest::default().with_allow_auto_topic_creation(true).with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(name("fwd-auto"))),
+    ]));
+    let answer = conn.send_version(&auto, 12).await.expect("Metadata");
+    assert_eq!(answer.topics[0].error_code, 0, "{answer:?}");
+    let seen = topic_on(follower, "fwd-auto").await.expect("auto-created and visible on this node at once");
+    assert_eq!(seen.id, answer.topics[0].topic_id);
 }
