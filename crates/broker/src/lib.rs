@@ -190,7 +190,8 @@ impl Broker {
             log_dirs.health().stop_broker_on_any_failure();
         }
         // Before anything is written: an unreadable high watermark file takes
-        // its dir offline (or refuses to start) before any log there is opened.
+        // its dir offline (or refuses to start; in a cluster it stops the broker,
+        // as any failed dir does) before any log there is opened.
         let checkpoints = OffsetCheckpoints::load(log_dirs.health()).map_err(StartError::HighWatermarks)?;
         if !log_dirs.clean_shutdown {
             tracing::info!("log dirs were not shut down cleanly: recovering active segments");
