@@ -65,8 +65,13 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
             let sent = send(&channel, &req, version, timeout).await;
             let answer = answered(sent, req.clone().into())?;
             if let (false, ResponseKind::CreateTopics(r)) = (req.validate_only, &answer) {
-                let ids: Vec<uuid::Uuid> = r.topics.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
-                visible(broker, start + timeout, "CreateTopics", |image| ids.iter().all(|id| image.topic_by_id(*id).is_some())).await;
+                // Below v7 the answer has no topic id: the topic is known by name.
+                let created: Vec<(uuid::Uuid, String)> =
+                    r.topics.iter().filter(|t| t.error_code == 0).map(|t| (t.topic_id, t.name.0.to_string())).collect();
+                let done = |image: &Image| {
+                    created.iter().all(|(id, name)| if id.is_nil() { image.topic(name).is_some() } else { image.topic_by_id(*id).is_some() })
+                };
+                visible(broker, start + timeout, "CreateTopics", done).await;
             }
             Ok(answer)
         }
@@ -75,8 +80,16 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
             let sent = send(&channel, &req, version, timeout).await;
             let answer = answered(sent, req.into())?;
             if let ResponseKind::DeleteTopics(r) = &answer {
-                let ids: Vec<uuid::Uuid> = r.responses.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
-                visible(broker, start + timeout, "DeleteTopics", |image| ids.iter().all(|id| image.topic_by_id(*id).is_none())).await;
+                // Below v6 the answer has no topic id: the topic is known by name.
+                let deleted: Vec<(uuid::Uuid, Option<String>)> =
+                    r.responses.iter().filter(|t| t.error_code == 0).map(|t| (t.topic_id, t.name.as_ref().map(|n| n.0.to_string()))).collect();
+                let done = |image: &Image| {
+                    deleted.iter().all(|(id, name)| match name {
+                        Some(name) if id.is_nil() => image.topic(name).is_none(),
+                        _ => image.topic_by_id(*id).is_none(),
+                    })
+                };
+                visible(broker, start + timeout, "DeleteTopics", done).await;
             }
             Ok(answer)
         }
