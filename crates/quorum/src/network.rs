@@ -4,8 +4,8 @@
 //! `[length u32 big-endian][JSON]` of at most [`MAX_FRAME_BYTES`]. Requests are
 //! openraft's AppendEntries, Vote and InstallSnapshot (chunked), plus Propose:
 //! a client write forwarded to the leader so that any controller can propose
-//! records. An oversized, truncated or undecodable frame closes the connection;
-//! so does a peer that sends nothing for [`IDLE_TIMEOUT`] or takes longer than
+//! records, and Fetch: an observer pulling committed entries (`observer.rs`).
+//! An oversized, truncated or undecodable frame closes the connection; so does a peer that sends nothing for [`IDLE_TIMEOUT`] or takes longer than
 //! [`FRAME_TIMEOUT`] to finish a frame it started.
 //!
 //! A connection opens with [`PREFACE`], four bytes that can never begin a
