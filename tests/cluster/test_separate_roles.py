@@ -10,7 +10,7 @@ import re
 import subprocess
 
 from cluster_harness import wait_for
-from e2e_util import consume_confluent, flush_all, producer
+from e2e_util import consume_confluent, consumer, flush_all, poll_messages, producer
 
 TOOL_TIMEOUT_S = 30
 # Brokers fenced within seconds, so a killed leader is replaced quickly.
@@ -47,6 +47,14 @@ def test_a_controller_only_node_and_two_broker_only_nodes_serve_clients(cluster_
     values = [f"v{i}".encode() for i in range(200)]
     produce_all(c.running_bootstrap(), "roles", values)
     assert [m.value() for m in consume_confluent(c.running_bootstrap(), "roles", 0, len(values))] == values
+    # A group: __consumer_offsets is created through the controller, over the two brokers.
+    g = consumer(c.running_bootstrap(), {"group.id": "roles-group", "auto.offset.reset": "earliest"})
+    g.subscribe(["roles"])
+    assert [m.value() for m in poll_messages(g, len(values))] == values
+    g.commit(asynchronous=False)
+    g.close()
+    offsets = c.partitions("__consumer_offsets")
+    assert offsets and all(sorted(p.replicas) == [2, 3] for p in offsets.values())
 
     # The voters and both observers, through a broker (forwarded) and on the controller.
     for bootstrap in (["--bootstrap-server", c.node(2).bootstrap], ["--bootstrap-controller", c.controllers]):

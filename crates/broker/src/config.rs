@@ -877,7 +877,8 @@ impl KraftConfig {
     /// separate brokers is a cluster too). One combined voter (or none) is a
     /// cluster of one with a local metadata log.
     pub fn is_cluster(&self) -> bool {
-        self.voters.len() > 1 || (!self.voters.is_empty() && !(self.roles.broker && self.roles.controller))
+        let combined = self.roles.broker && self.roles.controller;
+        self.voters.len() > 1 || !(combined || self.voters.is_empty())
     }
 
     /// True if this node follows the metadata quorum without being a voter
