@@ -96,6 +96,12 @@ def test_broker_only_nodes_follow_a_new_active_controller(cluster_factory, bin_d
                       lambda: (s := quorum_status(bin_dir, tool_env, "--bootstrap-controller", remaining))
                       and s["LeaderId"] not in ("", "-1", str(active)) and ids(s["CurrentObservers"]) == [4, 5] and s,
                       timeout=30)
+    replication = subprocess.run([str(bin_dir / "kafka-metadata-quorum.sh"), "--bootstrap-controller", remaining,
+                                  "describe", "--replication"], env=tool_env, capture_output=True, text=True,
+                                 timeout=TOOL_TIMEOUT_S)
+    assert replication.returncode == 0, replication.stderr
+    roles = {int(line.split()[0]): line.split()[-1] for line in replication.stdout.splitlines()[1:] if line.strip()}
+    assert roles[4] == roles[5] == "Observer" and roles[int(status["LeaderId"])] == "Leader", replication.stdout
     c.create_topic("after", partitions=2, replication_factor=2, timeout=60)
     values = [f"a{i}".encode() for i in range(20)]
     produce_all(c.running_bootstrap(), "after", values)

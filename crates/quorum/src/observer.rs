@@ -33,8 +33,10 @@ use crate::types::{Entry, NodeId};
 /// How long the leader holds a fetch that has nothing new (Kafka's
 /// observers fetch with a 500 ms max wait too).
 pub const FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
-/// How long an observer waits for a fetch's answer beyond the max wait.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an observer waits for a fetch's answer beyond the max wait:
+/// short, so that a paused or cut-off leader is left quickly (the broker's
+/// controller channels follow the leader the observer names).
+const FETCH_TIMEOUT: Duration = Duration::from_millis(1500);
 /// The pause after a failed fetch or a voter that does not lead.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// At most this many entries per answer (and about [`MAX_ANSWER_BYTES`]).

@@ -362,6 +362,13 @@ async fn an_observer_follows_the_log_through_snapshots_and_a_failover() {
     })
     .await;
     assert_eq!(observer.image().0, nq.image().0, "the observer's image is the leader's");
+    // Restarted on its directory, it starts from the snapshot it kept and fetches the rest.
+    let kept = observer.applied();
+    observer.shutdown().await;
+    nq.propose(vec![topic("while-the-observer-was-down")]).await.expect("propose");
+    let observer = Quorum::start_observer(4, voters.clone(), &node_dir(root.path(), 4), options()).await.expect("restart");
+    assert!(observer.applied().is_some() && observer.applied() <= kept, "restored {:?} of {kept:?}", observer.applied());
+    until("the restarted observer caught up", || (observer.image().0 == nq.image().0).then_some(())).await;
     observer.shutdown().await;
     for q in nodes.into_iter().flatten() {
         q.shutdown().await;
