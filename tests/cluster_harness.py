@@ -105,7 +105,9 @@ class Node(Broker):
         props = {
             "process.roles": self.role,
             "node.id": str(self.node_id),
-            "controller.quorum.voters": c.voters(),
+            # A broker-only node may name only the controllers' addresses (KIP-853).
+            **({"controller.quorum.bootstrap.servers": c.voters(with_ids=False)} if self.node_id in c.bootstrap_ids
+               else {"controller.quorum.voters": c.voters()}),
             "listeners": ",".join(
                 [f"PLAINTEXT://{HOST}:{self.client_port}", f"REPLICATION://{HOST}:{self.replication_port}"]
                 + ([f"CONTROLLER://{HOST}:{self.controller_port}"] if self.node_id in c.voter_ids else [])),
@@ -182,10 +184,13 @@ class Cluster:
 
     def __init__(self, workdir: Path, size: int = 3, voters: int | None = None,
                  overrides: dict | None = None, node_overrides: dict[int, dict] | None = None,
-                 proxy: bool = True, owner: str = "", roles: dict[int, str] | None = None):
+                 proxy: bool = True, owner: str = "", roles: dict[int, str] | None = None,
+                 bootstrap_ids: Iterable[int] = ()):
         self.workdir = workdir
         self.voter_ids = list(range(1, (voters or min(size, 3)) + 1))
         self.roles = dict(roles or {})
+        # Broker-only nodes given controller.quorum.bootstrap.servers instead of the voters.
+        self.bootstrap_ids = set(bootstrap_ids)
         self.overrides = {k: str(v) for k, v in (overrides or {}).items()}
         self.node_overrides = {i: {k: str(v) for k, v in o.items()} for i, o in (node_overrides or {}).items()}
         self.nodes: dict[int, Node] = {
@@ -201,8 +206,8 @@ class Cluster:
                     self._controller_proxy[i] = self.proxy.route(n.name, n.controller_port)
 
     # -- addresses ------------------------------------------------------------------------
-    def voters(self) -> str:
-        return ",".join(f"{i}@{HOST}:{self._controller_proxy.get(i, self.nodes[i].controller_port)}"
+    def voters(self, with_ids: bool = True) -> str:
+        return ",".join(f"{f'{i}@' if with_ids else ''}{HOST}:{self._controller_proxy.get(i, self.nodes[i].controller_port)}"
                         for i in self.voter_ids)
 
     def advertised_replication_port(self, node: Node) -> int:

@@ -82,7 +82,9 @@ def test_a_controller_only_node_and_two_broker_only_nodes_serve_clients(cluster_
 
 
 def test_broker_only_nodes_follow_a_new_active_controller(cluster_factory, bin_dir, tool_env):
-    c = cluster_factory(5, voters=3, roles={i: "controller" for i in (1, 2, 3)}, overrides=FAST_FENCING)
+    # Broker 5 knows only the controllers' addresses (controller.quorum.bootstrap.servers).
+    c = cluster_factory(5, voters=3, roles={i: "controller" for i in (1, 2, 3)}, bootstrap_ids={5},
+                        overrides=FAST_FENCING)
     assert sorted(c.metadata().brokers) == [4, 5]
     c.create_topic("before", partitions=2, replication_factor=2)
     status = quorum_status(bin_dir, tool_env, "--bootstrap-controller", c.controllers)

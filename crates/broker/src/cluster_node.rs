@@ -154,6 +154,59 @@ impl Prepared {
     }
 }
 
+/// A broker-only node given only `controller.quorum.bootstrap.servers`: asks
+/// them for the voters and their controller endpoints (DescribeQuorum v2,
+/// KIP-853's `nodes`), in turn until one answers, and takes them as
+/// `controller.quorum.voters` for this run.
+pub(crate) fn discover_voters(config: &mut ServerConfig) -> Result<(), StartError> {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::{DescribeQuorumRequest, TopicName};
+    let runtime = Handle::try_current()
+        .map_err(|_| StartError::Cluster("cluster mode needs the server's tokio runtime (Broker::open was called outside it)".into()))?;
+    let listener = config.controller_listener_names.first().cloned().unwrap_or_default();
+    let servers: Vec<String> = config.kraft.bootstrap_servers.iter().map(|(host, port)| format!("{host}:{port}")).collect();
+    let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(kafka_protocol::protocol::StrBytes::from_static_str(crate::log_dirs::METADATA_TOPIC)))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let voters = runtime.block_on(async {
+        let mut said = tokio::time::Instant::now();
+        loop {
+            for addr in &servers {
+                let answer = tokio::time::timeout(FIRST_BYTES_TIMEOUT, forward(addr, &req, 2)).await;
+                let nodes = match answer {
+                    Ok(Ok(response)) => response.nodes,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%addr, error = %e, "asking a bootstrap controller for the voters");
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                let voters: Vec<crate::config::QuorumVoter> = nodes
+                    .iter()
+                    .filter_map(|node| {
+                        let endpoint = node.listeners.iter().find(|l| l.name.as_str() == listener).or(node.listeners.first())?;
+                        Some(crate::config::QuorumVoter { id: node.node_id.0, host: endpoint.host.to_string(), port: endpoint.port })
+                    })
+                    .collect();
+                if !voters.is_empty() {
+                    return voters;
+                }
+            }
+            if said.elapsed() >= WAITING_LOG_INTERVAL {
+                said = tokio::time::Instant::now();
+                tracing::info!(bootstrap = ?servers, "waiting for a controller of controller.quorum.bootstrap.servers to name the voters");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    if voters.iter().any(|v| v.id == config.node_id) {
+        return Err(StartError::Cluster(format!("node.id {} is a voter of the quorum, but process.roles has no controller", config.node_id)));
+    }
+    tracing::info!(voters = ?voters.iter().map(|v| format!("{}@{}:{}", v.id, v.host, v.port)).collect::<Vec<_>>(), "the bootstrap controllers named the voters");
+    config.kraft.voters = voters;
+    Ok(())
+}
+
 /// The cluster id `kafka-storage.sh format` wrote into the log dirs, if any.
 fn formatted_cluster_id(dirs: &[PathBuf]) -> Option<String> {
     dirs.iter().find_map(|dir| {

@@ -856,13 +856,8 @@ fn kraft_config(
             "a controller-only node without controller.quorum.voters (a dynamic quorum; list the voters)".into(),
         ));
     }
-    if !roles.controller && voters.is_empty() && !bootstrap_servers.is_empty() {
-        return Err(not_supported(
-            "controller.quorum.bootstrap.servers",
-            "a broker-only node that finds its controllers through controller.quorum.bootstrap.servers (list them in controller.quorum.voters)".into(),
-        ));
-    }
-    if bootstrap_servers.len() > 1 {
+    // A broker-only node asks its bootstrap servers for the voters at start.
+    if roles.controller && bootstrap_servers.len() > 1 {
         return Err(not_supported(
             "controller.quorum.bootstrap.servers",
             format!("a metadata quorum of {} controllers (Potok runs one node)", bootstrap_servers.len()),
@@ -878,13 +873,14 @@ impl KraftConfig {
     /// cluster of one with a local metadata log.
     pub fn is_cluster(&self) -> bool {
         let combined = self.roles.broker && self.roles.controller;
-        self.voters.len() > 1 || !(combined || self.voters.is_empty())
+        self.voters.len() > 1 || !(combined || self.voters.is_empty()) || self.is_observer()
     }
 
     /// True if this node follows the metadata quorum without being a voter
-    /// (`process.roles=broker` with voters elsewhere): a KIP-595 observer.
+    /// (`process.roles=broker` with voters elsewhere, or their bootstrap
+    /// servers): a KIP-595 observer.
     pub fn is_observer(&self) -> bool {
-        !self.roles.controller && !self.voters.is_empty()
+        !self.roles.controller && !(self.voters.is_empty() && self.bootstrap_servers.is_empty())
     }
 }
 
@@ -1404,8 +1400,12 @@ mod tests {
         assert!(err.contains("must not contain a value appearing in the 'listeners'") && err.contains("just the broker role"), "{err}");
         let err = refusal(&[("process.roles", "broker"), VOTERS, NAMES]);
         assert!(err.contains("node.id 1 is a voter but process.roles has no controller"), "{err}");
-        let err = refusal(&[("process.roles", "broker"), ("node.id", "4"), ("controller.quorum.bootstrap.servers", "a:9093"), NAMES]);
-        assert!(err.contains("controller.quorum.bootstrap.servers") && err.contains("not supported yet"), "{err}");
+        // Or one that asks the bootstrap controllers for the voters at start.
+        let c = ServerConfig::from_entries(entries(&[("process.roles", "broker"), ("node.id", "4"), ("controller.quorum.bootstrap.servers", "a:9093,b:9093"), NAMES]))
+            .expect("a broker-only node with bootstrap controllers");
+        assert!(c.kraft.is_cluster() && c.kraft.is_observer() && c.kraft.voters.is_empty());
+        let err = refusal(&[("process.roles", "broker"), ("node.id", "4"), ("controller.quorum.bootstrap.servers", "a:9093")]);
+        assert!(err.contains("at least one value when running KRaft with just the broker role"), "{err}");
 
         // Combined nodes as before: several voters need the controller
         // listener among `listeners`, and a controller must be a voter.
