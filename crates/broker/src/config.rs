@@ -880,7 +880,8 @@ impl KraftConfig {
     /// (`process.roles=broker` with voters elsewhere, or their bootstrap
     /// servers): a KIP-595 observer.
     pub fn is_observer(&self) -> bool {
-        !self.roles.controller && !(self.voters.is_empty() && self.bootstrap_servers.is_empty())
+        let has_quorum = !self.voters.is_empty() || !self.bootstrap_servers.is_empty();
+        !self.roles.controller && has_quorum
     }
 }
 
