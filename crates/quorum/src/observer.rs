@@ -39,6 +39,8 @@ pub const FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
 const FETCH_TIMEOUT: Duration = Duration::from_millis(1500);
 /// The pause after a failed fetch or a voter that does not lead.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// How long fetches may fail before the observer says so (and how often).
+const FAILING_WARN_AFTER: Duration = Duration::from_secs(10);
 /// At most this many entries per answer (and about [`MAX_ANSWER_BYTES`]).
 const MAX_ENTRIES: usize = 500;
 const MAX_ANSWER_BYTES: usize = 4 << 20;
@@ -150,6 +152,9 @@ pub(crate) async fn follow(
     let mut turn = 0usize;
     let mut target: Option<NodeId> = None;
     let stats = PeerStats::default();
+    // Since when no fetch was answered, and when that was last said.
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    let mut said = tokio::time::Instant::now();
     loop {
         let id = match target {
             Some(id) => id,
@@ -164,6 +169,7 @@ pub(crate) async fn follow(
         match peer.call(&request, FETCH_MAX_WAIT + FETCH_TIMEOUT).await {
             Ok(Response::Fetch(Ok(fetched))) => {
                 target = Some(id);
+                failing_since = None;
                 status.send_modify(|s| {
                     s.leader = Some(fetched.leader);
                     s.epoch = fetched.epoch;
@@ -181,8 +187,15 @@ pub(crate) async fn follow(
                 tokio::time::sleep(RETRY_BACKOFF).await;
             }
             other => {
-                if let Err(e) = other {
-                    tracing::debug!(voter = id, "fetching metadata: {e:?}");
+                let why = match other {
+                    Err(e) => format!("{e:?}"),
+                    Ok(_) => "an answer of another kind".to_string(),
+                };
+                tracing::debug!(voter = id, "fetching metadata: {why}");
+                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= FAILING_WARN_AFTER && said.elapsed() >= FAILING_WARN_AFTER {
+                    said = tokio::time::Instant::now();
+                    tracing::warn!(voter = id, "no controller answered this observer's metadata fetches for {:?} (last: {why})", since.elapsed());
                 }
                 target = None;
                 status.send_modify(|s| s.leader = None);
