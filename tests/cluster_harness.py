@@ -2,6 +2,7 @@
 
     def test_x(cluster_factory):
         c = cluster_factory(3)              # 3 combined broker+controller nodes, started, ready
+        c = cluster_factory(3, voters=1, roles={1: "controller"})  # a controller-only node, 2 brokers
         c.create_topic("t", partitions=6, replication_factor=3, config={"min.insync.replicas": "2"})
         leader = c.leader("t", 0)
         c.node(leader).kill9(); c.wait_for_leader("t", 0, not_in={leader}); c.node(leader).start()
@@ -70,17 +71,43 @@ class Node(Broker):
         self.client_port = free_port()
         self.replication_port = free_port()
         self.controller_port = free_port()
-        super().__init__(workdir, self.client_port, None, workdir / "server.properties",
-                         name=f"node{node_id}", owner=owner)
+        # A controller-only node has no client listener: start() waits for its controller one.
+        super().__init__(workdir, self.controller_port if not self.is_broker else self.client_port, None,
+                         workdir / "server.properties", name=f"node{node_id}", owner=owner)
         self.overrides = {}  # everything is in server.properties
         self.paused = False
 
+    @property
+    def role(self) -> str:
+        """process.roles: the cluster's `roles` entry, else combined for a voter, broker otherwise."""
+        c = self.cluster
+        return c.roles.get(self.node_id) or ("broker,controller" if self.node_id in c.voter_ids else "broker")
+
+    @property
+    def is_broker(self) -> bool:
+        return "broker" in self.role.split(",")
+
     def properties(self) -> dict[str, str]:
         c = self.cluster
+        if not self.is_broker:
+            props = {
+                "process.roles": self.role,
+                "node.id": str(self.node_id),
+                "controller.quorum.voters": c.voters(),
+                "listeners": f"CONTROLLER://{HOST}:{self.controller_port}",
+                "controller.listener.names": "CONTROLLER",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT",
+                "log.dirs": str(self.data_dir),
+            }
+            props.update(c.overrides)
+            props.update(c.node_overrides.get(self.node_id, {}))
+            return props
         props = {
-            "process.roles": "broker,controller" if self.node_id in c.voter_ids else "broker",
+            "process.roles": self.role,
             "node.id": str(self.node_id),
-            "controller.quorum.voters": c.voters(),
+            # A broker-only node may name only the controllers' addresses (KIP-853).
+            **({"controller.quorum.bootstrap.servers": c.voters(with_ids=False)} if self.node_id in c.bootstrap_ids
+               else {"controller.quorum.voters": c.voters()}),
             "listeners": ",".join(
                 [f"PLAINTEXT://{HOST}:{self.client_port}", f"REPLICATION://{HOST}:{self.replication_port}"]
                 + ([f"CONTROLLER://{HOST}:{self.controller_port}"] if self.node_id in c.voter_ids else [])),
@@ -152,13 +179,18 @@ class Node(Broker):
 
 # ---- the cluster -------------------------------------------------------------------------
 class Cluster:
-    """N nodes, the first `voters` of them controllers (default: all, at most 3)."""
+    """N nodes, the first `voters` of them controllers (default: all, at most 3); `roles`
+    gives a node's process.roles ("controller": controller-only, "broker": broker-only)."""
 
     def __init__(self, workdir: Path, size: int = 3, voters: int | None = None,
                  overrides: dict | None = None, node_overrides: dict[int, dict] | None = None,
-                 proxy: bool = True, owner: str = ""):
+                 proxy: bool = True, owner: str = "", roles: dict[int, str] | None = None,
+                 bootstrap_ids: Iterable[int] = ()):
         self.workdir = workdir
         self.voter_ids = list(range(1, (voters or min(size, 3)) + 1))
+        self.roles = dict(roles or {})
+        # Broker-only nodes given controller.quorum.bootstrap.servers instead of the voters.
+        self.bootstrap_ids = set(bootstrap_ids)
         self.overrides = {k: str(v) for k, v in (overrides or {}).items()}
         self.node_overrides = {i: {k: str(v) for k, v in o.items()} for i, o in (node_overrides or {}).items()}
         self.nodes: dict[int, Node] = {
@@ -168,13 +200,14 @@ class Cluster:
         self._controller_proxy: dict[int, int] = {}
         if self.proxy is not None:
             for i, n in self.nodes.items():
-                self._replication_proxy[i] = self.proxy.route(n.name, n.replication_port)
+                if n.is_broker:
+                    self._replication_proxy[i] = self.proxy.route(n.name, n.replication_port)
                 if i in self.voter_ids:
                     self._controller_proxy[i] = self.proxy.route(n.name, n.controller_port)
 
     # -- addresses ------------------------------------------------------------------------
-    def voters(self) -> str:
-        return ",".join(f"{i}@{HOST}:{self._controller_proxy.get(i, self.nodes[i].controller_port)}"
+    def voters(self, with_ids: bool = True) -> str:
+        return ",".join(f"{f'{i}@' if with_ids else ''}{HOST}:{self._controller_proxy.get(i, self.nodes[i].controller_port)}"
                         for i in self.voter_ids)
 
     def advertised_replication_port(self, node: Node) -> int:
@@ -182,16 +215,33 @@ class Cluster:
 
     @property
     def bootstrap(self) -> str:
-        return ",".join(n.bootstrap for n in self.nodes.values())
+        return ",".join(n.bootstrap for n in self.nodes.values() if n.is_broker)
 
     def running_bootstrap(self) -> str:
-        return ",".join(n.bootstrap for n in self.running())
+        return ",".join(n.bootstrap for n in self.running_brokers())
+
+    @property
+    def controllers(self) -> str:
+        """The voters' controller listeners, for --bootstrap-controller."""
+        return ",".join(f"{HOST}:{self.nodes[i].controller_port}" for i in self.voter_ids)
 
     def node(self, node_id: int) -> Node:
         return self.nodes[node_id]
 
     def running(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.alive() and not n.paused]
+
+    def running_brokers(self) -> list[Node]:
+        """The running nodes with the broker role (those that answer Metadata)."""
+        return [n for n in self.running() if n.is_broker]
+
+    def _client_controller_ids(self) -> set[int]:
+        """The ids Metadata may give as controller: a voter that is a broker, or, while a
+        controller-only voter may be active, any broker (Kafka's brokers then name a random one)."""
+        ids = set(self.voter_ids)
+        if any(not self.nodes[i].is_broker for i in self.voter_ids):
+            ids |= {i for i, n in self.nodes.items() if n.is_broker}
+        return ids
 
     def node_started(self) -> None:
         """Tells the proxy the nodes' current pids (it tells connections apart by them)."""
@@ -254,7 +304,7 @@ class Cluster:
     # -- metadata ---------------------------------------------------------------------------
     def metadata(self, topics: list[str] | None = None, node: int | None = None) -> kw.MetadataV7:
         """Metadata from `node`, or from the first running node that answers."""
-        candidates = [self.nodes[node]] if node is not None else self.running()
+        candidates = [self.nodes[node]] if node is not None else self.running_brokers()
         last: Exception | None = None
         for n in candidates:
             try:
@@ -270,11 +320,12 @@ class Cluster:
     def wait_ready(self, nodes: Iterable[int] | None = None, timeout: float = READY_TIMEOUT_S) -> None:
         """Every node in `nodes` (default: the running ones) answers Metadata listing all of
         them as brokers, with an active controller among the voters."""
-        ids = sorted(nodes) if nodes is not None else [n.node_id for n in self.running()]
+        ids = sorted(nodes) if nodes is not None else [n.node_id for n in self.running_brokers()]
+        controllers = self._client_controller_ids()
 
         def ready():
             seen = {i: self.nodes[i].metadata() for i in ids}
-            assert all(set(ids) <= set(md.brokers) and md.controller_id in self.voter_ids
+            assert all(set(ids) <= set(md.brokers) and md.controller_id in controllers
                        for md in seen.values()), \
                 "; ".join(f"node {i}: brokers {sorted(md.brokers)} controller {md.controller_id}"
                           for i, md in seen.items())
@@ -298,7 +349,7 @@ class Cluster:
 
         def elected():
             leaders = {n.node_id: n.metadata([topic]).topics[topic][1][partition].leader
-                       for n in (asked if asked is not None else self.running())}
+                       for n in (asked if asked is not None else self.running_brokers())}
             values = set(leaders.values())
             assert len(values) == 1, f"leaders as each node sees them: {leaders}"
             (leader,) = values
@@ -318,7 +369,7 @@ class Cluster:
 
     def active_controller(self, among: Iterable[int] | None = None) -> int:
         """The controller id that every node of `among` (default: the running ones) reports."""
-        asked = [self.nodes[i] for i in among] if among is not None else self.running()
+        asked = [self.nodes[i] for i in among] if among is not None else self.running_brokers()
         ids = {n.metadata().controller_id for n in asked}
         assert len(ids) == 1, f"nodes disagree on the active controller: {ids}"
         return ids.pop()
@@ -328,7 +379,7 @@ class Cluster:
         excluded = set(not_in)
 
         def agreed():
-            ids = {n.node_id: n.metadata().controller_id for n in self.running()}
+            ids = {n.node_id: n.metadata().controller_id for n in self.running_brokers()}
             assert len(set(ids.values())) == 1, f"controllers as each node sees them: {ids}"
             cid = next(iter(ids.values()))
             assert cid in self.voter_ids and cid not in excluded and self.nodes[cid].alive(), \
@@ -349,7 +400,7 @@ class Cluster:
         fs[name].result(timeout=timeout)
 
         def settled():
-            for n in self.running():
+            for n in self.running_brokers():
                 err, parts = n.metadata([name]).topics.get(name, (-1, {}))
                 assert err == 0 and len(parts) == partitions and all(
                     p.leader >= 0 and sorted(p.isr) == sorted(p.replicas) for p in parts.values()), \

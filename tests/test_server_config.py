@@ -233,15 +233,29 @@ def test_listener_mapped_to_sasl_in_a_file_is_refused_naming_the_file_line(tmp_p
 
 @pytest.mark.parametrize("settings,words", [
     ([("controller.quorum.bootstrap.servers", "localhost:9093,localhost:9094")], ["2 controllers"]),
-    ([("process.roles", "controller")], ["broker role"]),
-    ([("process.roles", "broker"), ("controller.quorum.voters", "2@localhost:9093,3@localhost:9094")],
-     ["process.roles", "broker-only node", "voter 2 is not this node (1)"]),
+    ([("process.roles", "controller"), ("controller.quorum.bootstrap.servers", "localhost:9093")],
+     ["controller-only node without controller.quorum.voters"]),
 ])
 def test_cluster_settings_not_built_yet_are_refused_with_one_line(tmp_path, settings, words):
     overrides = [arg for key, value in settings for arg in ("--override", f"{key}={value}")]
     r = run_server(["--override", f"listeners=PLAINTEXT://{HOST}:{free_port()}",
                     "--override", f"log.dirs={tmp_path / 'data'}", *overrides], tmp_path)
-    assert_single_error_line(r, settings[0][0], "not supported yet", *words)
+    assert_single_error_line(r, settings[-1][0], "not supported yet", *words)
+
+
+@pytest.mark.parametrize("settings,words", [
+    ([("process.roles", "controller")], ["process.roles", "needs controller.quorum.voters"]),
+    ([("process.roles", "broker"), ("controller.quorum.voters", "2@localhost:9093,3@localhost:9094")],
+     ["controller.listener.names", "must contain at least one value when running KRaft with just the broker role"]),
+    ([("process.roles", "broker"), ("controller.quorum.voters", "1@localhost:9093")],
+     ["node.id 1 is a voter but process.roles has no controller"]),
+])
+def test_separate_roles_are_checked_as_kafka_checks_them(tmp_path, settings, words):
+    overrides = [arg for key, value in settings for arg in ("--override", f"{key}={value}")]
+    r = run_server(["--override", f"listeners=PLAINTEXT://{HOST}:{free_port()}",
+                    "--override", f"log.dirs={tmp_path / 'data'}", *overrides], tmp_path)
+    line = assert_single_error_line(r, *words)
+    assert not (tmp_path / "data").exists(), f"nothing should be initialised: {line}"
 
 
 def test_several_voters_need_the_controller_listener_among_the_listeners(tmp_path):

@@ -73,7 +73,8 @@ pub(crate) struct Started {
 /// bound (a port in use stops start-up before anything is written) and the
 /// cluster id of formatted log dirs is read.
 pub(crate) struct Prepared {
-    listener: std::net::TcpListener,
+    /// None on a broker-only node (an observer): it listens for no quorum traffic.
+    listener: Option<std::net::TcpListener>,
     formatted: Option<String>,
     runtime: Handle,
 }
@@ -83,6 +84,10 @@ impl Prepared {
     pub(crate) fn new(config: &ServerConfig) -> Result<Prepared, StartError> {
         let runtime = Handle::try_current()
             .map_err(|_| StartError::Cluster("cluster mode needs the server's tokio runtime (Broker::open was called outside it)".into()))?;
+        let formatted = formatted_cluster_id(&config.log_dirs);
+        if config.kraft.is_observer() {
+            return Ok(Prepared { listener: None, formatted, runtime });
+        }
         let Some(listener) = config.controller_listeners.first() else {
             return Err(StartError::Cluster("cluster mode needs a controller listener (controller.listener.names in listeners)".into()));
         };
@@ -95,7 +100,7 @@ impl Prepared {
         };
         let listener = bind(&address).map_err(|source| StartError::Bind { address: address.clone(), source })?;
         tracing::info!(listener = %config.controller_listener_names[0], %address, "listening (metadata quorum and controller APIs)");
-        Ok(Prepared { listener, formatted: formatted_cluster_id(&config.log_dirs), runtime })
+        Ok(Prepared { listener: Some(listener), formatted, runtime })
     }
 
     /// Starts the quorum on the CONTROLLER listener, waits until it has a
@@ -110,9 +115,12 @@ impl Prepared {
         let proposed = formatted.clone().unwrap_or_else(|| log_dirs.cluster_id.clone());
         let options = QuorumOptions { new_cluster_id: Arc::new(move || proposed.clone()), ..QuorumOptions::default() };
         let dir = log_dirs.metadata_dir();
-        let quorum = runtime
-            .block_on(Quorum::start_without_listener(node_id as u64, voters, &dir, options))
-            .map_err(|e| StartError::Cluster(format!("cannot start the metadata quorum in {}: {e}", dir.display())))?;
+        let started = match listener {
+            Some(_) => runtime.block_on(Quorum::start_without_listener(node_id as u64, voters, &dir, options)),
+            // A broker-only node follows the voters as an observer.
+            None => runtime.block_on(Quorum::start_observer(node_id as u64, voters, &dir, options)),
+        };
+        let quorum = started.map_err(|e| StartError::Cluster(format!("cannot start the metadata quorum in {}: {e}", dir.display())))?;
         let quorum = Arc::new(quorum);
         let node = Arc::new(ClusterNode {
             quorum: Arc::clone(&quorum),
@@ -121,13 +129,15 @@ impl Prepared {
             start: Mutex::new(None),
             runtime: runtime.clone(),
         });
-        let listener = {
-            let _entered = runtime.enter();
-            TcpListener::from_std(listener)
-                .map_err(|e| StartError::Cluster(format!("cannot serve the controller listener: {e}")))?
-        };
-        let limits = NetLimits::new(&config.limits);
-        runtime.spawn(accept_controller_connections(Arc::clone(&node), listener, limits));
+        if let Some(listener) = listener {
+            let listener = {
+                let _entered = runtime.enter();
+                TcpListener::from_std(listener)
+                    .map_err(|e| StartError::Cluster(format!("cannot serve the controller listener: {e}")))?
+            };
+            let limits = NetLimits::new(&config.limits);
+            runtime.spawn(accept_controller_connections(Arc::clone(&node), listener, limits));
+        }
 
         let agreed = runtime.block_on(wait_for_quorum(&quorum));
         settle_cluster_id(log_dirs, formatted.as_deref(), &agreed, node_id)?;
@@ -138,9 +148,63 @@ impl Prepared {
         let offset = applied.map_or(-1, |o| o as i64);
         *node.start.lock() = Some((events, image.clone(), offset));
         let sink = ActiveSink { inner: QuorumSink::leader_only(Arc::clone(&quorum), runtime), node_id: node_id as u64 };
-        tracing::info!(leader = ?quorum.leader(), epoch = quorum.epoch(), offset, cluster_id = %agreed, "joined the metadata quorum");
+        let role = if quorum.is_observer() { "observer" } else { "voter" };
+        tracing::info!(leader = ?quorum.leader(), epoch = quorum.epoch(), offset, cluster_id = %agreed, role, "joined the metadata quorum");
         Ok(Started { node, sink: Box::new(sink), image, offset })
     }
+}
+
+/// A broker-only node given only `controller.quorum.bootstrap.servers`: asks
+/// them for the voters and their controller endpoints (DescribeQuorum v2,
+/// KIP-853's `nodes`), in turn until one answers, and takes them as
+/// `controller.quorum.voters` for this run.
+pub(crate) fn discover_voters(config: &mut ServerConfig) -> Result<(), StartError> {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::{DescribeQuorumRequest, TopicName};
+    let runtime = Handle::try_current()
+        .map_err(|_| StartError::Cluster("cluster mode needs the server's tokio runtime (Broker::open was called outside it)".into()))?;
+    let listener = config.controller_listener_names.first().cloned().unwrap_or_default();
+    let servers: Vec<String> = config.kraft.bootstrap_servers.iter().map(|(host, port)| format!("{host}:{port}")).collect();
+    let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(kafka_protocol::protocol::StrBytes::from_static_str(crate::log_dirs::METADATA_TOPIC)))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let voters = runtime.block_on(async {
+        let mut said = tokio::time::Instant::now();
+        loop {
+            for addr in &servers {
+                let answer = tokio::time::timeout(FIRST_BYTES_TIMEOUT, forward(addr, &req, 2)).await;
+                let nodes = match answer {
+                    Ok(Ok(response)) => response.nodes,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%addr, error = %e, "asking a bootstrap controller for the voters");
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                let voters: Vec<crate::config::QuorumVoter> = nodes
+                    .iter()
+                    .filter_map(|node| {
+                        let endpoint = node.listeners.iter().find(|l| l.name.as_str() == listener).or(node.listeners.first())?;
+                        Some(crate::config::QuorumVoter { id: node.node_id.0, host: endpoint.host.to_string(), port: endpoint.port })
+                    })
+                    .collect();
+                if !voters.is_empty() {
+                    return voters;
+                }
+            }
+            if said.elapsed() >= WAITING_LOG_INTERVAL {
+                said = tokio::time::Instant::now();
+                tracing::info!(bootstrap = ?servers, "waiting for a controller of controller.quorum.bootstrap.servers to name the voters");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    if voters.iter().any(|v| v.id == config.node_id) {
+        return Err(StartError::Cluster(format!("node.id {} is a voter of the quorum, but process.roles has no controller", config.node_id)));
+    }
+    tracing::info!(voters = ?voters.iter().map(|v| format!("{}@{}:{}", v.id, v.host, v.port)).collect::<Vec<_>>(), "the bootstrap controllers named the voters");
+    config.kraft.voters = voters;
+    Ok(())
 }
 
 /// The cluster id `kafka-storage.sh format` wrote into the log dirs, if any.
@@ -172,17 +236,16 @@ fn settle_cluster_id(log_dirs: &mut LogDirs, formatted: Option<&str>, agreed: &s
 }
 
 /// Waits until the quorum has a leader and a cluster id, then (at most
-/// [`CATCH_UP_TIMEOUT`]) until this node has applied the log it holds; answers
+/// [`CATCH_UP_TIMEOUT`]) until this node has applied the log it holds (an
+/// observer: what the leader had committed when it first answered); answers
 /// the cluster id.
 async fn wait_for_quorum(quorum: &Quorum) -> String {
     let mut metrics = quorum.metrics();
     let mut said = tokio::time::Instant::now();
     let mut target: Option<(u64, tokio::time::Instant)> = None;
     loop {
-        let (leader, last_log, applied) = {
-            let m = metrics.borrow_and_update();
-            (m.current_leader, m.last_log_index, m.last_applied.map(|l| l.index))
-        };
+        metrics.borrow_and_update();
+        let (leader, last_log, applied) = (quorum.leader(), quorum.catch_up_target(), quorum.applied());
         if let (Some(_), Some(cluster_id)) = (leader, quorum.cluster_id()) {
             let (goal, since) = *target.get_or_insert((last_log.unwrap_or(0), tokio::time::Instant::now()));
             if applied >= Some(goal) {
@@ -195,9 +258,10 @@ async fn wait_for_quorum(quorum: &Quorum) -> String {
         }
         if said.elapsed() >= WAITING_LOG_INTERVAL {
             said = tokio::time::Instant::now();
-            tracing::info!(leader = ?leader, "waiting for the metadata quorum (a majority of controller.quorum.voters must be up)");
+            tracing::info!(leader = ?leader, observer = quorum.is_observer(), "waiting for the metadata quorum (a majority of controller.quorum.voters must be up)");
         }
-        let _ = tokio::time::timeout(Duration::from_millis(200), metrics.changed()).await;
+        // An observer's metrics never change: this is a poll there.
+        let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
     }
 }
 
@@ -430,15 +494,13 @@ impl Broker {
         let node = self.cluster.as_ref()?;
         let described = node.quorum.describe();
         let to_i32 = |id: u64| i32::try_from(id).unwrap_or(-1);
+        let replicas = |states: &[quorum::VoterState]| states.iter().map(|v| (to_i32(v.id), v.log_end_offset, v.last_fetch_ms, v.last_caught_up_ms)).collect();
         Some(QuorumView {
             leading: described.leader == Some(node.node_id as u64),
             epoch: i32::try_from(described.epoch).unwrap_or(i32::MAX),
             high_watermark: described.high_watermark,
-            voters: described
-                .voters
-                .iter()
-                .map(|v| (to_i32(v.id), v.log_end_offset, v.last_fetch_ms, v.last_caught_up_ms))
-                .collect(),
+            voters: replicas(&described.voters),
+            observers: replicas(&described.observers),
             endpoints: self.config.kraft.voters.iter().map(|v| (v.id, v.host.clone(), v.port)).collect(),
         })
     }

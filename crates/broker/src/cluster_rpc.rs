@@ -88,13 +88,21 @@ impl ClusterRpc {
 
     /// Starts the lifecycle, the AlterPartition sender, the ISR check and the
     /// fencing timer on `tasks`.
+    /// A controller-only node runs only the fencing timer (it is never a
+    /// registered broker); a broker-only node all but that (it is never the
+    /// active controller).
     pub(crate) fn spawn(&self, broker: &Arc<Broker>, tasks: &mut JoinSet<()>) {
-        tasks.spawn(Arc::clone(&self.lifecycle).run());
-        tasks.spawn(Arc::clone(&self.alter_partitions).run());
-        let hosted = Arc::downgrade(broker);
-        let partitions = move || hosted.upgrade().map(|b| b.replicas.all_partitions()).unwrap_or_default();
-        tasks.spawn(run_isr_checks(Arc::clone(&self.alter_partitions), partitions, broker.config.rpc.replica_lag_time_max_ms));
-        tasks.spawn(fence_expired_brokers(Arc::downgrade(broker)));
+        let roles = broker.config.kraft.roles;
+        if roles.broker {
+            tasks.spawn(Arc::clone(&self.lifecycle).run());
+            tasks.spawn(Arc::clone(&self.alter_partitions).run());
+            let hosted = Arc::downgrade(broker);
+            let partitions = move || hosted.upgrade().map(|b| b.replicas.all_partitions()).unwrap_or_default();
+            tasks.spawn(run_isr_checks(Arc::clone(&self.alter_partitions), partitions, broker.config.rpc.replica_lag_time_max_ms));
+        }
+        if roles.controller {
+            tasks.spawn(fence_expired_brokers(Arc::downgrade(broker)));
+        }
     }
 
     /// On shutdown with `controlled.shutdown.enable`: asks the controller to

@@ -563,7 +563,9 @@ impl ServerConfig {
         };
         let (controller_listeners, listeners): (Vec<Listener>, Vec<Listener>) =
             listeners.into_iter().partition(|l| controller_listener_names.contains(&l.name));
-        if listeners.is_empty() {
+        // A controller-only node serves its controller listener alone (checked in kraft_config).
+        let controller_only = p.get("process.roles").is_some_and(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).eq(["controller"]));
+        if listeners.is_empty() && !controller_only {
             return Err(p.invalid("listeners", "no client listener besides controller.listener.names"));
         }
         let advertised_listeners = match p.get("advertised.listeners") {
@@ -577,13 +579,7 @@ impl ServerConfig {
         let security_protocol_map = security_protocol_map(&p)?;
         check_security_protocols(&p, &security_protocol_map, &listeners, &advertised_listeners, &controller_listener_names)?;
         let kraft = kraft_config(&p, node_id, security_protocol_map, &advertised_listeners, &controller_listener_names)?;
-        // Kafka: a controller of a quorum serves the quorum on its controller listener.
-        if kraft.is_cluster() && kraft.roles.controller && controller_listeners.is_empty() {
-            return Err(p.invalid(
-                "controller.listener.names",
-                "must contain at least one value appearing in the 'listeners' configuration when running the KRaft controller role",
-            ));
-        }
+        check_role_listeners(&p, &kraft, &listeners, &advertised_listeners, &controller_listeners, &controller_listener_names)?;
         let log_dirs: Vec<PathBuf> = match p.get("log.dirs").or_else(|| p.get("log.dir")) {
             Some(v) => v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
             None => vec![default_data_dir()],
@@ -705,9 +701,58 @@ fn check_security_protocols(
     Ok(())
 }
 
+/// Kafka's listener rules per role (`KafkaConfig.validateValues`): a
+/// controller of a quorum has its controller listener in `listeners`; a
+/// controller-only node has nothing else there and advertises nothing else;
+/// a broker-only node of a quorum names a controller listener it does not
+/// listen on (it connects to the controllers' listener of that name).
+fn check_role_listeners(
+    p: &Parser<'_>,
+    kraft: &KraftConfig,
+    listeners: &[Listener],
+    advertised: &[Listener],
+    controller_listeners: &[Listener],
+    controller_names: &[String],
+) -> Result<(), ConfigError> {
+    let roles = kraft.roles;
+    if kraft.is_cluster() && roles.controller && controller_listeners.is_empty() {
+        return Err(p.invalid(
+            "controller.listener.names",
+            "must contain at least one value appearing in the 'listeners' configuration when running the KRaft controller role",
+        ));
+    }
+    if roles.controller && !roles.broker {
+        if let Some(l) = listeners.first() {
+            return Err(p.invalid(
+                "listeners",
+                &format!("must only contain KRaft controller listeners from controller.listener.names when process.roles=controller ({} is not one)", l.name),
+            ));
+        }
+        if let Some(l) = advertised.iter().find(|l| !controller_names.contains(&l.name)) {
+            return Err(p.invalid(
+                "advertised.listeners",
+                &format!("must only contain KRaft controller listeners from controller.listener.names when process.roles=controller ({} is not one)", l.name),
+            ));
+        }
+    }
+    if roles.broker && !roles.controller && kraft.is_cluster() {
+        if controller_names.is_empty() {
+            return Err(p.invalid("controller.listener.names", "must contain at least one value when running KRaft with just the broker role"));
+        }
+        if !controller_listeners.is_empty() {
+            return Err(p.invalid(
+                "controller.listener.names",
+                "must not contain a value appearing in the 'listeners' configuration when running KRaft with just the broker role",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Parses the KRaft settings and checks them as Kafka does; then refuses what
-/// Potok does not run yet: a node without the broker role, a broker-only
-/// node, Kafka 4's dynamic quorum of several bootstrap controllers.
+/// Potok does not run yet: a separate node whose quorum is given only by
+/// `controller.quorum.bootstrap.servers`, Kafka 4's dynamic quorum of
+/// several bootstrap controllers.
 fn kraft_config(
     p: &Parser<'_>,
     node_id: i32,
@@ -797,17 +842,22 @@ fn kraft_config(
         }
     }
 
-    // Every node is a broker and a controller (combined mode) for now.
-    if !roles.broker {
-        return Err(not_supported("process.roles", "a node without the broker role (a separate controller)".into()));
-    }
-    if !roles.controller && !voters.is_empty() {
+    // A separate controller or broker needs the voters: a broker-only node
+    // follows them, a controller-only one is one of them.
+    if !roles.broker && voters.is_empty() {
+        if bootstrap_servers.is_empty() {
+            return Err(p.invalid(
+                "process.roles",
+                "a controller (process.roles=controller) needs controller.quorum.voters or controller.quorum.bootstrap.servers",
+            ));
+        }
         return Err(not_supported(
-            "process.roles",
-            format!("a broker-only node (process.roles=broker) of a quorum whose voter {} is not this node ({node_id})", voters[0].id),
+            "controller.quorum.bootstrap.servers",
+            "a controller-only node without controller.quorum.voters (a dynamic quorum; list the voters)".into(),
         ));
     }
-    if bootstrap_servers.len() > 1 {
+    // A broker-only node asks its bootstrap servers for the voters at start.
+    if roles.controller && bootstrap_servers.len() > 1 {
         return Err(not_supported(
             "controller.quorum.bootstrap.servers",
             format!("a metadata quorum of {} controllers (Potok runs one node)", bootstrap_servers.len()),
@@ -817,10 +867,21 @@ fn kraft_config(
 }
 
 impl KraftConfig {
-    /// True for a node of a multi-node cluster (more than one voter); one
-    /// voter (or none) is a cluster of one with a local metadata log.
+    /// True for a node of a multi-node cluster: more than one voter, or a
+    /// broker-only or controller-only node of a quorum (one voter serving
+    /// separate brokers is a cluster too). One combined voter (or none) is a
+    /// cluster of one with a local metadata log.
     pub fn is_cluster(&self) -> bool {
-        self.voters.len() > 1
+        let combined = self.roles.broker && self.roles.controller;
+        self.voters.len() > 1 || !(combined || self.voters.is_empty()) || self.is_observer()
+    }
+
+    /// True if this node follows the metadata quorum without being a voter
+    /// (`process.roles=broker` with voters elsewhere, or their bootstrap
+    /// servers): a KIP-595 observer.
+    pub fn is_observer(&self) -> bool {
+        let has_quorum = !self.voters.is_empty() || !self.bootstrap_servers.is_empty();
+        !self.roles.controller && has_quorum
     }
 }
 
@@ -1310,28 +1371,61 @@ mod tests {
     }
 
     #[test]
-    fn cluster_roles_beyond_one_node_are_refused() {
-        let err = refusal(&[("process.roles", "controller")]);
-        assert!(err.contains("process.roles") && err.contains("broker role") && err.contains("not supported yet"), "{err}");
-        // Several voters need the controller listener among `listeners`.
+    fn separate_roles_follow_kafkas_listener_rules() {
+        const VOTERS: (&str, &str) = ("controller.quorum.voters", "1@127.0.0.1:19191");
+        const NAMES: (&str, &str) = ("controller.listener.names", "CONTROLLER");
+        // A controller-only node listens on its controller listener alone and is a voter.
+        let c = ServerConfig::from_entries(entries(&[("process.roles", "controller"), VOTERS, NAMES, ("listeners", "CONTROLLER://127.0.0.1:19191")]))
+            .expect("a controller-only node");
+        assert!(c.kraft.is_cluster() && !c.kraft.is_observer() && c.listeners.is_empty() && c.advertised_listeners.is_empty());
+        assert_eq!(c.controller_listeners.len(), 1);
+        let err = refusal(&[("process.roles", "controller"), VOTERS, NAMES, ("listeners", "PLAINTEXT://:9092,CONTROLLER://127.0.0.1:19191")]);
+        assert!(err.contains("listeners") && err.contains("must only contain KRaft controller listeners") && err.contains("PLAINTEXT is not one"), "{err}");
+        let err = refusal(&[("process.roles", "controller"), VOTERS, NAMES, ("listeners", "CONTROLLER://127.0.0.1:19191"), ("advertised.listeners", "PLAINTEXT://a:9092")]);
+        assert!(err.contains("advertised.listeners") && err.contains("must only contain KRaft controller listeners"), "{err}");
+        let err = refusal(&[("process.roles", "controller"), VOTERS, NAMES, ("listeners", "PLAINTEXT://:9092")]);
+        assert!(err.contains("appearing in the 'listeners'"), "{err}");
+        let err = refusal(&[("process.roles", "controller"), ("controller.quorum.voters", "2@b:9093"), NAMES, ("listeners", "CONTROLLER://:9093")]);
+        assert!(err.contains("node.id 1 is not a voter"), "{err}");
+        let err = refusal(&[("process.roles", "controller"), NAMES, ("listeners", "CONTROLLER://:9093")]);
+        assert!(err.contains("needs controller.quorum.voters"), "{err}");
+
+        // A broker-only node of a quorum is an observer: not a voter, and it
+        // names the controller listener without listening on it.
+        let c = ServerConfig::from_entries(entries(&[("process.roles", "broker"), ("node.id", "4"), VOTERS, NAMES, ("listeners", "PLAINTEXT://127.0.0.1:19294")]))
+            .expect("a broker-only node");
+        assert!(c.kraft.is_cluster() && c.kraft.is_observer() && c.controller_listeners.is_empty());
+        let err = refusal(&[("process.roles", "broker"), ("node.id", "4"), VOTERS, ("listeners", "PLAINTEXT://:9092")]);
+        assert!(err.contains("controller.listener.names") && err.contains("at least one value when running KRaft with just the broker role"), "{err}");
+        let err = refusal(&[("process.roles", "broker"), ("node.id", "4"), VOTERS, NAMES, ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093")]);
+        assert!(err.contains("must not contain a value appearing in the 'listeners'") && err.contains("just the broker role"), "{err}");
+        let err = refusal(&[("process.roles", "broker"), VOTERS, NAMES]);
+        assert!(err.contains("node.id 1 is a voter but process.roles has no controller"), "{err}");
+        // Or one that asks the bootstrap controllers for the voters at start.
+        let c = ServerConfig::from_entries(entries(&[("process.roles", "broker"), ("node.id", "4"), ("controller.quorum.bootstrap.servers", "a:9093,b:9093"), NAMES]))
+            .expect("a broker-only node with bootstrap controllers");
+        assert!(c.kraft.is_cluster() && c.kraft.is_observer() && c.kraft.voters.is_empty());
+        let err = refusal(&[("process.roles", "broker"), ("node.id", "4"), ("controller.quorum.bootstrap.servers", "a:9093")]);
+        assert!(err.contains("at least one value when running KRaft with just the broker role"), "{err}");
+
+        // Combined nodes as before: several voters need the controller
+        // listener among `listeners`, and a controller must be a voter.
         let err = refusal(&[("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")]);
         assert!(err.contains("controller.listener.names") && err.contains("appearing in the 'listeners'"), "{err}");
-        // A controller (the default roles) must be a voter, as in Kafka.
         let err = refusal(&[("controller.quorum.voters", "2@b:9093")]);
         assert!(err.contains("node.id 1 is not a voter"), "{err}");
-        let err = refusal(&[("process.roles", "broker"), ("controller.quorum.voters", "2@b:9093")]);
-        assert!(err.contains("broker-only node") && err.contains("voter 2 is not this node (1)") && err.contains("not supported yet"), "{err}");
         let err = refusal(&[("controller.quorum.bootstrap.servers", "a:9093,b:9093")]);
         assert!(err.contains("controller.quorum.bootstrap.servers") && err.contains("2 controllers"), "{err}");
         assert!(refusal(&[("process.roles", "broker,leader")]).contains("unknown role 'leader'"));
-        // Kafka's single-node KRaft files start.
+        // Kafka's single-node KRaft files start; a broker-only node without
+        // a quorum is a cluster of one, as before.
         for items in [
             &[("process.roles", "broker,controller"), ("node.id", "1"), ("controller.quorum.voters", "1@localhost:9093")][..],
             &[("process.roles", "broker,controller"), ("controller.quorum.bootstrap.servers", "localhost:9093")][..],
             &[("process.roles", "broker")][..],
         ] {
             let c = ServerConfig::from_entries(entries(items));
-            assert!(c.is_ok(), "{items:?}: {:?}", c.err());
+            assert!(c.as_ref().is_ok_and(|c| !c.kraft.is_cluster()), "{items:?}: {:?}", c.err());
         }
     }
 

@@ -74,8 +74,16 @@ pub(crate) async fn forward(broker: &Arc<Broker>, version: i16, request: Request
             let sent = send(&channel, &req, Some(version), timeout).await;
             let answer = answered(sent, req.into())?;
             if let ResponseKind::DeleteTopics(r) = &answer {
-                let ids: Vec<uuid::Uuid> = r.responses.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
-                visible(broker, start + timeout, "DeleteTopics", |image| ids.iter().all(|id| image.topic_by_id(*id).is_none())).await;
+                // Below v6 the answer has no topic id: the topic is known by name.
+                let deleted: Vec<(uuid::Uuid, Option<String>)> =
+                    r.responses.iter().filter(|t| t.error_code == 0).map(|t| (t.topic_id, t.name.as_ref().map(|n| n.0.to_string()))).collect();
+                let done = |image: &Image| {
+                    deleted.iter().all(|(id, name)| match name {
+                        Some(name) if id.is_nil() => image.topic(name).is_none(),
+                        _ => image.topic_by_id(*id).is_none(),
+                    })
+                };
+                visible(broker, start + timeout, "DeleteTopics", done).await;
             }
             Ok(answer)
         }
@@ -120,11 +128,14 @@ pub(crate) async fn create_topics(
     let deadline = Instant::now() + timeout;
     let answer = send(channel, req, version, timeout).await?;
     if !req.validate_only {
-        let created: Vec<uuid::Uuid> = answer.topics.iter().filter(|t| t.error_code == 0).map(|t| t.topic_id).collect();
+        // Below v7 the answer has no topic id: the topic is known by name.
+        let created: Vec<(uuid::Uuid, &str)> =
+            answer.topics.iter().filter(|t| t.error_code == 0).map(|t| (t.topic_id, t.name.0.as_str())).collect();
         let exists = ResponseError::TopicAlreadyExists.code();
         let existing: Vec<&str> = answer.topics.iter().filter(|t| t.error_code == exists).map(|t| t.name.0.as_str()).collect();
         let done = |image: &Image| {
-            created.iter().all(|id| image.topic_by_id(*id).is_some()) && existing.iter().all(|name| image.topic(name).is_some())
+            created.iter().all(|(id, name)| if id.is_nil() { image.topic(name).is_some() } else { image.topic_by_id(*id).is_some() })
+                && existing.iter().all(|name| image.topic(name).is_some())
         };
         visible(broker, deadline, "CreateTopics", done).await;
     }

@@ -183,7 +183,10 @@ impl Broker {
     /// is written before the checks pass (a refused start leaves them as they
     /// were, clean-shutdown markers included; only a torn tail of the metadata
     /// log itself may have been cut).
-    pub fn open(config: ServerConfig) -> Result<Arc<Broker>, StartError> {
+    pub fn open(mut config: ServerConfig) -> Result<Arc<Broker>, StartError> {
+        if config.kraft.is_observer() && config.kraft.voters.is_empty() {
+            cluster_node::discover_voters(&mut config)?;
+        }
         let cluster = config.kraft.is_cluster().then(|| cluster_node::Prepared::new(&config)).transpose()?;
         let mut log_dirs = LogDirs::open(&config.log_dirs, config.node_id)?;
         if cluster.is_some() {

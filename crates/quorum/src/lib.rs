@@ -20,6 +20,7 @@
 
 mod log_store;
 mod network;
+mod observer;
 mod quorum;
 mod runtime;
 #[cfg(test)]
@@ -33,5 +34,6 @@ pub use runtime::{seed_thread_rng, QuorumRuntime};
 pub use sink::QuorumSink;
 pub use state_machine::{Committed, StateMachine, SNAPSHOT_FILE};
 pub use types::{Applied, Entry, LogId, NodeId, Proposal, Raft, StorageError, TypeConfig, Vote};
+pub use observer::FETCH_MAX_WAIT;
 pub use network::{PeerTimes, ProposeError, PREFACE, CONNECT_TIMEOUT, FRAME_TIMEOUT, IDLE_TIMEOUT, MAX_FRAME_BYTES};
 pub use quorum::{random_cluster_id, Quorum, QuorumDescription, QuorumError, QuorumOptions, VoterState, METADATA_DIR};

@@ -208,6 +208,15 @@ impl LogStore {
         inner.entries.last_key_value().map(|(&index, _)| index).or(inner.last_purged.map(|id| id.index))
     }
 
+    /// Up to `max` entries from `from` to `to` (inclusive) that this store
+    /// holds, in order (none below its purged prefix), for an observer's fetch.
+    pub(crate) fn entries_between(&self, from: u64, to: u64, max: usize) -> Vec<Entry> {
+        if from > to {
+            return Vec::new();
+        }
+        self.inner.lock().entries.range(from..=to).take(max).map(|(_, e)| e.clone()).collect()
+    }
+
     /// True if nothing was ever written here: no vote, no entry.
     pub fn is_empty(&self) -> bool {
         let inner = self.inner.lock();

@@ -4,8 +4,8 @@
 //! `[length u32 big-endian][JSON]` of at most [`MAX_FRAME_BYTES`]. Requests are
 //! openraft's AppendEntries, Vote and InstallSnapshot (chunked), plus Propose:
 //! a client write forwarded to the leader so that any controller can propose
-//! records. An oversized, truncated or undecodable frame closes the connection;
-//! so does a peer that sends nothing for [`IDLE_TIMEOUT`] or takes longer than
+//! records, and Fetch: an observer pulling committed entries (`observer.rs`).
+//! An oversized, truncated or undecodable frame closes the connection; so does a peer that sends nothing for [`IDLE_TIMEOUT`] or takes longer than
 //! [`FRAME_TIMEOUT`] to finish a frame it started.
 //!
 //! A connection opens with [`PREFACE`], four bytes that can never begin a
@@ -33,6 +33,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::log_store::LogStore;
+use crate::observer::{FetchRequest, Fetched};
+use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Proposal, Raft, TypeConfig};
 
 /// The largest frame either side accepts (snapshot chunks are far smaller).
@@ -60,6 +62,8 @@ pub(crate) enum Request {
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     Propose(Proposal),
+    /// An observer (a broker-only node) asks the leader for committed entries.
+    Fetch(FetchRequest),
 }
 
 /// Why a proposal was not committed.
@@ -83,6 +87,8 @@ pub(crate) enum Response {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Propose(Result<u64, ProposeError>),
+    /// `NotLeader` from a voter that does not lead.
+    Fetch(Result<Fetched, ProposeError>),
 }
 
 fn invalid(what: impl Into<String>) -> std::io::Error {
@@ -130,14 +136,23 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
     serde_json::from_slice(&payload).map(Some).map_err(|e| invalid(format!("undecodable frame: {e}")))
 }
 
+/// What a voter serves its peers and observers with.
+#[derive(Clone)]
+pub(crate) struct Served {
+    pub(crate) raft: Raft,
+    pub(crate) log: LogStore,
+    pub(crate) state: StateMachine,
+    pub(crate) observers: ObserverStats,
+}
+
 /// Serves peers' requests on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
+pub(crate) async fn serve(listener: TcpListener, served: Served) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let raft = raft.clone();
+                let served = served.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_prefaced(stream, raft).await {
+                    if let Err(e) = serve_prefaced(stream, served).await {
                         tracing::debug!("controller connection from {peer} closed: {e}");
                     }
                 });
@@ -152,7 +167,7 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft) {
 }
 
 /// Serves a connection that must start with [`PREFACE`].
-async fn serve_prefaced(mut stream: TcpStream, raft: Raft) -> std::io::Result<()> {
+async fn serve_prefaced(mut stream: TcpStream, served: Served) -> std::io::Result<()> {
     let mut preface = [0u8; 4];
     tokio::time::timeout(FRAME_TIMEOUT, stream.read_exact(&mut preface))
         .await
@@ -160,18 +175,20 @@ async fn serve_prefaced(mut stream: TcpStream, raft: Raft) -> std::io::Result<()
     if preface != PREFACE {
         return Err(invalid("the connection does not start with the quorum preface"));
     }
-    serve_connection(stream, raft).await
+    serve_connection(stream, served).await
 }
 
 /// Serves a peer's requests on a connection whose [`PREFACE`] was read already.
-pub(crate) async fn serve_connection(mut stream: TcpStream, raft: Raft) -> std::io::Result<()> {
+pub(crate) async fn serve_connection(mut stream: TcpStream, served: Served) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let raft = &served.raft;
     while let Some(request) = read_frame::<_, Request>(&mut stream, IDLE_TIMEOUT).await? {
         let response = match request {
             Request::AppendEntries(rpc) => Response::AppendEntries(raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
             Request::InstallSnapshot(rpc) => Response::InstallSnapshot(raft.install_snapshot(rpc).await),
-            Request::Propose(proposal) => Response::Propose(propose_locally(&raft, proposal).await),
+            Request::Propose(proposal) => Response::Propose(propose_locally(raft, proposal).await),
+            Request::Fetch(fetch) => Response::Fetch(crate::observer::answer_fetch(&served, fetch).await),
         };
         tokio::time::timeout(FRAME_TIMEOUT, write_frame(&mut stream, &response))
             .await
@@ -205,12 +222,17 @@ pub struct PeerTimes {
 /// Per-peer [`PeerTimes`], recorded by the transport.
 pub(crate) type PeerStats = Arc<Mutex<BTreeMap<NodeId, PeerTimes>>>;
 
+/// What the leader knows of each observer from its fetches: the offset past
+/// what it has, and its [`PeerTimes`].
+pub(crate) type ObserverStats = Arc<Mutex<BTreeMap<NodeId, (i64, PeerTimes)>>>;
+
 pub(crate) fn unix_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Records a successful AppendEntries answer from `target` matching up to `matched`.
-pub(crate) fn record_fetch(stats: &PeerStats, log: &LogStore, target: NodeId, matched: Option<u64>) {
+pub(crate) fn record_fetch(stats: &PeerStats, log: &Option<LogStore>, target: NodeId, matched: Option<u64>) {
+    let Some(log) = log else { return };
     let now = unix_ms();
     let mut stats = stats.lock();
     let times = stats.entry(target).or_insert(PeerTimes { last_fetch_ms: -1, last_caught_up_ms: -1 });
@@ -230,7 +252,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     type Network = TcpPeer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> TcpPeer {
-        TcpPeer { target, addr: node.addr.clone(), stream: None, stats: self.stats.clone(), log: self.log.clone() }
+        TcpPeer { target, addr: node.addr.clone(), stream: None, stats: self.stats.clone(), log: Some(self.log.clone()) }
     }
 }
 
@@ -240,7 +262,8 @@ pub(crate) struct TcpPeer {
     addr: String,
     stream: Option<TcpStream>,
     stats: PeerStats,
-    log: LogStore,
+    /// The voter's own log (None on an observer), for the peer's caught-up time.
+    log: Option<LogStore>,
 }
 
 /// Why a call failed: before the request was sent (it had no effect) or after.
@@ -251,8 +274,8 @@ pub(crate) enum CallError {
 }
 
 impl TcpPeer {
-    /// A peer for forwarding proposals, outside openraft.
-    pub(crate) fn forwarder(target: NodeId, addr: String, stats: PeerStats, log: LogStore) -> TcpPeer {
+    /// A peer for forwarding proposals and fetching as an observer, outside openraft.
+    pub(crate) fn forwarder(target: NodeId, addr: String, stats: PeerStats, log: Option<LogStore>) -> TcpPeer {
         TcpPeer { target, addr, stream: None, stats, log }
     }
 

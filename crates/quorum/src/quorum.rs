@@ -15,7 +15,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::log_store::LogStore;
-use crate::network::{self, CallError, PeerStats, PeerTimes, ProposeError, Request, Response, TcpNetwork, TcpPeer};
+use crate::network::{self, CallError, ObserverStats, PeerStats, PeerTimes, ProposeError, Request, Response, Served, TcpNetwork, TcpPeer};
+use crate::observer::{self, ObserverStatus};
 use crate::runtime::ThreadRng;
 use crate::state_machine::{Committed, StateMachine};
 use crate::types::{NodeId, Proposal, Raft};
@@ -138,6 +139,9 @@ pub struct QuorumDescription {
     pub high_watermark: i64,
     /// Every voter.
     pub voters: Vec<VoterState>,
+    /// The observers (broker-only nodes) that fetched from this leader
+    /// within the last five minutes (Kafka's observer session).
+    pub observers: Vec<VoterState>,
 }
 
 /// Which leader may commit a proposal.
@@ -149,16 +153,27 @@ enum Through {
     ThisLeader,
 }
 
-/// A running controller node of the metadata quorum.
+/// A running node of the metadata quorum: a voter (a controller), or an
+/// observer (a broker-only node, see `observer.rs`).
 pub struct Quorum {
     node_id: NodeId,
-    raft: Raft,
+    role: Role,
     state: StateMachine,
-    log: LogStore,
     stats: PeerStats,
+    /// On a voter: what the observers fetched, when this node leads.
+    observers: ObserverStats,
     voters: BTreeMap<NodeId, String>,
     propose_timeout: Duration,
     tasks: Vec<JoinHandle<()>>,
+}
+
+enum Role {
+    Voter { raft: Raft, log: LogStore },
+    Observer {
+        status: watch::Receiver<ObserverStatus>,
+        /// openraft's initial metrics: an observer runs no Raft node.
+        metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+    },
 }
 
 /// The pieces of one node that the TCP and simulated setups share.
@@ -248,8 +263,46 @@ impl Quorum {
         options: QuorumOptions,
     ) -> Result<Quorum, QuorumError> {
         let mut quorum = Quorum::start_without_listener(node_id, voters, dir, options).await?;
-        quorum.tasks.push(tokio::spawn(network::serve(listener, quorum.raft.clone())));
+        let Some(served) = quorum.served() else { return Err(QuorumError::NotAVoter(node_id)) };
+        quorum.tasks.push(tokio::spawn(network::serve(listener, served)));
         Ok(quorum)
+    }
+
+    /// Starts observer `node_id` (a broker-only node, not in `voters`): it
+    /// follows the metadata log by fetching committed entries from the
+    /// leader, with the last snapshot it got kept in `dir`.
+    pub async fn start_observer(node_id: NodeId, voters: Vec<(NodeId, String)>, dir: &Path, options: QuorumOptions) -> Result<Quorum, QuorumError> {
+        let voters: BTreeMap<NodeId, String> = voters.into_iter().collect();
+        if voters.is_empty() || voters.contains_key(&node_id) {
+            return Err(QuorumError::Raft(format!("node {node_id} cannot observe voters {:?}", voters.keys().collect::<Vec<_>>())));
+        }
+        std::fs::create_dir_all(dir).map_err(|source| QuorumError::Storage { dir: dir.to_path_buf(), source })?;
+        let state = StateMachine::open(dir).map_err(|source| QuorumError::Storage { dir: dir.to_path_buf(), source })?;
+        let (status_tx, status) = watch::channel(ObserverStatus::default());
+        let (_, metrics) = watch::channel(RaftMetrics::new_initial(node_id));
+        let tasks = vec![tokio::spawn(observer::follow(node_id, voters.clone(), state.clone(), status_tx))];
+        Ok(Quorum {
+            node_id,
+            role: Role::Observer { status, metrics },
+            state,
+            stats: PeerStats::default(),
+            observers: ObserverStats::default(),
+            voters,
+            propose_timeout: options.propose_timeout,
+            tasks,
+        })
+    }
+
+    /// True on an observer (a broker-only node).
+    pub fn is_observer(&self) -> bool {
+        matches!(self.role, Role::Observer { .. })
+    }
+
+    fn served(&self) -> Option<Served> {
+        match &self.role {
+            Role::Voter { raft, log } => Some(Served { raft: raft.clone(), log: log.clone(), state: self.state.clone(), observers: self.observers.clone() }),
+            Role::Observer { .. } => None,
+        }
     }
 
     /// As [`Quorum::start_on`], but the caller accepts the connections (the
@@ -271,10 +324,10 @@ impl Quorum {
         let tasks = node.tasks;
         Ok(Quorum {
             node_id,
-            raft: node.raft,
+            role: Role::Voter { raft: node.raft, log: node.log },
             state: node.state,
-            log: node.log,
             stats,
+            observers: ObserverStats::default(),
             voters,
             propose_timeout: options.propose_timeout,
             tasks,
@@ -283,8 +336,12 @@ impl Quorum {
 
     /// Serves a peer controller on `stream`, whose [`crate::PREFACE`] the
     /// caller has read already, until the peer closes it or it fails.
+    /// An observer serves none.
     pub async fn serve_connection(&self, stream: tokio::net::TcpStream) -> std::io::Result<()> {
-        network::serve_connection(stream, self.raft.clone()).await
+        match self.served() {
+            Some(served) => network::serve_connection(stream, served).await,
+            None => Err(std::io::Error::other("an observer serves no quorum connections")),
+        }
     }
 
     /// Commits `records` as one entry, through the leader wherever it is;
@@ -312,15 +369,15 @@ impl Quorum {
             if through == Through::ThisLeader && leader != Some(self.node_id) {
                 return Err(QuorumError::LostLeadership { node: self.node_id });
             }
-            let attempt = match leader {
-                Some(leader) if leader == self.node_id => {
-                    match tokio::time::timeout_at(deadline, network::propose_locally(&self.raft, proposal.clone())).await {
+            let attempt = match (leader, &self.role) {
+                (Some(leader), Role::Voter { raft, .. }) if leader == self.node_id => {
+                    match tokio::time::timeout_at(deadline, network::propose_locally(raft, proposal.clone())).await {
                         Ok(result) => result,
                         Err(_) => return Err(QuorumError::Uncertain("timed out waiting for the commit".into())),
                     }
                 }
-                Some(leader) => self.forward(leader, &proposal, deadline).await?,
-                None => Err(ProposeError::NotLeader { leader: None }),
+                (Some(leader), _) => self.forward(leader, &proposal, deadline).await?,
+                (None, _) => Err(ProposeError::NotLeader { leader: None }),
             };
             match attempt {
                 Ok(offset) => return Ok(offset),
@@ -331,8 +388,13 @@ impl Quorum {
             if tokio::time::Instant::now() >= deadline {
                 return Err(QuorumError::NoLeader(self.propose_timeout));
             }
-            let mut metrics = self.raft.metrics();
-            let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+            match &self.role {
+                Role::Voter { raft, .. } => {
+                    let mut metrics = raft.metrics();
+                    let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+                }
+                Role::Observer { .. } => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
         }
     }
 
@@ -381,7 +443,11 @@ impl Quorum {
         let Some(addr) = self.voters.get(&leader) else {
             return Ok(Err(ProposeError::NotLeader { leader: None }));
         };
-        let mut peer = TcpPeer::forwarder(leader, addr.clone(), self.stats.clone(), self.log.clone());
+        let log = match &self.role {
+            Role::Voter { log, .. } => Some(log.clone()),
+            Role::Observer { .. } => None,
+        };
+        let mut peer = TcpPeer::forwarder(leader, addr.clone(), self.stats.clone(), log);
         let ttl = deadline.saturating_duration_since(tokio::time::Instant::now());
         match peer.call(&Request::Propose(proposal.clone()), ttl).await {
             Ok(Response::Propose(result)) => Ok(result),
@@ -407,19 +473,44 @@ impl Quorum {
         self.state.cluster_id()
     }
 
-    /// The current leader's node id, if known.
+    /// The current leader's node id, if known (on an observer: the leader it
+    /// fetches from).
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        match &self.role {
+            Role::Voter { raft, .. } => raft.metrics().borrow().current_leader,
+            Role::Observer { status, .. } => status.borrow().leader,
+        }
     }
 
     /// The current epoch (Raft term).
     pub fn epoch(&self) -> u64 {
-        self.raft.metrics().borrow().current_term
+        match &self.role {
+            Role::Voter { raft, .. } => raft.metrics().borrow().current_term,
+            Role::Observer { status, .. } => status.borrow().epoch,
+        }
     }
 
-    /// A watch of openraft's metrics: leader, term, log and applied positions.
+    /// A watch of openraft's metrics: leader, term, log and applied positions
+    /// (on an observer, which runs no Raft node, openraft's initial metrics).
     pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, BasicNode>> {
-        self.raft.metrics()
+        match &self.role {
+            Role::Voter { raft, .. } => raft.metrics(),
+            Role::Observer { metrics, .. } => metrics.clone(),
+        }
+    }
+
+    /// The index of the last entry this node applied.
+    pub fn applied(&self) -> Option<u64> {
+        self.state.last_applied()
+    }
+
+    /// The index this node should apply before it serves: on a voter its log
+    /// end, on an observer the last committed entry the leader reported.
+    pub fn catch_up_target(&self) -> Option<u64> {
+        match &self.role {
+            Role::Voter { raft, .. } => raft.metrics().borrow().last_log_index,
+            Role::Observer { status, .. } => status.borrow().high_watermark.and_then(|h| h.checked_sub(1)),
+        }
     }
 
     /// This node's id.
@@ -429,8 +520,33 @@ impl Quorum {
 
     /// What DescribeQuorum answers (complete on the leader).
     pub fn describe(&self) -> QuorumDescription {
-        let metrics = self.raft.metrics().borrow().clone();
-        describe(&metrics, &self.voters, &self.stats.lock())
+        match &self.role {
+            Role::Voter { raft, .. } => {
+                let metrics = raft.metrics().borrow().clone();
+                let mut described = describe(&metrics, &self.voters, &self.stats.lock());
+                if metrics.state == ServerState::Leader {
+                    let now = network::unix_ms();
+                    let mut observers = self.observers.lock();
+                    observers.retain(|_, (_, times)| now - times.last_fetch_ms < observer::OBSERVER_SESSION_MS);
+                    described.observers = observers
+                        .iter()
+                        .map(|(&id, &(end, times))| VoterState { id, log_end_offset: end, last_fetch_ms: times.last_fetch_ms, last_caught_up_ms: times.last_caught_up_ms })
+                        .collect();
+                }
+                described
+            }
+            Role::Observer { status, .. } => {
+                let status = status.borrow().clone();
+                let unknown = |id| VoterState { id, log_end_offset: -1, last_fetch_ms: -1, last_caught_up_ms: -1 };
+                QuorumDescription {
+                    leader: status.leader,
+                    epoch: status.epoch,
+                    high_watermark: self.applied().map_or(-1, |a| a as i64 + 1),
+                    voters: self.voters.keys().map(|&id| unknown(id)).collect(),
+                    observers: Vec::new(),
+                }
+            }
+        }
     }
 
     /// Stops the node (its durable state stays in its directory).
@@ -438,8 +554,10 @@ impl Quorum {
         for task in &self.tasks {
             task.abort();
         }
-        if let Err(e) = self.raft.shutdown().await {
-            tracing::warn!("metadata quorum node {} did not stop cleanly: {e}", self.node_id);
+        if let Role::Voter { raft, .. } = &self.role {
+            if let Err(e) = raft.shutdown().await {
+                tracing::warn!("metadata quorum node {} did not stop cleanly: {e}", self.node_id);
+            }
         }
     }
 }
@@ -475,5 +593,5 @@ fn describe(
     } else {
         end(metrics.last_applied.map(|id| id.index))
     };
-    QuorumDescription { leader: metrics.current_leader, epoch: metrics.current_term, high_watermark, voters: voters_out }
+    QuorumDescription { leader: metrics.current_leader, epoch: metrics.current_term, high_watermark, voters: voters_out, observers: Vec::new() }
 }

@@ -137,6 +137,17 @@ impl StateMachine {
         (inner.image.clone(), inner.last_applied.map(|id| id.index))
     }
 
+    /// The index of the last applied entry.
+    pub fn last_applied(&self) -> Option<u64> {
+        self.inner.lock().last_applied.map(|id| id.index)
+    }
+
+    /// The latest snapshot (openraft's meta and the data), for an observer
+    /// whose position the log no longer holds.
+    pub(crate) fn current_snapshot(&self) -> Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)> {
+        self.inner.lock().snapshot.as_ref().map(|file| (file.meta.clone(), file.data.clone()))
+    }
+
     /// The agreed cluster id, once committed.
     pub fn cluster_id(&self) -> Option<String> {
         self.inner.lock().cluster_id.clone()

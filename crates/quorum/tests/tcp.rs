@@ -351,3 +351,63 @@ async fn a_leader_only_sink_refuses_on_a_follower_and_commits_nothing() {
         Arc::try_unwrap(q).ok().expect("only the test holds the node").shutdown().await;
     }
 }
+
+/// A broker-only node: it follows the log as an observer, by entries and, once
+/// the leader purged past it, by snapshot; it proposes through the leader; the
+/// leader describes it; it follows a new leader after a failover; and it
+/// never counts as a voter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_follows_the_log_through_snapshots_and_a_failover() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (mut nodes, voters) = start_three(root.path(), options()).await;
+    let leader = agreed_leader(&nodes).await;
+    let lq = nodes[leader as usize - 1].as_ref().expect("leader");
+    for i in 0..10 {
+        lq.propose(vec![topic(&format!("before-{i}"))]).await.expect("propose");
+    }
+    // The leader snapshots every 4 entries and keeps no log behind: a fresh
+    // observer starts from the snapshot.
+    until("the leader purged its log", || (lq.metrics().borrow().purged.is_some()).then_some(())).await;
+    let observer = Quorum::start_observer(4, voters.clone(), &node_dir(root.path(), 4), options()).await.expect("observer");
+    assert!(observer.is_observer());
+    let mut events = observer.subscribe();
+    until("the observer has every topic", || (topic_names(&observer).len() == 10).then_some(())).await;
+    assert_eq!(observer.cluster_id(), lq.cluster_id());
+    assert_eq!(observer.leader(), Some(leader));
+    // Its proposals go to the leader; it sees them come back as entries.
+    let offset = observer.propose(vec![topic("from-the-observer")]).await.expect("propose through the leader");
+    until("the observer applied its own proposal", || (observer.applied() >= Some(offset)).then_some(())).await;
+    let mut saw = false;
+    while let Ok(event) = events.try_recv() {
+        saw |= matches!(event, Committed::Records { offset: at, .. } if at == offset);
+    }
+    assert!(saw, "the observer's subscribers saw the entry at {offset}");
+    let described = until("the leader describes the observer", || {
+        let d = lq.describe();
+        d.observers.iter().any(|o| o.id == 4 && o.log_end_offset > offset as i64).then_some(d)
+    })
+    .await;
+    assert_eq!(described.voters.iter().map(|v| v.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+
+    // The leader stops: the observer fetches from the new one.
+    nodes[leader as usize - 1].take().expect("leader").shutdown().await;
+    let new_leader = agreed_leader(&nodes).await;
+    let nq = nodes[new_leader as usize - 1].as_ref().expect("new leader");
+    nq.propose(vec![topic("after-failover")]).await.expect("propose after the failover");
+    until("the observer follows the new leader", || {
+        (observer.leader() == Some(new_leader) && topic_names(&observer).contains(&"after-failover".to_string())).then_some(())
+    })
+    .await;
+    assert_eq!(observer.image().0, nq.image().0, "the observer's image is the leader's");
+    // Restarted on its directory, it starts from the snapshot it kept and fetches the rest.
+    let kept = observer.applied();
+    observer.shutdown().await;
+    nq.propose(vec![topic("while-the-observer-was-down")]).await.expect("propose");
+    let observer = Quorum::start_observer(4, voters.clone(), &node_dir(root.path(), 4), options()).await.expect("restart");
+    assert!(observer.applied().is_some() && observer.applied() <= kept, "restored {:?} of {kept:?}", observer.applied());
+    until("the restarted observer caught up", || (observer.image().0 == nq.image().0).then_some(())).await;
+    observer.shutdown().await;
+    for q in nodes.into_iter().flatten() {
+        q.shutdown().await;
+    }
+}

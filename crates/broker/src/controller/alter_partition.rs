@@ -117,7 +117,7 @@ impl Controller {
         let with_epochs = !data.new_isr_with_epochs.is_empty();
         for (i, &r) in isr.iter().enumerate() {
             let eligible = match self.image().broker(r) {
-                None => self.image().brokers().next().is_none() && r == self.config.node_id,
+                None => self.config.kraft.roles.broker && self.image().brokers().next().is_none() && r == self.config.node_id,
                 Some(b) => {
                     let epoch = if with_epochs { data.new_isr_with_epochs[i].broker_epoch } else { -1 };
                     b.is_usable() && (epoch == -1 || epoch == b.epoch)

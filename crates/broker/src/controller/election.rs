@@ -239,7 +239,7 @@ impl Controller {
     pub(crate) fn is_active(&self, broker: i32) -> bool {
         let image = self.image();
         if image.brokers().next().is_none() {
-            return broker == self.config.node_id;
+            return self.config.kraft.roles.broker && broker == self.config.node_id;
         }
         image.broker(broker).is_some_and(|b| b.is_usable())
     }

@@ -111,10 +111,11 @@ impl Controller {
         self.sink.image()
     }
 
-    /// The registered brokers: only this node until brokers register.
+    /// The registered brokers: only this node until brokers register (none
+    /// on a controller-only node, which hosts no partitions).
     fn registered_brokers(&self) -> Vec<i32> {
         let registered: Vec<i32> = self.image().brokers().map(|b| b.id).collect();
-        if registered.is_empty() {
+        if registered.is_empty() && self.config.kraft.roles.broker {
             vec![self.config.node_id]
         } else {
             registered

@@ -25,6 +25,8 @@ pub(crate) struct QuorumView {
     pub(crate) high_watermark: i64,
     /// Voter id, log end offset, last fetch and last caught-up time (unix ms).
     pub(crate) voters: Vec<(i32, i64, i64, i64)>,
+    /// The same for each observer (broker-only node) fetching from the leader.
+    pub(crate) observers: Vec<(i32, i64, i64, i64)>,
     /// Voter id and its controller endpoint (host, port).
     pub(crate) endpoints: Vec<(i32, String, u16)>,
 }
@@ -35,7 +37,7 @@ fn single_node_view(broker: &Broker) -> QuorumView {
     let end = broker.metadata_end_offset();
     let id = broker.config.node_id;
     let endpoints = broker.config.kraft.voters.iter().map(|v| (v.id, v.host.clone(), v.port)).collect();
-    QuorumView { leading: true, epoch: 1, high_watermark: end, voters: vec![(id, end, now, now)], endpoints }
+    QuorumView { leading: true, epoch: 1, high_watermark: end, voters: vec![(id, end, now, now)], observers: Vec::new(), endpoints }
 }
 
 /// Answers a DescribeQuorum from a client listener: as Kafka's brokers, a
@@ -80,22 +82,23 @@ pub(crate) fn handle(broker: &Broker, req: &DescribeQuorumRequest, version: i16)
     } else if !view.leading {
         partition.with_error_code(ResponseError::NotLeaderOrFollower.code())
     } else {
-        let voters = view
-            .voters
-            .iter()
-            .map(|&(id, end, fetch, caught_up)| {
-                ReplicaState::default()
-                    .with_replica_id(BrokerId(id))
-                    .with_log_end_offset(end)
-                    .with_last_fetch_timestamp(fetch)
-                    .with_last_caught_up_timestamp(caught_up)
-            })
-            .collect();
+        let replicas = |list: &[(i32, i64, i64, i64)]| -> Vec<ReplicaState> {
+            list.iter()
+                .map(|&(id, end, fetch, caught_up)| {
+                    ReplicaState::default()
+                        .with_replica_id(BrokerId(id))
+                        .with_log_end_offset(end)
+                        .with_last_fetch_timestamp(fetch)
+                        .with_last_caught_up_timestamp(caught_up)
+                })
+                .collect()
+        };
         partition
             .with_leader_id(BrokerId(broker.config.node_id))
             .with_leader_epoch(view.epoch)
             .with_high_watermark(view.high_watermark)
-            .with_current_voters(voters)
+            .with_current_voters(replicas(&view.voters))
+            .with_observers(replicas(&view.observers))
     };
     let mut response = DescribeQuorumResponse::default().with_topics(vec![TopicData::default()
         .with_topic_name(TopicName(StrBytes::from_static_str(METADATA_TOPIC)))
