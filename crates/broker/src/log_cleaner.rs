@@ -18,9 +18,12 @@
 //! A pass copies, then swaps, as Kafka's cleaner does: [`plan`] reads the log
 //! through a reader that takes the partition's lock for one chunk at a time and
 //! builds the cleaned segments in memory, while produce and fetch go on;
-//! [`apply`] then swaps them in under the write lock, each run only if its
-//! segments are still there unchanged (retention, DeleteRecords or a
-//! truncation may have changed them meanwhile; such a run waits for the next pass).
+//! then, for each run, the new segment's files are written and fsynced as
+//! `.cleaned` files without the lock either ([`Replacement::stage`]), and
+//! swapped in under the write lock only if the run's segments are still there
+//! unchanged (`storage::Log::swap_in`; retention, DeleteRecords or a
+//! truncation may have changed them meanwhile; such a run waits for the next
+//! pass and its `.cleaned` files are deleted).
 
 use std::collections::HashMap;
 
@@ -28,7 +31,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use records::batch::{self, BatchHeader, BatchIter, TimestampType};
 use records::RawRecord;
-use storage::{Log, LogConfig, SegmentInfo};
+use storage::{Log, LogConfig, ReplacementTarget, SegmentInfo, StagedReplacement};
 
 use crate::error::{BrokerError, Result};
 // A batch whose records decompress to more is kept whole (its keys then count
@@ -124,7 +127,11 @@ impl LogSnapshot {
 pub(crate) enum PassPoint {
     /// About to read a chunk of the log (the build phase).
     Read,
-    /// The replacements are built; about to take the write lock and swap.
+    /// A replacement is built; about to check its segments are unchanged
+    /// and write its `.cleaned` files.
+    Stage,
+    /// A replacement's `.cleaned` files are written and fsynced; about to
+    /// take the write lock, re-check its segments and swap.
     Swap,
 }
 
@@ -294,8 +301,9 @@ fn clean_segment(read: &ReadLog<'_>, info: SegmentInfo, map: &OffsetMap, policy:
 /// `min.cleanable.dirty.ratio` of their records would go, every run of
 /// neighbouring segments whose cleaned batches fit one segment (Kafka's
 /// grouping) is rewritten as one segment; a segment that would lose nothing
-/// and has no neighbour to merge with stays as it is. [`plan`] then [`apply`]
-/// on one log.
+/// and has no neighbour to merge with stays as it is. [`plan`], then each
+/// replacement staged and swapped in, on one log (no other user: what
+/// [`crate::partition::Partition::clean`] does under its locks).
 #[cfg(test)]
 pub(crate) fn clean_log(log: &mut Log, policy: &CleanPolicy, now_ms: i64) -> Result<CleanStats> {
     let snapshot = LogSnapshot::of(log)?;
@@ -303,7 +311,15 @@ pub(crate) fn clean_log(log: &mut Log, policy: &CleanPolicy, now_ms: i64) -> Res
         let read = |offset, max| Ok(log.read(offset, max)?);
         plan(&read, &snapshot, policy, now_ms)?
     };
-    apply(log, replacements)
+    let mut stats = CleanStats::default();
+    for mut r in replacements {
+        let Some(target) = r.target(log)? else { continue };
+        match log.swap_in(r.stage(target)?)? {
+            storage::SwapOutcome::Swapped => stats.add(&r),
+            storage::SwapOutcome::Changed(_) => unreachable!("nothing else uses the log"),
+        }
+    }
+    Ok(stats)
 }
 
 /// Builds a pass's replacements from the log as `snapshot` saw it, reading
@@ -339,30 +355,46 @@ pub(crate) fn plan(read: &ReadLog<'_>, snapshot: &LogSnapshot, policy: &CleanPol
     Ok(replacements)
 }
 
-/// Swaps the replacements in, each only if the segments it replaces are still
-/// the log's, unchanged; returns what the swapped ones did.
-pub(crate) fn apply(log: &mut Log, replacements: Vec<Replacement>) -> Result<CleanStats> {
-    let mut stats = CleanStats::default();
-    for r in replacements {
-        let (Some(first), Some(last)) = (r.segments.first(), r.segments.last()) else { continue };
+impl CleanStats {
+    /// Counts `r` as swapped in.
+    pub(crate) fn add(&mut self, r: &Replacement) {
+        self.kept += r.kept;
+        self.removed += r.removed;
+        self.segments += r.segments.len();
+    }
+}
+
+impl Replacement {
+    /// The base offset of the first segment replaced.
+    pub(crate) fn first_base(&self) -> i64 {
+        self.segments.first().map_or(-1, |s| s.base_offset)
+    }
+
+    /// Under the partition's read lock: what to write the replacement for, or
+    /// `None` when the segments changed since the pass read them (the run is
+    /// left for the next pass).
+    pub(crate) fn target(&self, log: &Log) -> Result<Option<ReplacementTarget>> {
+        let (Some(first), Some(last)) = (self.segments.first(), self.segments.last()) else { return Ok(None) };
         let current = log.inactive_segments()?;
         let same = |a: &SegmentInfo, b: &SegmentInfo| (a.base_offset, a.next_offset, a.size_bytes) == (b.base_offset, b.next_offset, b.size_bytes);
         let unchanged = current
             .iter()
             .position(|s| s.base_offset == first.base_offset)
-            .and_then(|at| current.get(at..at + r.segments.len()))
-            .is_some_and(|now| now.iter().zip(&r.segments).all(|(a, b)| same(a, b)));
+            .and_then(|at| current.get(at..at + self.segments.len()))
+            .is_some_and(|now| now.iter().zip(&self.segments).all(|(a, b)| same(a, b)));
         if !unchanged {
-            stats.skipped += 1;
             tracing::debug!(dir = %log.dir().display(), first = first.base_offset, last = last.base_offset, "segments changed during the cleaning pass: left for the next one");
-            continue;
+            return Ok(None);
         }
-        log.replace_segments(first.base_offset, last.base_offset, &r.batches)?;
-        stats.kept += r.kept;
-        stats.removed += r.removed;
-        stats.segments += r.segments.len();
+        Ok(Some(log.replacement_target(first.base_offset, last.base_offset)?))
     }
-    Ok(stats)
+
+    /// Without any lock: writes and fsyncs the replacement's `.cleaned`
+    /// files, then lets go of its bytes.
+    pub(crate) fn stage(&mut self, target: ReplacementTarget) -> Result<StagedReplacement> {
+        let batches = std::mem::take(&mut self.batches);
+        Ok(target.stage(&batches)?)
+    }
 }
 
 /// How large one merged segment may be.
@@ -529,8 +561,42 @@ mod tests {
         assert_eq!(new, expected, "every append made during the pass is there, at its offset");
     }
 
+    /// The names of the files in `dir` that end in `.cleaned`.
+    fn cleaned_files(dir: &std::path::Path) -> Vec<String> {
+        let names = std::fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned());
+        names.filter(|n| n.ends_with(".cleaned")).collect()
+    }
+
     #[test]
-    fn a_pass_does_not_swap_segments_that_changed_meanwhile() {
+    fn a_produce_during_the_cleaned_segment_write_is_not_blocked_by_the_cleaner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = crate::partition::Partition::new("t".into(), uuid::Uuid::new_v4(), 0, log_with_history(dir.path()), 0);
+        let end = p.log_end_offset();
+        let held = HeldPass::new(PassPoint::Swap);
+        let (_, stats) = std::thread::scope(|scope| {
+            let pass = scope.spawn(|| p.clean_with(&POLICY, None, 2_000, &|at| held.hook(at)));
+            held.started.wait();
+            // The first replacement's files are written and fsynced, and the
+            // partition's lock is free: were the pass holding it, these would
+            // wait for it (and the test would never finish).
+            let staged = cleaned_files(dir.path());
+            assert!(staged.iter().any(|n| n.ends_with(".log.cleaned")), "{staged:?}");
+            p.append(&mut batch(&[("a", Some("during"))], 1_000), 1_000).expect("append during the write");
+            assert!(!p.read(0, 1 << 20).expect("fetch during the write").is_empty());
+            held.resume.wait();
+            pass.join().expect("the pass")
+        })
+        .expect("clean");
+        assert!(stats.removed >= 8 && stats.skipped == 0, "{stats:?}");
+        assert!(cleaned_files(dir.path()).is_empty());
+        let after = partition_contents(&p);
+        let keys: Vec<&str> = after.iter().filter(|(o, _, _)| *o < end).map(|(_, k, _)| k.as_str()).collect();
+        assert_eq!(keys, vec!["a", "c", "b", "d"], "{after:?}");
+        assert_eq!(after.last(), Some(&(end, "a".to_string(), Some("during".to_string()))));
+    }
+
+    #[test]
+    fn a_run_whose_segments_changed_during_the_write_is_left_for_the_next_pass_and_its_cleaned_files_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = crate::partition::Partition::new("t".into(), uuid::Uuid::new_v4(), 0, log_with_history(dir.path()), 0);
         let before = partition_contents(&p);
@@ -539,7 +605,8 @@ mod tests {
         let (cleaned_to, stats) = std::thread::scope(|scope| {
             let pass = scope.spawn(|| p.clean_with(&POLICY, None, 2_000, &|at| held.hook(at)));
             held.started.wait();
-            // Retention deletes the oldest segment after the pass read it.
+            assert!(!cleaned_files(dir.path()).is_empty(), "the first run's segment is written");
+            // Retention deletes the oldest segment after the pass wrote its replacement.
             let total = p.size_in_bytes().expect("size");
             assert_eq!(p.apply_retention(None, Some(total - first), 2_000).expect("retention"), 1);
             held.resume.wait();
@@ -548,6 +615,7 @@ mod tests {
         .expect("clean");
         assert!(stats.skipped >= 1, "{stats:?}");
         assert_eq!(cleaned_to, -1, "the next pass tries again");
+        assert!(cleaned_files(dir.path()).is_empty(), "{:?}", cleaned_files(dir.path()));
         let start = p.log_start_offset();
         assert!(start > 0);
         let after = partition_contents(&p);
@@ -558,6 +626,70 @@ mod tests {
         assert_eq!(again.skipped, 0, "{again:?}");
         let last = partition_contents(&p);
         assert!(last.iter().all(|r| before.contains(r)) && last.last() == before.last(), "{last:?}");
+    }
+
+    #[test]
+    fn a_run_that_changed_before_its_write_is_not_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = crate::partition::Partition::new("t".into(), uuid::Uuid::new_v4(), 0, log_with_history(dir.path()), 0);
+        let first = std::fs::metadata(dir.path().join(format!("{:020}.log", 0))).expect("first segment").len();
+        let held = HeldPass::new(PassPoint::Stage);
+        let (cleaned_to, stats) = std::thread::scope(|scope| {
+            let pass = scope.spawn(|| p.clean_with(&POLICY, None, 2_000, &|at| {
+                held.hook(at);
+                if at == PassPoint::Swap {
+                    // Only runs still unchanged get written: not the one of the deleted segment.
+                    assert!(!dir.path().join(format!("{:020}.log.cleaned", 0)).exists());
+                }
+            }));
+            held.started.wait();
+            let total = p.size_in_bytes().expect("size");
+            assert_eq!(p.apply_retention(None, Some(total - first), 2_000).expect("retention"), 1);
+            held.resume.wait();
+            pass.join().expect("the pass")
+        })
+        .expect("clean");
+        assert_eq!(cleaned_to, -1);
+        assert!(stats.skipped >= 1, "{stats:?}");
+        assert!(cleaned_files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn deleting_a_partition_waits_for_the_cleaners_write_into_its_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_dir = dir.path().join("t-0");
+        let p = crate::partition::Partition::new("t".into(), uuid::Uuid::new_v4(), 0, log_with_history(&log_dir), 0);
+        let held = HeldPass::new(PassPoint::Swap);
+        let deleted = std::sync::atomic::AtomicBool::new(false);
+        let result = std::thread::scope(|scope| {
+            let pass = scope.spawn(|| p.clean_with(&POLICY, None, 2_000, &|at| held.hook(at)));
+            held.started.wait();
+            let delete = scope.spawn(|| {
+                let r = p.delete();
+                deleted.store(true, std::sync::atomic::Ordering::SeqCst);
+                r
+            });
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert!(!deleted.load(std::sync::atomic::Ordering::SeqCst), "the delete waits for the pass");
+            held.resume.wait();
+            let pass = pass.join().expect("the pass");
+            delete.join().expect("the delete").expect("deleted");
+            pass
+        });
+        assert!(result.is_ok(), "{:?}", result.err());
+        assert!(!log_dir.exists());
+    }
+
+    #[test]
+    fn a_failed_cleaned_segment_write_takes_the_log_dir_offline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = crate::partition::Partition::new("t".into(), uuid::Uuid::new_v4(), 0, log_with_history(dir.path()), 0);
+        // A directory where the first run's `.log.cleaned` file goes: its write fails with an I/O error.
+        std::fs::create_dir(dir.path().join(format!("{:020}.log.cleaned", 0))).expect("mkdir");
+        let err = p.clean(&POLICY, None, 2_000).expect_err("the write fails");
+        assert!(matches!(err, BrokerError::Storage(storage::StorageError::Io { .. })), "{err}");
+        assert!(p.is_offline(), "the log dir is offline");
+        assert!(p.append(&mut batch(&[("a", Some("x"))], 1_000), 1_000).is_err(), "nothing is written to it again");
     }
 
     #[test]

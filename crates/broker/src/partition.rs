@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use records::BatchHeader;
 use storage::{Log, LogConfig, StorageError};
 use tokio::sync::watch;
@@ -47,6 +47,11 @@ pub struct Partition {
     /// Whether the log dir failed: an I/O error writing this log takes the
     /// whole dir offline, and nothing in it is written again.
     health: Arc<LogDirHealth>,
+    /// Held by the log cleaner while it writes a replacement segment's files
+    /// into the partition's directory without the state lock, and while it
+    /// swaps them in: closing or deleting the log waits for it (as Kafka
+    /// aborts a partition's cleaning and waits before deleting its log).
+    cleaning: Mutex<()>,
 }
 
 /// One consistent view of a partition's offsets.
@@ -313,6 +318,7 @@ impl Partition {
             offsets,
             produce_policy: RwLock::new(ProducePolicy::default()),
             offline,
+            cleaning: Mutex::new(()),
         }
     }
 
@@ -1011,8 +1017,9 @@ impl Partition {
         self.clean_with(policy, cleaned_up_to, now_ms, &|_| {})
     }
 
-    /// [`Partition::clean`], calling `at` before each chunk the pass reads and
-    /// before its swap (where a test holds it).
+    /// [`Partition::clean`], calling `at` before each chunk the pass reads,
+    /// before each replacement's files are written and before its swap
+    /// (where a test holds it).
     pub(crate) fn clean_with(
         &self,
         policy: &crate::log_cleaner::CleanPolicy,
@@ -1020,7 +1027,8 @@ impl Partition {
         now_ms: i64,
         at: &dyn Fn(crate::log_cleaner::PassPoint),
     ) -> Result<(i64, crate::log_cleaner::CleanStats)> {
-        use crate::log_cleaner::{apply, plan, LogSnapshot, PassPoint};
+        use crate::log_cleaner::{plan, LogSnapshot, PassPoint};
+        use storage::SwapOutcome;
         let snapshot = self.reading_log(LogSnapshot::of)?;
         let end = snapshot.cleanable_end();
         if cleaned_up_to == Some(end) || end < 0 {
@@ -1041,9 +1049,31 @@ impl Partition {
         if replacements.is_empty() {
             return Ok((end, Default::default()));
         }
-        // ...then swap under the write lock, only segments that did not change.
-        at(PassPoint::Swap);
-        let stats = self.with_log(|log| apply(log, replacements))?;
+        // ...then, for each run, write and fsync its new segment's files
+        // without the lock either, and swap them in under the write lock only
+        // if the run did not change meanwhile (Kafka's cleaner).
+        let _cleaning = self.cleaning.lock();
+        let mut stats = crate::log_cleaner::CleanStats::default();
+        for mut r in replacements {
+            at(PassPoint::Stage);
+            let Some(target) = self.reading_log(|log| r.target(log))? else {
+                stats.skipped += 1;
+                continue;
+            };
+            self.check_log_dir()?;
+            let staged = self.watched(r.stage(target))?;
+            at(PassPoint::Swap);
+            match self.with_log(|log| Ok(log.swap_in(staged)?))? {
+                SwapOutcome::Swapped => stats.add(&r),
+                SwapOutcome::Changed(staged) => {
+                    stats.skipped += 1;
+                    tracing::debug!(topic = %self.topic, partition = self.index, first = r.first_base(), "segments changed while their cleaned segment was written: left for the next pass");
+                    // Not into a dir that failed meanwhile: the next open removes them.
+                    self.check_log_dir()?;
+                    self.watched(staged.discard().map_err(BrokerError::from))?;
+                }
+            }
+        }
         Ok((if stats.skipped > 0 { -1 } else { end }, stats))
     }
 
@@ -1238,6 +1268,8 @@ impl Partition {
 
     /// Takes the log out, waking every waiter (they find it gone).
     fn take_log(&self) -> Option<Log> {
+        // Not while the cleaner writes into the log's directory.
+        let _cleaning = self.cleaning.lock();
         let mut state = self.state.write();
         let log = state.log.take();
         let offsets = state.offsets();

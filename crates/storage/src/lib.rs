@@ -40,4 +40,4 @@ mod segment;
 pub use config::LogConfig;
 pub use error::{Result, StorageError};
 pub use leader_epoch::EpochEntry;
-pub use log::{AppendInfo, Log, SegmentInfo};
+pub use log::{AppendInfo, Log, ReplacementTarget, SegmentInfo, StagedReplacement, SwapOutcome};

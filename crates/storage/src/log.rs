@@ -13,7 +13,7 @@ use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::recovery::{complete_swap, open_segments, rebuild_segment, sync_dir};
 use crate::segment::{
     remove_if_exists, rename_segment_files, staged_path, BatchMeta, HeaderScan, Segment,
-    CLEANED_EXT, SEGMENT_SUFFIXES, SWAP_EXT,
+    CLEANED_EXT, LOG_SUFFIX, SEGMENT_SUFFIXES, SWAP_EXT,
 };
 
 /// What [`Log::append`] did.
@@ -51,6 +51,89 @@ pub struct SegmentInfo {
     /// The largest batch timestamp or, when no batch has one, the `.log`
     /// file's modification time in ms since the epoch (what retention uses).
     pub largest_timestamp: i64,
+}
+
+/// A run of inactive segments a replacement segment is written for, as
+/// [`Log::replacement_target`] saw it. It holds no lock and no file: writing
+/// the replacement ([`ReplacementTarget::stage`]) needs no access to the log.
+#[derive(Debug, Clone)]
+pub struct ReplacementTarget {
+    dir: PathBuf,
+    config: LogConfig,
+    first_base: i64,
+    last_base: i64,
+    /// Each replaced segment's base offset, next offset and size.
+    run: Vec<(i64, i64, u64)>,
+    /// The last replaced segment's modification time, which the new one gets.
+    modified: std::time::SystemTime,
+}
+
+/// A replacement segment written and fsynced as
+/// `<first_base>.{log,index,timeindex}.cleaned` files, waiting for
+/// [`Log::swap_in`] (or [`StagedReplacement::discard`]). Dropped without
+/// either, its files stay until the log is next opened, which deletes them.
+#[derive(Debug)]
+#[must_use = "swap it in or discard it"]
+pub struct StagedReplacement {
+    target: ReplacementTarget,
+    bytes: usize,
+}
+
+/// What [`Log::swap_in`] did.
+#[derive(Debug)]
+#[must_use]
+pub enum SwapOutcome {
+    /// The new segment took the place of the run.
+    Swapped,
+    /// The run changed (retention, DeleteRecords, a truncation or another
+    /// replacement) after the target was taken: nothing was swapped.
+    Changed(StagedReplacement),
+}
+
+impl ReplacementTarget {
+    /// The second step of a segment replacement (see [`Log::replace_segments`]),
+    /// without the log: checks `batches` against the run and writes them as
+    /// the new segment's `.cleaned` files (indexed as appends are), fsynced.
+    /// Bad batches give [`StorageError::InvalidReplacement`]; on any error no
+    /// `.cleaned` file stays.
+    pub fn stage(self, batches: &[u8]) -> Result<StagedReplacement> {
+        let limit = self.run.last().map_or(self.first_base, |&(_, next, _)| next);
+        let metas = check_replacement(batches, self.first_base, limit).map_err(|reason| {
+            StorageError::InvalidReplacement {
+                dir: self.dir.clone(),
+                first_base: self.first_base,
+                last_base: self.last_base,
+                reason,
+            }
+        })?;
+        Segment::write_cleaned(&self.dir, self.first_base, &self.config, batches, &metas, self.modified)?;
+        Ok(StagedReplacement { target: self, bytes: batches.len() })
+    }
+}
+
+impl StagedReplacement {
+    /// The path of the staged `.log.cleaned` file.
+    pub fn log_path(&self) -> PathBuf {
+        staged_path(&self.target.dir, self.target.first_base, LOG_SUFFIX, Some(CLEANED_EXT))
+    }
+
+    /// Deletes the `.cleaned` files (a run that changed meanwhile).
+    pub fn discard(self) -> Result<()> {
+        for suffix in SEGMENT_SUFFIXES {
+            remove_if_exists(&staged_path(&self.target.dir, self.target.first_base, suffix, Some(CLEANED_EXT)))?;
+        }
+        Ok(())
+    }
+}
+
+/// Best-effort removal of a replacement's `.cleaned` and `.swap` files after
+/// a failed rename (the error that caused it is what the caller reports).
+fn remove_staged(dir: &Path, first_base: i64) {
+    for stage in [CLEANED_EXT, SWAP_EXT] {
+        for suffix in SEGMENT_SUFFIXES {
+            let _ = remove_if_exists(&staged_path(dir, first_base, suffix, Some(stage)));
+        }
+    }
 }
 
 /// A partition's log on disk: segments of whole v2 record batches named by
@@ -730,23 +813,30 @@ impl Log {
     /// active segment, and any bad batch give
     /// [`StorageError::InvalidReplacement`] and change nothing.
     ///
-    /// The new segment is indexed as appends are. The swap is Kafka's: the
-    /// files are written as `<first_base>.{log,index,timeindex}.cleaned` and
-    /// fsynced, renamed to `.swap` (the directory fsynced), then the old
-    /// segments' files are deleted, the `.swap` files renamed to their final
-    /// names and the directory fsynced. [`Log::open`] finishes or discards a
-    /// replacement a crash interrupted. The log start and end offsets do not
-    /// change. If an I/O error stops the swap after the `.swap` rename, the
-    /// old segments' files may be gone (they are not kept open, see
-    /// [`crate::file_cache`]) and reads of the replaced offsets fail; reopen
-    /// the log (as after any storage I/O error) and recovery finishes the
-    /// swap.
+    /// The three steps of [`Log::replacement_target`],
+    /// [`ReplacementTarget::stage`] and [`Log::swap_in`] at once; a caller
+    /// that must not hold its lock on the log while the new files are
+    /// written and fsynced (the log cleaner) runs them one by one.
     pub fn replace_segments(
         &mut self,
         first_base: i64,
         last_base: i64,
         batches: &[u8],
     ) -> Result<()> {
+        let staged = self.replacement_target(first_base, last_base)?.stage(batches)?;
+        match self.swap_in(staged)? {
+            SwapOutcome::Swapped => Ok(()),
+            // Nothing changed the log between the steps.
+            SwapOutcome::Changed(staged) => staged.discard(),
+        }
+    }
+
+    /// The first step of a segment replacement (see
+    /// [`Log::replace_segments`]): the run of inactive segments from
+    /// `first_base` to `last_base` as it is now, for
+    /// [`ReplacementTarget::stage`] to write its replacement without the log.
+    /// [`StorageError::InvalidReplacement`] if it is no such run.
+    pub fn replacement_target(&self, first_base: i64, last_base: i64) -> Result<ReplacementTarget> {
         let refuse = |reason: String| StorageError::InvalidReplacement {
             dir: self.dir.clone(),
             first_base,
@@ -763,25 +853,62 @@ impl Log {
         if last + 1 >= self.segments.len() {
             return Err(refuse("the range includes the active segment".into()));
         }
-        let limit = self.segments[last].next_offset;
-        let metas = check_replacement(batches, first_base, limit).map_err(refuse)?;
-        let end = self.segments[last + 1].base_offset;
         let modified = self.segments[last]
             .log
             .metadata()
             .and_then(|m| m.modified())
             .map_err(io_err(&self.segments[last].log_path))?;
+        Ok(ReplacementTarget {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            first_base,
+            last_base,
+            run: self.segments[first..=last]
+                .iter()
+                .map(|s| (s.base_offset, s.next_offset, s.size))
+                .collect(),
+            modified,
+        })
+    }
 
+    /// The last step of a segment replacement (see
+    /// [`Log::replace_segments`]): if the run `staged` replaces is still the
+    /// log's, unchanged (base offsets, next offsets, sizes) and inactive, puts
+    /// the new segment in its place; else changes nothing and hands `staged`
+    /// back ([`SwapOutcome::Changed`]) for the caller to discard.
+    ///
+    /// The swap is Kafka's: the `.cleaned` files are renamed to `.swap` (the
+    /// directory fsynced), then the old segments' files are deleted, the
+    /// `.swap` files renamed to their final names and the directory fsynced.
+    /// [`Log::open`] finishes or discards a replacement a crash interrupted.
+    /// The log start and end offsets do not change. If an I/O error stops
+    /// the swap after the `.swap` rename, the old segments' files may be gone
+    /// (they are not kept open, see [`crate::file_cache`]) and reads of the
+    /// replaced offsets fail; reopen the log (as after any storage I/O error)
+    /// and recovery finishes the swap.
+    pub fn swap_in(&mut self, staged: StagedReplacement) -> Result<SwapOutcome> {
+        let target = &staged.target;
+        let first_base = target.first_base;
+        let first = self.segments.iter().position(|s| s.base_offset == first_base);
+        let now = first.and_then(|at| self.segments.get(at..at + target.run.len()));
+        let unchanged = now.is_some_and(|now| {
+            now.iter()
+                .map(|s| (s.base_offset, s.next_offset, s.size))
+                .eq(target.run.iter().copied())
+        });
+        let (Some(first), true) = (first, unchanged) else {
+            return Ok(SwapOutcome::Changed(staged));
+        };
+        let last = first + target.run.len() - 1;
+        if last + 1 >= self.segments.len() {
+            return Ok(SwapOutcome::Changed(staged));
+        }
+        let end = self.segments[last + 1].base_offset;
         let dir = &self.dir;
-        Segment::write_cleaned(dir, first_base, &self.config, batches, &metas, modified)?;
-        let staged = rename_segment_files(dir, first_base, Some(CLEANED_EXT), Some(SWAP_EXT))
+        let renamed = rename_segment_files(dir, first_base, Some(CLEANED_EXT), Some(SWAP_EXT))
             .and_then(|()| sync_dir(dir));
-        if let Err(e) = staged {
-            for stage in [CLEANED_EXT, SWAP_EXT] {
-                for suffix in SEGMENT_SUFFIXES {
-                    let _ = remove_if_exists(&staged_path(dir, first_base, suffix, Some(stage)));
-                }
-            }
+        if let Err(e) = renamed {
+            remove_staged(dir, first_base);
             return Err(e);
         }
         // From here on the replacement is durable: recovery would finish it.
@@ -801,11 +928,11 @@ impl Log {
         debug!(
             dir = %self.dir.display(),
             first_base,
-            last_base,
-            bytes = batches.len(),
+            last_base = staged.target.last_base,
+            bytes = staged.bytes,
             "replaced segments"
         );
-        Ok(())
+        Ok(SwapOutcome::Swapped)
     }
 
     /// Removes every batch whose last offset is >= `offset` (whole batches:

@@ -1365,3 +1365,38 @@ fn append_may_block_tells_when_an_append_would_fsync_or_roll() {
     assert!(!log.append_may_block(b.len(), 2, 1_000));
     assert!(log.append_may_block(b.len(), 3, 1_000), "would reach flush.messages: an fsync");
 }
+
+#[test]
+fn appends_go_on_while_a_replacement_is_staged_and_survive_its_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = cleanable_log(dir.path());
+    let kept = kept_batches(&log, &[2, 8]);
+    let target = log.replacement_target(0, 6).unwrap();
+    // The `.cleaned` files are written and fsynced without the log.
+    let staged = target.stage(&kept).unwrap();
+    assert_eq!(std::fs::read(staged.log_path()).unwrap(), kept);
+    let appended = append(&mut log, 2, 800);
+    assert_eq!(appended.base_offset, 16);
+    assert!(matches!(log.swap_in(staged).unwrap(), SwapOutcome::Swapped));
+    let bases: Vec<i64> = all_batches(&log).iter().map(|b| BatchHeader::parse(b).unwrap().base_offset).collect();
+    assert_eq!(bases, vec![2, 8, 12, 14, 16]);
+    assert!(!file_names(dir.path()).iter().any(|n| n.ends_with(".cleaned") || n.ends_with(".swap")));
+}
+
+#[test]
+fn a_staged_replacement_whose_run_changed_is_not_swapped_and_its_files_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = cleanable_log(dir.path());
+    let files_before = file_names(dir.path());
+    let kept = kept_batches(&log, &[2, 8]);
+    let staged = log.replacement_target(0, 6).unwrap().stage(&kept).unwrap();
+    // A truncation into segment 6 while the replacement was written.
+    log.truncate_to(8).unwrap();
+    let before = all_batches(&log);
+    let SwapOutcome::Changed(staged) = log.swap_in(staged).unwrap() else { panic!("swapped a changed run") };
+    staged.discard().unwrap();
+    assert_eq!(all_batches(&log), before, "nothing changed");
+    let names = file_names(dir.path());
+    assert!(!names.iter().any(|n| n.ends_with(".cleaned") || n.ends_with(".swap")), "{names:?}");
+    assert!(names.iter().all(|n| files_before.contains(n)), "{names:?}");
+}
