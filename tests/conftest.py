@@ -18,6 +18,7 @@ harness stops it) are logged and summarised at the end.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -45,10 +46,34 @@ _PEAK_RSS: list[tuple[str, str, int]] = []
 _OPEN_FDS: list[tuple[str, str, int]] = []
 
 
+# Test ports come from below the kernel's ephemeral range (32768-60999): a port the OS
+# picked and we closed again can be handed to any outgoing connection before the broker
+# binds it. Each port is reserved for this process's lifetime by an flock on a file in
+# PORT_LOCK_DIR (shared with the Rust tests), so parallel test runs never pick the same one.
+PORT_RANGE = range(10000, 32000)
+PORT_LOCK_DIR = Path(os.environ.get("POTOK_TEST_PORT_LOCKS", "/tmp/potok-test-ports"))
+_port_locks: list = []  # open lock files: the reservations last as long as the process
+_next_port = PORT_RANGE.start + (os.getpid() * 7919) % len(PORT_RANGE)
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A port below the ephemeral range, free now and reserved for this test process."""
+    global _next_port
+    PORT_LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    for _ in range(len(PORT_RANGE)):
+        port = _next_port
+        _next_port = port + 1 if port + 1 < PORT_RANGE.stop else PORT_RANGE.start
+        f = open(PORT_LOCK_DIR / f"{port}.lock", "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        if port_is_free(port):
+            _port_locks.append(f)
+            return port
+        f.close()
+    raise RuntimeError(f"no free test port in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
 
 
 def port_is_free(port: int) -> bool:

@@ -1,6 +1,6 @@
 //! End to end: three `potok server` processes started as in issue 9's example
 //! (`process.roles=broker,controller`, three `controller.quorum.voters`, a
-//! PLAINTEXT and a CONTROLLER listener each, OS-chosen ports on 127.0.0.1)
+//! PLAINTEXT and a CONTROLLER listener each, test ports on 127.0.0.1)
 //! form one cluster with one metadata log: a topic created on the active
 //! controller appears on every node, its log only on its replica; after a
 //! `kill -9` of the active controller another is elected and creates topics.
@@ -12,11 +12,11 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use client::{Admin, Client, ClientConfig, Connection, ConnectionConfig, Error};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
@@ -26,11 +26,6 @@ use kafka_protocol::protocol::StrBytes;
 /// Long enough for any election and start-up on a loaded machine; waiting
 /// ends as soon as the condition holds.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
 
 /// One node's process; killed when dropped.
 struct Node {

@@ -30,56 +30,82 @@ pub struct Broker {
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+/// Test ports come from below the kernel's ephemeral range (32768-60999): a port the OS
+/// picked and we closed again can be handed to any outgoing connection before the broker
+/// binds it. Same range and lock dir as tests/conftest.py.
+const PORT_RANGE: std::ops::Range<u16> = 10000..32000;
+
+/// Lock files of the ports this process reserved; the flocks last as long as the process.
+static PORT_LOCKS: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+
+/// A port below the ephemeral range, free now and reserved for this test process by an
+/// flock in `/tmp/potok-test-ports` (or `$POTOK_TEST_PORT_LOCKS`), so that parallel test
+/// threads and processes never pick the same one.
+pub fn free_port() -> u16 {
+    let dir = std::env::var_os("POTOK_TEST_PORT_LOCKS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/potok-test-ports"));
+    std::fs::create_dir_all(&dir).expect("port lock dir");
+    let mut locks = PORT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
+    let start = (std::process::id().wrapping_mul(7919) + locks.len() as u32) % span;
+    for i in 0..span {
+        let port = PORT_RANGE.start + ((start + i) % span) as u16;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{port}.lock")))
+            .expect("port lock file");
+        if file.try_lock().is_err() {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            locks.push(file);
+            return port;
+        }
+    }
+    panic!("no free test port in {}-{}", PORT_RANGE.start, PORT_RANGE.end - 1);
 }
 
 impl Broker {
     /// Starts a one-node broker with extra `--override key=value` settings.
     pub fn start_with(overrides: &[(&str, &str)]) -> Broker {
-        // The port is free when picked but could be taken before the broker binds
-        // it; try a few times.
-        let mut last_log = String::new();
-        for _ in 0..3 {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let port = free_port();
-            let bootstrap = format!("127.0.0.1:{port}");
-            let data = dir.path().join("data");
-            std::fs::create_dir_all(&data).expect("data dir");
-            let log_path = dir.path().join("broker.log");
-            let log = std::fs::File::create(&log_path).expect("log file");
-            let log_err = log.try_clone().expect("log file");
-            let mut cmd = Command::new(potok_bin());
-            cmd.arg("server")
-                .arg("--override")
-                .arg(format!("listeners=PLAINTEXT://{bootstrap}"))
-                .arg("--override")
-                .arg(format!("advertised.listeners=PLAINTEXT://{bootstrap}"))
-                .arg("--override")
-                .arg(format!("log.dirs={}", data.display()))
-                .arg("--override")
-                .arg("node.id=1");
-            for (k, v) in overrides {
-                cmd.arg("--override").arg(format!("{k}={v}"));
-            }
-            let child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log))
-                .stderr(Stdio::from(log_err))
-                .spawn()
-                .expect("spawn potok server");
-            let mut broker = Broker {
-                child,
-                bootstrap,
-                dir,
-            };
-            if broker.wait_until_accepting() {
-                return broker;
-            }
-            last_log = broker.log();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let bootstrap = format!("127.0.0.1:{port}");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let log_path = dir.path().join("broker.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let log_err = log.try_clone().expect("log file");
+        let mut cmd = Command::new(potok_bin());
+        cmd.arg("server")
+            .arg("--override")
+            .arg(format!("listeners=PLAINTEXT://{bootstrap}"))
+            .arg("--override")
+            .arg(format!("advertised.listeners=PLAINTEXT://{bootstrap}"))
+            .arg("--override")
+            .arg(format!("log.dirs={}", data.display()))
+            .arg("--override")
+            .arg("node.id=1");
+        for (k, v) in overrides {
+            cmd.arg("--override").arg(format!("{k}={v}"));
         }
-        panic!("potok server did not start; last log:\n{last_log}");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .expect("spawn potok server");
+        let mut broker = Broker {
+            child,
+            bootstrap,
+            dir,
+        };
+        if !broker.wait_until_accepting() {
+            panic!("potok server did not start; log:\n{}", broker.log());
+        }
+        broker
     }
 
     /// Starts a one-node broker with default settings.
