@@ -9,7 +9,7 @@
         c.isolate(2); ...; c.heal_all()     # broker-to-broker network partitions
 
 Each node runs from a generated server.properties (Kafka's KRaft settings) with three listeners
-on OS-chosen ports: PLAINTEXT (clients, reached directly), REPLICATION (the inter-broker
+on test ports (conftest.free_port): PLAINTEXT (clients, reached directly), REPLICATION (the inter-broker
 listener) and CONTROLLER (the quorum and controller requests). The REPLICATION listener is
 advertised, and every voter of controller.quorum.voters is given, at a port of a loopback TCP
 proxy (`link_proxy.LinkProxy`, its own process) that the test controls, so all broker-to-broker and

@@ -48,7 +48,8 @@ pub fn free_port() -> u16 {
     std::fs::create_dir_all(&dir).expect("port lock dir");
     let mut locks = PORT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
     let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
-    let start = (std::process::id().wrapping_mul(7919) + locks.len() as u32) % span;
+    // Processes start apart; this process's own reserved ports fail try_lock and are skipped.
+    let start = std::process::id().wrapping_mul(7919) % span;
     for i in 0..span {
         let port = PORT_RANGE.start + ((start + i) % span) as u16;
         let file = std::fs::OpenOptions::new()
