@@ -748,6 +748,18 @@ impl GroupCoordinator {
         Ok(results)
     }
 
+    /// Completes the transactional offset commits (TxnOffsetCommit) that
+    /// `producer_id` left pending in `__consumer_offsets` partition
+    /// `offsets_partition`, once its COMMIT (`commit`) or ABORT marker is
+    /// appended there: committed ones become the groups' offsets, aborted ones
+    /// are dropped. Called by WriteTxnMarkers after the marker is appended.
+    ///
+    /// Skeleton: pending transactional offsets are not kept yet.
+    #[allow(dead_code)] // called by WriteTxnMarkers once it appends markers
+    pub(crate) fn complete_txn_offsets(&self, offsets_partition: i32, producer_id: i64, commit: bool) {
+        let _ = (offsets_partition, producer_id, commit);
+    }
+
     /// Runs the timers of every served shard: sessions, rebalance deadlines,
     /// offset expiry.
     pub fn tick(&self, now: i64) {

@@ -16,6 +16,7 @@ mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
 mod producer_ids;
+pub(crate) mod txn_markers;
 pub(crate) mod topics;
 
 use std::sync::Arc;
@@ -155,6 +156,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, client: &ClientInfo, listener: 
         RequestKind::DeleteRecords(req) => blocking(|| delete_records::handle(broker, req)).into(),
         RequestKind::DescribeLogDirs(req) => log_dirs::describe(broker, req).into(),
         RequestKind::OffsetForLeaderEpoch(req) => offset_for_leader_epoch::handle(broker, req).into(),
+        RequestKind::WriteTxnMarkers(req) => txn_markers::write(broker, req).await.into(),
         other => {
             // Unreachable in practice: net.rs only decodes served APIs, and
             // dispatches Fetch itself (its response holds budgeted memory).
